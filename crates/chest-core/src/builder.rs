@@ -1,0 +1,188 @@
+//! [`ChestBuilder`]: the memory budget, eviction policy, serializer and
+//! weigher of a chest, and where it lives.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::backend::Backend;
+use crate::chest::{Chest, Key};
+use crate::error::Result;
+use crate::registry::{self, OpenOptions, OpenedBackend};
+use crate::serializer::{Cbor, Serializer};
+use crate::shard::EvictionPolicy;
+use crate::weigh::Weigh;
+
+/// Weighs a value for the memory budget.
+pub type Weigher<V> = Arc<dyn Fn(&V) -> usize + Send + Sync>;
+
+/// Tuning of a chest, shared by the builder and the chest.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub budget: usize,
+    pub policy: EvictionPolicy,
+    pub shards: usize,
+    pub read_only: bool,
+    /// Values at least this heavy are stored as objects of their own.
+    pub large_value: usize,
+    /// Small values are packed into segments of about this size.
+    pub segment_bytes: usize,
+    /// When over budget, evict down to `budget - evict_batch`.
+    pub evict_batch: usize,
+}
+
+/// Default memory budget: 256 MiB.
+pub const DEFAULT_BUDGET: usize = 256 << 20;
+
+/// Configures and opens a [`Chest`].
+///
+/// ```
+/// use chest_core::{Chest, EvictionPolicy, Json};
+///
+/// let chest: Chest<u64, String, Json> = Chest::builder()
+///     .memory_budget(1 << 20)
+///     .eviction_policy(EvictionPolicy::LargestFirst)
+///     .serializer(Json)
+///     .open("memory://")?;
+/// chest.insert(1, "one".to_string())?;
+/// assert_eq!(chest.get(&1)?.as_deref().map(String::as_str), Some("one"));
+/// # Ok::<(), chest_core::Error>(())
+/// ```
+pub struct ChestBuilder<K, V, S = Cbor> {
+    config: Config,
+    serializer: S,
+    weigher: Weigher<V>,
+    _key: PhantomData<fn() -> K>,
+}
+
+impl<K: Key, V: Weigh + Send + Sync + 'static> ChestBuilder<K, V, Cbor> {
+    /// A builder with the defaults: 256 MiB budget, LRU, CBOR, weights from [`Weigh`].
+    pub fn new() -> Self {
+        Self::with_weigher(|v: &V| v.weigh())
+    }
+}
+
+impl<K: Key, V: Weigh + Send + Sync + 'static> Default for ChestBuilder<K, V, Cbor> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: Key, V: Send + Sync + 'static> ChestBuilder<K, V, Cbor> {
+    /// A builder for values that do not implement [`Weigh`]: `weigher` gives
+    /// the bytes of memory a value holds.
+    pub fn with_weigher(weigher: impl Fn(&V) -> usize + Send + Sync + 'static) -> Self {
+        let shards = std::thread::available_parallelism()
+            .map(|n| (n.get() * 4).next_power_of_two())
+            .unwrap_or(8)
+            .clamp(4, 64);
+        Self {
+            config: Config {
+                budget: DEFAULT_BUDGET,
+                policy: EvictionPolicy::default(),
+                shards,
+                read_only: false,
+                large_value: 256 << 10,
+                segment_bytes: 8 << 20,
+                evict_batch: 0,
+            },
+            serializer: Cbor,
+            weigher: Arc::new(weigher),
+            _key: PhantomData,
+        }
+    }
+}
+
+impl<K: Key, V: Send + Sync + 'static, S> ChestBuilder<K, V, S> {
+    /// Bytes of values the chest keeps in memory before it spills the coldest.
+    /// A value heavier than the whole budget goes straight to the backend.
+    pub fn memory_budget(mut self, bytes: usize) -> Self {
+        self.config.budget = bytes;
+        self
+    }
+
+    /// Which values leave memory first.
+    pub fn eviction_policy(mut self, policy: EvictionPolicy) -> Self {
+        self.config.policy = policy;
+        self
+    }
+
+    /// How values become bytes (default [`Cbor`]).
+    pub fn serializer<S2: Serializer<V>>(self, serializer: S2) -> ChestBuilder<K, V, S2> {
+        ChestBuilder {
+            config: self.config,
+            serializer,
+            weigher: self.weigher,
+            _key: PhantomData,
+        }
+    }
+
+    /// Replaces how a value is weighed for the budget.
+    pub fn weigher(mut self, weigher: impl Fn(&V) -> usize + Send + Sync + 'static) -> Self {
+        self.weigher = Arc::new(weigher);
+        self
+    }
+
+    /// Open for reading only: no writes, no flush, a shared lock.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.config.read_only = read_only;
+        self
+    }
+
+    /// Number of independently locked shards (rounded up to a power of two;
+    /// default 4 × cores). More shards, less contention between threads.
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.config.shards = shards.clamp(1, 1024).next_power_of_two();
+        self
+    }
+
+    /// Values at least this heavy are stored as objects of their own; lighter
+    /// ones are packed together into segments (default 256 KiB).
+    pub fn large_value_bytes(mut self, bytes: usize) -> Self {
+        self.config.large_value = bytes.max(1);
+        self
+    }
+
+    /// Target size of a segment of packed small values (default 8 MiB).
+    pub fn segment_bytes(mut self, bytes: usize) -> Self {
+        self.config.segment_bytes = bytes.clamp(4 << 10, 1 << 30);
+        self
+    }
+
+}
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> ChestBuilder<K, V, S> {
+    /// Opens the chest at `location`: a URL (`file:///data/c1`, `memory://name`,
+    /// `s3://bucket/prefix`, ...) or a local path. The keys of a chest flushed
+    /// there before come back; values are read when asked for.
+    pub fn open(self, location: &str) -> Result<Chest<K, V, S>> {
+        let opts = OpenOptions {
+            read_only: self.config.read_only,
+            create: !self.config.read_only,
+        };
+        let opened = registry::open_backend(location, &opts)?;
+        self.open_opened(opened)
+    }
+
+    /// Opens a temporary chest (a new temporary directory with the `chest`
+    /// facade), removed when the chest is dropped.
+    pub fn temp(self) -> Result<Chest<K, V, S>> {
+        let opened = registry::open_temp()?;
+        self.open_opened(opened)
+    }
+
+    /// Opens a chest over a backend built in code. The chest treats it as
+    /// persistent: it is flushed on close and drop.
+    pub fn open_backend(self, backend: Arc<dyn Backend>) -> Result<Chest<K, V, S>> {
+        self.open_opened(OpenedBackend {
+            backend,
+            persistent: true,
+        })
+    }
+
+    /// Opens a chest over a backend a factory opened.
+    pub fn open_opened(mut self, opened: OpenedBackend) -> Result<Chest<K, V, S>> {
+        let c = &mut self.config;
+        c.evict_batch = (c.budget / 16).clamp(64 << 10, 32 << 20).min(c.budget);
+        Chest::from_parts(self.config, self.serializer, self.weigher, opened)
+    }
+}

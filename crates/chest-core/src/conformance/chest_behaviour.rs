@@ -1,0 +1,431 @@
+//! A [`Chest`] over the backend under test.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::{Location, Target};
+use crate::{BoxError, Chest, ChestBuilder, Error, Serializer};
+
+type Bytes = Vec<u8>;
+
+fn value(seed: u64, len: usize) -> Bytes {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn open(loc: &dyn Location, budget: usize) -> Chest<u64, Bytes> {
+    ChestBuilder::new()
+        .memory_budget(budget)
+        .open_backend(loc.open().expect("open the backend"))
+        .expect("open the chest")
+}
+
+fn data_objects(loc: &dyn Location) -> Vec<String> {
+    loc.open().unwrap().list("data/").unwrap()
+}
+
+/// Many times the budget goes in; memory stays within budget + one value;
+/// everything reads back.
+pub fn spill_under_budget(target: &dyn Target) {
+    let loc = target.fresh();
+    let budget = 64 << 10;
+    let c = open(&*loc, budget);
+    for i in 0..200u64 {
+        c.insert(i, value(i, 4096)).unwrap();
+        assert!(
+            c.memory_usage() <= budget + 4096 + 64,
+            "memory {} over budget {budget} after insert {i}",
+            c.memory_usage()
+        );
+    }
+    let s = c.stats();
+    assert!(s.spills >= 150, "expected most values spilled: {s:?}");
+    assert_eq!(c.len(), 200);
+    for i in (0..200u64).rev() {
+        assert_eq!(*c.get(&i).unwrap().unwrap(), value(i, 4096), "key {i}");
+        assert!(c.memory_usage() <= budget + 4096 + 64);
+    }
+    assert!(c.stats().loads >= 150);
+    drop(c);
+}
+
+/// A flushed chest reopens with every key; values load on demand.
+pub fn reopen_after_flush(target: &dyn Target) {
+    let loc = target.fresh();
+    let c = open(&*loc, 32 << 10);
+    let sizes = [0usize, 1, 100, 5000, 300_000];
+    for i in 0..60u64 {
+        c.insert(i, value(i, sizes[i as usize % sizes.len()])).unwrap();
+    }
+    c.flush().unwrap();
+    c.close().unwrap();
+    let c = open(&*loc, 32 << 10);
+    assert_eq!(c.len(), 60);
+    assert_eq!(c.memory_usage(), 0, "reopen must not load values");
+    assert_eq!(c.stats().loads, 0);
+    let mut keys = c.keys();
+    keys.sort_unstable();
+    assert_eq!(keys, (0..60).collect::<Vec<u64>>());
+    for i in 0..60u64 {
+        assert_eq!(*c.get(&i).unwrap().unwrap(), value(i, sizes[i as usize % sizes.len()]), "key {i}");
+    }
+    assert!(c.get(&1000).unwrap().is_none());
+}
+
+/// Overwriting a spilled key gives the new value, before and after a reopen.
+pub fn overwrite_spilled(target: &dyn Target) {
+    let loc = target.fresh();
+    let c = open(&*loc, 16 << 10);
+    for i in 0..50u64 {
+        c.insert(i, value(i, 2000)).unwrap();
+    }
+    c.flush().unwrap();
+    assert!(c.stats().resident < 50);
+    for i in 0..50u64 {
+        c.insert(i, value(i + 1000, 1500)).unwrap();
+    }
+    for i in 0..50u64 {
+        assert_eq!(*c.get(&i).unwrap().unwrap(), value(i + 1000, 1500));
+    }
+    c.close().unwrap();
+    let c = open(&*loc, 16 << 10);
+    for i in 0..50u64 {
+        assert_eq!(*c.get(&i).unwrap().unwrap(), value(i + 1000, 1500), "key {i} after reopen");
+    }
+}
+
+/// Removing a spilled key removes it for good, and its object once nothing
+/// else lives in it.
+pub fn remove_spilled(target: &dyn Target) {
+    let loc = target.fresh();
+    let c = open(&*loc, 8 << 10);
+    for i in 0..20u64 {
+        c.insert(i, value(i, 300_000)).unwrap(); // each its own object
+    }
+    c.flush().unwrap();
+    assert_eq!(data_objects(&*loc).len(), 20);
+    for i in 0..10u64 {
+        assert!(c.remove(&i).unwrap());
+        assert!(!c.contains_key(&i));
+        assert!(c.get(&i).unwrap().is_none());
+    }
+    assert!(!c.remove(&5).unwrap());
+    c.close().unwrap();
+    assert_eq!(data_objects(&*loc).len(), 10, "removed values' objects must be deleted");
+    let c = open(&*loc, 8 << 10);
+    assert_eq!(c.len(), 10);
+    for i in 0..10u64 {
+        assert!(!c.contains_key(&i));
+    }
+    for i in 10..20u64 {
+        assert_eq!(*c.get(&i).unwrap().unwrap(), value(i, 300_000));
+    }
+}
+
+/// A spilled value changed with `update` is rewritten and persists.
+pub fn mutate_spilled_persists(target: &dyn Target) {
+    let loc = target.fresh();
+    let c = open(&*loc, 16 << 10);
+    for i in 0..40u64 {
+        c.insert(i, value(i, 1000)).unwrap();
+    }
+    c.flush().unwrap();
+    for i in 0..40u64 {
+        let n = c.update(&i, |v| {
+            v.truncate(10);
+            v.push(0xAB);
+            v.len()
+        });
+        assert_eq!(n.unwrap(), Some(11));
+    }
+    assert_eq!(c.update(&999, |v| v.len()).unwrap(), None);
+    c.close().unwrap();
+    let c = open(&*loc, 16 << 10);
+    for i in 0..40u64 {
+        let mut expect = value(i, 1000);
+        expect.truncate(10);
+        expect.push(0xAB);
+        assert_eq!(*c.get(&i).unwrap().unwrap(), expect, "key {i}");
+    }
+}
+
+/// Fails on values that start with 0xFF.
+struct Picky;
+
+impl Serializer<Bytes> for Picky {
+    fn name(&self) -> &str {
+        "picky"
+    }
+    fn serialize(&self, v: &Bytes, out: &mut Vec<u8>) -> Result<(), BoxError> {
+        if v.first() == Some(&0xFF) {
+            return Err("values starting with 0xFF are refused".into());
+        }
+        out.extend_from_slice(v);
+        Ok(())
+    }
+    fn deserialize(&self, bytes: &[u8]) -> Result<Bytes, BoxError> {
+        Ok(bytes.to_vec())
+    }
+}
+
+/// A value that cannot be serialized stays in memory, readable; the error
+/// reaches the caller and names the key; the other values are stored.
+pub fn unserializable_stays_in_memory(target: &dyn Target) {
+    let loc = target.fresh();
+    let open_picky = || {
+        ChestBuilder::<u64, Bytes>::new()
+            .serializer(Picky)
+            .memory_budget(8 << 10)
+            .open_backend(loc.open().unwrap())
+            .unwrap()
+    };
+    let c = open_picky();
+    let mut bad = vec![0xFF; 1000];
+    bad[1] = 7;
+    c.insert(777, bad.clone()).unwrap();
+    let mut saw_error = false;
+    for i in 0..40u64 {
+        if let Err(e) = c.insert(i, value(i, 1000)) {
+            assert!(matches!(e, Error::Serialize { .. }), "{e}");
+            assert!(e.to_string().contains("777"), "{e}");
+            saw_error = true;
+        }
+    }
+    assert!(saw_error, "spilling the bad value must report an error");
+    assert_eq!(*c.get(&777).unwrap().unwrap(), bad, "the bad value stays readable");
+    let err = c.flush().unwrap_err();
+    assert!(err.to_string().contains("777"), "flush error must name the key: {err}");
+    assert!(c.stats().errors > 0);
+    // Once replaced by a serializable value, everything flushes.
+    c.insert(777, vec![1, 2, 3]).unwrap();
+    c.close().unwrap();
+    let c = open_picky();
+    assert_eq!(*c.get(&777).unwrap().unwrap(), vec![1, 2, 3]);
+    for i in 0..40u64 {
+        assert_eq!(*c.get(&i).unwrap().unwrap(), value(i, 1000));
+    }
+}
+
+/// A value heavier than the whole budget goes straight to the backend.
+pub fn heavier_than_budget(target: &dyn Target) {
+    let loc = target.fresh();
+    let c = open(&*loc, 10 << 10);
+    c.insert(1, value(1, 100 << 10)).unwrap();
+    assert_eq!(c.memory_usage(), 0);
+    assert_eq!(c.stats().spills, 1);
+    assert_eq!(*c.get(&1).unwrap().unwrap(), value(1, 100 << 10));
+    assert_eq!(c.memory_usage(), 0, "a value heavier than the budget is not kept");
+    c.update(&1, |v| v.truncate(50 << 10)).unwrap();
+    assert_eq!(c.get(&1).unwrap().unwrap().len(), 50 << 10);
+    c.close().unwrap();
+    let c = open(&*loc, 10 << 10);
+    assert_eq!(*c.get(&1).unwrap().unwrap(), value(1, 50 << 10));
+}
+
+/// A clean value (already stored, unchanged) is not written again when evicted again.
+pub fn clean_values_not_rewritten(target: &dyn Target) {
+    let loc = target.fresh();
+    let c = open(&*loc, 16 << 10);
+    for i in 0..64u64 {
+        c.insert(i, value(i, 1024)).unwrap();
+    }
+    c.flush().unwrap();
+    let before = c.stats();
+    for round in 0..3 {
+        for i in 0..64u64 {
+            assert_eq!(*c.get(&i).unwrap().unwrap(), value(i, 1024), "round {round}");
+        }
+    }
+    let after = c.stats();
+    assert!(after.loads > before.loads + 100, "values must have been reloaded: {after:?}");
+    assert!(after.evictions > before.evictions + 100);
+    assert_eq!(after.spills, before.spills, "clean values were rewritten");
+    assert_eq!(after.bytes_written, before.bytes_written);
+}
+
+/// A corrupted stored value gives an error naming its key, never wrong data.
+pub fn corrupt_value_names_key(target: &dyn Target) {
+    let loc = target.fresh();
+    let c: Chest<String, Bytes> = ChestBuilder::new()
+        .memory_budget(1 << 20)
+        .open_backend(loc.open().unwrap())
+        .unwrap();
+    c.insert("victim-key".to_string(), value(9, 500_000)).unwrap();
+    c.close().unwrap();
+    let b = loc.open().unwrap();
+    let objects = b.list("data/").unwrap();
+    assert_eq!(objects.len(), 1);
+    let mut bytes = b.get(&objects[0]).unwrap().to_vec();
+    bytes[1234] ^= 0x01;
+    b.put(&objects[0], bytes.into()).unwrap();
+    drop(b);
+    let c: Chest<String, Bytes> = ChestBuilder::new()
+        .memory_budget(1 << 20)
+        .open_backend(loc.open().unwrap())
+        .unwrap();
+    let err = c.get("victim-key").unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("victim-key"), "{err}");
+    assert!(c.contains_key("victim-key"), "the key stays; only its value is bad");
+    drop(c);
+    // A truncated object is reported the same way.
+    let b = loc.open().unwrap();
+    b.put(&objects[0], bytes::Bytes::from_static(b"xy")).unwrap();
+    drop(b);
+    let c: Chest<String, Bytes> = ChestBuilder::new()
+        .open_backend(loc.open().unwrap())
+        .unwrap();
+    let err = c.get("victim-key").unwrap_err();
+    assert!(err.to_string().contains("victim-key"), "{err}");
+}
+
+/// Eight threads insert, read, update and remove on one chest under a small
+/// budget; at the end every key holds what its thread wrote last.
+pub fn threads_hammer(target: &dyn Target) {
+    let loc = target.fresh();
+    let c = open(&*loc, 32 << 10);
+    let threads = 8u64;
+    let per = 150u64;
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let c = &c;
+            s.spawn(move || {
+                for i in 0..per {
+                    let k = t * 1_000_000 + i;
+                    c.insert(k, value(k, 200 + (i as usize % 7) * 100)).unwrap();
+                    if i % 3 == 0 {
+                        c.update(&k, |v| v.push(t as u8)).unwrap();
+                    }
+                    if i % 10 == 9 {
+                        assert!(c.remove(&(k - 1)).unwrap());
+                    }
+                    let back = c.get(&(t * 1_000_000 + i / 2)).unwrap();
+                    if (i / 2) % 10 != 8 {
+                        assert!(back.is_some(), "thread {t} lost key {}", i / 2);
+                    }
+                }
+            });
+        }
+    });
+    let expect = |t: u64, i: u64| {
+        let k = t * 1_000_000 + i;
+        let mut v = value(k, 200 + (i as usize % 7) * 100);
+        if i % 3 == 0 {
+            v.push(t as u8);
+        }
+        v
+    };
+    let check = |c: &Chest<u64, Bytes>| {
+        assert_eq!(c.len() as u64, threads * (per - per / 10));
+        for t in 0..threads {
+            for i in 0..per {
+                let got = c.get(&(t * 1_000_000 + i)).unwrap();
+                if i % 10 == 8 {
+                    assert!(got.is_none());
+                } else {
+                    assert_eq!(*got.unwrap(), expect(t, i), "thread {t} key {i}");
+                }
+            }
+        }
+    };
+    check(&c);
+    assert!(c.stats().spills > 0);
+    c.close().unwrap();
+    check(&open(&*loc, 32 << 10));
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Insert(u8, u16),
+    Get(u8),
+    Update(u8),
+    Remove(u8),
+    Flush,
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u8..40, 0u16..3000).prop_map(|(k, n)| Op::Insert(k, n)),
+        4 => (0u8..40).prop_map(Op::Get),
+        2 => (0u8..40).prop_map(Op::Update),
+        2 => (0u8..40).prop_map(Op::Remove),
+        1 => Just(Op::Flush),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+/// Random operations on a chest agree with a `HashMap`, across flushes and reopens.
+pub fn model_against_hashmap(target: &dyn Target) {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(&proptest::collection::vec(op(), 1..80), |ops| {
+        let loc = target.fresh();
+        let mut model: HashMap<u64, Bytes> = HashMap::new();
+        let mut c = Some(open(&*loc, 12 << 10));
+        for op in ops {
+            let chest = c.as_ref().unwrap();
+            match op {
+                Op::Insert(k, n) => {
+                    let v = value(u64::from(n), n as usize);
+                    chest.insert(u64::from(k), v.clone()).unwrap();
+                    model.insert(u64::from(k), v);
+                }
+                Op::Get(k) => {
+                    let got = chest.get(&u64::from(k)).unwrap();
+                    prop_assert_eq!(got.as_deref(), model.get(&u64::from(k)));
+                }
+                Op::Update(k) => {
+                    let got = chest.update(&u64::from(k), |v| v.push(k)).unwrap();
+                    let want = model.get_mut(&u64::from(k)).map(|v| v.push(k));
+                    prop_assert_eq!(got, want);
+                }
+                Op::Remove(k) => {
+                    let got = chest.remove(&u64::from(k)).unwrap();
+                    prop_assert_eq!(got, model.remove(&u64::from(k)).is_some());
+                }
+                Op::Flush => chest.flush().unwrap(),
+                Op::Reopen => {
+                    c.take().unwrap().close().unwrap();
+                    c = Some(open(&*loc, 12 << 10));
+                }
+            }
+            let chest = c.as_ref().unwrap();
+            prop_assert_eq!(chest.len(), model.len());
+            prop_assert!(chest.memory_usage() <= (12 << 10) + 3100);
+        }
+        let chest = c.take().unwrap();
+        for (k, v) in &model {
+            let got = chest.get(k).unwrap();
+            prop_assert_eq!(got.as_deref(), Some(v));
+        }
+        chest.close().unwrap();
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Chest<u64, Bytes>>();
+    is::<Arc<Chest<(u32, String), Vec<f64>>>>();
+}

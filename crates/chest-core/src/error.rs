@@ -1,0 +1,192 @@
+//! Error types: [`BackendError`] for the byte-object layer, [`Error`] for the chest.
+
+use std::error::Error as StdError;
+
+/// A boxed error from user code (a serializer, a backend factory).
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Result of chest operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error from a [`Backend`](crate::Backend). Every variant names the store
+/// (`location`, usually its URL) and, where there is one, the object.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The object does not exist.
+    #[error("object {name:?} not found in {location}")]
+    NotFound {
+        /// The store.
+        location: String,
+        /// The object name.
+        name: String,
+    },
+    /// The object name cannot be stored by this backend.
+    #[error("invalid object name {name:?} for {location}: {reason}")]
+    InvalidName {
+        /// The store.
+        location: String,
+        /// The object name.
+        name: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A ranged read asked for bytes past the end of the object.
+    #[error("range {start}..{end} is out of bounds for object {name:?} ({size} bytes) in {location}")]
+    RangeOutOfBounds {
+        /// The store.
+        location: String,
+        /// The object name.
+        name: String,
+        /// Requested start.
+        start: u64,
+        /// Requested end (exclusive).
+        end: u64,
+        /// Actual size of the object.
+        size: u64,
+    },
+    /// Another process (or another handle in this one) holds the store for writing.
+    #[error("{location} is locked by another writer: {detail}")]
+    Locked {
+        /// The store.
+        location: String,
+        /// What holds it, as far as it is known.
+        detail: String,
+    },
+    /// The store does not exist and was not to be created (a missing bucket,
+    /// a missing directory opened read-only).
+    #[error("{location} does not exist: {detail}")]
+    MissingStore {
+        /// The store.
+        location: String,
+        /// Details.
+        detail: String,
+    },
+    /// An I/O error of the local file system.
+    #[error("{op} {path} failed (store {location}): {source}")]
+    Io {
+        /// The store.
+        location: String,
+        /// What was being done ("write", "rename", "read", ...).
+        op: &'static str,
+        /// The file or object involved.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Any other failure of the store (network, permissions, protocol).
+    #[error("{location}: {message}")]
+    Other {
+        /// The store.
+        location: String,
+        /// What failed, naming the object where there is one.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl BackendError {
+    /// `true` for [`BackendError::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, BackendError::NotFound { .. })
+    }
+}
+
+/// An error of a [`Chest`](crate::Chest) operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// A value could not be serialized; it stays in memory.
+    #[error("cannot serialize the value of key {key} (it stays in memory): {source}")]
+    Serialize {
+        /// The key, as `Debug` prints it.
+        key: String,
+        /// The serializer's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A stored value could not be deserialized.
+    #[error("cannot deserialize the value of key {key} from object {object:?} in {location}: {source}")]
+    Deserialize {
+        /// The key, as `Debug` prints it.
+        key: String,
+        /// The object holding it.
+        object: String,
+        /// The store.
+        location: String,
+        /// The serializer's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A stored value failed its checksum or is truncated.
+    #[error("corrupt value for key {key} in object {object:?} of {location}: {detail}")]
+    Corrupt {
+        /// The key, as `Debug` prints it.
+        key: String,
+        /// The object holding it.
+        object: String,
+        /// The store.
+        location: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A key could not be encoded or decoded (keys are stored as CBOR).
+    #[error("cannot encode or decode key {key}: {detail}")]
+    Key {
+        /// The key, as `Debug` prints it (or `<undecodable>`).
+        key: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The manifest (the persisted key index) is unreadable or of another format.
+    #[error("manifest of {location} is unusable: {detail}")]
+    Manifest {
+        /// The store.
+        location: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The chest was written with another serializer than the one it is opened with.
+    #[error("{location} was written with serializer {stored:?}, but is opened with {requested:?}")]
+    SerializerMismatch {
+        /// The store.
+        location: String,
+        /// The serializer recorded in the manifest.
+        stored: String,
+        /// The serializer of this chest.
+        requested: String,
+    },
+    /// A URL could not be understood.
+    #[error("invalid chest URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// No backend is registered for the URL's scheme.
+    #[error("no backend registered for scheme {scheme:?} (URL {url:?}); registered: {known}")]
+    UnknownScheme {
+        /// The scheme.
+        scheme: String,
+        /// The URL as given.
+        url: String,
+        /// The schemes that are registered.
+        known: String,
+    },
+    /// A write was attempted on a chest opened read-only.
+    #[error("{location} is opened read-only")]
+    ReadOnly {
+        /// The store.
+        location: String,
+    },
+    /// Several errors, e.g. one per value a `flush` could not write.
+    #[error("{} errors, the first: {}", .0.len(), .0[0])]
+    Many(Vec<Error>),
+}

@@ -1,0 +1,55 @@
+//! chest-core: the map, the spill store and the traits behind
+//! [`chest`](https://docs.rs/chest).
+//!
+//! A [`Chest`] is a dictionary whose values live in memory up to a byte
+//! budget; beyond it, the coldest values are serialized (by a [`Serializer`])
+//! and written to a [`Backend`], and loaded back when asked for. Keys are
+//! always in memory (about 40 bytes each plus the key), so `len`,
+//! `contains_key` and `keys` never do I/O.
+//!
+//! Layers, top to bottom: [`Chest`] (key index, memory tier, eviction order)
+//! → the spill store (packs small values into segments, writes large ones
+//! alone, checksums every record, keeps the manifest) → [`Backend`] (named
+//! byte objects). Backends are chosen by URL through the [`registry`].
+//!
+//! ```
+//! use chest_core::Chest;
+//!
+//! let c: Chest<u32, Vec<u8>> = Chest::builder().memory_budget(64 << 10).open("memory://")?;
+//! for i in 0..100 {
+//!     c.insert(i, vec![i as u8; 4096])?;       // 400 KiB into a 64 KiB budget
+//! }
+//! assert!(c.memory_usage() <= 64 << 10);
+//! assert_eq!(c.get(&7)?.unwrap()[0], 7);       // loaded back from the backend
+//! assert!(c.stats().spills > 0);
+//! # Ok::<(), chest_core::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod backend;
+mod builder;
+mod chest;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod error;
+mod manifest;
+pub mod memory;
+pub mod registry;
+pub mod serializer;
+mod shard;
+mod stats;
+mod store;
+pub mod weigh;
+
+pub use backend::{Backend, BackendResult};
+pub use builder::{ChestBuilder, Weigher, DEFAULT_BUDGET};
+pub use chest::{Chest, Key};
+pub use error::{BackendError, BoxError, Error, Result};
+pub use memory::MemoryBackend;
+pub use serializer::{Cbor, Json, Raw, Serializer};
+pub use shard::EvictionPolicy;
+pub use stats::Stats;
+pub use weigh::Weigh;
+
+#[doc(hidden)]
+pub use inventory;

@@ -1,0 +1,242 @@
+//! The manifest: the persisted key index of a chest, one object named
+//! [`MANIFEST`], replaced atomically by every flush.
+//!
+//! Format (version 1, little-endian):
+//! ```text
+//! magic    8 bytes  "CHESTMAN"
+//! version  u32      1
+//! serializer name   u16 length + UTF-8
+//! next object id    u32
+//! objects  u32 count, then per object: id u32, size u64
+//! entries  u64 count, then per entry: key length (LEB128), key (CBOR),
+//!          object id u32, offset u32, length u32
+//! checksum u32      CRC-32 of every byte before it
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU32;
+
+use crate::error::{Error, Result};
+use crate::store::Loc;
+
+/// Name of the manifest object.
+pub const MANIFEST: &str = "manifest";
+const MAGIC: &[u8; 8] = b"CHESTMAN";
+const VERSION: u32 = 1;
+/// Magic of objects written by the zstd layer (`chest-zstd`).
+const ZSTD_MAGIC: &[u8; 4] = b"CHZS";
+
+/// A decoded manifest.
+#[derive(Debug, Default)]
+pub(crate) struct Manifest {
+    pub serializer: String,
+    pub next_object: u32,
+    /// Object id → size in bytes.
+    pub objects: HashMap<u32, u64>,
+    /// Encoded key → location.
+    pub entries: Vec<(Vec<u8>, Loc)>,
+}
+
+/// Builds a manifest entry by entry; the object table is added at the end.
+#[derive(Default)]
+pub(crate) struct ManifestWriter {
+    entries: Vec<u8>,
+    count: u64,
+    /// Objects named by the entries.
+    pub objects: HashSet<u32>,
+}
+
+impl ManifestWriter {
+    pub fn push(&mut self, key: &[u8], loc: Loc) {
+        let mut n = key.len() as u64;
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                self.entries.push(byte);
+                break;
+            }
+            self.entries.push(byte | 0x80);
+        }
+        self.entries.extend_from_slice(key);
+        self.entries.extend_from_slice(&loc.obj.get().to_le_bytes());
+        self.entries.extend_from_slice(&loc.offset.to_le_bytes());
+        self.entries.extend_from_slice(&loc.len.to_le_bytes());
+        self.objects.insert(loc.obj.get());
+        self.count += 1;
+    }
+
+    /// The manifest's bytes; `objects` gives the size of every object named.
+    pub fn finish(self, serializer: &str, next_object: u32, objects: &HashMap<u32, u64>) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(64 + objects.len() * 12 + self.entries.len());
+        buf.extend_from_slice(MAGIC);
+        buf.extend_from_slice(&VERSION.to_le_bytes());
+        let name = serializer.as_bytes();
+        let name = &name[..name.len().min(u16::MAX as usize)];
+        buf.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        buf.extend_from_slice(name);
+        buf.extend_from_slice(&next_object.to_le_bytes());
+        buf.extend_from_slice(&(objects.len() as u32).to_le_bytes());
+        let mut ids: Vec<_> = objects.iter().collect();
+        ids.sort_unstable();
+        for (id, size) in ids {
+            buf.extend_from_slice(&id.to_le_bytes());
+            buf.extend_from_slice(&size.to_le_bytes());
+        }
+        buf.extend_from_slice(&self.count.to_le_bytes());
+        buf.extend_from_slice(&self.entries);
+        let crc = crc32fast::hash(&buf);
+        buf.extend_from_slice(&crc.to_le_bytes());
+        buf
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let s = self.bytes.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
+    }
+    fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn varint(&mut self) -> Option<u64> {
+        let mut n = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *self.take(1)?.first()?;
+            n |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(n);
+            }
+        }
+        None
+    }
+}
+
+/// Decodes a manifest, checking magic, version and checksum.
+pub(crate) fn decode(location: &str, bytes: &[u8]) -> Result<Manifest> {
+    let bad = |detail: String| Error::Manifest {
+        location: location.to_string(),
+        detail,
+    };
+    if bytes.starts_with(ZSTD_MAGIC) {
+        return Err(bad(
+            "it was written through the zstd layer; open the chest with a `zstd+` URL".into(),
+        ));
+    }
+    if bytes.len() < MAGIC.len() + 8 || !bytes.starts_with(MAGIC) {
+        return Err(bad(format!(
+            "not a chest manifest ({} bytes, does not start with {:?}); was it written through another layer such as `zstd+`?",
+            bytes.len(),
+            std::str::from_utf8(MAGIC).unwrap_or_default()
+        )));
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    let stored = u32::from_le_bytes(crc.try_into().map_err(|_| bad("truncated".into()))?);
+    let actual = crc32fast::hash(body);
+    if stored != actual {
+        return Err(bad(format!(
+            "checksum mismatch (stored {stored:08x}, computed {actual:08x}): the manifest is corrupt or truncated"
+        )));
+    }
+    let mut r = Reader { bytes: body, pos: MAGIC.len() };
+    let truncated = || bad("truncated".into());
+    let version = r.u32().ok_or_else(truncated)?;
+    if version != VERSION {
+        return Err(bad(format!(
+            "format version {version}; this build reads version {VERSION}"
+        )));
+    }
+    let name_len = r.u16().ok_or_else(truncated)? as usize;
+    let serializer = String::from_utf8(r.take(name_len).ok_or_else(truncated)?.to_vec())
+        .map_err(|_| bad("serializer name is not UTF-8".into()))?;
+    let next_object = r.u32().ok_or_else(truncated)?;
+    let n_objects = r.u32().ok_or_else(truncated)? as usize;
+    let mut objects = HashMap::with_capacity(n_objects.min(body.len() / 12));
+    for _ in 0..n_objects {
+        let id = r.u32().ok_or_else(truncated)?;
+        let size = r.u64().ok_or_else(truncated)?;
+        objects.insert(id, size);
+    }
+    let n_entries = r.u64().ok_or_else(truncated)?;
+    let mut entries = Vec::with_capacity((n_entries as usize).min(body.len() / 13));
+    for _ in 0..n_entries {
+        let key_len = r.varint().ok_or_else(truncated)? as usize;
+        let key = r.take(key_len).ok_or_else(truncated)?.to_vec();
+        let obj = r.u32().ok_or_else(truncated)?;
+        let offset = r.u32().ok_or_else(truncated)?;
+        let len = r.u32().ok_or_else(truncated)?;
+        let obj = NonZeroU32::new(obj)
+            .filter(|o| objects.contains_key(&o.get()))
+            .ok_or_else(|| bad(format!("an entry names object {obj}, which the manifest does not list")))?;
+        entries.push((key, Loc { obj, offset, len }));
+    }
+    if r.pos != body.len() {
+        return Err(bad(format!("{} trailing bytes", body.len() - r.pos)));
+    }
+    Ok(Manifest {
+        serializer,
+        next_object,
+        objects,
+        entries,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        let objects = HashMap::from([(1, 100), (2, 5000)]);
+        let mut w = ManifestWriter::default();
+        let loc = |obj, offset, len| Loc {
+            obj: NonZeroU32::new(obj).unwrap(),
+            offset,
+            len,
+        };
+        w.push(b"k1", loc(1, 0, 10));
+        w.push(&[7u8; 300], loc(2, 0, crate::store::WHOLE));
+        assert_eq!(w.objects.len(), 2);
+        w.finish("cbor", 3, &objects)
+    }
+
+    #[test]
+    fn round_trip() {
+        let m = decode("t", &sample()).unwrap();
+        assert_eq!(m.serializer, "cbor");
+        assert_eq!(m.next_object, 3);
+        assert_eq!(m.objects.len(), 2);
+        assert_eq!(m.entries.len(), 2);
+        assert_eq!(m.entries[1].0, vec![7u8; 300]);
+        assert_eq!(m.entries[1].1.len, crate::store::WHOLE);
+    }
+
+    #[test]
+    fn every_flipped_byte_or_truncation_is_detected() {
+        let good = sample();
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x55;
+            assert!(decode("t", &bad).is_err(), "flip at {i} undetected");
+            assert!(decode("t", &good[..i]).is_err(), "truncation at {i} undetected");
+        }
+    }
+
+    #[test]
+    fn zstd_objects_get_a_hint() {
+        let err = decode("file:///x", b"CHZS\x01....").unwrap_err().to_string();
+        assert!(err.contains("zstd+"), "{err}");
+    }
+}

@@ -1,0 +1,372 @@
+//! URL scheme registry: which backend a chest URL opens.
+//!
+//! A URL's scheme picks a [`Scheme`] factory (`file`, `memory`, `s3`, ...).
+//! A scheme of the form `layer+inner` (e.g. `zstd+file`) opens the inner URL
+//! and wraps it with the [`Layer`] called `layer`. A string that is not a URL
+//! with a scheme is a local path (`file`).
+//!
+//! Backend crates register statically with [`inventory::submit!`]; programs
+//! can also register at run time with [`register_scheme`].
+
+use std::collections::BTreeSet;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+
+use url::Url;
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::memory::MemoryBackend;
+
+/// How a chest wants its store opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Only reads: take a shared lock, never write.
+    pub read_only: bool,
+    /// Create the store if it does not exist (ignored when `read_only`).
+    pub create: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            read_only: false,
+            create: true,
+        }
+    }
+}
+
+/// A backend as a factory opened it.
+#[derive(Debug, Clone)]
+pub struct OpenedBackend {
+    /// The store.
+    pub backend: Arc<dyn Backend>,
+    /// `true` if the store outlives the chest (a chest over it flushes on
+    /// drop); `false` for temporary stores, which are removed with the backend.
+    pub persistent: bool,
+}
+
+/// A factory that opens the store a URL names.
+pub type SchemeFactory = dyn Fn(&Url, &OpenOptions) -> Result<OpenedBackend> + Send + Sync;
+
+/// A static registration of a URL scheme, submitted with [`inventory::submit!`].
+///
+/// ```
+/// use chest_core::registry::{OpenOptions, OpenedBackend, Scheme};
+/// use chest_core::{MemoryBackend, Result};
+/// use std::sync::Arc;
+///
+/// fn open_scratch(_url: &url::Url, _opts: &OpenOptions) -> Result<OpenedBackend> {
+///     Ok(OpenedBackend { backend: Arc::new(MemoryBackend::new()), persistent: false })
+/// }
+/// chest_core::inventory::submit! { Scheme { name: "scratch", open: open_scratch } }
+///
+/// let opened = chest_core::registry::open_backend("scratch://", &OpenOptions::default()).unwrap();
+/// assert!(!opened.persistent);
+/// ```
+pub struct Scheme {
+    /// The scheme, without `://` (e.g. `"file"`).
+    pub name: &'static str,
+    /// Opens the store.
+    pub open: fn(&Url, &OpenOptions) -> Result<OpenedBackend>,
+}
+inventory::collect!(Scheme);
+
+/// A static registration of a layer: a backend that wraps another one,
+/// selected by `name+inner-url` (e.g. `zstd+file:///data`).
+pub struct Layer {
+    /// The layer's name (e.g. `"zstd"`).
+    pub name: &'static str,
+    /// Query keys the layer consumes; they are removed from the inner URL.
+    pub params: &'static [&'static str],
+    /// Wraps the inner backend. Gets the whole URL, for its query.
+    pub wrap: fn(&Url, Arc<dyn Backend>) -> Result<Arc<dyn Backend>>,
+}
+inventory::collect!(Layer);
+
+/// A static registration of the store used for temporary chests
+/// ([`Chest::temp`](crate::Chest::temp)).
+pub struct TempStore {
+    /// Creates a new, empty, non-persistent store.
+    pub open: fn() -> Result<OpenedBackend>,
+}
+inventory::collect!(TempStore);
+
+fn open_memory(url: &Url, _opts: &OpenOptions) -> Result<OpenedBackend> {
+    match url.host_str().filter(|h| !h.is_empty()) {
+        Some(name) => Ok(OpenedBackend {
+            backend: Arc::new(MemoryBackend::named(name)),
+            persistent: true,
+        }),
+        None => Ok(OpenedBackend {
+            backend: Arc::new(MemoryBackend::new()),
+            persistent: false,
+        }),
+    }
+}
+inventory::submit! { Scheme { name: "memory", open: open_memory } }
+
+fn dynamic() -> &'static RwLock<HashMap<String, Arc<SchemeFactory>>> {
+    static DYNAMIC: OnceLock<RwLock<HashMap<String, Arc<SchemeFactory>>>> = OnceLock::new();
+    DYNAMIC.get_or_init(Default::default)
+}
+
+/// Registers (or replaces) a URL scheme at run time. Run-time registrations
+/// take precedence over static ones.
+///
+/// ```
+/// use chest_core::registry::{open_backend, register_scheme, OpenOptions, OpenedBackend};
+/// use chest_core::MemoryBackend;
+/// use std::sync::Arc;
+///
+/// let shared = MemoryBackend::new();
+/// register_scheme("team", move |_url, _opts| {
+///     Ok(OpenedBackend { backend: Arc::new(shared.clone()), persistent: true })
+/// });
+/// assert!(open_backend("team://anything", &OpenOptions::default()).is_ok());
+/// ```
+pub fn register_scheme(
+    name: &str,
+    factory: impl Fn(&Url, &OpenOptions) -> Result<OpenedBackend> + Send + Sync + 'static,
+) {
+    dynamic()
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(name.to_ascii_lowercase(), Arc::new(factory));
+}
+
+/// Every scheme that can be opened, sorted (layers appear as `name+`).
+pub fn schemes() -> Vec<String> {
+    let mut all: BTreeSet<String> = inventory::iter::<Scheme>
+        .into_iter()
+        .map(|s| s.name.to_string())
+        .collect();
+    all.extend(inventory::iter::<Layer>.into_iter().map(|l| format!("{}+", l.name)));
+    all.extend(
+        dynamic()
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned(),
+    );
+    all.into_iter().collect()
+}
+
+/// Turns a chest location (a URL or a local path) into a URL. Strings without
+/// a scheme of two or more letters are paths, made absolute against the
+/// current directory.
+pub fn parse_location(location: &str) -> Result<Url> {
+    let invalid = |reason: String| Error::InvalidUrl {
+        url: location.to_string(),
+        reason,
+    };
+    if location.is_empty() {
+        return Err(invalid("the location is empty".into()));
+    }
+    let has_scheme = location
+        .find("://")
+        .or_else(|| location.find(':'))
+        .map(|i| {
+            let scheme = &location[..i];
+            scheme.len() >= 2
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        })
+        .unwrap_or(false);
+    if has_scheme {
+        return Url::parse(location).map_err(|e| invalid(e.to_string()));
+    }
+    let path = Path::new(location);
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| invalid(format!("cannot resolve a relative path: {e}")))?
+            .join(path)
+    };
+    Url::from_directory_path(&absolute)
+        .or_else(|()| Url::from_file_path(&absolute))
+        .map_err(|()| invalid("not a usable path".into()))
+}
+
+/// Opens the store a location names.
+pub fn open_backend(location: &str, opts: &OpenOptions) -> Result<OpenedBackend> {
+    let url = parse_location(location)?;
+    open_url(location, &url, opts)
+}
+
+fn open_url(original: &str, url: &Url, opts: &OpenOptions) -> Result<OpenedBackend> {
+    let scheme = url.scheme();
+    let found = dynamic()
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(scheme)
+        .cloned();
+    if let Some(factory) = found {
+        return factory(url, opts);
+    }
+    if let Some(s) = inventory::iter::<Scheme>
+        .into_iter()
+        .find(|s| s.name == scheme)
+    {
+        return (s.open)(url, opts);
+    }
+    if let Some((outer, inner_scheme)) = scheme.split_once('+') {
+        if let Some(layer) = inventory::iter::<Layer>.into_iter().find(|l| l.name == outer) {
+            let inner = inner_url(original, url, inner_scheme, layer.params)?;
+            let opened = open_url(original, &inner, opts)?;
+            return Ok(OpenedBackend {
+                backend: (layer.wrap)(url, opened.backend)?,
+                persistent: opened.persistent,
+            });
+        }
+    }
+    Err(Error::UnknownScheme {
+        scheme: scheme.to_string(),
+        url: original.to_string(),
+        known: schemes().join(", "),
+    })
+}
+
+/// The URL a layer wraps: the scheme after the `+`, without the layer's query keys.
+fn inner_url(original: &str, url: &Url, inner_scheme: &str, params: &[&str]) -> Result<Url> {
+    let rest = &url.as_str()[url.scheme().len()..];
+    let mut inner = Url::parse(&format!("{inner_scheme}{rest}")).map_err(|e| Error::InvalidUrl {
+        url: original.to_string(),
+        reason: format!("inner URL: {e}"),
+    })?;
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| !params.contains(&k.as_ref()))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if kept.is_empty() {
+        inner.set_query(None);
+    } else {
+        inner.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    Ok(inner)
+}
+
+/// Opens a new temporary store through the registered [`TempStore`].
+pub fn open_temp() -> Result<OpenedBackend> {
+    match inventory::iter::<TempStore>.into_iter().next() {
+        Some(t) => (t.open)(),
+        None => Err(Error::UnknownScheme {
+            scheme: "(temporary)".into(),
+            url: String::new(),
+            known: format!(
+                "{}; no temporary store is registered (depend on the `chest` crate with its `fs` feature)",
+                schemes().join(", ")
+            ),
+        }),
+    }
+}
+
+/// Query parameters of a URL, refusing keys a backend does not know.
+///
+/// ```
+/// let url = url::Url::parse("file:///tmp/x?fsync=true").unwrap();
+/// let q = chest_core::registry::Query::parse(&url, &["fsync"]).unwrap();
+/// assert_eq!(q.get_bool("fsync").unwrap(), Some(true));
+/// assert!(chest_core::registry::Query::parse(&url, &["level"]).is_err());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    url: String,
+    pairs: HashMap<String, String>,
+}
+
+impl Query {
+    /// Reads the query of `url`; a key not in `known` is an error naming it.
+    pub fn parse(url: &Url, known: &[&str]) -> Result<Self> {
+        let mut pairs = HashMap::new();
+        for (k, v) in url.query_pairs() {
+            if !known.contains(&k.as_ref()) {
+                return Err(Error::InvalidUrl {
+                    url: url.to_string(),
+                    reason: format!("unknown query key {k:?} (known: {})", known.join(", ")),
+                });
+            }
+            pairs.insert(k.into_owned(), v.into_owned());
+        }
+        Ok(Self {
+            url: url.to_string(),
+            pairs,
+        })
+    }
+
+    /// The raw value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.pairs.get(key).map(String::as_str)
+    }
+
+    /// `key` parsed with [`FromStr`](std::str::FromStr), with an error naming the URL.
+    pub fn get_parsed<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.get(key)
+            .map(|v| {
+                v.parse().map_err(|e| Error::InvalidUrl {
+                    url: self.url.clone(),
+                    reason: format!("query key {key:?}={v:?}: {e}"),
+                })
+            })
+            .transpose()
+    }
+
+    /// `key` as a boolean (`true/false/1/0/yes/no`).
+    pub fn get_bool(&self, key: &str) -> Result<Option<bool>> {
+        self.get(key)
+            .map(|v| match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" => Ok(false),
+                _ => Err(Error::InvalidUrl {
+                    url: self.url.clone(),
+                    reason: format!("query key {key:?}={v:?} is not a boolean"),
+                }),
+            })
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_become_file_urls() {
+        assert_eq!(parse_location("/data/c1").unwrap().scheme(), "file");
+        assert_eq!(parse_location("rel/dir").unwrap().scheme(), "file");
+        assert_eq!(parse_location("memory://x").unwrap().scheme(), "memory");
+        assert_eq!(parse_location("zstd+file:///x").unwrap().scheme(), "zstd+file");
+        assert!(parse_location("").is_err());
+    }
+
+    #[test]
+    fn unknown_scheme_names_it() {
+        let err = open_backend("nope://x", &OpenOptions::default()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("\"nope\"") && msg.contains("memory"), "{msg}");
+    }
+
+    #[test]
+    fn memory_urls() {
+        let a = open_backend("memory://", &OpenOptions::default()).unwrap();
+        assert!(!a.persistent);
+        let b = open_backend("memory://reg-test", &OpenOptions::default()).unwrap();
+        b.backend.put("x", bytes::Bytes::from_static(b"1")).unwrap();
+        let c = open_backend("memory://reg-test", &OpenOptions::default()).unwrap();
+        assert_eq!(&c.backend.get("x").unwrap()[..], b"1");
+    }
+
+    #[test]
+    fn inner_url_drops_layer_params() {
+        let url = Url::parse("zstd+file:///tmp/a?level=5&fsync=true").unwrap();
+        let inner = inner_url("", &url, "file", &["level"]).unwrap();
+        assert_eq!(inner.as_str(), "file:///tmp/a?fsync=true");
+    }
+}

@@ -1,0 +1,132 @@
+//! [`Serializer`]: how values become bytes. CBOR ([`Cbor`]) is the default;
+//! [`Json`] and [`Raw`] bytes stand beside it, and users can plug in their own.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::BoxError;
+
+/// Turns values into bytes and back.
+///
+/// The [`name`](Serializer::name) is recorded in the chest's manifest; a chest
+/// reopened with a serializer of another name is refused, so bytes are never
+/// decoded with the wrong codec.
+///
+/// ```
+/// use chest_core::{BoxError, Serializer};
+///
+/// /// Little-endian f64s, no framing: far faster than CBOR for numeric arrays.
+/// struct F64Le;
+///
+/// impl Serializer<Vec<f64>> for F64Le {
+///     fn name(&self) -> &str { "f64le" }
+///     fn serialize(&self, v: &Vec<f64>, out: &mut Vec<u8>) -> Result<(), BoxError> {
+///         out.reserve(v.len() * 8);
+///         for x in v { out.extend_from_slice(&x.to_le_bytes()); }
+///         Ok(())
+///     }
+///     fn deserialize(&self, bytes: &[u8]) -> Result<Vec<f64>, BoxError> {
+///         if bytes.len() % 8 != 0 { return Err("length is not a multiple of 8".into()); }
+///         Ok(bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect())
+///     }
+/// }
+///
+/// let mut buf = Vec::new();
+/// F64Le.serialize(&vec![1.5, -2.0], &mut buf).unwrap();
+/// assert_eq!(F64Le.deserialize(&buf).unwrap(), vec![1.5, -2.0]);
+/// ```
+pub trait Serializer<V>: Send + Sync + 'static {
+    /// A stable name for this format, recorded in the manifest.
+    fn name(&self) -> &str;
+
+    /// Appends the bytes of `value` to `out`.
+    fn serialize(&self, value: &V, out: &mut Vec<u8>) -> Result<(), BoxError>;
+
+    /// Reads a value back from the bytes [`serialize`](Serializer::serialize) wrote.
+    fn deserialize(&self, bytes: &[u8]) -> Result<V, BoxError>;
+}
+
+/// CBOR through `ciborium`: compact, self-describing, any `serde` type. The default.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Cbor;
+
+impl<V: Serialize + DeserializeOwned> Serializer<V> for Cbor {
+    fn name(&self) -> &str {
+        "cbor"
+    }
+
+    fn serialize(&self, value: &V, out: &mut Vec<u8>) -> Result<(), BoxError> {
+        ciborium::into_writer(value, out).map_err(Into::into)
+    }
+
+    fn deserialize(&self, bytes: &[u8]) -> Result<V, BoxError> {
+        ciborium::from_reader(bytes).map_err(Into::into)
+    }
+}
+
+/// JSON through `serde_json`: readable objects, larger and slower than CBOR.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Json;
+
+impl<V: Serialize + DeserializeOwned> Serializer<V> for Json {
+    fn name(&self) -> &str {
+        "json"
+    }
+
+    fn serialize(&self, value: &V, out: &mut Vec<u8>) -> Result<(), BoxError> {
+        serde_json::to_writer(out, value).map_err(Into::into)
+    }
+
+    fn deserialize(&self, bytes: &[u8]) -> Result<V, BoxError> {
+        serde_json::from_slice(bytes).map_err(Into::into)
+    }
+}
+
+/// The value's own bytes, unchanged: for `Vec<u8>`, `Box<[u8]>`, `bytes::Bytes`.
+/// The fastest serializer; use it when values already are bytes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Raw;
+
+impl<V> Serializer<V> for Raw
+where
+    V: AsRef<[u8]> + From<Vec<u8>>,
+{
+    fn name(&self) -> &str {
+        "raw"
+    }
+
+    fn serialize(&self, value: &V, out: &mut Vec<u8>) -> Result<(), BoxError> {
+        out.extend_from_slice(value.as_ref());
+        Ok(())
+    }
+
+    fn deserialize(&self, bytes: &[u8]) -> Result<V, BoxError> {
+        Ok(V::from(bytes.to_vec()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<S: Serializer<V>, V: PartialEq + std::fmt::Debug>(s: &S, v: V) {
+        let mut buf = Vec::new();
+        s.serialize(&v, &mut buf).unwrap();
+        assert_eq!(s.deserialize(&buf).unwrap(), v);
+    }
+
+    #[test]
+    fn built_in_serializers_round_trip() {
+        round_trip(&Cbor, vec![1.0f64, 2.5]);
+        round_trip(&Cbor, (3u32, "x".to_string()));
+        round_trip(&Json, vec!["a".to_string()]);
+        round_trip(&Raw, vec![0u8, 255, 7]);
+        round_trip(&Raw, bytes::Bytes::from_static(b"raw"));
+    }
+
+    #[test]
+    fn bad_bytes_are_errors() {
+        assert!(Serializer::<Vec<f64>>::deserialize(&Cbor, &[0xff, 0x00]).is_err());
+        assert!(Serializer::<Vec<f64>>::deserialize(&Json, b"{").is_err());
+    }
+}

@@ -1,0 +1,133 @@
+//! One shard of the map: its key index, its resident values and their
+//! eviction order.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use priority_queue::PriorityQueue;
+
+use crate::store::Loc;
+
+pub(crate) type FastHash = foldhash::fast::RandomState;
+
+/// Which resident values leave memory first when the budget is exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum EvictionPolicy {
+    /// The least recently used value (inserted, read or updated) goes first.
+    #[default]
+    LeastRecentlyUsed,
+    /// The heaviest value goes first, as Python's `chest` did: frees the most
+    /// memory per write, keeps many small values resident.
+    LargestFirst,
+}
+
+/// A value in memory.
+pub(crate) struct Resident<V> {
+    pub value: Arc<V>,
+    pub weight: usize,
+    /// Shard clock at the last access (for LRU).
+    pub tick: u64,
+    /// Where an identical copy is stored, if any: evicting it costs no write.
+    pub stored: Option<Loc>,
+    /// Failed to serialize: kept in memory, out of the eviction queue, until replaced.
+    pub pinned: bool,
+}
+
+/// A key's state: spilled (12 bytes, no value in memory) or resident.
+pub(crate) enum Slot<V> {
+    Spilled(Loc),
+    Resident(Box<Resident<V>>),
+}
+
+impl<V> Slot<V> {
+    /// The stored copy, if any.
+    pub fn stored(&self) -> Option<Loc> {
+        match self {
+            Slot::Spilled(loc) => Some(*loc),
+            Slot::Resident(r) => r.stored,
+        }
+    }
+
+    pub fn resident_weight(&self) -> usize {
+        match self {
+            Slot::Spilled(_) => 0,
+            Slot::Resident(r) => r.weight,
+        }
+    }
+}
+
+pub(crate) struct Shard<K, V> {
+    pub map: HashMap<K, Slot<V>, FastHash>,
+    /// Resident, unpinned keys; the highest priority is evicted first.
+    queue: PriorityQueue<K, u64, FastHash>,
+    clock: u64,
+    policy: EvictionPolicy,
+}
+
+impl<K: Hash + Eq + Clone, V> Shard<K, V> {
+    pub fn new(policy: EvictionPolicy) -> Self {
+        Self {
+            map: HashMap::default(),
+            queue: PriorityQueue::with_default_hasher(),
+            clock: 0,
+            policy,
+        }
+    }
+
+    pub fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    fn priority(&self, r: &Resident<V>) -> u64 {
+        match self.policy {
+            EvictionPolicy::LeastRecentlyUsed => u64::MAX - r.tick,
+            EvictionPolicy::LargestFirst => r.weight as u64,
+        }
+    }
+
+    /// Puts a resident key into the eviction order (or refreshes its place).
+    pub fn enqueue(&mut self, key: &K) {
+        let Some(Slot::Resident(r)) = self.map.get(key) else {
+            return;
+        };
+        if r.pinned {
+            self.queue.remove(key);
+            return;
+        }
+        let p = self.priority(r);
+        if self.queue.change_priority(key, p).is_none() {
+            self.queue.push(key.clone(), p);
+        }
+    }
+
+    pub fn dequeue<Q: Hash + Eq + ?Sized>(&mut self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+    {
+        self.queue.remove(key);
+    }
+
+    /// The next key to evict. Under LRU, reads only stamp `tick`; a key whose
+    /// queue priority is stale is moved to its true place and skipped.
+    pub fn pop_coldest(&mut self) -> Option<K> {
+        loop {
+            let (key, &p) = self.queue.peek()?;
+            let actual = match self.map.get(key) {
+                Some(Slot::Resident(r)) if !r.pinned => self.priority(r),
+                _ => {
+                    let key = key.clone();
+                    self.queue.remove(&key);
+                    continue;
+                }
+            };
+            if actual == p {
+                return self.queue.pop().map(|(k, _)| k);
+            }
+            let key = key.clone();
+            self.queue.change_priority(&key, actual);
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! chest: a dictionary that spills to disk.
+pub use chest_core::*;
