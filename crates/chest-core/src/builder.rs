@@ -138,7 +138,7 @@ impl<K: Key, V: Send + Sync + 'static, S> ChestBuilder<K, V, S> {
     /// Values at least this heavy are stored as objects of their own; lighter
     /// ones are packed together into segments (default 256 KiB).
     pub fn large_value_bytes(mut self, bytes: usize) -> Self {
-        self.config.large_value = bytes.max(1);
+        self.config.large_value = bytes.clamp(1, 1 << 30);
         self
     }
 
@@ -147,7 +147,6 @@ impl<K: Key, V: Send + Sync + 'static, S> ChestBuilder<K, V, S> {
         self.config.segment_bytes = bytes.clamp(4 << 10, 1 << 30);
         self
     }
-
 }
 
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> ChestBuilder<K, V, S> {

@@ -23,8 +23,14 @@ use crate::weigh::Weigh;
 /// What a key must be: serializable (keys are stored in the manifest as
 /// CBOR), hashable, cloneable and printable (errors name the key).
 /// Implemented for every type that has these traits.
-pub trait Key: Serialize + DeserializeOwned + Hash + Eq + Clone + Debug + Send + Sync + 'static {}
-impl<T: Serialize + DeserializeOwned + Hash + Eq + Clone + Debug + Send + Sync + 'static> Key for T {}
+pub trait Key:
+    Serialize + DeserializeOwned + Hash + Eq + Clone + Debug + Send + Sync + 'static
+{
+}
+impl<T: Serialize + DeserializeOwned + Hash + Eq + Clone + Debug + Send + Sync + 'static> Key
+    for T
+{
+}
 
 /// A dictionary whose values spill to a backend when they outgrow a memory budget.
 ///
@@ -253,7 +259,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 self.len.fetch_add(1, Ordering::Relaxed);
             }
             Some(old) => {
-                self.usage.fetch_sub(old.resident_weight(), Ordering::Relaxed);
+                self.usage
+                    .fetch_sub(old.resident_weight(), Ordering::Relaxed);
                 if let Some(loc) = old.stored() {
                     self.store.release(loc);
                 }
@@ -446,7 +453,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         };
         shard.dequeue(key);
         self.len.fetch_sub(1, Ordering::Relaxed);
-        self.usage.fetch_sub(old.resident_weight(), Ordering::Relaxed);
+        self.usage
+            .fetch_sub(old.resident_weight(), Ordering::Relaxed);
         if let Some(loc) = old.stored() {
             self.store.release(loc);
         }
@@ -503,6 +511,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 break;
             }
         }
+        self.enforce_budget()?;
         Ok(loaded)
     }
 
@@ -572,7 +581,12 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// alone, small ones packed into segments). With `evict`, they leave
     /// memory once written; otherwise they stay, clean. Values that fail stay
     /// in memory, dirty; the errors are returned.
-    fn write_back(&self, shard: &mut Shard<K, V>, keys: Vec<K>, evict: bool) -> (usize, Vec<Error>) {
+    fn write_back(
+        &self,
+        shard: &mut Shard<K, V>,
+        keys: Vec<K>,
+        evict: bool,
+    ) -> (usize, Vec<Error>) {
         let mut freed = 0;
         let mut errors = Vec::new();
         let mut seg = SegmentBuf::default();
@@ -603,6 +617,24 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             }
             let start = seg.begin();
             match self.serializer.serialize(&r.value, &mut seg.bytes) {
+                Ok(()) if seg.bytes.len() - start >= self.config.large_value => {
+                    // Lighter by weight than by bytes: give it an object of its own.
+                    let record = seal_whole(seg.bytes.split_off(start));
+                    let n = (record.len() - 4) as u64;
+                    match self.store.write_whole(record) {
+                        Ok(loc) => {
+                            Counters::add(&self.counters.spills, 1);
+                            Counters::add(&self.counters.bytes_written, n);
+                            freed += self.place(shard, &key, loc, evict);
+                        }
+                        Err(e) => {
+                            self.failed(shard, &key, &e);
+                            errors.push(e);
+                            self.requeue(shard, keys.by_ref().chain(seg_keys.drain(..)), evict);
+                            return (freed, errors);
+                        }
+                    }
+                }
                 Ok(()) => {
                     seg.seal(start);
                     seg_keys.push(key);

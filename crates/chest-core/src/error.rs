@@ -32,7 +32,9 @@ pub enum BackendError {
         reason: String,
     },
     /// A ranged read asked for bytes past the end of the object.
-    #[error("range {start}..{end} is out of bounds for object {name:?} ({size} bytes) in {location}")]
+    #[error(
+        "range {start}..{end} is out of bounds for object {name:?} ({size} bytes) in {location}"
+    )]
     RangeOutOfBounds {
         /// The store.
         location: String,
@@ -112,7 +114,9 @@ pub enum Error {
         source: BoxError,
     },
     /// A stored value could not be deserialized.
-    #[error("cannot deserialize the value of key {key} from object {object:?} in {location}: {source}")]
+    #[error(
+        "cannot deserialize the value of key {key} from object {object:?} in {location}: {source}"
+    )]
     Deserialize {
         /// The key, as `Debug` prints it.
         key: String,
@@ -187,6 +191,14 @@ pub enum Error {
         location: String,
     },
     /// Several errors, e.g. one per value a `flush` could not write.
-    #[error("{} errors, the first: {}", .0.len(), .0[0])]
+    #[error("{}", many(.0))]
     Many(Vec<Error>),
+}
+
+fn many(errors: &[Error]) -> String {
+    match errors {
+        [] => "no errors".to_string(),
+        [one] => one.to_string(),
+        [first, rest @ ..] => format!("{} errors; the first: {first}", rest.len() + 1),
+    }
 }

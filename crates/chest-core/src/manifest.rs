@@ -67,7 +67,12 @@ impl ManifestWriter {
     }
 
     /// The manifest's bytes; `objects` gives the size of every object named.
-    pub fn finish(self, serializer: &str, next_object: u32, objects: &HashMap<u32, u64>) -> Vec<u8> {
+    pub fn finish(
+        self,
+        serializer: &str,
+        next_object: u32,
+        objects: &HashMap<u32, u64>,
+    ) -> Vec<u8> {
         let mut buf = Vec::with_capacity(64 + objects.len() * 12 + self.entries.len());
         buf.extend_from_slice(MAGIC);
         buf.extend_from_slice(&VERSION.to_le_bytes());
@@ -151,7 +156,10 @@ pub(crate) fn decode(location: &str, bytes: &[u8]) -> Result<Manifest> {
             "checksum mismatch (stored {stored:08x}, computed {actual:08x}): the manifest is corrupt or truncated"
         )));
     }
-    let mut r = Reader { bytes: body, pos: MAGIC.len() };
+    let mut r = Reader {
+        bytes: body,
+        pos: MAGIC.len(),
+    };
     let truncated = || bad("truncated".into());
     let version = r.u32().ok_or_else(truncated)?;
     if version != VERSION {
@@ -180,7 +188,11 @@ pub(crate) fn decode(location: &str, bytes: &[u8]) -> Result<Manifest> {
         let len = r.u32().ok_or_else(truncated)?;
         let obj = NonZeroU32::new(obj)
             .filter(|o| objects.contains_key(&o.get()))
-            .ok_or_else(|| bad(format!("an entry names object {obj}, which the manifest does not list")))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "an entry names object {obj}, which the manifest does not list"
+                ))
+            })?;
         entries.push((key, Loc { obj, offset, len }));
     }
     if r.pos != body.len() {
@@ -230,13 +242,18 @@ mod tests {
             let mut bad = good.clone();
             bad[i] ^= 0x55;
             assert!(decode("t", &bad).is_err(), "flip at {i} undetected");
-            assert!(decode("t", &good[..i]).is_err(), "truncation at {i} undetected");
+            assert!(
+                decode("t", &good[..i]).is_err(),
+                "truncation at {i} undetected"
+            );
         }
     }
 
     #[test]
     fn zstd_objects_get_a_hint() {
-        let err = decode("file:///x", b"CHZS\x01....").unwrap_err().to_string();
+        let err = decode("file:///x", b"CHZS\x01....")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("zstd+"), "{err}");
     }
 }

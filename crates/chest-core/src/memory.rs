@@ -84,7 +84,10 @@ impl Backend for MemoryBackend {
 
     fn get(&self, name: &str) -> BackendResult<Bytes> {
         check_name(&self.location, name)?;
-        self.read().get(name).cloned().ok_or_else(|| self.not_found(name))
+        self.read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| self.not_found(name))
     }
 
     fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {

@@ -73,6 +73,9 @@ pub struct Scheme {
 }
 inventory::collect!(Scheme);
 
+/// Wraps an inner backend; gets the layer's whole URL, for its query.
+pub type LayerFn = fn(&Url, Arc<dyn Backend>) -> Result<Arc<dyn Backend>>;
+
 /// A static registration of a layer: a backend that wraps another one,
 /// selected by `name+inner-url` (e.g. `zstd+file:///data`).
 pub struct Layer {
@@ -81,7 +84,7 @@ pub struct Layer {
     /// Query keys the layer consumes; they are removed from the inner URL.
     pub params: &'static [&'static str],
     /// Wraps the inner backend. Gets the whole URL, for its query.
-    pub wrap: fn(&Url, Arc<dyn Backend>) -> Result<Arc<dyn Backend>>,
+    pub wrap: LayerFn,
 }
 inventory::collect!(Layer);
 
@@ -142,7 +145,11 @@ pub fn schemes() -> Vec<String> {
         .into_iter()
         .map(|s| s.name.to_string())
         .collect();
-    all.extend(inventory::iter::<Layer>.into_iter().map(|l| format!("{}+", l.name)));
+    all.extend(
+        inventory::iter::<Layer>
+            .into_iter()
+            .map(|l| format!("{}+", l.name)),
+    );
     all.extend(
         dynamic()
             .read()
@@ -214,7 +221,10 @@ fn open_url(original: &str, url: &Url, opts: &OpenOptions) -> Result<OpenedBacke
         return (s.open)(url, opts);
     }
     if let Some((outer, inner_scheme)) = scheme.split_once('+') {
-        if let Some(layer) = inventory::iter::<Layer>.into_iter().find(|l| l.name == outer) {
+        if let Some(layer) = inventory::iter::<Layer>
+            .into_iter()
+            .find(|l| l.name == outer)
+        {
             let inner = inner_url(original, url, inner_scheme, layer.params)?;
             let opened = open_url(original, &inner, opts)?;
             return Ok(OpenedBackend {
@@ -233,10 +243,11 @@ fn open_url(original: &str, url: &Url, opts: &OpenOptions) -> Result<OpenedBacke
 /// The URL a layer wraps: the scheme after the `+`, without the layer's query keys.
 fn inner_url(original: &str, url: &Url, inner_scheme: &str, params: &[&str]) -> Result<Url> {
     let rest = &url.as_str()[url.scheme().len()..];
-    let mut inner = Url::parse(&format!("{inner_scheme}{rest}")).map_err(|e| Error::InvalidUrl {
-        url: original.to_string(),
-        reason: format!("inner URL: {e}"),
-    })?;
+    let mut inner =
+        Url::parse(&format!("{inner_scheme}{rest}")).map_err(|e| Error::InvalidUrl {
+            url: original.to_string(),
+            reason: format!("inner URL: {e}"),
+        })?;
     let kept: Vec<(String, String)> = url
         .query_pairs()
         .filter(|(k, _)| !params.contains(&k.as_ref()))
@@ -342,7 +353,10 @@ mod tests {
         assert_eq!(parse_location("/data/c1").unwrap().scheme(), "file");
         assert_eq!(parse_location("rel/dir").unwrap().scheme(), "file");
         assert_eq!(parse_location("memory://x").unwrap().scheme(), "memory");
-        assert_eq!(parse_location("zstd+file:///x").unwrap().scheme(), "zstd+file");
+        assert_eq!(
+            parse_location("zstd+file:///x").unwrap().scheme(),
+            "zstd+file"
+        );
         assert!(parse_location("").is_err());
     }
 

@@ -131,3 +131,63 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spilled_key_costs_sixteen_bytes_of_slot() {
+        // The index of a reopened chest is all `Slot::Spilled`: keep it small.
+        assert_eq!(std::mem::size_of::<Loc>(), 12);
+        assert!(std::mem::size_of::<Slot<Vec<u8>>>() <= 16);
+    }
+
+    #[test]
+    fn lru_pops_the_least_recently_touched() {
+        let mut s: Shard<u32, u32> = Shard::new(EvictionPolicy::LeastRecentlyUsed);
+        for k in 0..5u32 {
+            let tick = s.tick();
+            s.map.insert(
+                k,
+                Slot::Resident(Box::new(Resident {
+                    value: Arc::new(k),
+                    weight: 10 - k as usize,
+                    tick,
+                    stored: None,
+                    pinned: false,
+                })),
+            );
+            s.enqueue(&k);
+        }
+        // touch 0 and 1 the way `get` does: stamp only
+        for k in [0u32, 1] {
+            let tick = s.tick();
+            if let Some(Slot::Resident(r)) = s.map.get_mut(&k) {
+                r.tick = tick;
+            }
+        }
+        let order: Vec<u32> = std::iter::from_fn(|| s.pop_coldest()).collect();
+        assert_eq!(order, vec![2, 3, 4, 0, 1]);
+    }
+
+    #[test]
+    fn largest_first_pops_by_weight() {
+        let mut s: Shard<u32, u32> = Shard::new(EvictionPolicy::LargestFirst);
+        for (k, w) in [(1u32, 5usize), (2, 50), (3, 7)] {
+            s.map.insert(
+                k,
+                Slot::Resident(Box::new(Resident {
+                    value: Arc::new(k),
+                    weight: w,
+                    tick: 0,
+                    stored: None,
+                    pinned: false,
+                })),
+            );
+            s.enqueue(&k);
+        }
+        let order: Vec<u32> = std::iter::from_fn(|| s.pop_coldest()).collect();
+        assert_eq!(order, vec![2, 3, 1]);
+    }
+}

@@ -167,7 +167,11 @@ impl Store {
         Ok(seg
             .records
             .into_iter()
-            .map(|(offset, len)| Loc { obj: id, offset, len })
+            .map(|(offset, len)| Loc {
+                obj: id,
+                offset,
+                len,
+            })
             .collect())
     }
 
@@ -335,8 +339,10 @@ impl Store {
         }
         t.epoch = 1;
         let max_id = m.objects.keys().copied().max().unwrap_or(0);
-        self.next_object
-            .store(m.next_object.max(max_id.saturating_add(1)).max(1), Ordering::Relaxed);
+        self.next_object.store(
+            m.next_object.max(max_id.saturating_add(1)).max(1),
+            Ordering::Relaxed,
+        );
     }
 
     /// Deletes value objects that no manifest names (left by a crash between

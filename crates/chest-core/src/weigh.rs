@@ -44,7 +44,25 @@ macro_rules! plain {
         }
     )*};
 }
-plain!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64, bool, char, ());
+plain!(
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    f32,
+    f64,
+    bool,
+    char,
+    ()
+);
 
 impl Weigh for String {
     fn weigh(&self) -> usize {
@@ -67,7 +85,10 @@ impl<T: Weigh> Weigh for Vec<T> {
 impl<T: Weigh> Weigh for VecDeque<T> {
     fn weigh(&self) -> usize {
         let (a, b) = self.as_slices();
-        size_of::<VecDeque<T>>() + self.capacity() * size_of::<T>() + T::heap_of_slice(a) + T::heap_of_slice(b)
+        size_of::<VecDeque<T>>()
+            + self.capacity() * size_of::<T>()
+            + T::heap_of_slice(a)
+            + T::heap_of_slice(b)
     }
 }
 
@@ -97,7 +118,10 @@ impl<T: Weigh + ?Sized> Weigh for Arc<T> {
 
 impl<T: Weigh> Weigh for Option<T> {
     fn weigh(&self) -> usize {
-        size_of::<Option<T>>() + self.as_ref().map_or(0, |v| v.weigh().saturating_sub(size_of::<T>()))
+        size_of::<Option<T>>()
+            + self
+                .as_ref()
+                .map_or(0, |v| v.weigh().saturating_sub(size_of::<T>()))
     }
 }
 
@@ -122,7 +146,8 @@ impl<K: Weigh, V: Weigh, S> Weigh for HashMap<K, V, S> {
             + self
                 .iter()
                 .map(|(k, v)| {
-                    k.weigh().saturating_sub(size_of::<K>()) + v.weigh().saturating_sub(size_of::<V>())
+                    k.weigh().saturating_sub(size_of::<K>())
+                        + v.weigh().saturating_sub(size_of::<V>())
                 })
                 .sum::<usize>()
     }
@@ -131,7 +156,11 @@ impl<K: Weigh, V: Weigh, S> Weigh for HashMap<K, V, S> {
 impl<K: Weigh, V: Weigh> Weigh for BTreeMap<K, V> {
     fn weigh(&self) -> usize {
         // B-tree nodes hold up to 11 entries; count ~1.5x the entries for slack
-        size_of::<Self>() + self.iter().map(|(k, v)| (k.weigh() + v.weigh()) * 3 / 2).sum::<usize>()
+        size_of::<Self>()
+            + self
+                .iter()
+                .map(|(k, v)| (k.weigh() + v.weigh()) * 3 / 2)
+                .sum::<usize>()
     }
 }
 

@@ -71,7 +71,10 @@ pub fn get_missing(target: &dyn Target) {
         Err(e @ BackendError::NotFound { .. }) => assert!(e.to_string().contains("no/such"), "{e}"),
         other => panic!("expected NotFound, got {other:?}"),
     }
-    assert!(matches!(b.get_range("no/such", 0..1), Err(BackendError::NotFound { .. })));
+    assert!(matches!(
+        b.get_range("no/such", 0..1),
+        Err(BackendError::NotFound { .. })
+    ));
 }
 
 /// delete removes an object; deleting a missing one is fine.
@@ -144,7 +147,10 @@ pub fn odd_names(target: &dyn Target) {
             Err(e) => panic!("put {name:?}: {e}"),
         }
     }
-    assert!(stored.len() >= 10, "too many odd names refused: only {stored:?} stored");
+    assert!(
+        stored.len() >= 10,
+        "too many odd names refused: only {stored:?} stored"
+    );
     for name in &stored {
         let i = odd.iter().position(|n| n == name).unwrap();
         assert_eq!(b.get(name).unwrap(), bytes(i as u64, 100 + i), "{name:?}");
@@ -153,7 +159,10 @@ pub fn odd_names(target: &dyn Target) {
     expect.sort();
     assert_eq!(b.list("").unwrap(), expect);
     let b2 = target.fresh().open().unwrap();
-    assert!(b2.list("").unwrap().is_empty(), "a fresh location must be empty");
+    assert!(
+        b2.list("").unwrap().is_empty(),
+        "a fresh location must be empty"
+    );
 }
 
 /// Empty names and empty components are refused with `InvalidName`.

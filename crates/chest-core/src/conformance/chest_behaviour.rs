@@ -64,7 +64,8 @@ pub fn reopen_after_flush(target: &dyn Target) {
     let c = open(&*loc, 32 << 10);
     let sizes = [0usize, 1, 100, 5000, 300_000];
     for i in 0..60u64 {
-        c.insert(i, value(i, sizes[i as usize % sizes.len()])).unwrap();
+        c.insert(i, value(i, sizes[i as usize % sizes.len()]))
+            .unwrap();
     }
     c.flush().unwrap();
     c.close().unwrap();
@@ -76,7 +77,11 @@ pub fn reopen_after_flush(target: &dyn Target) {
     keys.sort_unstable();
     assert_eq!(keys, (0..60).collect::<Vec<u64>>());
     for i in 0..60u64 {
-        assert_eq!(*c.get(&i).unwrap().unwrap(), value(i, sizes[i as usize % sizes.len()]), "key {i}");
+        assert_eq!(
+            *c.get(&i).unwrap().unwrap(),
+            value(i, sizes[i as usize % sizes.len()]),
+            "key {i}"
+        );
     }
     assert!(c.get(&1000).unwrap().is_none());
 }
@@ -99,7 +104,11 @@ pub fn overwrite_spilled(target: &dyn Target) {
     c.close().unwrap();
     let c = open(&*loc, 16 << 10);
     for i in 0..50u64 {
-        assert_eq!(*c.get(&i).unwrap().unwrap(), value(i + 1000, 1500), "key {i} after reopen");
+        assert_eq!(
+            *c.get(&i).unwrap().unwrap(),
+            value(i + 1000, 1500),
+            "key {i} after reopen"
+        );
     }
 }
 
@@ -120,7 +129,11 @@ pub fn remove_spilled(target: &dyn Target) {
     }
     assert!(!c.remove(&5).unwrap());
     c.close().unwrap();
-    assert_eq!(data_objects(&*loc).len(), 10, "removed values' objects must be deleted");
+    assert_eq!(
+        data_objects(&*loc).len(),
+        10,
+        "removed values' objects must be deleted"
+    );
     let c = open(&*loc, 8 << 10);
     assert_eq!(c.len(), 10);
     for i in 0..10u64 {
@@ -201,9 +214,16 @@ pub fn unserializable_stays_in_memory(target: &dyn Target) {
         }
     }
     assert!(saw_error, "spilling the bad value must report an error");
-    assert_eq!(*c.get(&777).unwrap().unwrap(), bad, "the bad value stays readable");
+    assert_eq!(
+        *c.get(&777).unwrap().unwrap(),
+        bad,
+        "the bad value stays readable"
+    );
     let err = c.flush().unwrap_err();
-    assert!(err.to_string().contains("777"), "flush error must name the key: {err}");
+    assert!(
+        err.to_string().contains("777"),
+        "flush error must name the key: {err}"
+    );
     assert!(c.stats().errors > 0);
     // Once replaced by a serializable value, everything flushes.
     c.insert(777, vec![1, 2, 3]).unwrap();
@@ -223,7 +243,11 @@ pub fn heavier_than_budget(target: &dyn Target) {
     assert_eq!(c.memory_usage(), 0);
     assert_eq!(c.stats().spills, 1);
     assert_eq!(*c.get(&1).unwrap().unwrap(), value(1, 100 << 10));
-    assert_eq!(c.memory_usage(), 0, "a value heavier than the budget is not kept");
+    assert_eq!(
+        c.memory_usage(),
+        0,
+        "a value heavier than the budget is not kept"
+    );
     c.update(&1, |v| v.truncate(50 << 10)).unwrap();
     assert_eq!(c.get(&1).unwrap().unwrap().len(), 50 << 10);
     c.close().unwrap();
@@ -242,11 +266,18 @@ pub fn clean_values_not_rewritten(target: &dyn Target) {
     let before = c.stats();
     for round in 0..3 {
         for i in 0..64u64 {
-            assert_eq!(*c.get(&i).unwrap().unwrap(), value(i, 1024), "round {round}");
+            assert_eq!(
+                *c.get(&i).unwrap().unwrap(),
+                value(i, 1024),
+                "round {round}"
+            );
         }
     }
     let after = c.stats();
-    assert!(after.loads > before.loads + 100, "values must have been reloaded: {after:?}");
+    assert!(
+        after.loads > before.loads + 100,
+        "values must have been reloaded: {after:?}"
+    );
     assert!(after.evictions > before.evictions + 100);
     assert_eq!(after.spills, before.spills, "clean values were rewritten");
     assert_eq!(after.bytes_written, before.bytes_written);
@@ -259,7 +290,8 @@ pub fn corrupt_value_names_key(target: &dyn Target) {
         .memory_budget(1 << 20)
         .open_backend(loc.open().unwrap())
         .unwrap();
-    c.insert("victim-key".to_string(), value(9, 500_000)).unwrap();
+    c.insert("victim-key".to_string(), value(9, 500_000))
+        .unwrap();
     c.close().unwrap();
     let b = loc.open().unwrap();
     let objects = b.list("data/").unwrap();
@@ -275,11 +307,15 @@ pub fn corrupt_value_names_key(target: &dyn Target) {
     let err = c.get("victim-key").unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
     assert!(err.to_string().contains("victim-key"), "{err}");
-    assert!(c.contains_key("victim-key"), "the key stays; only its value is bad");
+    assert!(
+        c.contains_key("victim-key"),
+        "the key stays; only its value is bad"
+    );
     drop(c);
     // A truncated object is reported the same way.
     let b = loc.open().unwrap();
-    b.put(&objects[0], bytes::Bytes::from_static(b"xy")).unwrap();
+    b.put(&objects[0], bytes::Bytes::from_static(b"xy"))
+        .unwrap();
     drop(b);
     let c: Chest<String, Bytes> = ChestBuilder::new()
         .open_backend(loc.open().unwrap())
@@ -302,7 +338,7 @@ pub fn threads_hammer(target: &dyn Target) {
                 for i in 0..per {
                     let k = t * 1_000_000 + i;
                     c.insert(k, value(k, 200 + (i as usize % 7) * 100)).unwrap();
-                    if i % 3 == 0 {
+                    if i.is_multiple_of(3) {
                         c.update(&k, |v| v.push(t as u8)).unwrap();
                     }
                     if i % 10 == 9 {
@@ -319,7 +355,7 @@ pub fn threads_hammer(target: &dyn Target) {
     let expect = |t: u64, i: u64| {
         let k = t * 1_000_000 + i;
         let mut v = value(k, 200 + (i as usize % 7) * 100);
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             v.push(t as u8);
         }
         v
