@@ -2,6 +2,7 @@
 //! budget and in the backend beyond it.
 
 use std::borrow::Borrow;
+use std::collections::HashSet;
 use std::fmt::{self, Debug};
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -752,8 +753,14 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let mut errors = Vec::new();
         let mut manifest = ManifestWriter::default();
         let mut key_buf = Vec::new();
+        let sparse = self.store.sparse_segments();
         for s in self.shards.iter() {
             let mut shard = lock(s);
+            if !sparse.is_empty() {
+                if let Err(e) = self.compact(&mut shard, &sparse) {
+                    errors.push(e);
+                }
+            }
             let dirty: Vec<K> = shard
                 .map
                 .iter()
@@ -779,6 +786,62 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             errors.insert(0, e);
         }
         join(errors)
+    }
+
+    /// Moves the live records of a shard out of mostly-dead segments into a
+    /// new one, so the old segments can be deleted. Resident copies are simply
+    /// marked dirty and rewritten by the flush.
+    fn compact(&self, shard: &mut Shard<K, V>, sparse: &HashSet<u32>) -> Result<()> {
+        let mut moving = Vec::new();
+        for (key, slot) in shard.map.iter_mut() {
+            match slot {
+                Slot::Spilled(loc) if sparse.contains(&loc.obj.get()) => {
+                    moving.push((key.clone(), *loc))
+                }
+                Slot::Resident(r) => {
+                    if let Some(loc) = r.stored.filter(|l| sparse.contains(&l.obj.get())) {
+                        r.stored = None;
+                        self.store.release(loc);
+                    }
+                }
+                Slot::Spilled(_) => {}
+            }
+        }
+        let mut seg = SegmentBuf::default();
+        let mut keys = Vec::new();
+        for (key, loc) in moving {
+            let Ok(bytes) = self.store.read(loc) else {
+                // Unreadable: leave it where it is; `get` will report it.
+                Counters::add(&self.counters.errors, 1);
+                continue;
+            };
+            let start = seg.begin();
+            seg.bytes.extend_from_slice(&bytes);
+            seg.seal(start);
+            keys.push(key);
+            if seg.bytes.len() >= self.config.segment_bytes {
+                self.repoint(shard, std::mem::take(&mut seg), &mut keys)?;
+            }
+        }
+        if !seg.is_empty() {
+            self.repoint(shard, seg, &mut keys)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a segment of moved records and points their keys at it.
+    fn repoint(&self, shard: &mut Shard<K, V>, seg: SegmentBuf, keys: &mut Vec<K>) -> Result<()> {
+        let locs = self.store.write_segment(seg)?;
+        for (key, loc) in keys.drain(..).zip(locs) {
+            match shard.map.get_mut(&key) {
+                Some(Slot::Spilled(old)) => {
+                    let old = std::mem::replace(old, loc);
+                    self.store.release(old);
+                }
+                _ => self.store.release(loc),
+            }
+        }
+        Ok(())
     }
 
     /// Flushes (for a chest at a persistent location) and closes the chest,

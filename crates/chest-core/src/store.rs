@@ -8,7 +8,7 @@
 //! object. Objects are never overwritten: a new version of a value goes into
 //! a new object, so the last durable manifest always points at intact bytes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -33,6 +33,15 @@ pub(crate) struct Loc {
     pub offset: u32,
     /// Length of the serialized value (without its checksum), or [`WHOLE`].
     pub len: u32,
+}
+
+/// Bytes a record takes in its object (a whole object counts as 0: it dies whole).
+fn record_bytes(loc: Loc) -> u64 {
+    if loc.len == WHOLE {
+        0
+    } else {
+        u64::from(loc.len) + CRC_LEN as u64
+    }
 }
 
 pub(crate) fn object_name(id: NonZeroU32) -> String {
@@ -87,6 +96,10 @@ pub(crate) fn seal_whole(mut bytes: Vec<u8>) -> Vec<u8> {
 struct ObjectInfo {
     size: u64,
     live_records: u32,
+    /// Bytes of the live records (with their checksums).
+    live_bytes: u64,
+    /// One record filling the object (a large value), not a segment.
+    whole: bool,
     /// The flush epoch in which the object was written.
     born: u64,
 }
@@ -145,7 +158,7 @@ impl Store {
             })
     }
 
-    fn register(&self, id: NonZeroU32, size: u64, records: u32) {
+    fn register(&self, id: NonZeroU32, size: u64, records: u32, whole: bool) {
         let mut t = self.table();
         let born = t.epoch;
         t.objects.insert(
@@ -153,6 +166,8 @@ impl Store {
             ObjectInfo {
                 size,
                 live_records: records,
+                live_bytes: size,
+                whole,
                 born,
             },
         );
@@ -163,7 +178,7 @@ impl Store {
         let id = self.alloc()?;
         let size = seg.bytes.len() as u64;
         self.backend.put(&object_name(id), Bytes::from(seg.bytes))?;
-        self.register(id, size, seg.records.len() as u32);
+        self.register(id, size, seg.records.len() as u32, false);
         Ok(seg
             .records
             .into_iter()
@@ -180,7 +195,7 @@ impl Store {
         let id = self.alloc()?;
         let size = record.len() as u64;
         self.backend.put(&object_name(id), Bytes::from(record))?;
-        self.register(id, size, 1);
+        self.register(id, size, 1, true);
         Ok(Loc {
             obj: id,
             offset: 0,
@@ -231,6 +246,7 @@ impl Store {
             return;
         };
         info.live_records = info.live_records.saturating_sub(1);
+        info.live_bytes = info.live_bytes.saturating_sub(record_bytes(loc));
         if info.live_records > 0 {
             return;
         }
@@ -311,17 +327,23 @@ impl Store {
     /// Adopts a loaded manifest: its objects become live with the number of
     /// entries naming them.
     pub fn adopt(&self, m: &Manifest) {
-        let mut live: HashMap<u32, u32> = HashMap::with_capacity(m.objects.len());
+        let mut live: HashMap<u32, (u32, u64, bool)> = HashMap::with_capacity(m.objects.len());
         for (_, loc) in &m.entries {
-            *live.entry(loc.obj.get()).or_default() += 1;
+            let e = live.entry(loc.obj.get()).or_default();
+            e.0 += 1;
+            e.1 += record_bytes(*loc);
+            e.2 |= loc.len == WHOLE;
         }
         let mut t = self.table();
         for (&id, &size) in &m.objects {
+            let (records, bytes, whole) = live.get(&id).copied().unwrap_or_default();
             t.objects.insert(
                 id,
                 ObjectInfo {
                     size,
-                    live_records: live.get(&id).copied().unwrap_or(0),
+                    live_records: records,
+                    live_bytes: if whole { size } else { bytes },
+                    whole,
                     born: 0,
                 },
             );
@@ -362,8 +384,18 @@ impl Store {
         Ok(orphans.len())
     }
 
-    /// Live objects and their total and live record counts.
+    /// Number of live value objects.
     pub fn object_count(&self) -> usize {
         self.table().objects.len()
+    }
+
+    /// Segments less than half of whose bytes are live: worth rewriting.
+    pub fn sparse_segments(&self) -> HashSet<u32> {
+        self.table()
+            .objects
+            .iter()
+            .filter(|(_, o)| !o.whole && o.live_bytes * 2 < o.size)
+            .map(|(&id, _)| id)
+            .collect()
     }
 }

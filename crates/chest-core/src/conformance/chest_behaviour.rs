@@ -283,6 +283,44 @@ pub fn clean_values_not_rewritten(target: &dyn Target) {
     assert_eq!(after.bytes_written, before.bytes_written);
 }
 
+/// Overwritten small values leave garbage in their segments; a flush
+/// compacts mostly-dead segments, so stored bytes stay near the live bytes.
+pub fn garbage_is_compacted(target: &dyn Target) {
+    let loc = target.fresh();
+    let c = open(&*loc, 64 << 10);
+    let stored = |loc: &dyn Location| -> usize {
+        let b = loc.open().unwrap();
+        let names = b.list("data/").unwrap();
+        names.iter().map(|n| b.get(n).unwrap().len()).sum()
+    };
+    let mut version = [0u64; 400];
+    for round in 0..8u64 {
+        // each round rewrites a different three quarters of the keys, so
+        // every older segment keeps a few live records among dead ones
+        for i in (0..400u64).filter(|i| round == 0 || i % 4 != round % 4) {
+            version[i as usize] = round;
+            c.insert(i, value(i + round * 1000, 1000)).unwrap();
+        }
+        c.flush().unwrap();
+    }
+    let live = 400 * (1000 + 4);
+    let on_store = stored(&*loc);
+    assert!(
+        on_store <= 2 * live + (64 << 10),
+        "{on_store} bytes stored for {live} live bytes: garbage was not compacted"
+    );
+    c.close().unwrap();
+    let c = open(&*loc, 64 << 10);
+    for i in 0..400u64 {
+        let v = version[i as usize];
+        assert_eq!(
+            *c.get(&i).unwrap().unwrap(),
+            value(i + v * 1000, 1000),
+            "key {i}"
+        );
+    }
+}
+
 /// A corrupted stored value gives an error naming its key, never wrong data.
 pub fn corrupt_value_names_key(target: &dyn Target) {
     let loc = target.fresh();

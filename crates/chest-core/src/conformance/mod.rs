@@ -61,7 +61,7 @@ macro_rules! conformance_tests {
                 get_missing, delete_missing, get_range, list_prefixes, odd_names, invalid_names;
             chest_behaviour: spill_under_budget, reopen_after_flush, overwrite_spilled,
                 remove_spilled, mutate_spilled_persists, unserializable_stays_in_memory,
-                heavier_than_budget, clean_values_not_rewritten, corrupt_value_names_key,
+                heavier_than_budget, clean_values_not_rewritten, garbage_is_compacted, corrupt_value_names_key,
                 threads_hammer, model_against_hashmap
         );
     };
