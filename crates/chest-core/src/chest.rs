@@ -340,15 +340,15 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         })?;
         Counters::add(&self.counters.loads, 1);
         Counters::add(&self.counters.bytes_read, bytes.len() as u64);
-        let value = self
-            .serializer
-            .deserialize(&bytes)
-            .map_err(|source| Error::Deserialize {
-                key: format!("{key:?}"),
-                object: object(),
-                location: self.location().to_string(),
-                source,
-            })?;
+        let value =
+            self.serializer
+                .deserialize_owned(bytes)
+                .map_err(|source| Error::Deserialize {
+                    key: format!("{key:?}"),
+                    object: object(),
+                    location: self.location().to_string(),
+                    source,
+                })?;
         let weight = (self.weigher)(&value);
         let value = Arc::new(value);
         if weight <= self.config.budget {

@@ -44,6 +44,13 @@ pub trait Serializer<V>: Send + Sync + 'static {
 
     /// Reads a value back from the bytes [`serialize`](Serializer::serialize) wrote.
     fn deserialize(&self, bytes: &[u8]) -> Result<V, BoxError>;
+
+    /// Like [`deserialize`](Serializer::deserialize), from an owned buffer
+    /// that a serializer may keep instead of copying (the chest calls this
+    /// one). The default borrows it for `deserialize`.
+    fn deserialize_owned(&self, bytes: bytes::Bytes) -> Result<V, BoxError> {
+        self.deserialize(&bytes)
+    }
 }
 
 /// CBOR through `ciborium`: compact, self-describing, any `serde` type. The default.
@@ -102,6 +109,11 @@ where
 
     fn deserialize(&self, bytes: &[u8]) -> Result<V, BoxError> {
         Ok(V::from(bytes.to_vec()))
+    }
+
+    fn deserialize_owned(&self, bytes: bytes::Bytes) -> Result<V, BoxError> {
+        // Reuses the buffer when nothing else shares it.
+        Ok(V::from(Vec::from(bytes)))
     }
 }
 
