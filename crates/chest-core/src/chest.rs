@@ -135,18 +135,18 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 });
             }
             self.store.adopt(&m);
-            let per_shard = m.entries.len() / self.shards.len() + 1;
+            let per_shard = m.len / self.shards.len() + 1;
             let mut shards: Vec<_> = self.shards.iter().map(|s| lock(s)).collect();
             for shard in &mut shards {
                 shard.map.reserve(per_shard + per_shard / 8);
             }
-            for (bytes, loc) in &m.entries {
-                let key: K = ciborium::from_reader(&bytes[..]).map_err(|e| Error::Key {
+            for (bytes, loc) in m.entries() {
+                let key: K = ciborium::from_reader(bytes).map_err(|e| Error::Key {
                     key: "<undecodable>".into(),
                     detail: format!("manifest of {}: {e}", self.location()),
                 })?;
                 let i = self.shard_of(&key);
-                if shards[i].map.insert(key, Slot::Spilled(*loc)).is_none() {
+                if shards[i].map.insert(key, Slot::Spilled(loc)).is_none() {
                     self.len.fetch_add(1, Ordering::Relaxed);
                 }
             }

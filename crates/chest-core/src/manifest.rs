@@ -26,15 +26,43 @@ const VERSION: u32 = 1;
 /// Magic of objects written by the zstd layer (`chest-zstd`).
 const ZSTD_MAGIC: &[u8; 4] = b"CHZS";
 
-/// A decoded manifest.
+/// A decoded manifest. Entries stay in the manifest's bytes and are decoded
+/// as they are walked, so opening a large chest makes no per-key allocation
+/// beyond the index itself.
 #[derive(Debug, Default)]
 pub(crate) struct Manifest {
     pub serializer: String,
     pub next_object: u32,
     /// Object id → size in bytes.
     pub objects: HashMap<u32, u64>,
-    /// Encoded key → location.
-    pub entries: Vec<(Vec<u8>, Loc)>,
+    /// Number of entries.
+    pub len: usize,
+    /// The manifest's bytes and where its entries start.
+    bytes: bytes::Bytes,
+    entries_at: usize,
+}
+
+impl Manifest {
+    /// Every entry: the key (CBOR) and its location. Checked by `decode`.
+    pub fn entries(&self) -> impl Iterator<Item = (&[u8], Loc)> + '_ {
+        let body = &self.bytes[..self.bytes.len() - 4];
+        let mut r = Reader {
+            bytes: body,
+            pos: self.entries_at,
+        };
+        std::iter::from_fn(move || {
+            let (key, obj, offset, len) = r.entry()?;
+            Some((
+                key,
+                Loc {
+                    obj: NonZeroU32::new(obj)?,
+                    offset,
+                    len,
+                },
+            ))
+        })
+        .take(self.len)
+    }
 }
 
 /// Builds a manifest entry by entry; the object table is added at the end.
@@ -117,6 +145,12 @@ impl<'a> Reader<'a> {
     fn u64(&mut self) -> Option<u64> {
         Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
+    fn entry(&mut self) -> Option<(&'a [u8], u32, u32, u32)> {
+        let key_len = usize::try_from(self.varint()?).ok()?;
+        let key = self.take(key_len)?;
+        Some((key, self.u32()?, self.u32()?, self.u32()?))
+    }
+
     fn varint(&mut self) -> Option<u64> {
         let mut n = 0u64;
         for shift in (0..64).step_by(7) {
@@ -130,8 +164,8 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes a manifest, checking magic, version and checksum.
-pub(crate) fn decode(location: &str, bytes: &[u8]) -> Result<Manifest> {
+/// Decodes a manifest, checking magic, version, checksum and every entry.
+pub(crate) fn decode(location: &str, bytes: bytes::Bytes) -> Result<Manifest> {
     let bad = |detail: String| Error::Manifest {
         location: location.to_string(),
         detail,
@@ -179,21 +213,14 @@ pub(crate) fn decode(location: &str, bytes: &[u8]) -> Result<Manifest> {
         objects.insert(id, size);
     }
     let n_entries = r.u64().ok_or_else(truncated)?;
-    let mut entries = Vec::with_capacity((n_entries as usize).min(body.len() / 13));
+    let entries_at = r.pos;
     for _ in 0..n_entries {
-        let key_len = r.varint().ok_or_else(truncated)? as usize;
-        let key = r.take(key_len).ok_or_else(truncated)?.to_vec();
-        let obj = r.u32().ok_or_else(truncated)?;
-        let offset = r.u32().ok_or_else(truncated)?;
-        let len = r.u32().ok_or_else(truncated)?;
-        let obj = NonZeroU32::new(obj)
-            .filter(|o| objects.contains_key(&o.get()))
-            .ok_or_else(|| {
-                bad(format!(
-                    "an entry names object {obj}, which the manifest does not list"
-                ))
-            })?;
-        entries.push((key, Loc { obj, offset, len }));
+        let (_, obj, _, _) = r.entry().ok_or_else(truncated)?;
+        if obj == 0 || !objects.contains_key(&obj) {
+            return Err(bad(format!(
+                "an entry names object {obj}, which the manifest does not list"
+            )));
+        }
     }
     if r.pos != body.len() {
         return Err(bad(format!("{} trailing bytes", body.len() - r.pos)));
@@ -202,7 +229,9 @@ pub(crate) fn decode(location: &str, bytes: &[u8]) -> Result<Manifest> {
         serializer,
         next_object,
         objects,
-        entries,
+        len: usize::try_from(n_entries).map_err(|_| truncated())?,
+        bytes,
+        entries_at,
     })
 }
 
@@ -226,13 +255,16 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let m = decode("t", &sample()).unwrap();
+        let m = decode("t", sample().into()).unwrap();
         assert_eq!(m.serializer, "cbor");
         assert_eq!(m.next_object, 3);
         assert_eq!(m.objects.len(), 2);
-        assert_eq!(m.entries.len(), 2);
-        assert_eq!(m.entries[1].0, vec![7u8; 300]);
-        assert_eq!(m.entries[1].1.len, crate::store::WHOLE);
+        let entries: Vec<_> = m.entries().collect();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].0, b"k1");
+        assert_eq!(entries[0].1.len, 10);
+        assert_eq!(entries[1].0, &[7u8; 300][..]);
+        assert_eq!(entries[1].1.len, crate::store::WHOLE);
     }
 
     #[test]
@@ -241,9 +273,9 @@ mod tests {
         for i in 0..good.len() {
             let mut bad = good.clone();
             bad[i] ^= 0x55;
-            assert!(decode("t", &bad).is_err(), "flip at {i} undetected");
+            assert!(decode("t", bad.into()).is_err(), "flip at {i} undetected");
             assert!(
-                decode("t", &good[..i]).is_err(),
+                decode("t", good[..i].to_vec().into()).is_err(),
                 "truncation at {i} undetected"
             );
         }
@@ -251,7 +283,7 @@ mod tests {
 
     #[test]
     fn zstd_objects_get_a_hint() {
-        let err = decode("file:///x", b"CHZS\x01....")
+        let err = decode("file:///x", bytes::Bytes::from_static(b"CHZS\x01...."))
             .unwrap_err()
             .to_string();
         assert!(err.contains("zstd+"), "{err}");

@@ -321,17 +321,17 @@ impl Store {
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        manifest::decode(self.location(), &bytes).map(Some)
+        manifest::decode(self.location(), bytes).map(Some)
     }
 
     /// Adopts a loaded manifest: its objects become live with the number of
     /// entries naming them.
     pub fn adopt(&self, m: &Manifest) {
         let mut live: HashMap<u32, (u32, u64, bool)> = HashMap::with_capacity(m.objects.len());
-        for (_, loc) in &m.entries {
+        for (_, loc) in m.entries() {
             let e = live.entry(loc.obj.get()).or_default();
             e.0 += 1;
-            e.1 += record_bytes(*loc);
+            e.1 += record_bytes(loc);
             e.2 |= loc.len == WHOLE;
         }
         let mut t = self.table();

@@ -24,7 +24,10 @@ impl Backend for Flaky {
                 location: "flaky://".into(),
                 op: "write",
                 path: name.into(),
-                source: std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left on device"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    "no space left on device",
+                ),
             });
         }
         self.inner.put(name, data)
@@ -74,7 +77,10 @@ fn failed_spills_keep_values_and_report_errors() {
     }
     assert!(errors > 0, "spill failures must reach the caller");
     assert!(c.stats().errors > 0);
-    assert!(c.memory_usage() > 16 << 10, "values that could not be spilled stay in memory");
+    assert!(
+        c.memory_usage() > 16 << 10,
+        "values that could not be spilled stay in memory"
+    );
     for i in 0..60 {
         assert_eq!(*c.get(&i).unwrap().unwrap(), v(i), "key {i} lost");
     }
