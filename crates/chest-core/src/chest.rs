@@ -211,7 +211,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let mut direct = None;
         if weight > self.config.budget {
             // Heavier than the whole budget: straight to the backend.
-            match self.write_alone(&key, &value) {
+            match self.write_alone(&key, &value, weight) {
                 Ok(loc) => direct = Some(loc),
                 Err(e) => {
                     // Keep it in memory so nothing is lost; report the failure.
@@ -273,8 +273,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     }
 
     /// Serializes and writes one value as an object of its own.
-    fn write_alone(&self, key: &K, value: &V) -> Result<Loc> {
-        let mut buf = Vec::new();
+    /// `hint`: the value's weight, to size the buffer.
+    fn write_alone(&self, key: &K, value: &V, hint: usize) -> Result<Loc> {
+        let mut buf = Vec::with_capacity(hint.saturating_add(4).min(1 << 30));
         self.serializer
             .serialize(value, &mut buf)
             .map_err(|source| Error::Serialize {
@@ -411,7 +412,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 .get_key_value(key)
                 .map(|(k, _)| k.clone())
                 .expect("the key was present a moment ago under the same lock");
-            let new_loc = self.write_alone(&k, &value)?;
+            let new_loc = self.write_alone(&k, &value, (self.weigher)(&value))?;
             let old = shard.map.insert(k.clone(), Slot::Spilled(new_loc));
             self.forget(&mut shard, &k, old);
             return Ok(Some(out));
@@ -603,8 +604,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 continue;
             }
             if r.weight >= self.config.large_value {
-                let value = Arc::clone(&r.value);
-                match self.write_alone(&key, &value) {
+                let (value, weight) = (Arc::clone(&r.value), r.weight);
+                match self.write_alone(&key, &value, weight) {
                     Ok(loc) => freed += self.place(shard, &key, loc, evict),
                     Err(e) => {
                         let write_failed = matches!(e, Error::Backend(_));
