@@ -86,6 +86,11 @@ impl<K: Key, V: Weigh + Serialize + DeserializeOwned + Send + Sync + 'static> Ch
     }
 }
 
+/// Large values are written in batches of at most this many bytes...
+const WHOLE_BATCH_BYTES: usize = 64 << 20;
+/// ...or this many values.
+const WHOLE_BATCH_COUNT: usize = 32;
+
 /// Several errors as one: none, the only one, or [`Error::Many`].
 fn join(mut errors: Vec<Error>) -> Result<()> {
     match errors.len() {
@@ -595,6 +600,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let mut errors = Vec::new();
         let mut seg = SegmentBuf::default();
         let mut seg_keys: Vec<K> = Vec::new();
+        // Large values, each to be an object of its own, written together
+        // (concurrently, where the backend can).
+        let mut wholes: Vec<(K, Vec<u8>)> = Vec::new();
+        let mut whole_bytes = 0;
         let mut keys = keys.into_iter();
         while let Some(key) = keys.next() {
             let Some(Slot::Resident(r)) = shard.map.get_mut(&key) else {
@@ -603,74 +612,100 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             if r.stored.is_some() {
                 continue;
             }
-            if r.weight >= self.config.large_value {
-                let (value, weight) = (Arc::clone(&r.value), r.weight);
-                match self.write_alone(&key, &value, weight) {
-                    Ok(loc) => freed += self.place(shard, &key, loc, evict),
-                    Err(e) => {
-                        let write_failed = matches!(e, Error::Backend(_));
-                        self.failed(shard, &key, &e);
-                        errors.push(e);
-                        if write_failed {
-                            self.requeue(shard, keys.by_ref().chain(seg_keys.drain(..)), evict);
-                            return (freed, errors);
-                        }
-                    }
-                }
+            let large = r.weight >= self.config.large_value;
+            let mut own = Vec::new();
+            let buf = if large {
+                own.reserve(r.weight.saturating_add(4).min(1 << 30));
+                &mut own
+            } else {
+                &mut seg.bytes
+            };
+            let start = buf.len();
+            if let Err(source) = self.serializer.serialize(&r.value, buf) {
+                buf.truncate(start);
+                let e = Error::Serialize {
+                    key: format!("{key:?}"),
+                    source,
+                };
+                self.failed(shard, &key, &e);
+                errors.push(e);
                 continue;
             }
-            let start = seg.begin();
-            match self.serializer.serialize(&r.value, &mut seg.bytes) {
-                Ok(()) if seg.bytes.len() - start >= self.config.large_value => {
-                    // Lighter by weight than by bytes: give it an object of its own.
-                    let record = seal_whole(seg.bytes.split_off(start));
-                    let n = (record.len() - 4) as u64;
-                    match self.store.write_whole(record) {
-                        Ok(loc) => {
-                            Counters::add(&self.counters.spills, 1);
-                            Counters::add(&self.counters.bytes_written, n);
-                            freed += self.place(shard, &key, loc, evict);
-                        }
-                        Err(e) => {
-                            self.failed(shard, &key, &e);
-                            errors.push(e);
-                            self.requeue(shard, keys.by_ref().chain(seg_keys.drain(..)), evict);
-                            return (freed, errors);
-                        }
-                    }
-                }
-                Ok(()) => {
-                    seg.seal(start);
-                    seg_keys.push(key);
-                }
-                Err(source) => {
-                    seg.abort(start);
-                    let e = Error::Serialize {
-                        key: format!("{key:?}"),
-                        source,
-                    };
-                    self.failed(shard, &key, &e);
-                    errors.push(e);
-                }
+            if !large && seg.bytes.len() - start >= self.config.large_value {
+                // Lighter by weight than by bytes: give it an object of its own.
+                own = seg.bytes.split_off(start);
             }
-            if seg.bytes.len() >= self.config.segment_bytes {
-                match self.write_segment(shard, std::mem::take(&mut seg), &mut seg_keys, evict) {
-                    Ok(n) => freed += n,
-                    Err(e) => {
-                        errors.push(e);
-                        self.requeue(shard, keys.by_ref(), evict);
-                        return (freed, errors);
-                    }
+            if large || !own.is_empty() {
+                whole_bytes += own.len();
+                wholes.push((key, seal_whole(own)));
+            } else {
+                seg.seal(start);
+                seg_keys.push(key);
+            }
+            let result = if whole_bytes >= WHOLE_BATCH_BYTES || wholes.len() >= WHOLE_BATCH_COUNT {
+                whole_bytes = 0;
+                self.write_wholes(shard, &mut wholes, evict)
+            } else if seg.bytes.len() >= self.config.segment_bytes {
+                self.write_segment(shard, std::mem::take(&mut seg), &mut seg_keys, evict)
+            } else {
+                Ok(0)
+            };
+            match result {
+                Ok(n) => freed += n,
+                Err(e) => {
+                    errors.push(e);
+                    let pending = wholes.drain(..).map(|(k, _)| k);
+                    self.requeue(
+                        shard,
+                        keys.by_ref().chain(seg_keys.drain(..)).chain(pending),
+                        evict,
+                    );
+                    return (freed, errors);
                 }
             }
         }
-        if !seg.is_empty() {
-            match self.write_segment(shard, seg, &mut seg_keys, evict) {
+        for result in [
+            self.write_wholes(shard, &mut wholes, evict),
+            self.write_segment(shard, seg, &mut seg_keys, evict),
+        ] {
+            match result {
                 Ok(n) => freed += n,
                 Err(e) => errors.push(e),
             }
         }
         (freed, errors)
+    }
+
+    /// Writes large values' records, one object each, and places them; on
+    /// failure they stay dirty.
+    fn write_wholes(
+        &self,
+        shard: &mut Shard<K, V>,
+        wholes: &mut Vec<(K, Vec<u8>)>,
+        evict: bool,
+    ) -> Result<usize> {
+        if wholes.is_empty() {
+            return Ok(0);
+        }
+        let (keys, records): (Vec<K>, Vec<Vec<u8>>) = wholes.drain(..).unzip();
+        let n: u64 = records.iter().map(|r| r.len() as u64 - 4).sum();
+        match self.store.write_wholes(records) {
+            Ok(locs) => {
+                Counters::add(&self.counters.spills, locs.len() as u64);
+                Counters::add(&self.counters.bytes_written, n);
+                Ok(keys
+                    .iter()
+                    .zip(locs)
+                    .map(|(key, loc)| self.place(shard, key, loc, evict))
+                    .sum())
+            }
+            Err(e) => {
+                for key in &keys {
+                    self.failed(shard, key, &e);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Writes a segment and places its values; on failure they stay dirty.
@@ -681,6 +716,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         keys: &mut Vec<K>,
         evict: bool,
     ) -> Result<usize> {
+        if seg.is_empty() {
+            return Ok(0);
+        }
         let n = seg.bytes.len() as u64 - 4 * seg.records.len() as u64;
         match self.store.write_segment(seg) {
             Ok(locs) => {

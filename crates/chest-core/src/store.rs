@@ -75,11 +75,6 @@ impl SegmentBuf {
         self.records.push((start as u32, len));
     }
 
-    /// Drops a record begun at `start` (its value failed to serialize).
-    pub fn abort(&mut self, start: usize) {
-        self.bytes.truncate(start);
-    }
-
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
@@ -201,6 +196,42 @@ impl Store {
             offset: 0,
             len: WHOLE,
         })
+    }
+
+    /// Writes several records (from [`seal_whole`]) as objects of their own,
+    /// through [`Backend::put_many`] so the backend may write them at once.
+    /// On failure, none counts as written.
+    pub fn write_wholes(&self, records: Vec<Vec<u8>>) -> Result<Vec<Loc>> {
+        let ids = records
+            .iter()
+            .map(|_| self.alloc())
+            .collect::<Result<Vec<_>>>()?;
+        let sizes: Vec<u64> = records.iter().map(|r| r.len() as u64).collect();
+        let objects = ids
+            .iter()
+            .zip(records)
+            .map(|(id, r)| (object_name(*id), Bytes::from(r)))
+            .collect();
+        if let Err(e) = self.backend.put_many(objects) {
+            for id in &ids {
+                // Some may have been written; they are garbage now (and
+                // removed on the next open if this delete fails too).
+                let _ = self.backend.delete(&object_name(*id));
+            }
+            return Err(e.into());
+        }
+        Ok(ids
+            .into_iter()
+            .zip(sizes)
+            .map(|(id, size)| {
+                self.register(id, size, 1, true);
+                Loc {
+                    obj: id,
+                    offset: 0,
+                    len: WHOLE,
+                }
+            })
+            .collect())
     }
 
     /// Reads a record and checks its checksum; returns the value's bytes.
