@@ -1,1 +1,155 @@
-//! placeholder
+//! chest-fs: the local-directory [`Backend`](chest_core::Backend) of
+//! [chest](https://docs.rs/chest).
+//!
+//! An [`FsBackend`] keeps each object in its own file under one directory.
+//! Linking this crate registers the `file` URL scheme (and plain paths,
+//! which the registry turns into `file://` URLs) and the store of temporary
+//! chests:
+//!
+//! | URL | store |
+//! | --- | --- |
+//! | `file:///abs/dir`, `/abs/dir`, `rel/dir` | the directory, created if missing |
+//! | `file:///abs/dir?fsync=true` | the same, every `put` durable before it returns |
+//! | (none: [`Chest::temp`](chest_core::Chest::temp)) | a new directory under the system's temporary directory, removed on drop |
+//!
+//! ```
+//! use bytes::Bytes;
+//! use chest_core::Backend;
+//! use chest_fs::{FsBackend, FsOptions};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = FsBackend::open(dir.path().join("c1"), FsOptions::default())?;
+//! store.put("data/00000001", Bytes::from_static(b"hello"))?;
+//! store.put(".odd name", Bytes::from_static(b"x"))?;
+//! assert_eq!(&store.get_range("data/00000001", 1..4)?[..], b"ell");
+//! assert_eq!(store.list("")?, [".odd name", "data/00000001"]);
+//! assert!(dir.path().join("c1/data/00000001").is_file()); // readable layout
+//! assert!(dir.path().join("c1/%2Eodd%20name").is_file()); // escaped
+//!
+//! // A second writer is refused while the first one is open.
+//! let err = FsBackend::open(dir.path().join("c1"), FsOptions::default()).unwrap_err();
+//! assert!(err.to_string().contains("in use by another writer"));
+//! drop(store);
+//! assert!(FsBackend::open(dir.path().join("c1"), FsOptions::default()).is_ok());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # On-disk layout
+//!
+//! ```text
+//! <dir>/
+//!   .chest.lock          the lock file (holds the writer's pid)
+//!   .tmp-<pid>-<n>       a put in progress (removed when it ends or fails,
+//!                        and by the next writer after a crash)
+//!   manifest             object "manifest"
+//!   data/00000001        object "data/00000001"
+//!   %2Ehidden            object ".hidden"
+//!   with%20space/x       object "with space/x"
+//! ```
+//!
+//! Each `/`-separated component of an object name is one path component
+//! (see [`names`]): kept as it is when it is made of `[A-Za-z0-9_.-]` and
+//! does not start with `.`, otherwise escaped byte by byte as `%XX`. The
+//! escaping is reversible, so [`list`](chest_core::Backend::list) returns the
+//! exact names; files that no name escapes to (anything starting with `.`,
+//! files of other programs) are ignored. A component longer than 255 bytes
+//! once escaped is refused with
+//! [`InvalidName`](chest_core::BackendError::InvalidName), and so is a name
+//! that needs a directory where an object already is (`a/b` while `a`
+//! exists, or `a` while `a/b` exists): in a directory a name cannot be a
+//! file and a folder at once. Deleting an object removes the directories it
+//! leaves empty.
+//!
+//! # Locking
+//!
+//! A writer holds an exclusive lock on `<dir>/.chest.lock` (an advisory
+//! `flock`-style lock, [`File::try_lock`](std::fs::File::try_lock)); a
+//! read-only store holds a shared one. A second writer — in another process,
+//! or another `FsBackend` in this one — is refused with
+//! [`BackendError::Locked`](chest_core::BackendError::Locked), naming the
+//! holder's pid; so is a reader while a writer holds the directory, and a
+//! writer while readers do. The lock lives as long as the backend and is
+//! released when it is dropped (or when its process dies, even by a crash).
+//! Locks on network file systems are only as good as the file system's
+//! support for them. A reader that cannot create the lock file (read-only
+//! media) reads without a lock.
+//!
+//! # Durability
+//!
+//! A `put` writes a temporary file in the directory and renames it over the
+//! object, so a reader (and a crash of the process) sees the old or the new
+//! bytes, never a mix; a failed write (a full disk, an I/O error) returns
+//! [`BackendError::Io`](chest_core::BackendError::Io) naming the object's
+//! path and leaves the old object, if any, in place.
+//!
+//! - Without `fsync` (the default), nothing is fsynced as it is written;
+//!   [`sync`](chest_core::Backend::sync) (which a chest calls at every flush)
+//!   fsyncs every file written and every directory changed since the last
+//!   sync. After a crash of the machine (power loss, kernel panic), writes
+//!   since the last sync may be lost, and some file systems may then show a
+//!   recently replaced object empty or truncated.
+//! - With `fsync` (`?fsync=true`), a `put` fsyncs the file before the rename
+//!   and its directory after it: an object is durable when `put` returns,
+//!   and a crash never leaves it half-written. Deletions are made durable by
+//!   `sync`.
+//!
+//! Temporary stores never fsync.
+//!
+//! # Limits
+//!
+//! On a case-insensitive file system (the default on macOS and Windows),
+//! names that differ only in case share one file. Windows' reserved names
+//! (`CON`, `NUL`, ...) are not escaped.
+#![warn(missing_docs)]
+
+mod backend;
+mod lock;
+pub mod names;
+
+use std::sync::Arc;
+
+use chest_core::registry::{OpenOptions, OpenedBackend, Query, Scheme, TempStore};
+use chest_core::Error;
+use url::Url;
+
+pub use backend::{FsBackend, FsOptions, TEMP_PREFIX};
+pub use lock::LOCK_FILE;
+
+/// Opens the directory a `file://` URL names (the `file` scheme's factory).
+///
+/// The only query key is `fsync` (`true/false/1/0/yes/no`, default `false`);
+/// any other key is an [`Error::InvalidUrl`]. The store is persistent.
+pub fn open_url(url: &Url, opts: &OpenOptions) -> chest_core::Result<OpenedBackend> {
+    let path = url.to_file_path().map_err(|()| Error::InvalidUrl {
+        url: url.to_string(),
+        reason: "not a local directory: a file URL needs an absolute path and no host \
+                 (or `localhost`)"
+            .into(),
+    })?;
+    let query = Query::parse(url, &["fsync"])?;
+    let fsync = query.get_bool("fsync")?.unwrap_or(false);
+    let backend = FsBackend::open(
+        &path,
+        FsOptions {
+            create: opts.create,
+            read_only: opts.read_only,
+            fsync,
+        },
+    )?;
+    Ok(OpenedBackend {
+        backend: Arc::new(backend),
+        persistent: true,
+    })
+}
+
+/// Opens a new temporary store ([`FsBackend::temp`]), not persistent: its
+/// directory is removed when the backend is dropped.
+pub fn open_temp() -> chest_core::Result<OpenedBackend> {
+    Ok(OpenedBackend {
+        backend: Arc::new(FsBackend::temp()?),
+        persistent: false,
+    })
+}
+
+chest_core::inventory::submit! { Scheme { name: "file", open: open_url } }
+chest_core::inventory::submit! { TempStore { open: open_temp } }

@@ -319,9 +319,12 @@ impl Store {
     /// Writes the manifest, makes it durable, then deletes the objects that
     /// died before the flush of `epoch` began.
     pub fn commit(&self, epoch: u64, manifest: Vec<u8>) -> Result<()> {
+        // Values first, then the manifest that names them: a crash never
+        // leaves a durable manifest pointing at bytes that are not.
         let written = self
             .backend
-            .put(MANIFEST, Bytes::from(manifest))
+            .sync()
+            .and_then(|()| self.backend.put(MANIFEST, Bytes::from(manifest)))
             .and_then(|()| self.backend.sync());
         let doomed: Vec<u32> = {
             let mut t = self.table();

@@ -29,8 +29,13 @@ fn open(loc: &dyn Location, budget: usize) -> Chest<u64, Bytes> {
         .expect("open the chest")
 }
 
-fn data_objects(loc: &dyn Location) -> Vec<String> {
-    loc.open().unwrap().list("data/").unwrap()
+/// A chest over `backend` (a handle the test keeps, to look at the objects
+/// while the chest holds the location).
+fn open_on(backend: &Arc<dyn crate::Backend>, budget: usize) -> Chest<u64, Bytes> {
+    ChestBuilder::new()
+        .memory_budget(budget)
+        .open_backend(Arc::clone(backend))
+        .expect("open the chest")
 }
 
 /// Many times the budget goes in; memory stays within budget + one value;
@@ -116,12 +121,14 @@ pub fn overwrite_spilled(target: &dyn Target) {
 /// else lives in it.
 pub fn remove_spilled(target: &dyn Target) {
     let loc = target.fresh();
-    let c = open(&*loc, 8 << 10);
+    let backend = loc.open().unwrap();
+    let data_objects = || backend.list("data/").unwrap();
+    let c = open_on(&backend, 8 << 10);
     for i in 0..20u64 {
         c.insert(i, value(i, 300_000)).unwrap(); // each its own object
     }
     c.flush().unwrap();
-    assert_eq!(data_objects(&*loc).len(), 20);
+    assert_eq!(data_objects().len(), 20);
     for i in 0..10u64 {
         assert!(c.remove(&i).unwrap());
         assert!(!c.contains_key(&i));
@@ -130,11 +137,11 @@ pub fn remove_spilled(target: &dyn Target) {
     assert!(!c.remove(&5).unwrap());
     c.close().unwrap();
     assert_eq!(
-        data_objects(&*loc).len(),
+        data_objects().len(),
         10,
         "removed values' objects must be deleted"
     );
-    let c = open(&*loc, 8 << 10);
+    let c = open_on(&backend, 8 << 10);
     assert_eq!(c.len(), 10);
     for i in 0..10u64 {
         assert!(!c.contains_key(&i));
@@ -287,11 +294,11 @@ pub fn clean_values_not_rewritten(target: &dyn Target) {
 /// flush compacts mostly-dead segments, so stored bytes stay near live bytes.
 pub fn garbage_is_compacted(target: &dyn Target) {
     let loc = target.fresh();
-    let c = open(&*loc, 64 << 10);
-    let stored = |loc: &dyn Location| -> usize {
-        let b = loc.open().unwrap();
-        let names = b.list("data/").unwrap();
-        names.iter().map(|n| b.get(n).unwrap().len()).sum()
+    let backend = loc.open().unwrap();
+    let c = open_on(&backend, 64 << 10);
+    let stored = || -> usize {
+        let names = backend.list("data/").unwrap();
+        names.iter().map(|n| backend.get(n).unwrap().len()).sum()
     };
     let mut expect: HashMap<u64, Bytes> = HashMap::new();
     for round in 0..3u64 {
@@ -312,13 +319,13 @@ pub fn garbage_is_compacted(target: &dyn Target) {
     // being replaced may still name them until then).
     c.flush().unwrap();
     let live = expect.len() * (1000 + 4);
-    let on_store = stored(&*loc);
+    let on_store = stored();
     assert!(
         on_store <= live * 5 / 2,
         "{on_store} bytes stored for {live} live bytes: garbage was not compacted"
     );
     c.close().unwrap();
-    let c = open(&*loc, 64 << 10);
+    let c = open_on(&backend, 64 << 10);
     assert_eq!(c.len(), expect.len());
     for (k, v) in &expect {
         assert_eq!(*c.get(k).unwrap().unwrap(), *v, "key {k}");

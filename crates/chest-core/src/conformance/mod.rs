@@ -27,9 +27,14 @@ pub trait Target: Send + Sync {
 }
 
 /// One location of a [`Target`].
+///
+/// The suite drops every handle (and the chest over it) before it opens the
+/// next one, so a backend that locks its store must release the lock on drop.
+/// A `Location` may be dropped while a backend it opened is still in use
+/// (`target.fresh().open()`): such a backend must keep what it needs alive
+/// (e.g. share ownership of a temporary directory).
 pub trait Location: Send + Sync {
-    /// Opens the store at this location for writing. The suite drops one
-    /// handle before it opens the next (a file lock must be released by then).
+    /// Opens the store at this location for writing.
     fn open(&self) -> Result<Arc<dyn Backend>>;
 }
 

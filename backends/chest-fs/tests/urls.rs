@@ -1,0 +1,127 @@
+//! The `file` URL scheme and the temporary store, through the registry.
+
+use chest_core::registry::{open_backend, open_temp, OpenOptions};
+use chest_core::{BackendError, Error};
+// Link the crate, so that its registrations are in this binary (nothing
+// else here names it).
+use chest_fs as _;
+
+fn url_of(path: &std::path::Path) -> String {
+    url::Url::from_directory_path(path).unwrap().to_string()
+}
+
+#[test]
+fn file_url_opens_a_persistent_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("c1");
+    let url = url_of(&store);
+    let opened = open_backend(&url, &OpenOptions::default()).unwrap();
+    assert!(opened.persistent);
+    assert_eq!(opened.backend.location(), url);
+    opened.backend.put("data/1", "v".into()).unwrap();
+    opened.backend.sync().unwrap();
+    assert!(store.join("data/1").is_file());
+    drop(opened);
+    // Reopen by plain path.
+    let again = open_backend(store.to_str().unwrap(), &OpenOptions::default()).unwrap();
+    assert_eq!(&again.backend.get("data/1").unwrap()[..], b"v");
+}
+
+#[test]
+fn fsync_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let fsyncs = |url: &str| {
+        let opened = open_backend(url, &OpenOptions::default()).unwrap();
+        opened.backend.put("a/b", "x".into()).unwrap();
+        opened
+            .backend
+            .counters()
+            .into_iter()
+            .find(|(k, _)| k == "fs.fsyncs")
+            .unwrap()
+            .1
+    };
+    let base = url_of(dir.path());
+    assert_eq!(fsyncs(&base), 0, "no fsync by default");
+    assert_eq!(fsyncs(&format!("{base}?fsync=false")), 0);
+    assert!(
+        fsyncs(&format!("{base}?fsync=true")) >= 2,
+        "file and directory fsynced"
+    );
+    assert!(fsyncs(&format!("{base}?fsync=1")) >= 2);
+}
+
+#[test]
+fn bad_queries_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = url_of(dir.path());
+    for (url, needle) in [
+        (format!("{base}?level=3"), "level"),
+        (format!("{base}?fsync=maybe"), "maybe"),
+    ] {
+        match open_backend(&url, &OpenOptions::default()) {
+            Err(e @ Error::InvalidUrl { .. }) => assert!(e.to_string().contains(needle), "{e}"),
+            other => panic!("{url}: expected InvalidUrl, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn remote_hosts_are_refused() {
+    match open_backend("file://example.com/data", &OpenOptions::default()) {
+        Err(e @ Error::InvalidUrl { .. }) => assert!(e.to_string().contains("local"), "{e}"),
+        other => panic!("expected InvalidUrl, got {other:?}"),
+    }
+}
+
+#[test]
+fn open_options_are_passed_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = url_of(&dir.path().join("missing"));
+    let no_create = OpenOptions {
+        read_only: false,
+        create: false,
+    };
+    assert!(matches!(
+        open_backend(&missing, &no_create),
+        Err(Error::Backend(BackendError::MissingStore { .. }))
+    ));
+    let read_only = OpenOptions {
+        read_only: true,
+        create: true,
+    };
+    assert!(matches!(
+        open_backend(&missing, &read_only),
+        Err(Error::Backend(BackendError::MissingStore { .. }))
+    ));
+    assert!(!dir.path().join("missing").exists());
+    let present = url_of(dir.path());
+    let ro = open_backend(&present, &read_only).unwrap();
+    assert!(ro.backend.put("x", "1".into()).is_err());
+}
+
+#[test]
+fn temp_store_is_removed_on_drop() {
+    let opened = open_temp().unwrap();
+    assert!(!opened.persistent);
+    let location = opened.backend.location().to_string();
+    let path = url::Url::parse(&location).unwrap().to_file_path().unwrap();
+    assert!(path.is_dir());
+    opened
+        .backend
+        .put("data/00000001", vec![7u8; 100_000].into())
+        .unwrap();
+    opened.backend.sync().unwrap();
+    assert!(path.join("data/00000001").is_file());
+    drop(opened);
+    assert!(!path.exists(), "{} should be gone", path.display());
+}
+
+#[test]
+fn temp_stores_are_distinct() {
+    let a = open_temp().unwrap();
+    let b = open_temp().unwrap();
+    assert_ne!(a.backend.location(), b.backend.location());
+    a.backend.put("k", "a".into()).unwrap();
+    assert!(b.backend.list("").unwrap().is_empty());
+}
