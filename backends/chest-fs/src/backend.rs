@@ -43,6 +43,11 @@ pub struct FsOptions {
     /// the rename and its directory after. Without it, writes become durable
     /// at the next [`Backend::sync`].
     pub fsync: bool,
+    /// Whether [`Backend::sync`] (called by every chest flush) fsyncs what
+    /// was written since the last one. `false` never fsyncs: for scratch
+    /// data that need not survive a machine crash (a process crash is still
+    /// safe: writes are renames).
+    pub sync_on_flush: bool,
 }
 
 impl Default for FsOptions {
@@ -52,6 +57,7 @@ impl Default for FsOptions {
             create: true,
             read_only: false,
             fsync: false,
+            sync_on_flush: true,
         }
     }
 }
@@ -97,6 +103,7 @@ impl fmt::Debug for FsBackend {
             .field("root", &self.root)
             .field("read_only", &self.opts.read_only)
             .field("fsync", &self.opts.fsync)
+            .field("sync_on_flush", &self.opts.sync_on_flush)
             .field("temporary", &self.temp.is_some())
             .finish()
     }
@@ -141,6 +148,7 @@ impl FsBackend {
             create: false,
             read_only: false,
             fsync: false,
+            sync_on_flush: false,
         };
         Self::open_inner(&path, opts, Some(dir))
     }
@@ -265,7 +273,7 @@ impl FsBackend {
     /// Whether changes are tracked for [`Backend::sync`] (not for temporary
     /// stores, which are never synced, nor for read-only ones).
     fn tracks_dirty(&self) -> bool {
-        self.temp.is_none() && !self.opts.read_only
+        self.temp.is_none() && !self.opts.read_only && self.opts.sync_on_flush
     }
 
     fn check_writable(&self, name: &str) -> BackendResult<()> {

@@ -9,7 +9,8 @@
 //! | URL | store |
 //! | --- | --- |
 //! | `file:///abs/dir`, `/abs/dir`, `rel/dir` | the directory, created if missing |
-//! | `file:///abs/dir?fsync=true` | the same, every `put` durable before it returns |
+//! | `file:///abs/dir?fsync=always` | the same, every `put` durable before it returns |
+//! | `file:///abs/dir?fsync=never` | the same, never fsynced (scratch data) |
 //! | (none: [`Chest::temp`](chest_core::Chest::temp)) | a new directory under the system's temporary directory, removed on drop |
 //!
 //! ```
@@ -82,13 +83,16 @@
 //! [`BackendError::Io`](chest_core::BackendError::Io) naming the object's
 //! path and leaves the old object, if any, in place.
 //!
-//! - Without `fsync` (the default), nothing is fsynced as it is written;
+//! - With `?fsync=flush` (the default), nothing is fsynced as it is written;
 //!   [`sync`](chest_core::Backend::sync) (which a chest calls at every flush)
 //!   fsyncs every file written and every directory changed since the last
 //!   sync. After a crash of the machine (power loss, kernel panic), writes
 //!   since the last sync may be lost, and some file systems may then show a
 //!   recently replaced object empty or truncated.
-//! - With `fsync` (`?fsync=true`), a `put` fsyncs the file before the rename
+//! - With `?fsync=never`, nothing is ever fsynced: a crash of the process is
+//!   safe (every write is a rename), a crash of the machine may lose the
+//!   chest's recent writes. For scratch data and caches.
+//! - With `?fsync=always` (or `true`), a `put` fsyncs the file before the rename
 //!   and its directory after it: an object is durable when `put` returns,
 //!   and a crash never leaves it half-written. Deletions are made durable by
 //!   `sync`.
@@ -117,8 +121,10 @@ pub use lock::LOCK_FILE;
 
 /// Opens the directory a `file://` URL names (the `file` scheme's factory).
 ///
-/// The only query key is `fsync` (`true/false/1/0/yes/no`, default `false`);
-/// any other key is an [`Error::InvalidUrl`]. The store is persistent.
+/// The only query key is `fsync`: `flush` (the default: every chest flush
+/// fsyncs what it wrote), `always` (or `true`: every object fsynced as it is
+/// written) or `never` (or `false`: no fsync at all, for scratch data); any
+/// other key or value is an [`Error::InvalidUrl`]. The store is persistent.
 pub fn open_url(url: &Url, opts: &OpenOptions) -> chest_core::Result<OpenedBackend> {
     let path = url.to_file_path().map_err(|()| Error::InvalidUrl {
         url: url.to_string(),
@@ -127,13 +133,24 @@ pub fn open_url(url: &Url, opts: &OpenOptions) -> chest_core::Result<OpenedBacke
             .into(),
     })?;
     let query = Query::parse(url, &["fsync"])?;
-    let fsync = query.get_bool("fsync")?.unwrap_or(false);
+    let (fsync, sync_on_flush) = match query.get("fsync").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("flush") => (false, true),
+        Some("always" | "true" | "1" | "yes" | "on") => (true, true),
+        Some("never" | "false" | "0" | "no" | "off") => (false, false),
+        Some(other) => {
+            return Err(Error::InvalidUrl {
+                url: url.to_string(),
+                reason: format!("query key \"fsync\"={other:?}: use always, flush or never"),
+            })
+        }
+    };
     let backend = FsBackend::open(
         &path,
         FsOptions {
             create: opts.create,
             read_only: opts.read_only,
             fsync,
+            sync_on_flush,
         },
     )?;
     Ok(OpenedBackend {

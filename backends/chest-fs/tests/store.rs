@@ -258,6 +258,7 @@ fn read_only_store() {
             read_only: true,
             create: true,
             fsync: false,
+            sync_on_flush: true,
         },
     )
     .unwrap();
@@ -291,6 +292,7 @@ fn missing_directory() {
             read_only: true,
             create: true,
             fsync: false,
+            sync_on_flush: true,
         },
     ] {
         match FsBackend::open(&missing, opts) {

@@ -30,25 +30,40 @@ fn file_url_opens_a_persistent_directory() {
 #[test]
 fn fsync_query() {
     let dir = tempfile::tempdir().unwrap();
+    // (fsyncs after the put, fsyncs after the put and a sync)
     let fsyncs = |url: &str| {
         let opened = open_backend(url, &OpenOptions::default()).unwrap();
+        let count = || {
+            opened
+                .backend
+                .counters()
+                .into_iter()
+                .find(|(k, _)| k == "fs.fsyncs")
+                .unwrap()
+                .1
+        };
         opened.backend.put("a/b", "x".into()).unwrap();
-        opened
-            .backend
-            .counters()
-            .into_iter()
-            .find(|(k, _)| k == "fs.fsyncs")
-            .unwrap()
-            .1
+        let after_put = count();
+        opened.backend.sync().unwrap();
+        (after_put, count())
     };
     let base = url_of(dir.path());
-    assert_eq!(fsyncs(&base), 0, "no fsync by default");
-    assert_eq!(fsyncs(&format!("{base}?fsync=false")), 0);
+    let (put, sync) = fsyncs(&base);
+    assert_eq!(put, 0, "no fsync on put by default");
     assert!(
-        fsyncs(&format!("{base}?fsync=true")) >= 2,
-        "file and directory fsynced"
+        sync >= 2,
+        "a sync (every flush) fsyncs file and directory: {sync}"
     );
-    assert!(fsyncs(&format!("{base}?fsync=1")) >= 2);
+    assert_eq!(fsyncs(&format!("{base}?fsync=flush")).0, 0);
+    assert_eq!(fsyncs(&format!("{base}?fsync=never")), (0, 0));
+    assert_eq!(fsyncs(&format!("{base}?fsync=false")), (0, 0));
+    for always in ["always", "true", "1"] {
+        let (put, _) = fsyncs(&format!("{base}?fsync={always}"));
+        assert!(
+            put >= 2,
+            "fsync={always}: file and directory fsynced on put"
+        );
+    }
 }
 
 #[test]
