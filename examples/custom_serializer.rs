@@ -30,7 +30,7 @@ impl Serializer<Vec<f64>> for F64Le {
     }
 
     fn deserialize(&self, bytes: &[u8]) -> Result<Vec<f64>, BoxError> {
-        if bytes.len() % 8 != 0 {
+        if !bytes.len().is_multiple_of(8) {
             return Err(format!("{} bytes is not a whole number of f64s", bytes.len()).into());
         }
         Ok(bytes

@@ -46,7 +46,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     c.flush()?;
     let secs = start.elapsed().as_secs_f64();
     let mib = (VALUES as usize * LEN) as f64 / (1 << 20) as f64;
-    println!("\ninsert + flush: {mib:.0} MiB in {secs:.2} s ({:.0} MiB/s)", mib / secs);
+    println!(
+        "\ninsert + flush: {mib:.0} MiB in {secs:.2} s ({:.0} MiB/s)",
+        mib / secs
+    );
     println!("{}", c.stats());
     c.close()?;
 
@@ -60,7 +63,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    println!("read back: {mib:.0} MiB in {secs:.2} s ({:.0} MiB/s)", mib / secs);
+    println!(
+        "read back: {mib:.0} MiB in {secs:.2} s ({:.0} MiB/s)",
+        mib / secs
+    );
     println!("{}", c.stats());
     for i in 0..VALUES {
         c.remove(&i)?;

@@ -26,7 +26,7 @@ use crate::error::BoxError;
 ///         Ok(())
 ///     }
 ///     fn deserialize(&self, bytes: &[u8]) -> Result<Vec<f64>, BoxError> {
-///         if bytes.len() % 8 != 0 { return Err("length is not a multiple of 8".into()); }
+///         if !bytes.len().is_multiple_of(8) { return Err("length is not a multiple of 8".into()); }
 ///         Ok(bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect())
 ///     }
 /// }
