@@ -1,13 +1,13 @@
 //! [`FsBackend`]: objects as files in a directory.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, ErrorKind, Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use chest_core::backend::{check_name, check_range};
@@ -27,6 +27,11 @@ const MAX_DIRTY_FILES: usize = 16_384;
 /// How often a `put` retries its rename when a concurrent `delete` removes
 /// the (empty) parent directory it has just created.
 const INSTALL_ATTEMPTS: usize = 16;
+
+/// How many open read handles [`Backend::get_range`] keeps: segments of
+/// packed values are read many times, a few bytes at a time, and opening the
+/// file costs more than the read.
+const MAX_HANDLES: usize = 256;
 
 /// Numbers the temporary files of this process.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -91,6 +96,8 @@ pub struct FsBackend {
     location: String,
     opts: FsOptions,
     dirty: Mutex<Dirty>,
+    /// Open handles (and sizes) of recently range-read objects.
+    handles: Mutex<HashMap<PathBuf, (Arc<File>, u64)>>,
     counters: Counters,
     /// Dropped before `temp`, so the lock is released before the directory goes.
     _lock: Option<DirLock>,
@@ -203,6 +210,7 @@ impl FsBackend {
             location,
             opts,
             dirty: Mutex::default(),
+            handles: Mutex::default(),
             counters: Counters::default(),
             _lock: lock,
             temp,
@@ -450,6 +458,15 @@ impl FsBackend {
     }
 
     /// Opens an object for reading: the file and its size.
+    fn handles(&self) -> MutexGuard<'_, HashMap<PathBuf, (Arc<File>, u64)>> {
+        self.handles.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Forgets the cached read handle of a replaced or deleted object.
+    fn forget_handle(&self, path: &Path) {
+        self.handles().remove(path);
+    }
+
     fn open_object(&self, name: &str, path: &Path) -> BackendResult<(File, u64)> {
         match File::open(path) {
             Ok(file) => {
@@ -609,7 +626,9 @@ impl Backend for FsBackend {
         self.check_writable(name)?;
         let target = self.object_path(name)?;
         let tmp = self.write_temp(&target, &data)?;
-        let created = match self.install(name, &tmp, &target) {
+        let installed = self.install(name, &tmp, &target);
+        self.forget_handle(&target);
+        let created = match installed {
             Ok(created) => created,
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
@@ -656,7 +675,25 @@ impl Backend for FsBackend {
 
     fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
         let path = self.object_path(name)?;
-        let (file, size) = self.open_object(name, &path)?;
+        let (file, size) = {
+            // Opened under the lock, so a `put` or `delete` that forgets the
+            // handle after replacing the file cannot race a stale one in.
+            let mut handles = self.handles();
+            if let Some(handle) = handles.get(&path) {
+                handle.clone()
+            } else {
+                let (file, size) = self.open_object(name, &path)?;
+                let handle = (Arc::new(file), size);
+                if handles.len() >= MAX_HANDLES {
+                    let victim = handles.keys().next().cloned();
+                    if let Some(victim) = victim {
+                        handles.remove(&victim);
+                    }
+                }
+                handles.insert(path.clone(), handle.clone());
+                handle
+            }
+        };
         check_range(&self.location, name, &range, size)?;
         let len = usize::try_from(range.end - range.start).map_err(|_| BackendError::Other {
             location: self.location.clone(),
@@ -675,7 +712,9 @@ impl Backend for FsBackend {
     fn delete(&self, name: &str) -> BackendResult<()> {
         self.check_writable(name)?;
         let path = self.object_path(name)?;
-        match fs::remove_file(&path) {
+        let removed = fs::remove_file(&path);
+        self.forget_handle(&path);
+        match removed {
             Ok(()) => {}
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
                 return Ok(())
