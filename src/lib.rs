@@ -34,6 +34,7 @@
 //! | `file:///abs/dir`, or a plain path | local directory | `fs` (default) |
 //! | `memory://` / `memory://name` | in-process (anonymous / shared by name) | always |
 //! | none ([`Chest::temp`]) | a temporary directory, removed on drop | `fs` |
+//! | `zstd+<any of these>?level=3` | that store, every object zstd-compressed | `zstd` (default) |
 //!
 //! Backends register their URL schemes when they are linked; a program can
 //! add its own with [`registry::register_scheme`].
@@ -44,3 +45,7 @@ pub use chest_core::*;
 /// The local-directory backend (`file://` URLs, plain paths, temporary chests).
 #[cfg(feature = "fs")]
 pub use chest_fs as fs;
+
+/// The compression layer (`zstd+<url>`), around any backend.
+#[cfg(feature = "zstd")]
+pub use chest_zstd as zstd;

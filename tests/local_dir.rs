@@ -197,6 +197,9 @@ fn serializer_mismatch_is_refused() {
         .open(&loc)
         .unwrap_err();
     assert!(matches!(err, Error::SerializerMismatch { .. }), "{err}");
+    // The refused open left the chest as it was.
+    let c: Chest<u64, Vec<u8>> = Chest::open(&loc).unwrap();
+    assert_eq!(*c.get(&1).unwrap().unwrap(), vec![1]);
 }
 
 #[test]

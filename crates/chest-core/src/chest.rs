@@ -125,7 +125,12 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             flush_lock: Mutex::new(()),
             closed: AtomicBool::new(false),
         };
-        chest.load_index()?;
+        if let Err(e) = chest.load_index() {
+            // Not opened: dropping it must not flush an empty index over the
+            // manifest it could not read.
+            chest.closed.store(true, Ordering::Relaxed);
+            return Err(e);
+        }
         Ok(chest)
     }
 

@@ -47,6 +47,16 @@ pub enum BackendError {
         /// Actual size of the object.
         size: u64,
     },
+    /// The object's bytes are damaged (a layer could not decode them).
+    #[error("object {name:?} in {location} is corrupt: {detail}")]
+    Corrupt {
+        /// The store.
+        location: String,
+        /// The object name.
+        name: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// Another process (or another handle in this one) holds the store for writing.
     #[error("{location} is locked by another writer: {detail}")]
     Locked {

@@ -248,6 +248,7 @@ impl Store {
             BackendError::RangeOutOfBounds { size, .. } => {
                 ReadError::Corrupt(format!("the object is truncated ({size} bytes)"))
             }
+            BackendError::Corrupt { detail, .. } => ReadError::Corrupt(detail),
             e => ReadError::Backend(e),
         })?;
         if record.len() < CRC_LEN {

@@ -1,0 +1,763 @@
+//! A chest [`Backend`] layer that stores every object zstd-compressed, around
+//! any other backend: `zstd+file:///data/c1?level=3`, `zstd+memory://`, or in
+//! code [`ZstdBackend::new`] around a backend of your own.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use chest_core::{Backend, MemoryBackend};
+//! use chest_zstd::{ZstdBackend, ZstdOptions};
+//!
+//! let mem = MemoryBackend::new();
+//! let zstd = ZstdBackend::new(Arc::new(mem.clone()), ZstdOptions::default());
+//! let text = "the quick brown fox jumps over the lazy dog. ".repeat(10_000);
+//! zstd.put("notes/fox", text.clone().into())?;
+//!
+//! assert!(mem.stored_bytes() < text.len() as u64 / 50);   // 450 KB stored in a few KB
+//! assert_eq!(zstd.get("notes/fox")?, text.as_bytes());
+//! assert_eq!(&zstd.get_range("notes/fox", 4..9)?[..], b"quick");
+//! assert_eq!(&mem.get("notes/fox")?[..4], b"CHZS");      // the inner store holds the compressed form
+//! # Ok::<(), chest_core::BackendError>(())
+//! ```
+//!
+//! Through a URL, once this crate is linked into the program (the `chest`
+//! facade does that with its `zstd` feature):
+//!
+//! ```
+//! use chest_zstd as _; // registers the `zstd+` layer
+//!
+//! let c: chest_core::Chest<u32, String> =
+//!     chest_core::Chest::builder().memory_budget(1 << 10).open("zstd+memory://?level=6")?;
+//! for i in 0..100 {
+//!     c.insert(i, format!("value number {i} ").repeat(20))?;
+//! }
+//! assert_eq!(*c.get(&42)?.unwrap(), "value number 42 ".repeat(20));
+//! assert!(c.stats().spills > 0);
+//! # Ok::<(), chest_core::Error>(())
+//! ```
+//!
+//! # What is stored
+//!
+//! Every object starts with a small header ([`MAGIC`] `b"CHZS"`, a format
+//! version, a mode byte and the uncompressed length), so an object written
+//! without the layer and read through it (or the reverse) is a clear error
+//! rather than garbage. Data that does not compress (ratio worse than
+//! [`ZstdOptions::max_ratio`]) is stored raw behind the header. Compressed
+//! data is cut into independent zstd frames of [`ZstdOptions::frame_size`]
+//! uncompressed bytes with an index in the header, so
+//! [`get_range`](Backend::get_range) reads and decompresses only the frames it
+//! needs, and large objects are (de)compressed on several threads. The full
+//! layout is described on [`MAGIC`].
+//!
+//! # Counters
+//!
+//! [`Backend::counters`] reports `zstd.bytes_in` (uncompressed bytes
+//! written), `zstd.bytes_out` (bytes stored, headers included),
+//! `zstd.objects_compressed` and `zstd.objects_raw`, followed by the inner
+//! backend's counters.
+#![warn(missing_docs)]
+
+mod codec;
+mod format;
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chest_core::backend::check_range;
+use chest_core::registry::Layer;
+use chest_core::{Backend, BackendError, BackendResult};
+use url::Url;
+
+use format::{Fault, Header, Kind, Layout};
+pub use format::{MAGIC, VERSION};
+
+/// The default compression level (zstd's own default).
+pub const DEFAULT_LEVEL: i32 = 3;
+/// The default uncompressed size of one frame: 256 KiB.
+pub const DEFAULT_FRAME_SIZE: usize = 256 << 10;
+/// The smallest frame size; smaller requests are raised to it.
+pub const MIN_FRAME_SIZE: usize = 1 << 10;
+/// The largest frame size (1 GiB); larger requests are lowered to it.
+pub const MAX_FRAME_SIZE: usize = 1 << 30;
+
+/// Bytes read first by a ranged read: the header, the frame index of objects
+/// up to about 1 GiB (with the default frame size), and often the data too.
+const PROBE: u64 = 16 << 10;
+/// Objects at least this large are tested on samples before being
+/// compressed whole.
+const SAMPLE_FROM: usize = 256 << 10;
+/// Size of each sample window, and how many are taken.
+const SAMPLE_WINDOW: usize = 32 << 10;
+const SAMPLE_WINDOWS: usize = 4;
+/// Objects at least this large are (de)compressed on several threads.
+const PARALLEL_FROM: usize = 1 << 20;
+
+/// How a [`ZstdBackend`] compresses.
+///
+/// ```
+/// let opts = chest_zstd::ZstdOptions { level: 9, ..Default::default() };
+/// assert_eq!(opts.frame_size, chest_zstd::DEFAULT_FRAME_SIZE);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZstdOptions {
+    /// zstd level: 1 (fast) to 22 (small), negative levels are faster still;
+    /// 0 means zstd's default (3). Default [`DEFAULT_LEVEL`]. Out-of-range
+    /// levels are clamped to what zstd supports.
+    pub level: i32,
+    /// Uncompressed bytes per independent frame (default
+    /// [`DEFAULT_FRAME_SIZE`]). Smaller frames make ranged reads cheaper,
+    /// larger ones compress a little better. Clamped to
+    /// [`MIN_FRAME_SIZE`]..=[`MAX_FRAME_SIZE`].
+    pub frame_size: usize,
+    /// Store an object raw when compression would leave more than this
+    /// fraction of its size (default 0.95: compression must save at least 5%).
+    /// `0.0` never compresses; `f64::INFINITY` always compresses, even data
+    /// that grows. Large objects are first tested on a few 32 KiB samples at
+    /// a fast level, so incompressible data costs little time.
+    pub max_ratio: f64,
+    /// Threads used to (de)compress one large object (default: the number of
+    /// CPUs, at most 8). 1 keeps everything on the calling thread.
+    pub threads: usize,
+    /// Give every frame zstd's content checksum (default `true`), so damaged
+    /// compressed bytes are an error instead of wrong data.
+    pub checksum: bool,
+}
+
+impl Default for ZstdOptions {
+    fn default() -> Self {
+        Self {
+            level: DEFAULT_LEVEL,
+            frame_size: DEFAULT_FRAME_SIZE,
+            max_ratio: 0.95,
+            threads: std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(8),
+            checksum: true,
+        }
+    }
+}
+
+impl ZstdOptions {
+    /// The default options with compression level `level`.
+    pub fn with_level(level: i32) -> Self {
+        Self {
+            level,
+            ..Self::default()
+        }
+    }
+}
+
+/// How one object is stored, as [`ZstdBackend::object_info`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// `true` if the data is zstd-compressed, `false` if stored raw.
+    pub compressed: bool,
+    /// Length of the data, uncompressed.
+    pub len: u64,
+    /// Size of the object in the inner backend, header included.
+    pub stored_len: u64,
+    /// Number of zstd frames (0 when raw).
+    pub frames: u32,
+    /// Uncompressed bytes per frame (0 when raw).
+    pub frame_size: u32,
+}
+
+/// `true` if `bytes` (an object, or its first four bytes or more) starts with
+/// the header of the zstd layer.
+///
+/// ```
+/// assert!(chest_zstd::is_zstd_object(b"CHZS\x01\x01..."));
+/// assert!(!chest_zstd::is_zstd_object(b"CHESTMAN"));
+/// ```
+pub fn is_zstd_object(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC)
+}
+
+/// A [`Backend`] that compresses every object with zstd before handing it to
+/// an inner backend, and decompresses on the way back.
+///
+/// Names, listing, deletion and `sync` pass straight through; the location is
+/// `zstd+` followed by the inner backend's location.
+pub struct ZstdBackend {
+    inner: Arc<dyn Backend>,
+    location: String,
+    opts: ZstdOptions,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    objects_compressed: AtomicU64,
+    objects_raw: AtomicU64,
+}
+
+impl fmt::Debug for ZstdBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ZstdBackend")
+            .field("location", &self.location)
+            .field("opts", &self.opts)
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The result of encoding one object, for the counters.
+struct Encoded {
+    bytes: Bytes,
+    compressed: bool,
+}
+
+impl ZstdBackend {
+    /// Wraps `inner`: objects are compressed on `put` and decompressed on
+    /// `get`. Out-of-range options are clamped (see [`ZstdOptions`]).
+    pub fn new(inner: Arc<dyn Backend>, opts: ZstdOptions) -> Self {
+        let levels = zstd::compression_level_range();
+        let opts = ZstdOptions {
+            level: opts.level.clamp(*levels.start(), *levels.end()),
+            frame_size: opts.frame_size.clamp(MIN_FRAME_SIZE, MAX_FRAME_SIZE),
+            max_ratio: if opts.max_ratio.is_nan() {
+                0.0
+            } else {
+                opts.max_ratio
+            },
+            threads: opts.threads.max(1),
+            checksum: opts.checksum,
+        };
+        Self {
+            location: format!("zstd+{}", inner.location()),
+            inner,
+            opts,
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            objects_compressed: AtomicU64::new(0),
+            objects_raw: AtomicU64::new(0),
+        }
+    }
+
+    /// Wraps `inner` as the URL `zstd+…?level=N&frame_size=N` asks (the
+    /// function registered for the `zstd+` layer). Query keys other than
+    /// `level` and `frame_size` are left to the inner backend.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let url = url::Url::parse("zstd+memory://?level=abc").unwrap();
+    /// let err = chest_zstd::ZstdBackend::from_url(&url, Arc::new(chest_core::MemoryBackend::new()))
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("level"), "{err}");
+    /// ```
+    pub fn from_url(url: &Url, inner: Arc<dyn Backend>) -> chest_core::Result<Self> {
+        Ok(Self::new(inner, options_from_url(url)?))
+    }
+
+    /// The backend this one wraps.
+    pub fn inner(&self) -> &Arc<dyn Backend> {
+        &self.inner
+    }
+
+    /// The options in force (after clamping).
+    pub fn options(&self) -> &ZstdOptions {
+        &self.opts
+    }
+
+    /// How the object `name` is stored, reading only its header.
+    pub fn object_info(&self, name: &str) -> BackendResult<ObjectInfo> {
+        let prefix = self.probe(name)?;
+        let header = Header::parse(&prefix).map_err(|f| self.fault(name, f))?;
+        Ok(match header.kind {
+            Kind::Raw => ObjectInfo {
+                compressed: false,
+                len: header.len,
+                stored_len: header.len + header.data_start(),
+                frames: 0,
+                frame_size: 0,
+            },
+            Kind::Frames { frame_size, count } => {
+                let layout = self.layout(name, &header, &prefix)?;
+                ObjectInfo {
+                    compressed: true,
+                    len: header.len,
+                    stored_len: layout.object_len(),
+                    frames: count,
+                    frame_size,
+                }
+            }
+        })
+    }
+
+    fn threads_for(&self, len: usize) -> usize {
+        if len >= PARALLEL_FROM {
+            self.opts.threads
+        } else {
+            1
+        }
+    }
+
+    fn other(&self, message: String, source: Option<chest_core::BoxError>) -> BackendError {
+        BackendError::Other {
+            location: self.location.clone(),
+            message,
+            source,
+        }
+    }
+
+    /// The error for an object that cannot be decoded.
+    fn fault(&self, name: &str, fault: Fault) -> BackendError {
+        let inner = self.inner.location();
+        let message = match fault {
+            Fault::Foreign => format!(
+                "object {name:?} in {inner} was not written through the zstd layer \
+                 (it does not start with {:?}; opened with zstd+ but written without it?)",
+                String::from_utf8_lossy(MAGIC)
+            ),
+            Fault::Corrupt(detail) => {
+                return BackendError::Corrupt {
+                    location: inner.to_string(),
+                    name: name.to_string(),
+                    detail: format!("zstd layer: {detail}"),
+                }
+            }
+            Fault::Unsupported(detail) => {
+                format!("object {name:?} in {inner} cannot be read by this version of the zstd layer: {detail}")
+            }
+        };
+        self.other(message, None)
+    }
+
+    /// A ranged read of the inner object that must succeed in full: running
+    /// past its end means the object is truncated.
+    fn inner_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
+        self.inner.get_range(name, range).map_err(|e| match e {
+            BackendError::RangeOutOfBounds {
+                start, end, size, ..
+            } => self.fault(
+                name,
+                Fault::Corrupt(format!(
+                    "truncated: bytes {start}..{end} are needed, the stored object has {size}"
+                )),
+            ),
+            e => e,
+        })
+    }
+
+    /// The first [`PROBE`] bytes of an object, or all of it if it is shorter.
+    fn probe(&self, name: &str) -> BackendResult<Bytes> {
+        match self.inner.get_range(name, 0..PROBE) {
+            Ok(b) if b.len() as u64 == PROBE => Ok(b),
+            // Shorter than the probe (or a backend that clips ranges): read it whole.
+            Ok(_) | Err(BackendError::RangeOutOfBounds { .. }) => self.inner.get(name),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The frame layout of an object, given its header and first bytes.
+    fn layout(&self, name: &str, header: &Header, prefix: &Bytes) -> BackendResult<Layout> {
+        let index_end = header.data_start();
+        let index = if index_end <= prefix.len() as u64 {
+            prefix.slice(format::FRAMES_FIXED_LEN..index_end as usize)
+        } else {
+            // Fetched before anything is allocated from the header's numbers.
+            let rest = self.inner_range(name, prefix.len() as u64..index_end)?;
+            let mut index =
+                Vec::with_capacity(prefix.len() - format::FRAMES_FIXED_LEN + rest.len());
+            index.extend_from_slice(&prefix[format::FRAMES_FIXED_LEN..]);
+            index.extend_from_slice(&rest);
+            Bytes::from(index)
+        };
+        Layout::parse(header, &index).map_err(|f| self.fault(name, f))
+    }
+
+    /// Bytes `range` of the stored object, using `prefix` (its first bytes) where it reaches.
+    fn stored_range(&self, name: &str, prefix: &Bytes, range: Range<u64>) -> BackendResult<Bytes> {
+        let have = prefix.len() as u64;
+        if range.end <= have {
+            Ok(prefix.slice(range.start as usize..range.end as usize))
+        } else if range.start >= have {
+            self.inner_range(name, range)
+        } else {
+            let rest = self.inner_range(name, have..range.end)?;
+            let mut v = Vec::with_capacity(prefix.len() - range.start as usize + rest.len());
+            v.extend_from_slice(&prefix[range.start as usize..]);
+            v.extend_from_slice(&rest);
+            Ok(Bytes::from(v))
+        }
+    }
+
+    /// Decompresses frames `first..last` of an object whose stored bytes
+    /// `layout.offsets[first]..layout.offsets[last]` are `stored`.
+    fn decompress(
+        &self,
+        name: &str,
+        layout: &Layout,
+        stored: &[u8],
+        first: usize,
+        last: usize,
+    ) -> BackendResult<Vec<u8>> {
+        let base = layout.offsets[first];
+        let frames: Vec<&[u8]> = (first..last)
+            .map(|i| {
+                let a = (layout.offsets[i] - base) as usize;
+                let b = (layout.offsets[i + 1] - base) as usize;
+                &stored[a..b]
+            })
+            .collect();
+        let len: usize = (first..last).map(|i| layout.frame_len(i)).sum();
+        let mut out = vec![0u8; len];
+        codec::decompress_frames(
+            &frames,
+            &mut out,
+            layout.frame_size as usize,
+            first,
+            self.threads_for(len),
+        )
+        .map_err(|e| self.fault(name, Fault::Corrupt(e)))?;
+        Ok(out)
+    }
+
+    /// Turns `data` into the stored form: compressed frames, or raw.
+    fn encode(&self, name: &str, data: &[u8]) -> BackendResult<Encoded> {
+        self.encode_with(name, data, self.threads_for(data.len()))
+    }
+
+    /// Encodes several objects, on several threads when they are large
+    /// together (each object then on one thread).
+    fn encode_many(&self, objects: &[(String, Bytes)]) -> BackendResult<Vec<Encoded>> {
+        let total: usize = objects.iter().map(|(_, d)| d.len()).sum();
+        let groups = self.opts.threads.min(objects.len());
+        if groups <= 1 || total < PARALLEL_FROM {
+            return objects.iter().map(|(n, d)| self.encode(n, d)).collect();
+        }
+        let per_group = objects.len().div_ceil(groups);
+        let parts: Vec<BackendResult<Vec<Encoded>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = objects
+                .chunks(per_group)
+                .map(|group| {
+                    s.spawn(move || {
+                        group
+                            .iter()
+                            .map(|(n, d)| self.encode_with(n, d, 1))
+                            .collect::<BackendResult<Vec<_>>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(self.other("a compression thread panicked".into(), None))
+                    })
+                })
+                .collect()
+        });
+        let mut out = Vec::with_capacity(objects.len());
+        for part in parts {
+            out.extend(part?);
+        }
+        Ok(out)
+    }
+
+    fn encode_with(&self, name: &str, data: &[u8], threads: usize) -> BackendResult<Encoded> {
+        let len = data.len();
+        let zstd_err = |e: std::io::Error| {
+            self.other(
+                format!("cannot compress object {name:?} ({len} bytes): {e}"),
+                Some(Box::new(e)),
+            )
+        };
+        if len == 0
+            || self.opts.max_ratio <= 0.0
+            || self.looks_incompressible(data).map_err(zstd_err)?
+        {
+            return Ok(self.encode_raw(data));
+        }
+        let frame_size = self.opts.frame_size;
+        let count = u32::try_from(len.div_ceil(frame_size)).map_err(|_| {
+            self.other(
+                format!("object {name:?} ({len} bytes) needs more than 2^32 frames; raise the frame size"),
+                None,
+            )
+        })?;
+        let index_len = format::FRAMES_FIXED_LEN + 4 * count as usize;
+        let mut out = Vec::new();
+        format::write_frames_header(&mut out, len as u64, frame_size as u32, count);
+        let sizes = codec::compress_parallel(
+            data,
+            frame_size,
+            self.opts.level,
+            self.opts.checksum,
+            threads,
+            &mut out,
+        )
+        .map_err(zstd_err)?;
+        if out.len() as f64 > self.opts.max_ratio * (len + format::BASE_LEN) as f64 {
+            drop(out);
+            return Ok(self.encode_raw(data));
+        }
+        debug_assert_eq!(sizes.len(), count as usize);
+        format::fill_index(&mut out[..index_len], &sizes);
+        if out.capacity() - out.len() > out.len() / 8 {
+            out.shrink_to_fit();
+        }
+        Ok(Encoded {
+            bytes: Bytes::from(out),
+            compressed: true,
+        })
+    }
+
+    fn encode_raw(&self, data: &[u8]) -> Encoded {
+        let mut out = Vec::with_capacity(format::BASE_LEN + data.len());
+        format::write_raw_header(&mut out, data.len() as u64);
+        out.extend_from_slice(data);
+        Encoded {
+            bytes: Bytes::from(out),
+            compressed: false,
+        }
+    }
+
+    /// A quick look before compressing a large object: compresses a few
+    /// windows spread over it at a fast level; if they do not shrink enough,
+    /// the object is stored raw without compressing the rest.
+    fn looks_incompressible(&self, data: &[u8]) -> std::io::Result<bool> {
+        if data.len() < SAMPLE_FROM {
+            return Ok(false);
+        }
+        let step = (data.len() - SAMPLE_WINDOW) / (SAMPLE_WINDOWS - 1);
+        let level = self.opts.level.min(1);
+        let mut packed = 0usize;
+        for i in 0..SAMPLE_WINDOWS {
+            let start = i * step;
+            packed += codec::compressed_len(&data[start..start + SAMPLE_WINDOW], level)?;
+        }
+        Ok(packed as f64 > self.opts.max_ratio * (SAMPLE_WINDOW * SAMPLE_WINDOWS) as f64)
+    }
+
+    fn count(&self, data_len: usize, stored_len: usize, compressed: bool) {
+        self.bytes_in.fetch_add(data_len as u64, Ordering::Relaxed);
+        self.bytes_out
+            .fetch_add(stored_len as u64, Ordering::Relaxed);
+        let objects = if compressed {
+            &self.objects_compressed
+        } else {
+            &self.objects_raw
+        };
+        objects.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Backend for ZstdBackend {
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
+        let encoded = self.encode(name, &data)?;
+        let (len, stored) = (data.len(), encoded.bytes.len());
+        drop(data);
+        self.inner.put(name, encoded.bytes)?;
+        self.count(len, stored, encoded.compressed);
+        Ok(())
+    }
+
+    fn put_many(&self, objects: Vec<(String, Bytes)>) -> BackendResult<()> {
+        let encoded = self.encode_many(&objects)?;
+        let lens: Vec<usize> = objects.iter().map(|(_, d)| d.len()).collect();
+        let compressed: Vec<bool> = encoded.iter().map(|e| e.compressed).collect();
+        let stored: Vec<(String, Bytes)> = objects
+            .into_iter()
+            .zip(encoded)
+            .map(|((name, _), e)| (name, e.bytes))
+            .collect();
+        let stored_lens: Vec<usize> = stored.iter().map(|(_, b)| b.len()).collect();
+        self.inner.put_many(stored)?;
+        for ((len, compressed), stored) in lens.into_iter().zip(compressed).zip(stored_lens) {
+            self.count(len, stored, compressed);
+        }
+        Ok(())
+    }
+
+    fn get(&self, name: &str) -> BackendResult<Bytes> {
+        let stored = self.inner.get(name)?;
+        let header = Header::parse(&stored).map_err(|f| self.fault(name, f))?;
+        match header.kind {
+            Kind::Raw => {
+                let expect = header.data_start() + header.len;
+                if stored.len() as u64 != expect {
+                    return Err(self.fault(
+                        name,
+                        Fault::Corrupt(format!(
+                            "the header says {} bytes of data, the object holds {}",
+                            header.len,
+                            stored.len() as u64 - header.data_start()
+                        )),
+                    ));
+                }
+                Ok(stored.slice(header.data_start() as usize..))
+            }
+            Kind::Frames { .. } => {
+                let layout = self.layout(name, &header, &stored)?;
+                if layout.object_len() != stored.len() as u64 {
+                    return Err(self.fault(
+                        name,
+                        Fault::Corrupt(format!(
+                            "the frame index adds up to {} bytes, the object holds {}",
+                            layout.object_len(),
+                            stored.len()
+                        )),
+                    ));
+                }
+                let data = &stored[header.data_start() as usize..];
+                self.decompress(name, &layout, data, 0, layout.count())
+                    .map(Bytes::from)
+            }
+        }
+    }
+
+    fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
+        let prefix = self.probe(name)?;
+        let header = Header::parse(&prefix).map_err(|f| self.fault(name, f))?;
+        check_range(&self.location, name, &range, header.len)?;
+        match header.kind {
+            Kind::Raw => {
+                let start = header.data_start();
+                self.stored_range(name, &prefix, start + range.start..start + range.end)
+            }
+            Kind::Frames { .. } => {
+                let layout = self.layout(name, &header, &prefix)?;
+                if range.start == range.end {
+                    return Ok(Bytes::new());
+                }
+                let first = (range.start / layout.frame_size) as usize;
+                let last = ((range.end - 1) / layout.frame_size) as usize + 1;
+                let stored =
+                    self.stored_range(name, &prefix, layout.offsets[first]..layout.offsets[last])?;
+                let out = self.decompress(name, &layout, &stored, first, last)?;
+                let skip = (range.start - first as u64 * layout.frame_size) as usize;
+                let out = Bytes::from(out);
+                Ok(out.slice(skip..skip + (range.end - range.start) as usize))
+            }
+        }
+    }
+
+    fn delete(&self, name: &str) -> BackendResult<()> {
+        self.inner.delete(name)
+    }
+
+    fn list(&self, prefix: &str) -> BackendResult<Vec<String>> {
+        self.inner.list(prefix)
+    }
+
+    fn sync(&self) -> BackendResult<()> {
+        self.inner.sync()
+    }
+
+    fn counters(&self) -> Vec<(String, u64)> {
+        let mut c = vec![
+            (
+                "zstd.bytes_in".to_string(),
+                self.bytes_in.load(Ordering::Relaxed),
+            ),
+            (
+                "zstd.bytes_out".to_string(),
+                self.bytes_out.load(Ordering::Relaxed),
+            ),
+            (
+                "zstd.objects_compressed".to_string(),
+                self.objects_compressed.load(Ordering::Relaxed),
+            ),
+            (
+                "zstd.objects_raw".to_string(),
+                self.objects_raw.load(Ordering::Relaxed),
+            ),
+        ];
+        c.extend(self.inner.counters());
+        c
+    }
+}
+
+/// Reads `level` and `frame_size` from a `zstd+…` URL's query.
+fn options_from_url(url: &Url) -> chest_core::Result<ZstdOptions> {
+    let invalid = |reason: String| chest_core::Error::InvalidUrl {
+        url: url.to_string(),
+        reason,
+    };
+    let mut opts = ZstdOptions::default();
+    let mut seen: Vec<String> = Vec::new();
+    for (key, value) in url.query_pairs() {
+        if !PARAMS.contains(&key.as_ref()) {
+            continue;
+        }
+        if seen.iter().any(|k| *k == key) {
+            return Err(invalid(format!("query key {key:?} is given twice")));
+        }
+        seen.push(key.to_string());
+        match key.as_ref() {
+            "level" => {
+                let levels = zstd::compression_level_range();
+                let level: i32 = value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|l| levels.contains(l))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "query key \"level\"={value:?}: the zstd level must be an integer in {}..={} \
+                             (1 fast .. 22 small, negative faster still)",
+                            levels.start(),
+                            levels.end()
+                        ))
+                    })?;
+                opts.level = level;
+            }
+            _ => {
+                opts.frame_size = parse_size(&value)
+                    .filter(|s| (MIN_FRAME_SIZE..=MAX_FRAME_SIZE).contains(s))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "query key \"frame_size\"={value:?}: expected a size in bytes between \
+                             {MIN_FRAME_SIZE} and {MAX_FRAME_SIZE} (suffixes k, KiB, m, MiB accepted)"
+                        ))
+                    })?;
+            }
+        }
+    }
+    Ok(opts)
+}
+
+/// Parses `262144`, `256k`, `256KiB`, `1m`, `1MiB`.
+fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(digits);
+    let n: usize = n.parse().ok()?;
+    let mult = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// Query keys of `zstd+` URLs, removed from the inner URL.
+const PARAMS: &[&str] = &["level", "frame_size"];
+
+fn wrap(url: &Url, inner: Arc<dyn Backend>) -> chest_core::Result<Arc<dyn Backend>> {
+    Ok(Arc::new(ZstdBackend::from_url(url, inner)?))
+}
+
+chest_core::inventory::submit! {
+    Layer { name: "zstd", params: PARAMS, wrap }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("256k"), Some(256 << 10));
+        assert_eq!(parse_size("1MiB"), Some(1 << 20));
+        assert_eq!(parse_size("1.5m"), None);
+        assert_eq!(parse_size("k"), None);
+        assert_eq!(parse_size("12 parsecs"), None);
+    }
+}

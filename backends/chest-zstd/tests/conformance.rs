@@ -1,0 +1,147 @@
+//! The shared conformance suite through the zstd layer: around a fresh
+//! `MemoryBackend` and around a fresh directory (`chest-fs`), each with the
+//! default options and with compression forced on and small frames (the
+//! suite's data is random, which the default options store raw).
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chest_core::conformance::{Location, Target};
+use chest_core::{Backend, BackendResult, MemoryBackend, Result};
+use chest_fs::{FsBackend, FsOptions};
+use chest_zstd::{ZstdBackend, ZstdOptions};
+use tempfile::TempDir;
+
+/// Default options, or compression of everything in frames of 16 KiB.
+fn options(forced: bool) -> ZstdOptions {
+    if forced {
+        ZstdOptions {
+            max_ratio: f64::INFINITY,
+            frame_size: 16 << 10,
+            ..ZstdOptions::default()
+        }
+    } else {
+        ZstdOptions::default()
+    }
+}
+
+/// zstd around fresh in-memory stores.
+struct MemTarget {
+    forced: bool,
+}
+
+struct MemLocation {
+    mem: MemoryBackend,
+    forced: bool,
+}
+
+impl Target for MemTarget {
+    fn fresh(&self) -> Box<dyn Location> {
+        Box::new(MemLocation {
+            mem: MemoryBackend::new(),
+            forced: self.forced,
+        })
+    }
+}
+
+impl Location for MemLocation {
+    fn open(&self) -> Result<Arc<dyn Backend>> {
+        Ok(Arc::new(ZstdBackend::new(
+            Arc::new(self.mem.clone()),
+            options(self.forced),
+        )))
+    }
+}
+
+/// zstd around fresh temporary directories.
+struct FsTarget {
+    forced: bool,
+}
+
+struct FsLocation {
+    dir: Arc<TempDir>,
+    forced: bool,
+}
+
+/// An [`FsBackend`] that keeps its temporary directory alive (the suite may
+/// drop a location before the backend opened on it).
+#[derive(Debug)]
+struct Kept {
+    backend: FsBackend,
+    _dir: Arc<TempDir>,
+}
+
+impl Target for FsTarget {
+    fn fresh(&self) -> Box<dyn Location> {
+        Box::new(FsLocation {
+            dir: Arc::new(tempfile::tempdir().expect("create a temporary directory")),
+            forced: self.forced,
+        })
+    }
+}
+
+impl Location for FsLocation {
+    fn open(&self) -> Result<Arc<dyn Backend>> {
+        let backend = FsBackend::open(self.dir.path().join("store"), FsOptions::default())?;
+        let inner = Arc::new(Kept {
+            backend,
+            _dir: Arc::clone(&self.dir),
+        });
+        Ok(Arc::new(ZstdBackend::new(inner, options(self.forced))))
+    }
+}
+
+impl Backend for Kept {
+    fn location(&self) -> &str {
+        self.backend.location()
+    }
+    fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
+        self.backend.put(name, data)
+    }
+    fn put_many(&self, objects: Vec<(String, Bytes)>) -> BackendResult<()> {
+        self.backend.put_many(objects)
+    }
+    fn get(&self, name: &str) -> BackendResult<Bytes> {
+        self.backend.get(name)
+    }
+    fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
+        self.backend.get_range(name, range)
+    }
+    fn delete(&self, name: &str) -> BackendResult<()> {
+        self.backend.delete(name)
+    }
+    fn list(&self, prefix: &str) -> BackendResult<Vec<String>> {
+        self.backend.list(prefix)
+    }
+    fn sync(&self) -> BackendResult<()> {
+        self.backend.sync()
+    }
+    fn counters(&self) -> Vec<(String, u64)> {
+        self.backend.counters()
+    }
+}
+
+/// zstd around a `MemoryBackend`, default options.
+mod memory {
+    use super::*;
+    chest_core::conformance_tests!(MemTarget { forced: false });
+}
+
+/// zstd around a `MemoryBackend`, everything compressed in 16 KiB frames.
+mod memory_forced {
+    use super::*;
+    chest_core::conformance_tests!(MemTarget { forced: true });
+}
+
+/// zstd around a directory, default options.
+mod fs {
+    use super::*;
+    chest_core::conformance_tests!(FsTarget { forced: false });
+}
+
+/// zstd around a directory, everything compressed in 16 KiB frames.
+mod fs_forced {
+    use super::*;
+    chest_core::conformance_tests!(FsTarget { forced: true });
+}

@@ -1,0 +1,786 @@
+//! The zstd layer's own behaviour: compression, raw storage, the header,
+//! mismatch and corruption errors, URLs, counters and ranged reads.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chest_core::registry::{open_backend, OpenOptions};
+use chest_core::{Backend, BackendError, BackendResult, Chest, MemoryBackend};
+use chest_fs as _; // registers `file:`
+use chest_zstd::{ZstdBackend, ZstdOptions, MAGIC};
+use proptest::prelude::*;
+
+/// Random bytes: incompressible, reproducible.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Text-like bytes that compress well but not trivially.
+fn text(len: usize) -> Vec<u8> {
+    let words = [
+        "chest", "spill", "budget", "value", "object", "frame", "zstd", "index", "key", "the", "a",
+        "of", "segment", "manifest", "backend",
+    ];
+    let mut out = Vec::with_capacity(len + 16);
+    let mut x = 12345u64;
+    let mut n = 0u64;
+    while out.len() < len {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        out.extend_from_slice(words[(x >> 33) as usize % words.len()].as_bytes());
+        n += 1;
+        out.extend_from_slice(if n.is_multiple_of(12) { b".\n" } else { b" " });
+        if n.is_multiple_of(7) {
+            out.extend_from_slice((x >> 40).to_string().as_bytes());
+            out.push(b' ');
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+fn zstd_over(mem: &MemoryBackend, opts: ZstdOptions) -> ZstdBackend {
+    ZstdBackend::new(Arc::new(mem.clone()), opts)
+}
+
+fn forced(frame_size: usize) -> ZstdOptions {
+    ZstdOptions {
+        frame_size,
+        max_ratio: f64::INFINITY,
+        ..ZstdOptions::default()
+    }
+}
+
+fn counter(b: &dyn Backend, name: &str) -> u64 {
+    b.counters()
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no counter {name}"))
+}
+
+/// A user's own backend: a memory store that counts the bytes it hands out
+/// and reports them as a counter.
+#[derive(Debug, Default)]
+struct Spy {
+    mem: MemoryBackend,
+    read: AtomicU64,
+    reads: AtomicU64,
+}
+
+impl Spy {
+    fn note(&self, b: &Bytes) {
+        self.read.fetch_add(b.len() as u64, Ordering::Relaxed);
+        self.reads.fetch_add(1, Ordering::Relaxed);
+    }
+    fn take(&self) -> (u64, u64) {
+        (
+            self.read.swap(0, Ordering::Relaxed),
+            self.reads.swap(0, Ordering::Relaxed),
+        )
+    }
+}
+
+impl Backend for Spy {
+    fn location(&self) -> &str {
+        "spy://"
+    }
+    fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
+        self.mem.put(name, data)
+    }
+    fn get(&self, name: &str) -> BackendResult<Bytes> {
+        let b = self.mem.get(name)?;
+        self.note(&b);
+        Ok(b)
+    }
+    fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
+        let b = self.mem.get_range(name, range)?;
+        self.note(&b);
+        Ok(b)
+    }
+    fn delete(&self, name: &str) -> BackendResult<()> {
+        self.mem.delete(name)
+    }
+    fn list(&self, prefix: &str) -> BackendResult<Vec<String>> {
+        self.mem.list(prefix)
+    }
+    fn counters(&self) -> Vec<(String, u64)> {
+        vec![("spy.bytes_read".into(), self.read.load(Ordering::Relaxed))]
+    }
+}
+
+#[test]
+fn compressible_data_shrinks() {
+    let mem = MemoryBackend::new();
+    let z = zstd_over(&mem, ZstdOptions::default());
+    let data = text(1 << 20);
+    z.put("t", data.clone().into()).unwrap();
+    let stored = mem.stored_bytes();
+    assert!(
+        stored < data.len() as u64 / 3,
+        "{stored} bytes stored for {}",
+        data.len()
+    );
+    assert_eq!(&mem.get("t").unwrap()[..4], MAGIC);
+    assert_eq!(z.get("t").unwrap(), data);
+    let info = z.object_info("t").unwrap();
+    assert!(info.compressed);
+    assert_eq!(info.len, 1 << 20);
+    assert_eq!(info.stored_len, stored);
+    assert_eq!(info.frames, 4); // 1 MiB in 256 KiB frames
+    assert_eq!(counter(&z, "zstd.bytes_in"), 1 << 20);
+    assert_eq!(counter(&z, "zstd.bytes_out"), stored);
+    assert_eq!(counter(&z, "zstd.objects_compressed"), 1);
+    assert_eq!(counter(&z, "zstd.objects_raw"), 0);
+}
+
+#[test]
+fn incompressible_data_is_stored_raw() {
+    for len in [1usize, 10, 100, 5000, 300_000, 3 << 20] {
+        let mem = MemoryBackend::new();
+        let z = zstd_over(&mem, ZstdOptions::default());
+        let data = noise(len as u64, len);
+        z.put("n", data.clone().into()).unwrap();
+        assert_eq!(mem.stored_bytes(), len as u64 + 16, "{len} bytes");
+        assert_eq!(z.get("n").unwrap(), data);
+        let info = z.object_info("n").unwrap();
+        assert!(!info.compressed, "{len} bytes");
+        assert_eq!((info.len, info.frames), (len as u64, 0));
+        assert_eq!(counter(&z, "zstd.objects_raw"), 1);
+        if len > 10 {
+            let r = len as u64 / 3..len as u64 - 2;
+            assert_eq!(
+                z.get_range("n", r.clone()).unwrap(),
+                data[r.start as usize..r.end as usize]
+            );
+        }
+    }
+}
+
+#[test]
+fn a_compressible_tail_is_not_missed() {
+    // Noise at the start, long runs after: the sample spans the object.
+    let mut data = noise(1, 200_000);
+    data.extend(text(2 << 20));
+    let mem = MemoryBackend::new();
+    let z = zstd_over(&mem, ZstdOptions::default());
+    z.put("mixed", data.clone().into()).unwrap();
+    assert!(z.object_info("mixed").unwrap().compressed);
+    assert!(mem.stored_bytes() < data.len() as u64 / 2);
+    assert_eq!(z.get("mixed").unwrap(), data);
+}
+
+#[test]
+fn empty_and_tiny_objects() {
+    let mem = MemoryBackend::new();
+    for opts in [ZstdOptions::default(), forced(1024)] {
+        let z = zstd_over(&mem, opts);
+        z.put("e", Bytes::new()).unwrap();
+        assert_eq!(z.get("e").unwrap().len(), 0);
+        assert_eq!(z.get_range("e", 0..0).unwrap().len(), 0);
+        assert!(matches!(
+            z.get_range("e", 0..1),
+            Err(BackendError::RangeOutOfBounds { size: 0, .. })
+        ));
+        z.put("one", Bytes::from_static(b"x")).unwrap();
+        assert_eq!(&z.get("one").unwrap()[..], b"x");
+        assert_eq!(&z.get_range("one", 0..1).unwrap()[..], b"x");
+    }
+}
+
+#[test]
+fn raw_object_read_through_zstd_is_a_clear_error() {
+    let mem = MemoryBackend::new();
+    mem.put(
+        "plain/obj",
+        Bytes::from_static(b"written without the layer"),
+    )
+    .unwrap();
+    mem.put("short", Bytes::from_static(b"ab")).unwrap();
+    let z = zstd_over(&mem, ZstdOptions::default());
+    for name in ["plain/obj", "short"] {
+        let errors = [
+            z.get(name).unwrap_err(),
+            z.get_range(name, 0..1).unwrap_err(),
+            z.object_info(name).unwrap_err(),
+        ];
+        for e in errors {
+            assert!(matches!(e, BackendError::Other { .. }), "{e:?}");
+            let msg = e.to_string();
+            assert!(msg.contains(name), "{msg}");
+            assert!(msg.contains("memory://"), "{msg}");
+            assert!(msg.contains("not written through the zstd layer"), "{msg}");
+            assert!(msg.contains("zstd+"), "{msg}");
+        }
+    }
+    // A missing object stays NotFound.
+    assert!(z.get("missing").unwrap_err().is_not_found());
+    assert!(z.get_range("missing", 0..1).unwrap_err().is_not_found());
+}
+
+#[test]
+fn zstd_objects_start_with_the_magic() {
+    let mem = MemoryBackend::new();
+    let z = zstd_over(&mem, ZstdOptions::default());
+    z.put("c", text(10_000).into()).unwrap();
+    z.put("r", noise(3, 10_000).into()).unwrap();
+    z.put("e", Bytes::new()).unwrap();
+    for name in ["c", "r", "e"] {
+        let raw = mem.get(name).unwrap();
+        assert!(chest_zstd::is_zstd_object(&raw), "{name}");
+        assert_eq!(&raw[..5], b"CHZS\x01");
+    }
+}
+
+#[test]
+fn chest_written_through_zstd_and_opened_without_names_the_layer() {
+    let url = "memory://zstd-mismatch-a";
+    let c: Chest<u32, String> = Chest::builder()
+        .memory_budget(1 << 10)
+        .open(&format!("zstd+{url}"))
+        .unwrap();
+    for i in 0..50 {
+        c.insert(i, format!("value {i} ").repeat(30)).unwrap();
+    }
+    c.close().unwrap();
+    let err = Chest::<u32, String>::builder().open(url).unwrap_err();
+    assert!(err.to_string().contains("zstd+"), "{err}");
+}
+
+/// A failed open through the wrong layer must leave the chest as it was.
+/// Needs a fix in chest-core: a chest whose open fails is dropped and its
+/// `Drop` flushes an empty manifest over the one it could not read.
+#[test]
+fn a_mismatched_open_leaves_the_chest_intact() {
+    let url = "memory://zstd-mismatch-c";
+    let values = |i: u32| format!("value {i} ").repeat(30);
+    let c: Chest<u32, String> = Chest::builder()
+        .memory_budget(1 << 10)
+        .open(&format!("zstd+{url}"))
+        .unwrap();
+    for i in 0..50 {
+        c.insert(i, values(i)).unwrap();
+    }
+    c.close().unwrap();
+    assert!(Chest::<u32, String>::builder().open(url).is_err());
+    let c: Chest<u32, String> = Chest::builder().open(&format!("zstd+{url}")).unwrap();
+    assert_eq!(c.len(), 50);
+    assert_eq!(*c.get(&7).unwrap().unwrap(), values(7));
+    c.close().unwrap();
+
+    // The reverse: written plain, opened through zstd.
+    let url = "memory://zstd-mismatch-d";
+    let c: Chest<u32, String> = Chest::builder().memory_budget(1 << 10).open(url).unwrap();
+    for i in 0..50 {
+        c.insert(i, values(i)).unwrap();
+    }
+    c.close().unwrap();
+    assert!(Chest::<u32, String>::builder()
+        .open(&format!("zstd+{url}"))
+        .is_err());
+    let c: Chest<u32, String> = Chest::builder().open(url).unwrap();
+    assert_eq!(c.len(), 50);
+    assert_eq!(*c.get(&7).unwrap().unwrap(), values(7));
+}
+
+#[test]
+fn chest_written_plain_and_opened_through_zstd_fails_clearly() {
+    let url = "memory://zstd-mismatch-b";
+    let c: Chest<u32, String> = Chest::builder().memory_budget(1 << 10).open(url).unwrap();
+    for i in 0..50 {
+        c.insert(i, format!("value {i} ").repeat(30)).unwrap();
+    }
+    c.close().unwrap();
+    let err = Chest::<u32, String>::builder()
+        .open(&format!("zstd+{url}"))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("not written through the zstd layer"), "{msg}");
+    assert!(msg.contains("manifest"), "{msg}");
+}
+
+#[test]
+fn corrupted_objects_are_errors_not_panics() {
+    let data = text(40_000);
+    let mem = MemoryBackend::new();
+    let z = zstd_over(&mem, forced(8 << 10));
+    z.put("v", data.clone().into()).unwrap();
+    let good = mem.get("v").unwrap();
+    assert!(z.object_info("v").unwrap().compressed);
+    // Every single-byte change is an error or, where it hits bits zstd does
+    // not use (a few in entropy tables), the right data.
+    let mut errors = 0;
+    for at in 0..good.len() {
+        for flip in [0x01u8, 0x80, 0xFF] {
+            let mut bad = good.to_vec();
+            bad[at] ^= flip;
+            mem.put("v", bad.into()).unwrap();
+            match z.get("v") {
+                Ok(back) => assert_eq!(back, data, "byte {at} ^ {flip:#x} gave wrong data"),
+                Err(e) => {
+                    errors += 1;
+                    assert!(e.to_string().contains("\"v\""), "{e}");
+                }
+            }
+            if let Ok(back) = z.get_range("v", 9000..20_000) {
+                assert_eq!(
+                    back,
+                    data[9000..20_000],
+                    "byte {at} ^ {flip:#x}: wrong range"
+                );
+            }
+        }
+    }
+    assert!(errors >= good.len() * 3 * 95 / 100, "only {errors} errors");
+    // Every truncation is an error.
+    for len in 0..good.len() {
+        mem.put("v", good.slice(..len)).unwrap();
+        let e = z.get("v").unwrap_err();
+        if len < MAGIC.len() {
+            // Too short to carry the magic: not a zstd-layer object at all.
+            assert!(matches!(e, BackendError::Other { .. }), "{len}: {e:?}");
+        } else {
+            assert!(matches!(e, BackendError::Corrupt { .. }), "{len}: {e:?}");
+        }
+        // A range before the cut may still read (right); one after it cannot.
+        if let Ok(back) = z.get_range("v", 30_000..30_010) {
+            assert_eq!(back, data[30_000..30_010], "{len}");
+        }
+        assert!(z.get_range("v", 39_990..40_000).is_err(), "{len}");
+    }
+    // Extra bytes at the end are an error too.
+    let mut long = good.to_vec();
+    long.push(0);
+    mem.put("v", long.into()).unwrap();
+    assert!(z.get("v").unwrap_err().to_string().contains("corrupt"));
+}
+
+#[test]
+fn damaged_frames_name_the_object_and_frame() {
+    let data = text(100_000);
+    let mem = MemoryBackend::new();
+    let z = zstd_over(&mem, forced(16 << 10));
+    z.put("dir/victim", data.into()).unwrap();
+    let mut bad = mem.get("dir/victim").unwrap().to_vec();
+    let n = bad.len();
+    bad[n - 100] ^= 0x55; // inside the last frame
+    mem.put("dir/victim", bad.into()).unwrap();
+    let msg = z.get("dir/victim").unwrap_err().to_string();
+    assert!(msg.contains("\"dir/victim\""), "{msg}");
+    assert!(msg.contains("frame 6"), "{msg}");
+    assert!(msg.contains("corrupt"), "{msg}");
+    // Ranges that do not touch the damaged frame still read.
+    assert_eq!(z.get_range("dir/victim", 0..1000).unwrap().len(), 1000);
+}
+
+#[test]
+fn newer_format_versions_are_refused_by_name() {
+    let mem = MemoryBackend::new();
+    let z = zstd_over(&mem, ZstdOptions::default());
+    z.put("v", text(1000).into()).unwrap();
+    let mut bad = mem.get("v").unwrap().to_vec();
+    bad[4] = 2;
+    mem.put("v", bad.into()).unwrap();
+    let msg = z.get("v").unwrap_err().to_string();
+    assert!(msg.contains("format version 2"), "{msg}");
+}
+
+#[test]
+fn ranges_across_frame_boundaries() {
+    let data = text(10_000);
+    let mem = MemoryBackend::new();
+    let z = zstd_over(&mem, forced(1024));
+    z.put("r", data.clone().into()).unwrap();
+    let info = z.object_info("r").unwrap();
+    assert_eq!((info.frames, info.frame_size), (10, 1024));
+    let ranges = [
+        0..1024u64,
+        1023..1025,
+        1024..2048,
+        1000..5000,
+        0..10_000,
+        9215..10_000,
+        9216..10_000,
+        9999..10_000,
+        3072..3072,
+        10_000..10_000,
+    ];
+    for r in ranges {
+        assert_eq!(
+            z.get_range("r", r.clone()).unwrap(),
+            data[r.start as usize..r.end as usize],
+            "range {r:?}"
+        );
+    }
+    match z.get_range("r", 9_000..10_001) {
+        Err(e @ BackendError::RangeOutOfBounds { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("10000 bytes") && msg.contains("zstd+memory://"),
+                "{msg}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        z.get_range("r", Range { start: 20, end: 10 }),
+        Err(BackendError::RangeOutOfBounds { .. })
+    ));
+}
+
+#[test]
+fn ranged_reads_only_fetch_the_frames_they_need() {
+    let spy = Arc::new(Spy::default());
+    let z = ZstdBackend::new(spy.clone(), ZstdOptions::default());
+    let data = text(32 << 20);
+    z.put("big", data.clone().into()).unwrap();
+    let stored = spy.mem.stored_bytes();
+    spy.take();
+    let r = (20 << 20) + 5..(20 << 20) + 105;
+    assert_eq!(
+        z.get_range("big", r.clone()).unwrap(),
+        data[r.start as usize..r.end as usize]
+    );
+    let in_counters = counter(&z, "spy.bytes_read");
+    let (read, reads) = spy.take();
+    assert_eq!(
+        in_counters, read,
+        "the counters include the inner backend's"
+    );
+    assert!(reads <= 2, "{reads} reads");
+    assert!(
+        read < 16 * 1024 + stored / 50,
+        "{read} of {stored} stored bytes read for 100 bytes"
+    );
+    // A raw object reads only the range (after the probe).
+    z.put("noise", noise(9, 4 << 20).into()).unwrap();
+    spy.take();
+    z.get_range("noise", 3_000_000..3_000_100).unwrap();
+    let (read, _) = spy.take();
+    assert_eq!(read, 16 * 1024 + 100);
+}
+
+#[test]
+fn large_indexes_beyond_the_probe() {
+    // 4 MiB in 1 KiB frames: a 16 KiB index, more than the first read.
+    let data = text(4 << 20);
+    let mem = MemoryBackend::new();
+    let z = zstd_over(&mem, forced(1024));
+    z.put("many", data.clone().into()).unwrap();
+    assert_eq!(z.object_info("many").unwrap().frames, 4096);
+    for r in [0..10u64, 4_000_000..4_000_300, (4 << 20) - 1..4 << 20] {
+        assert_eq!(
+            z.get_range("many", r.clone()).unwrap(),
+            data[r.start as usize..r.end as usize]
+        );
+    }
+    assert_eq!(z.get("many").unwrap(), data);
+}
+
+#[test]
+fn threads_do_not_change_the_stored_bytes() {
+    let data = Bytes::from(text(5 << 20));
+    let one = MemoryBackend::new();
+    let many = MemoryBackend::new();
+    let opts = |threads| ZstdOptions {
+        threads,
+        ..ZstdOptions::default()
+    };
+    zstd_over(&one, opts(1)).put("x", data.clone()).unwrap();
+    let z = zstd_over(&many, opts(4));
+    z.put("x", data.clone()).unwrap();
+    assert_eq!(one.get("x").unwrap(), many.get("x").unwrap());
+    assert_eq!(z.get("x").unwrap(), data);
+    assert_eq!(zstd_over(&many, opts(1)).get("x").unwrap(), data);
+}
+
+#[test]
+fn levels_trade_size() {
+    let data = Bytes::from(text(2 << 20));
+    let size = |level| {
+        let mem = MemoryBackend::new();
+        let z = zstd_over(&mem, ZstdOptions::with_level(level));
+        z.put("x", data.clone()).unwrap();
+        assert_eq!(z.get("x").unwrap(), data);
+        mem.stored_bytes()
+    };
+    let (fast, default, strong) = (size(-5), size(3), size(19));
+    assert!(
+        fast > default && default > strong,
+        "{fast} {default} {strong}"
+    );
+}
+
+#[test]
+fn options_are_clamped() {
+    let z = ZstdBackend::new(
+        Arc::new(MemoryBackend::new()),
+        ZstdOptions {
+            level: 99,
+            frame_size: 0,
+            threads: 0,
+            max_ratio: f64::NAN,
+            checksum: false,
+        },
+    );
+    assert_eq!(z.options().level, 22);
+    assert_eq!(z.options().frame_size, chest_zstd::MIN_FRAME_SIZE);
+    assert_eq!(z.options().threads, 1);
+    z.put("a", text(5000).into()).unwrap();
+    assert_eq!(z.get("a").unwrap(), text(5000));
+}
+
+#[test]
+fn put_many_and_pass_through_operations() {
+    let mem = MemoryBackend::new();
+    let z = zstd_over(&mem, ZstdOptions::default());
+    z.put_many(vec![
+        ("a/1".into(), text(5000).into()),
+        ("a/2".into(), noise(1, 5000).into()),
+        ("b".into(), Bytes::new()),
+    ])
+    .unwrap();
+    assert_eq!(z.list("a/").unwrap(), vec!["a/1", "a/2"]);
+    assert_eq!(z.get("a/1").unwrap(), text(5000));
+    assert_eq!(z.get("a/2").unwrap(), noise(1, 5000));
+    assert_eq!(counter(&z, "zstd.bytes_in"), 10_000);
+    assert_eq!(counter(&z, "zstd.bytes_out"), mem.stored_bytes());
+    assert_eq!(counter(&z, "zstd.objects_compressed"), 1);
+    assert_eq!(counter(&z, "zstd.objects_raw"), 2);
+    z.delete("a/1").unwrap();
+    z.delete("a/1").unwrap();
+    assert!(z.get("a/1").unwrap_err().is_not_found());
+    z.sync().unwrap();
+    assert!(matches!(
+        z.put("", Bytes::new()),
+        Err(BackendError::InvalidName { .. })
+    ));
+    assert_eq!(z.location(), "zstd+memory://");
+}
+
+#[test]
+fn put_many_of_large_objects_on_several_threads() {
+    let mem = MemoryBackend::new();
+    let z = zstd_over(
+        &mem,
+        ZstdOptions {
+            threads: 3,
+            ..ZstdOptions::default()
+        },
+    );
+    let objects: Vec<(String, Bytes)> = (0..7)
+        .map(|i| {
+            let data = if i % 3 == 0 {
+                noise(i, 400_000)
+            } else {
+                text(300_000 + i as usize)
+            };
+            (format!("big/{i}"), Bytes::from(data))
+        })
+        .collect();
+    z.put_many(objects.clone()).unwrap();
+    for (name, data) in &objects {
+        assert_eq!(&z.get(name).unwrap(), data, "{name}");
+    }
+    assert_eq!(counter(&z, "zstd.objects_raw"), 3);
+    assert_eq!(counter(&z, "zstd.objects_compressed"), 4);
+    assert_eq!(counter(&z, "zstd.bytes_out"), mem.stored_bytes());
+    // A failing object fails the batch, naming it.
+    let err = z
+        .put_many(vec![
+            ("ok".into(), Bytes::from(text(2 << 20))),
+            ("a//b".into(), Bytes::from(text(10))),
+        ])
+        .unwrap_err();
+    assert!(matches!(err, BackendError::InvalidName { .. }), "{err:?}");
+}
+
+#[test]
+fn url_parameters() {
+    let mem = || -> Arc<dyn Backend> { Arc::new(MemoryBackend::new()) };
+    let parse = |q: &str| url::Url::parse(&format!("zstd+memory://{q}")).unwrap();
+    let z = ZstdBackend::from_url(&parse("?level=7&frame_size=64k"), mem()).unwrap();
+    assert_eq!((z.options().level, z.options().frame_size), (7, 64 << 10));
+    let z = ZstdBackend::from_url(&parse("?level=-5&other=1"), mem()).unwrap();
+    assert_eq!(z.options().level, -5);
+    let z = ZstdBackend::from_url(&parse(""), mem()).unwrap();
+    assert_eq!(z.options(), &ZstdOptions::default());
+    for (q, word) in [
+        ("?level=abc", "\"abc\""),
+        ("?level=23", "\"23\""),
+        ("?level=", "level"),
+        ("?level=3&level=4", "twice"),
+        ("?frame_size=12", "frame_size"),
+        ("?frame_size=2g", "frame_size"),
+    ] {
+        let err = ZstdBackend::from_url(&parse(q), mem()).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, chest_core::Error::InvalidUrl { .. }),
+            "{q}: {err:?}"
+        );
+        assert!(
+            msg.contains(word) && msg.contains("zstd+memory://"),
+            "{q}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn opened_by_url() {
+    let opened = open_backend("zstd+memory://zstd-url?level=5", &OpenOptions::default()).unwrap();
+    let b = opened.backend;
+    assert_eq!(b.location(), "zstd+memory://zstd-url");
+    b.put("x", text(10_000).into()).unwrap();
+    assert!(counter(&*b, "zstd.bytes_out") < 5000);
+    let raw = MemoryBackend::named("zstd-url");
+    assert!(chest_zstd::is_zstd_object(&raw.get("x").unwrap()));
+    let err =
+        open_backend("zstd+memory://zstd-url?level=abc", &OpenOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("level"), "{err}");
+}
+
+#[test]
+fn chest_over_zstd_file_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "zstd+{}?level=1",
+        url::Url::from_directory_path(dir.path()).unwrap()
+    );
+    let values = |i: u32| format!("record {i}: {}", "lorem ipsum dolor ".repeat(100));
+    let c: Chest<u32, String> = Chest::builder().memory_budget(16 << 10).open(&url).unwrap();
+    for i in 0..500 {
+        c.insert(i, values(i)).unwrap();
+    }
+    c.flush().unwrap();
+    let stats = c.stats();
+    c.close().unwrap();
+    let on_disk: u64 = walk(dir.path());
+    assert!(
+        on_disk < 500 * 1800 / 10,
+        "{on_disk} bytes on disk for 900 KB of values ({stats:?})"
+    );
+    let c: Chest<u32, String> = Chest::builder().memory_budget(16 << 10).open(&url).unwrap();
+    assert_eq!(c.len(), 500);
+    for i in (0..500).step_by(7) {
+        assert_eq!(*c.get(&i).unwrap().unwrap(), values(i));
+    }
+}
+
+fn walk(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                walk(&e.path())
+            } else {
+                m.len()
+            }
+        })
+        .sum()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Any data, any frame size, compressed or not: whole and ranged reads
+    /// give back the bytes written.
+    #[test]
+    fn round_trips(
+        data in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..20_000),
+            proptest::collection::vec(0u8..4, 0..20_000),
+            (0usize..60_000).prop_map(text),
+        ],
+        frame_size in 1024usize..8192,
+        force in any::<bool>(),
+        level in -3i32..8,
+        ranges in proptest::collection::vec((any::<u16>(), any::<u16>()), 1..8),
+    ) {
+        let mem = MemoryBackend::new();
+        let opts = ZstdOptions {
+            level,
+            frame_size,
+            max_ratio: if force { f64::INFINITY } else { 0.95 },
+            ..ZstdOptions::default()
+        };
+        let z = zstd_over(&mem, opts);
+        z.put("p", data.clone().into()).unwrap();
+        prop_assert_eq!(&z.get("p").unwrap()[..], &data[..]);
+        let len = data.len() as u64;
+        for (a, b) in ranges {
+            let (a, b) = (u64::from(a) % (len + 1), u64::from(b) % (len + 1));
+            let r = a.min(b)..a.max(b);
+            prop_assert_eq!(&z.get_range("p", r.clone()).unwrap()[..], &data[r.start as usize..r.end as usize]);
+        }
+        prop_assert!(z.get_range("p", 0..len + 1).is_err());
+    }
+
+    /// Random damage to a stored object never panics and never gives wrong data.
+    #[test]
+    fn random_damage(
+        len in 0usize..30_000,
+        force in any::<bool>(),
+        edits in proptest::collection::vec((any::<u32>(), any::<u8>()), 1..4),
+        cut in proptest::option::of(any::<u32>()),
+    ) {
+        let data = text(len);
+        let mem = MemoryBackend::new();
+        let z = zstd_over(&mem, ZstdOptions { max_ratio: if force { f64::INFINITY } else { 0.95 }, ..forced(2048) });
+        z.put("d", data.clone().into()).unwrap();
+        let mut bad = mem.get("d").unwrap().to_vec();
+        for (at, x) in edits {
+            let at = at as usize % bad.len();
+            bad[at] ^= x;
+        }
+        if let Some(cut) = cut {
+            bad.truncate(cut as usize % (bad.len() + 1));
+        }
+        mem.put("d", bad.into()).unwrap();
+        if let Ok(back) = z.get("d") {
+            // Only possible if the damage landed in raw data, which this
+            // layer does not checksum (the chest's records carry a CRC).
+            prop_assert_eq!(back.len(), data.len());
+        }
+        let _ = z.get_range("d", 0..(len as u64 / 2));
+        let _ = z.object_info("d");
+    }
+}
+
+/// A damaged compressed value reaches the chest's user as `Error::Corrupt`
+/// naming the key, as a damaged plain value does.
+#[test]
+fn chest_reports_damaged_compressed_values_by_key() {
+    let mem = MemoryBackend::new();
+    let z: Arc<dyn Backend> = Arc::new(zstd_over(&mem, ZstdOptions::default()));
+    let c: Chest<String, Vec<u8>> = chest_core::ChestBuilder::new()
+        .open_backend(Arc::clone(&z))
+        .unwrap();
+    let value: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    c.insert("compressible-key".into(), value).unwrap();
+    c.close().unwrap();
+    let name = mem.list("data/").unwrap().remove(0);
+    let mut raw = mem.get(&name).unwrap().to_vec();
+    assert!(raw.len() < 500_000, "the value must have been compressed");
+    let mid = raw.len() / 2;
+    raw[mid] ^= 0xFF;
+    mem.put(&name, raw.into()).unwrap();
+    let c: Chest<String, Vec<u8>> = chest_core::ChestBuilder::new().open_backend(z).unwrap();
+    let err = c.get("compressible-key").unwrap_err();
+    assert!(matches!(err, chest_core::Error::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("compressible-key"), "{err}");
+}
