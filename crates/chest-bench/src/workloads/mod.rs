@@ -1,0 +1,184 @@
+//! The workloads of WORKLOADS.md, one module each. A workload names its
+//! sides (the chest first, then its baselines), runs one side in a child
+//! process ([`Workload::run`]) and turns the children's reports into table
+//! rows ([`Workload::rows`]).
+//!
+//! To add a workload (W5 through `zstd+file://`, W6 through `s3://`): a
+//! variant here (behind the cargo feature of its backend crate), a module
+//! with `run` and `rows`, and its sides in [`Side`].
+
+use clap::ValueEnum;
+use serde_json::{json, Value};
+
+use crate::common::{Ctx, Report, Result};
+use crate::report::Row;
+
+pub mod w1;
+pub mod w2;
+pub mod w3;
+pub mod w4;
+pub mod w5;
+
+/// A workload of WORKLOADS.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// Large values: 1 MiB values through a 256 MiB budget to a local directory.
+    W1,
+    /// Many small values: 100 B values, 16 MiB budget, against redb and fjall.
+    W2,
+    /// Memory hits: gets of resident values on 1 and 2 threads.
+    W3,
+    /// Reopen: open + first get, and index memory per key.
+    W4,
+    /// Compressible values: W1 through `zstd+file://` (needs the `zstd` feature).
+    W5,
+    // W6 (`s3://` against `object_store` directly) comes with backends/chest-s3:
+    // a variant here behind an `s3` feature, a module `w6`, and its sides.
+}
+
+impl Workload {
+    /// Every workload, in order.
+    #[cfg(feature = "zstd")]
+    pub const ALL: &'static [Workload] = &[
+        Workload::W1,
+        Workload::W2,
+        Workload::W3,
+        Workload::W4,
+        Workload::W5,
+    ];
+    /// Every workload, in order.
+    #[cfg(not(feature = "zstd"))]
+    pub const ALL: &'static [Workload] = &[Workload::W1, Workload::W2, Workload::W3, Workload::W4];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            Workload::W1 => "W1",
+            Workload::W2 => "W2",
+            Workload::W3 => "W3",
+            Workload::W4 => "W4",
+            Workload::W5 => "W5",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Workload::W1 => "large values",
+            Workload::W2 => "many small values",
+            Workload::W3 => "memory hits",
+            Workload::W4 => "reopen",
+            Workload::W5 => "compressible values (zstd)",
+        }
+    }
+
+    /// The sides measured in every repetition: the chest, then the baselines.
+    pub fn sides(self) -> &'static [Side] {
+        match self {
+            Workload::W1 => &[Side::Chest, Side::Files],
+            Workload::W2 => &[Side::Chest, Side::Redb, Side::Fjall],
+            Workload::W3 => &[Side::Chest, Side::Mutex],
+            Workload::W4 => &[Side::Chest],
+            Workload::W5 => &[Side::Chest, Side::Plain, Side::Files],
+        }
+    }
+
+    /// A run made once before the repetitions (W4 builds the chest it reopens).
+    pub fn setup(self) -> Option<Side> {
+        match self {
+            Workload::W4 => Some(Side::Setup),
+            _ => None,
+        }
+    }
+
+    /// Scratch directories the setup leaves for the repetitions; removed after them.
+    pub fn setup_dirs(self) -> &'static [&'static str] {
+        match self {
+            Workload::W4 => &[w4::DIR],
+            _ => &[],
+        }
+    }
+
+    /// The sizes this workload uses at a scale (for the JSON).
+    pub fn params(self, ctx: &Ctx) -> Value {
+        match self {
+            Workload::W1 => w1::Params::new(ctx).json(),
+            Workload::W2 => w2::Params::new(ctx).json(),
+            Workload::W3 => w3::Params::new(ctx).json(),
+            Workload::W4 => w4::Params::new(ctx).json(),
+            Workload::W5 => w5::params(ctx),
+        }
+    }
+
+    /// Runs one side (in the child process).
+    pub fn run(self, side: Side, ctx: &Ctx) -> Result<Report> {
+        match self {
+            Workload::W1 => w1::run(side, ctx),
+            Workload::W2 => w2::run(side, ctx),
+            Workload::W3 => w3::run(side, ctx),
+            Workload::W4 => w4::run(side, ctx),
+            Workload::W5 => w5::run(side, ctx),
+        }
+    }
+
+    /// The table rows from every repetition's reports.
+    pub fn rows(self, ctx: &Ctx, reports: &[Report]) -> Vec<Row> {
+        match self {
+            Workload::W1 => w1::rows(ctx, reports),
+            Workload::W2 => w2::rows(ctx, reports),
+            Workload::W3 => w3::rows(ctx, reports),
+            Workload::W4 => w4::rows(ctx, reports),
+            Workload::W5 => w5::rows(ctx, reports),
+        }
+    }
+}
+
+/// Who does the work in a run: the chest or one of the baselines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Side {
+    /// The chest under test (W5: through `zstd+file://`).
+    Chest,
+    /// W5: the same chest on plain `file://`, uncompressed.
+    Plain,
+    /// W1: one file per value, `std::fs::write` / `std::fs::read`.
+    Files,
+    /// W2: redb, one write transaction per 10,000 inserts.
+    Redb,
+    /// W2: fjall, one write batch per 10,000 inserts.
+    Fjall,
+    /// W3: `Mutex<HashMap<u64, Arc<Vec<u8>>>>`.
+    Mutex,
+    /// W4: builds the chest the repetitions reopen.
+    Setup,
+}
+
+impl Side {
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Chest => "chest",
+            Side::Plain => "chest-plain",
+            Side::Files => "files",
+            Side::Redb => "redb",
+            Side::Fjall => "fjall",
+            Side::Mutex => "mutex-hashmap",
+            Side::Setup => "setup",
+        }
+    }
+}
+
+/// The error for a side a workload does not have.
+pub fn no_such_side(w: &str, side: Side) -> crate::common::BoxError {
+    format!("workload {w} has no side {}", side.name()).into()
+}
+
+/// Throughput ratio needed for "chest time ≤ `factor` × baseline time".
+pub fn time_goal(factor: f64) -> f64 {
+    1.0 / factor
+}
+
+/// JSON of a few named numbers.
+pub fn params_json(pairs: &[(&str, f64)]) -> Value {
+    let mut m = serde_json::Map::new();
+    for (k, v) in pairs {
+        m.insert((*k).into(), json!(v));
+    }
+    Value::Object(m)
+}

@@ -1,0 +1,272 @@
+//! W2, many small values: 1,000,000 × scale values of 100 B, budget
+//! 16 MiB × scale (at least 1 MiB), local directory: insert all, `flush`;
+//! reopen; 1,000,000 × scale uniform random `get`s. Baselines: redb and
+//! fjall on the same data, one write transaction / batch per 10,000 inserts,
+//! then the same random reads.
+//!
+//! Every side is made durable once, at the end of its insert phase, as the
+//! chest's flush does: redb commits its batches with `Durability::None` and
+//! the last with `Durability::Immediate`; fjall persists with `SyncAll`.
+//! Keys are inserted in ascending order (the best case of both baselines).
+
+use chest::{Chest, ChestBuilder, Raw};
+use redb::{Durability, ReadableDatabase, TableDefinition};
+use serde_json::Value;
+
+use super::{no_such_side, params_json, Side};
+use crate::common::{
+    dir_size, location, measured, remove_dir, stats_json, timed, Ctx, Phase, Report, Result, Rng,
+    Values, MIB,
+};
+use crate::report::{figures, Row};
+
+const ID: &str = "W2";
+/// Goal: chest ops/s ≥ 2 × the faster baseline, both phases.
+const FACTOR: f64 = 2.0;
+const BATCH: usize = 10_000;
+const VALUE_LEN: usize = 100;
+const TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("w2");
+
+pub struct Params {
+    pub values: u64,
+    pub reads: u64,
+    pub budget: usize,
+}
+
+impl Params {
+    pub fn new(ctx: &Ctx) -> Self {
+        Self {
+            values: ctx.count(1e6, 1),
+            reads: ctx.count(1e6, 1),
+            budget: ((16.0 * MIB as f64 * ctx.scale) as usize).max(MIB),
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        params_json(&[
+            ("values", self.values as f64),
+            ("value_bytes", VALUE_LEN as f64),
+            ("reads", self.reads as f64),
+            ("budget_bytes", self.budget as f64),
+            ("batch", BATCH as f64),
+        ])
+    }
+}
+
+pub fn run(side: Side, ctx: &Ctx) -> Result<Report> {
+    let p = Params::new(ctx);
+    let values = Values::new(VALUE_LEN, ctx.seed);
+    let dir = ctx.fresh_dir(&format!("w2-{}-{}", side.name(), ctx.rep))?;
+    let mut report = Report::new(ID, side.name(), ctx);
+    let read_seed = ctx.seed ^ 0xEAD5 ^ (u64::from(ctx.rep) << 32);
+    match side {
+        Side::Chest => chest_side(&p, &values, &dir, read_seed, &mut report)?,
+        Side::Redb => redb_side(&p, &values, &dir, read_seed, &mut report)?,
+        Side::Fjall => fjall_side(&p, &values, &dir, read_seed, &mut report)?,
+        _ => return Err(no_such_side(ID, side)),
+    }
+    report.info("bytes_on_disk", dir_size(&dir));
+    remove_dir(&dir);
+    Ok(report)
+}
+
+fn push(report: &mut Report, phase: &str, ops: u64, secs: f64, peak: Option<u64>) {
+    report
+        .phases
+        .push(Phase::ops_per_s(phase, ops, secs).with_peak(peak));
+}
+
+fn chest_side(
+    p: &Params,
+    values: &Values,
+    dir: &std::path::Path,
+    read_seed: u64,
+    report: &mut Report,
+) -> Result<()> {
+    let loc = location(&dir.join("chest"))?;
+    let open = || -> Result<Chest<u64, Vec<u8>, Raw>> {
+        Ok(ChestBuilder::new()
+            .serializer(Raw)
+            .memory_budget(p.budget)
+            .open(&loc)?)
+    };
+    let mut flush_secs = 0.0;
+    let (stats, secs, peak) = measured(|| {
+        let c = open()?;
+        for k in 0..p.values {
+            c.insert(k, values.make(k))?;
+        }
+        flush_secs = timed(|| Ok(c.flush()?))?.1;
+        let stats = c.stats();
+        c.close()?;
+        Ok(stats)
+    })?;
+    push(report, "insert", p.values, secs, peak);
+    report.info("insert_flush_seconds", flush_secs);
+    report.info("insert_stats", stats_json(&stats));
+
+    let mut open_secs = 0.0;
+    let (stats, secs, peak) = measured(|| {
+        let (c, s) = timed(open)?;
+        open_secs = s;
+        let mut rng = Rng::new(read_seed);
+        for _ in 0..p.reads {
+            let k = rng.below(p.values);
+            let v = c
+                .get(&k)?
+                .ok_or_else(|| format!("chest: key {k} is missing"))?;
+            values.verify(k, &v, "chest")?;
+        }
+        let stats = c.stats();
+        c.close()?;
+        Ok(stats)
+    })?;
+    push(report, "read", p.reads, secs, peak);
+    report.info("reopen_seconds", open_secs);
+    report.info("read_stats", stats_json(&stats));
+    Ok(())
+}
+
+fn redb_side(
+    p: &Params,
+    values: &Values,
+    dir: &std::path::Path,
+    read_seed: u64,
+    report: &mut Report,
+) -> Result<()> {
+    let path = dir.join("w2.redb");
+    let ((), secs, peak) = measured(|| {
+        let db = redb::Database::create(&path)?;
+        let keys: Vec<u64> = (0..p.values).collect();
+        let batches = keys.chunks(BATCH).count();
+        for (i, batch) in keys.chunks(BATCH).enumerate() {
+            let mut tx = db.begin_write()?;
+            // Durable once, at the end, like the chest's flush.
+            tx.set_durability(if i + 1 == batches {
+                Durability::Immediate
+            } else {
+                Durability::None
+            })?;
+            {
+                let mut table = tx.open_table(TABLE)?;
+                for &k in batch {
+                    table.insert(k, values.make(k).as_slice())?;
+                }
+            }
+            tx.commit()?;
+        }
+        Ok(())
+    })?;
+    push(report, "insert", p.values, secs, peak);
+
+    let mut open_secs = 0.0;
+    let ((), secs, peak) = measured(|| {
+        let (db, s) = timed(|| Ok(redb::Database::open(&path)?))?;
+        open_secs = s;
+        // One read transaction and one table handle for the whole batch of reads.
+        let tx = db.begin_read()?;
+        let table = tx.open_table(TABLE)?;
+        let mut rng = Rng::new(read_seed);
+        for _ in 0..p.reads {
+            let k = rng.below(p.values);
+            let v = table
+                .get(k)?
+                .ok_or_else(|| format!("redb: key {k} is missing"))?;
+            values.verify(k, v.value(), "redb")?;
+        }
+        Ok(())
+    })?;
+    push(report, "read", p.reads, secs, peak);
+    report.info("reopen_seconds", open_secs);
+    Ok(())
+}
+
+fn fjall_side(
+    p: &Params,
+    values: &Values,
+    dir: &std::path::Path,
+    read_seed: u64,
+    report: &mut Report,
+) -> Result<()> {
+    let path = dir.join("fjall");
+    let open = || -> Result<(fjall::Database, fjall::Keyspace)> {
+        let db = fjall::Database::builder(&path).open()?;
+        let ks = db.keyspace("w2", fjall::KeyspaceCreateOptions::default)?;
+        Ok((db, ks))
+    };
+    let ((), secs, peak) = measured(|| {
+        let (db, ks) = open()?;
+        let mut k = 0;
+        while k < p.values {
+            let end = (k + BATCH as u64).min(p.values);
+            let mut batch = db.batch();
+            for k in k..end {
+                batch.insert(&ks, k.to_be_bytes(), values.make(k));
+            }
+            batch.commit()?;
+            k = end;
+        }
+        // Durable once, at the end, like the chest's flush.
+        db.persist(fjall::PersistMode::SyncAll)?;
+        Ok(())
+    })?;
+    push(report, "insert", p.values, secs, peak);
+
+    let mut open_secs = 0.0;
+    let ((), secs, peak) = measured(|| {
+        let ((_db, ks), s) = timed(open)?;
+        open_secs = s;
+        let mut rng = Rng::new(read_seed);
+        for _ in 0..p.reads {
+            let k = rng.below(p.values);
+            let v = ks
+                .get(k.to_be_bytes())?
+                .ok_or_else(|| format!("fjall: key {k} is missing"))?;
+            values.verify(k, &v, "fjall")?;
+        }
+        Ok(())
+    })?;
+    push(report, "read", p.reads, secs, peak);
+    report.info("reopen_seconds", open_secs);
+    Ok(())
+}
+
+pub fn rows(ctx: &Ctx, reports: &[Report]) -> Vec<Row> {
+    let p = Params::new(ctx);
+    let chest = Side::Chest.name();
+    let mut rows = Vec::new();
+    for (phase, label) in [("insert", "insert+flush"), ("read", "reopen+random get")] {
+        let chest_raw = figures(reports, chest, phase);
+        let base: Vec<Row> = [Side::Redb, Side::Fjall]
+            .iter()
+            .map(|s| {
+                Row::new(ID, label, "ops/s")
+                    .chest(chest_raw.clone())
+                    .baseline(s.name(), figures(reports, s.name(), phase))
+            })
+            .collect();
+        // The goal is against the faster baseline.
+        let best = base
+            .iter()
+            .filter_map(|r| r.baseline.map(|b| (b, r.baseline_name.clone())))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        for row in base {
+            let holds = match (&best, row.chest) {
+                (Some((b, _)), Some(c)) => Some(c >= FACTOR * b),
+                _ => None,
+            };
+            let faster = best
+                .as_ref()
+                .and_then(|(_, n)| n.clone())
+                .unwrap_or_default();
+            rows.push(row.goal(format!("≥ {FACTOR:.2} vs faster ({faster})"), holds));
+        }
+    }
+    let peak = super::w1::peak_row(ID, p.budget, reports, chest, Side::Redb.name());
+    rows.push(peak);
+    let mut fjall_peak = super::w1::peak_row(ID, p.budget, reports, chest, Side::Fjall.name());
+    fjall_peak.goal = "(same)".into();
+    fjall_peak.holds = None;
+    rows.push(fjall_peak);
+    rows
+}
