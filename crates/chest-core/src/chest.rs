@@ -61,6 +61,10 @@ pub struct Chest<K: Key, V: Send + Sync + 'static, S: Serializer<V> = Cbor> {
     weigher: Weigher<V>,
     config: Config,
     usage: AtomicUsize,
+    /// Set by every change of the map; a flush with none has nothing to do.
+    changed: AtomicBool,
+    /// Weight of the values being spilled right now (still in memory).
+    inflight: AtomicUsize,
     len: AtomicUsize,
     cursor: AtomicUsize,
     counters: Counters,
@@ -91,6 +95,21 @@ const WHOLE_BATCH_BYTES: usize = 64 << 20;
 /// ...or this many values.
 const WHOLE_BATCH_COUNT: usize = 32;
 
+/// A dirty value chosen to be written (by eviction or a flush).
+struct Victim<K, V> {
+    shard: usize,
+    key: K,
+    value: Arc<V>,
+    weight: usize,
+}
+
+/// What became of a victim's value.
+enum Outcome {
+    Written(Loc),
+    Unserializable,
+    WriteFailed,
+}
+
 /// Several errors as one: none, the only one, or [`Error::Many`].
 fn join(mut errors: Vec<Error>) -> Result<()> {
     match errors.len() {
@@ -118,6 +137,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             weigher,
             config,
             usage: AtomicUsize::new(0),
+            inflight: AtomicUsize::new(0),
+            changed: AtomicBool::new(false),
             len: AtomicUsize::new(0),
             cursor: AtomicUsize::new(0),
             counters: Counters::default(),
@@ -215,6 +236,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// the inserted value is kept (in memory) either way: nothing is lost.
     pub fn insert(&self, key: K, value: V) -> Result<()> {
         self.check_writable()?;
+        self.changed.store(true, Ordering::Relaxed);
         let weight = (self.weigher)(&value);
         let value = Arc::new(value);
         let mut shard = self.shard(&key);
@@ -400,6 +422,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         V: Clone,
     {
         self.check_writable()?;
+        self.changed.store(true, Ordering::Relaxed);
         let mut shard = self.shard(key);
         let loc = match shard.map.get(key) {
             None => return Ok(None),
@@ -465,6 +488,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let Some(old) = shard.map.remove(key) else {
             return Ok(false);
         };
+        self.changed.store(true, Ordering::Relaxed);
         shard.dequeue(key);
         self.len.fetch_sub(1, Ordering::Relaxed);
         self.usage
@@ -531,6 +555,11 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
 
     /// Spills the coldest values until memory is within the budget (down to
     /// a low-water mark, so spills come in batches that pack well).
+    ///
+    /// Victims are taken from the shards in turn, a little from each, under
+    /// each shard's lock; they are serialized and written outside the locks
+    /// (small ones packed together into one segment, large ones through one
+    /// `put_many`), then dropped from memory unless they changed meanwhile.
     fn enforce_budget(&self) -> Result<()> {
         let budget = self.config.budget;
         if self.memory_usage() <= budget {
@@ -540,31 +569,42 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let n = self.shards.len();
         let chunk = (self.config.evict_batch / n).max(1);
         let mut errors = Vec::new();
+        let mut victims = Vec::new();
         let mut idle = 0;
-        while self.memory_usage() > target && idle < n {
-            let i = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
-            let mut shard = lock(&self.shards[i]);
-            let (freed, errs) = self.evict(&mut shard, chunk, target);
-            drop(shard);
-            let failed = !errs.is_empty();
-            errors.extend(errs);
-            if freed == 0 || failed {
-                idle += 1;
-            } else {
-                idle = 0;
+        while idle < n {
+            let pending = self.inflight.load(Ordering::Relaxed);
+            if self.memory_usage().saturating_sub(pending) <= target {
+                break;
             }
+            let i = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
+            let taken = self.take_victims(i, chunk, target, &mut victims);
+            idle = if taken > 0 { 0 } else { idle + 1 };
+        }
+        if !victims.is_empty() {
+            let outcomes = self.encode_and_write(&victims, &mut errors);
+            self.place_all(victims, outcomes);
         }
         Counters::add(&self.counters.errors, errors.len() as u64);
         join(errors)
     }
 
-    /// Evicts the coldest values of one shard, about `chunk` bytes of them.
-    /// Returns the bytes freed and the errors met.
-    fn evict(&self, shard: &mut Shard<K, V>, chunk: usize, target: usize) -> (usize, Vec<Error>) {
-        let mut freed = 0;
-        let mut dirty = Vec::new();
-        let mut planned = 0;
-        while freed + planned < chunk && self.memory_usage().saturating_sub(planned) > target {
+    /// Takes about `chunk` bytes of the coldest values of shard `i`: clean
+    /// ones are dropped at once, dirty ones become victims to be written
+    /// (still in memory, counted as in flight).
+    fn take_victims(
+        &self,
+        i: usize,
+        chunk: usize,
+        target: usize,
+        victims: &mut Vec<Victim<K, V>>,
+    ) -> usize {
+        let mut shard = lock(&self.shards[i]);
+        let mut taken = 0;
+        while taken < chunk {
+            let pending = self.inflight.load(Ordering::Relaxed);
+            if self.memory_usage().saturating_sub(pending) <= target {
+                break;
+            }
             let Some(key) = shard.pop_coldest() else {
                 break;
             };
@@ -572,219 +612,187 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 continue;
             };
             let Slot::Resident(r) = slot else { continue };
+            let w = r.weight;
+            taken += w;
             match r.stored {
                 Some(loc) => {
                     // Clean: an identical copy is stored; drop it without a write.
-                    let w = r.weight;
                     *slot = Slot::Spilled(loc);
                     self.usage.fetch_sub(w, Ordering::Relaxed);
                     Counters::add(&self.counters.evictions, 1);
-                    freed += w;
                 }
                 None => {
-                    planned += r.weight;
-                    dirty.push(key);
+                    self.inflight.fetch_add(w, Ordering::Relaxed);
+                    victims.push(Victim {
+                        shard: i,
+                        value: Arc::clone(&r.value),
+                        key,
+                        weight: w,
+                    });
                 }
             }
         }
-        let (more, errors) = self.write_back(shard, dirty, true);
-        (freed + more, errors)
+        taken
     }
 
-    /// Writes the given resident, dirty values to the backend (large ones
-    /// alone, small ones packed into segments). With `evict`, they leave
-    /// memory once written; otherwise they stay, clean. Values that fail stay
-    /// in memory, dirty; the errors are returned.
-    fn write_back(
+    /// Serializes a value: appended to `seg` as a record (`None`), or, if it
+    /// is large, as a record of its own to be an object alone (`Some`).
+    fn encode(
         &self,
-        shard: &mut Shard<K, V>,
-        keys: Vec<K>,
-        evict: bool,
-    ) -> (usize, Vec<Error>) {
-        let mut freed = 0;
-        let mut errors = Vec::new();
-        let mut seg = SegmentBuf::default();
-        let mut seg_keys: Vec<K> = Vec::new();
-        // Large values, each to be an object of its own, written together
-        // (concurrently, where the backend can).
-        let mut wholes: Vec<(K, Vec<u8>)> = Vec::new();
-        let mut whole_bytes = 0;
-        let mut keys = keys.into_iter();
-        while let Some(key) = keys.next() {
-            let Some(Slot::Resident(r)) = shard.map.get_mut(&key) else {
-                continue;
-            };
-            if r.stored.is_some() {
-                continue;
-            }
-            let large = r.weight >= self.config.large_value;
-            let mut own = Vec::new();
-            let buf = if large {
-                own.reserve(r.weight.saturating_add(4).min(1 << 30));
-                &mut own
-            } else {
-                &mut seg.bytes
-            };
-            let start = buf.len();
-            if let Err(source) = self.serializer.serialize(&r.value, buf) {
-                buf.truncate(start);
-                let e = Error::Serialize {
-                    key: format!("{key:?}"),
-                    source,
-                };
-                self.failed(shard, &key, &e);
-                errors.push(e);
-                continue;
-            }
-            if !large && seg.bytes.len() - start >= self.config.large_value {
-                // Lighter by weight than by bytes: give it an object of its own.
-                own = seg.bytes.split_off(start);
-            }
-            if large || !own.is_empty() {
-                whole_bytes += own.len();
-                wholes.push((key, seal_whole(own)));
-            } else {
-                seg.seal(start);
-                seg_keys.push(key);
-            }
-            let result = if whole_bytes >= WHOLE_BATCH_BYTES || wholes.len() >= WHOLE_BATCH_COUNT {
-                whole_bytes = 0;
-                self.write_wholes(shard, &mut wholes, evict)
-            } else if seg.bytes.len() >= self.config.segment_bytes {
-                self.write_segment(shard, std::mem::take(&mut seg), &mut seg_keys, evict)
-            } else {
-                Ok(0)
-            };
-            match result {
-                Ok(n) => freed += n,
-                Err(e) => {
-                    errors.push(e);
-                    let pending = wholes.drain(..).map(|(k, _)| k);
-                    self.requeue(
-                        shard,
-                        keys.by_ref().chain(seg_keys.drain(..)).chain(pending),
-                        evict,
-                    );
-                    return (freed, errors);
-                }
-            }
-        }
-        for result in [
-            self.write_wholes(shard, &mut wholes, evict),
-            self.write_segment(shard, seg, &mut seg_keys, evict),
-        ] {
-            match result {
-                Ok(n) => freed += n,
-                Err(e) => errors.push(e),
-            }
-        }
-        (freed, errors)
-    }
-
-    /// Writes large values' records, one object each, and places them; on
-    /// failure they stay dirty.
-    fn write_wholes(
-        &self,
-        shard: &mut Shard<K, V>,
-        wholes: &mut Vec<(K, Vec<u8>)>,
-        evict: bool,
-    ) -> Result<usize> {
-        if wholes.is_empty() {
-            return Ok(0);
-        }
-        let (keys, records): (Vec<K>, Vec<Vec<u8>>) = wholes.drain(..).unzip();
-        let n: u64 = records.iter().map(|r| r.len() as u64 - 4).sum();
-        match self.store.write_wholes(records) {
-            Ok(locs) => {
-                Counters::add(&self.counters.spills, locs.len() as u64);
-                Counters::add(&self.counters.bytes_written, n);
-                Ok(keys
-                    .iter()
-                    .zip(locs)
-                    .map(|(key, loc)| self.place(shard, key, loc, evict))
-                    .sum())
-            }
-            Err(e) => {
-                for key in &keys {
-                    self.failed(shard, key, &e);
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// Writes a segment and places its values; on failure they stay dirty.
-    fn write_segment(
-        &self,
-        shard: &mut Shard<K, V>,
-        seg: SegmentBuf,
-        keys: &mut Vec<K>,
-        evict: bool,
-    ) -> Result<usize> {
-        if seg.is_empty() {
-            return Ok(0);
-        }
-        let n = seg.bytes.len() as u64 - 4 * seg.records.len() as u64;
-        match self.store.write_segment(seg) {
-            Ok(locs) => {
-                Counters::add(&self.counters.spills, locs.len() as u64);
-                Counters::add(&self.counters.bytes_written, n);
-                let mut freed = 0;
-                for (key, loc) in keys.drain(..).zip(locs) {
-                    freed += self.place(shard, &key, loc, evict);
-                }
-                Ok(freed)
-            }
-            Err(e) => {
-                self.requeue(shard, keys.drain(..), evict);
-                Err(e)
-            }
-        }
-    }
-
-    /// A value was written at `loc`: record it, and evict it if asked.
-    fn place(&self, shard: &mut Shard<K, V>, key: &K, loc: Loc, evict: bool) -> usize {
-        let Some(slot) = shard.map.get_mut(key) else {
-            self.store.release(loc);
-            return 0;
+        key: &K,
+        value: &V,
+        weight: usize,
+        seg: &mut SegmentBuf,
+    ) -> Result<Option<Vec<u8>>> {
+        let large = weight >= self.config.large_value;
+        let mut own = Vec::new();
+        let buf = if large {
+            own.reserve(weight.saturating_add(4).min(1 << 30));
+            &mut own
+        } else {
+            &mut seg.bytes
         };
-        match slot {
-            Slot::Resident(r) if evict => {
-                let w = r.weight;
-                *slot = Slot::Spilled(loc);
-                self.usage.fetch_sub(w, Ordering::Relaxed);
-                Counters::add(&self.counters.evictions, 1);
-                w
+        let start = buf.len();
+        if let Err(source) = self.serializer.serialize(value, buf) {
+            buf.truncate(start);
+            return Err(Error::Serialize {
+                key: format!("{key:?}"),
+                source,
+            });
+        }
+        if !large && seg.bytes.len() - start >= self.config.large_value {
+            // Lighter by weight than by bytes: give it an object of its own.
+            own = seg.bytes.split_off(start);
+        }
+        if large || !own.is_empty() {
+            Ok(Some(seal_whole(own)))
+        } else {
+            seg.seal(start);
+            Ok(None)
+        }
+    }
+
+    /// Serializes and writes the victims' values. Errors are collected; the
+    /// outcome of each victim says where its value went, if anywhere.
+    fn encode_and_write(&self, victims: &[Victim<K, V>], errors: &mut Vec<Error>) -> Vec<Outcome> {
+        let mut outcomes: Vec<Outcome> = victims.iter().map(|_| Outcome::WriteFailed).collect();
+        let mut seg = SegmentBuf::default();
+        let mut seg_items = Vec::new();
+        let mut wholes: Vec<(usize, Vec<u8>)> = Vec::new();
+        let mut whole_bytes = 0;
+        let last = victims.len().saturating_sub(1);
+        for (idx, v) in victims.iter().enumerate() {
+            match self.encode(&v.key, &v.value, v.weight, &mut seg) {
+                Ok(Some(record)) => {
+                    whole_bytes += record.len();
+                    wholes.push((idx, record));
+                }
+                Ok(None) => seg_items.push(idx),
+                Err(e) => {
+                    outcomes[idx] = Outcome::Unserializable;
+                    errors.push(e);
+                }
             }
-            Slot::Resident(r) => {
-                r.stored = Some(loc);
-                0
+            let done = idx == last;
+            if !wholes.is_empty()
+                && (done || whole_bytes >= WHOLE_BATCH_BYTES || wholes.len() >= WHOLE_BATCH_COUNT)
+            {
+                whole_bytes = 0;
+                let (items, records): (Vec<usize>, Vec<Vec<u8>>) = wholes.drain(..).unzip();
+                let n: u64 = records.iter().map(|r| r.len() as u64 - 4).sum();
+                match self.store.write_wholes(records) {
+                    Ok(locs) => {
+                        Counters::add(&self.counters.spills, locs.len() as u64);
+                        Counters::add(&self.counters.bytes_written, n);
+                        for (item, loc) in items.into_iter().zip(locs) {
+                            outcomes[item] = Outcome::Written(loc);
+                        }
+                    }
+                    Err(e) => errors.push(e),
+                }
             }
-            Slot::Spilled(_) => {
-                self.store.release(loc);
-                0
+            if !seg.is_empty() && (done || seg.bytes.len() >= self.config.segment_bytes) {
+                let seg = std::mem::take(&mut seg);
+                let n = seg.bytes.len() as u64 - 4 * seg.records.len() as u64;
+                match self.store.write_segment(seg) {
+                    Ok(locs) => {
+                        Counters::add(&self.counters.spills, locs.len() as u64);
+                        Counters::add(&self.counters.bytes_written, n);
+                        for (item, loc) in seg_items.drain(..).zip(locs) {
+                            outcomes[item] = Outcome::Written(loc);
+                        }
+                    }
+                    Err(e) => {
+                        seg_items.clear();
+                        errors.push(e);
+                    }
+                }
+            }
+        }
+        outcomes
+    }
+
+    /// Applies the outcomes of evicted victims, shard by shard.
+    fn place_all(&self, mut victims: Vec<Victim<K, V>>, outcomes: Vec<Outcome>) {
+        let mut items: Vec<(Victim<K, V>, Outcome)> = victims.drain(..).zip(outcomes).collect();
+        items.sort_by_key(|(v, _)| v.shard);
+        let mut iter = items.into_iter().peekable();
+        while let Some((first, outcome)) = iter.next() {
+            let sid = first.shard;
+            let mut shard = lock(&self.shards[sid]);
+            self.place(&mut shard, first, outcome, true);
+            while let Some((v, outcome)) = iter.next_if(|(v, _)| v.shard == sid) {
+                self.place(&mut shard, v, outcome, true);
             }
         }
     }
 
-    /// A value could not be written: it stays resident. One that cannot be
-    /// serialized is pinned (kept out of the eviction order) until replaced.
-    fn failed(&self, shard: &mut Shard<K, V>, key: &K, e: &Error) {
-        if let Some(Slot::Resident(r)) = shard.map.get_mut(key) {
-            if matches!(e, Error::Serialize { .. }) {
-                r.pinned = true;
-                shard.dequeue(key);
-            } else {
-                shard.enqueue(key);
-            }
-        }
-    }
-
-    fn requeue(&self, shard: &mut Shard<K, V>, keys: impl Iterator<Item = K>, evict: bool) {
+    /// Applies one victim's outcome to its slot: a written value is dropped
+    /// from memory (`evict`) or kept as clean; one that cannot be serialized
+    /// is pinned; one whose write failed goes back into the eviction order.
+    /// If the value changed meanwhile (replaced, updated, removed, or written
+    /// by a flush), the new object is garbage and is released.
+    fn place(&self, shard: &mut Shard<K, V>, v: Victim<K, V>, outcome: Outcome, evict: bool) {
         if evict {
-            for k in keys {
-                shard.enqueue(&k);
+            self.inflight.fetch_sub(v.weight, Ordering::Relaxed);
+        }
+        let current = match shard.map.get_mut(&v.key) {
+            Some(slot @ Slot::Resident(_)) => {
+                let Slot::Resident(r) = &*slot else {
+                    unreachable!()
+                };
+                if Arc::ptr_eq(&r.value, &v.value) && r.stored.is_none() {
+                    Some(slot)
+                } else {
+                    None
+                }
             }
+            _ => None,
+        };
+        let Some(slot) = current else {
+            if let Outcome::Written(loc) = outcome {
+                self.store.release(loc);
+            }
+            return;
+        };
+        match outcome {
+            Outcome::Written(loc) if evict => {
+                *slot = Slot::Spilled(loc);
+                self.usage.fetch_sub(v.weight, Ordering::Relaxed);
+                Counters::add(&self.counters.evictions, 1);
+            }
+            Outcome::Written(loc) => {
+                if let Slot::Resident(r) = slot {
+                    r.stored = Some(loc);
+                }
+            }
+            Outcome::Unserializable => {
+                if let Slot::Resident(r) = slot {
+                    r.pinned = true;
+                }
+                shard.dequeue(&v.key);
+            }
+            Outcome::WriteFailed => shard.enqueue(&v.key),
         }
     }
 
@@ -795,6 +803,19 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     pub fn flush(&self) -> Result<()> {
         self.check_writable()?;
         let _one_at_a_time = lock(&self.flush_lock);
+        if !self.changed.swap(false, Ordering::Relaxed) && !self.store.has_garbage() {
+            // Nothing changed since the last flush (or the open): the
+            // durable state is already this one.
+            return Ok(());
+        }
+        let result = self.flush_changes();
+        if result.is_err() {
+            self.changed.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn flush_changes(&self) -> Result<()> {
         let epoch = self.store.begin_flush();
         let mut errors = Vec::new();
         let mut manifest = ManifestWriter::default();
@@ -807,14 +828,23 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                     errors.push(e);
                 }
             }
-            let dirty: Vec<K> = shard
+            let dirty: Vec<Victim<K, V>> = shard
                 .map
                 .iter()
-                .filter(|(_, slot)| matches!(slot, Slot::Resident(r) if r.stored.is_none()))
-                .map(|(k, _)| k.clone())
+                .filter_map(|(k, slot)| match slot {
+                    Slot::Resident(r) if r.stored.is_none() => Some(Victim {
+                        shard: 0,
+                        key: k.clone(),
+                        value: Arc::clone(&r.value),
+                        weight: r.weight,
+                    }),
+                    _ => None,
+                })
                 .collect();
-            let (_, errs) = self.write_back(&mut shard, dirty, false);
-            errors.extend(errs);
+            let outcomes = self.encode_and_write(&dirty, &mut errors);
+            for (v, outcome) in dirty.into_iter().zip(outcomes) {
+                self.place(&mut shard, v, outcome, false);
+            }
             for (key, slot) in shard.map.iter() {
                 let Some(loc) = slot.stored() else { continue };
                 key_buf.clear();

@@ -295,6 +295,11 @@ impl Store {
         }
     }
 
+    /// Whether dead objects wait for a flush to delete them.
+    pub fn has_garbage(&self) -> bool {
+        !self.table().dead.is_empty()
+    }
+
     /// Marks the start of a flush; returns its epoch.
     pub fn begin_flush(&self) -> u64 {
         let mut t = self.table();

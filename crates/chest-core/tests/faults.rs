@@ -2,7 +2,7 @@
 //! Values stay in memory, errors reach the caller, nothing is lost.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,6 +12,7 @@ use chest_core::{Backend, BackendError, BackendResult, ChestBuilder, Error, Memo
 struct Flaky {
     inner: MemoryBackend,
     fail_puts: AtomicBool,
+    puts: AtomicUsize,
 }
 
 impl Backend for Flaky {
@@ -19,6 +20,7 @@ impl Backend for Flaky {
         "flaky://"
     }
     fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
+        self.puts.fetch_add(1, Ordering::SeqCst);
         if self.fail_puts.load(Ordering::SeqCst) {
             return Err(BackendError::Io {
                 location: "flaky://".into(),
@@ -55,6 +57,7 @@ fn failed_spills_keep_values_and_report_errors() {
     let backend = Arc::new(Flaky {
         inner: MemoryBackend::new(),
         fail_puts: AtomicBool::new(false),
+        puts: AtomicUsize::new(0),
     });
     let c = ChestBuilder::<u64, Vec<u8>>::new()
         .memory_budget(16 << 10)
@@ -107,6 +110,7 @@ fn failed_direct_write_of_a_huge_value_keeps_it() {
     let backend = Arc::new(Flaky {
         inner: MemoryBackend::new(),
         fail_puts: AtomicBool::new(true),
+        puts: AtomicUsize::new(0),
     });
     let c = ChestBuilder::<u64, Vec<u8>>::new()
         .memory_budget(1 << 10)
@@ -140,4 +144,40 @@ fn stats_count_what_happened() {
     assert!(s.memory_usage <= 8 << 10 && s.resident < 20, "{s:?}");
     let text = s.to_string();
     assert!(text.contains("spills"), "{text}");
+}
+
+#[test]
+fn a_flush_without_changes_writes_nothing() {
+    let backend = Arc::new(Flaky {
+        inner: MemoryBackend::new(),
+        fail_puts: AtomicBool::new(false),
+        puts: AtomicUsize::new(0),
+    });
+    let open = || {
+        ChestBuilder::<u64, Vec<u8>>::new()
+            .memory_budget(4 << 10)
+            .open_backend(backend.clone())
+            .unwrap()
+    };
+    let c = open();
+    for i in 0..20 {
+        c.insert(i, v(i)).unwrap();
+    }
+    c.flush().unwrap();
+    let after_flush = backend.puts.load(Ordering::SeqCst);
+    for i in 0..20 {
+        c.get(&i).unwrap(); // loads and clean evictions: no writes
+    }
+    c.flush().unwrap();
+    drop(c);
+    assert_eq!(backend.puts.load(Ordering::SeqCst), after_flush);
+    // Reopened and dropped unchanged: still nothing written.
+    drop(open());
+    assert_eq!(backend.puts.load(Ordering::SeqCst), after_flush);
+    // A change is flushed.
+    let c = open();
+    c.remove(&3).unwrap();
+    c.close().unwrap();
+    assert!(backend.puts.load(Ordering::SeqCst) > after_flush);
+    assert_eq!(open().len(), 19);
 }
