@@ -22,7 +22,11 @@ fn value(i: u32) -> Vec<u8> {
         x ^= x >> 7;
         x ^= x << 17;
         // a slowly rising counter; one word in eight carries a noisy low byte
-        let noise = if x & 7 == 0 { (x >> 8) as u32 & 0xFF } else { 0 };
+        let noise = if x & 7 == 0 {
+            (x >> 8) as u32 & 0xFF
+        } else {
+            0
+        };
         v.extend_from_slice(&((i << 20) + n / 4 + noise).to_le_bytes());
     }
     v
@@ -84,7 +88,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     run(&format!("file://{}", plain.display()), &plain)?;
     for level in [1, 3, 9] {
         let dir = base.join(format!("zstd{level}"));
-        run(&format!("zstd+file://{}?level={level}", dir.display()), &dir)?;
+        run(
+            &format!("zstd+file://{}?level={level}", dir.display()),
+            &dir,
+        )?;
     }
     std::fs::remove_dir_all(&base)?;
     Ok(())

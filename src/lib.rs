@@ -35,6 +35,7 @@
 //! | `memory://` / `memory://name` | in-process (anonymous / shared by name) | always |
 //! | none ([`Chest::temp`]) | a temporary directory, removed on drop | `fs` |
 //! | `zstd+<any of these>?level=3` | that store, every object zstd-compressed | `zstd` (default) |
+//! | `s3://bucket/prefix?endpoint=http://127.0.0.1:3900&region=garage` | S3-compatible object storage | `s3` |
 //!
 //! Backends register their URL schemes when they are linked; a program can
 //! add its own with [`registry::register_scheme`].
@@ -49,3 +50,7 @@ pub use chest_fs as fs;
 /// The compression layer (`zstd+<url>`), around any backend.
 #[cfg(feature = "zstd")]
 pub use chest_zstd as zstd;
+
+/// The S3-compatible object storage backend (`s3://bucket/prefix`).
+#[cfg(feature = "s3")]
+pub use chest_s3 as s3;

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Every test of the workspace, against the real servers it needs, which it installs and starts itself.
+#
+#   scripts/test.sh                   cargo test $CARGO_TEST_ARGS
+#   scripts/test.sh -- --nocapture    extra arguments go to `cargo test` after $CARGO_TEST_ARGS
+#
+# It installs Garage if it is missing (scripts/garage.sh install: ~12 minutes on 2 cores,
+# once per machine), starts a single node and a three-node cluster (unless they already run),
+# loads their settings (CHEST_S3_URL, CHEST_S3_NODE1..3, AWS_*), runs the tests, and stops
+# the servers it started when it exits, however it exits, with the tests' exit code.
+#
+# Environment:
+#   CARGO_TEST_ARGS   arguments of `cargo test` (default: --workspace --all-features)
+#   CHEST_KEEP_GARAGE set to 1 to leave the servers running afterwards (for reruns)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CARGO_TEST_ARGS=${CARGO_TEST_ARGS:---workspace --all-features}
+garage=scripts/garage.sh
+
+started_single=0
+started_cluster=0
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ ${CHEST_KEEP_GARAGE:-0} != 1 ]]; then
+        if ((started_cluster)); then "$garage" cluster-stop || true; fi
+        if ((started_single)); then "$garage" stop || true; fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+"$garage" install
+# Servers that were already running (started by hand) are used and left running.
+if ! "$garage" status; then
+    started_single=1
+    "$garage" start >/dev/null
+fi
+if ! "$garage" cluster-status; then
+    started_cluster=1
+    "$garage" cluster-start >/dev/null
+fi
+
+# The cluster's env first: the single node's AWS_* settings are the ones that stay.
+# shellcheck disable=SC1090
+. "$("$garage" cluster-env-file)"
+# shellcheck disable=SC1090
+. "$("$garage" env-file)"
+
+# shellcheck disable=SC2086 # CARGO_TEST_ARGS is a list of arguments
+cargo test $CARGO_TEST_ARGS "$@"
+
+# A real full disk: the local-directory backend on a 4 MiB tmpfs, where this
+# machine lets us mount one (root). Elsewhere the test stays ignored, and this says so.
+full_dir=$(mktemp -d "${TMPDIR:-/tmp}/chest-full-disk.XXXXXX")
+if mount -t tmpfs -o size=4m tmpfs "$full_dir" 2>/dev/null; then
+    rc=0
+    CHEST_FS_FULL_DIR=$full_dir cargo test -p chest-fs --test write_failure -- --ignored full_disk || rc=$?
+    umount "$full_dir" || true
+    rmdir "$full_dir" || true
+    exit "$rc"
+else
+    rmdir "$full_dir" || true
+    echo "note: cannot mount a tmpfs here, so chest-fs's full_disk test (ENOSPC) did not run" >&2
+fi
