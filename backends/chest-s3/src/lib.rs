@@ -846,6 +846,10 @@ impl Backend for S3Backend {
         self.run(async move { inner.list(&prefix).await })
     }
 
+    fn write_concurrency(&self) -> usize {
+        self.inner.config.concurrency
+    }
+
     fn counters(&self) -> Vec<(String, u64)> {
         self.inner.counters.snapshot()
     }

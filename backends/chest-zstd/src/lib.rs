@@ -648,6 +648,10 @@ impl Backend for ZstdBackend {
         self.inner.sync()
     }
 
+    fn write_concurrency(&self) -> usize {
+        self.inner.write_concurrency()
+    }
+
     fn counters(&self) -> Vec<(String, u64)> {
         let mut c = vec![
             (

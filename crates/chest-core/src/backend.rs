@@ -61,6 +61,12 @@ pub trait Backend: Send + Sync + Debug {
         Ok(())
     }
 
+    /// How many objects [`put_many`](Backend::put_many) writes at once. A
+    /// chest evicts in batches big enough to use it (default 1: one at a time).
+    fn write_concurrency(&self) -> usize {
+        1
+    }
+
     /// Counters of the store itself, shown in the chest's
     /// [`Stats`](crate::Stats) (e.g. bytes before and after compression).
     /// A layer includes the counters of the backend it wraps.

@@ -63,6 +63,8 @@ pub struct Chest<K: Key, V: Send + Sync + 'static, S: Serializer<V> = Cbor> {
     usage: AtomicUsize,
     /// Set by every change of the map; a flush with none has nothing to do.
     changed: AtomicBool,
+    /// Weight of the last large value evicted (sizes eviction batches).
+    recent_large: AtomicUsize,
     /// Weight of the values being spilled right now (still in memory).
     inflight: AtomicUsize,
     len: AtomicUsize,
@@ -138,6 +140,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             config,
             usage: AtomicUsize::new(0),
             inflight: AtomicUsize::new(0),
+            recent_large: AtomicUsize::new(0),
             changed: AtomicBool::new(false),
             len: AtomicUsize::new(0),
             cursor: AtomicUsize::new(0),
@@ -565,9 +568,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         if self.memory_usage() <= budget {
             return Ok(());
         }
-        let target = budget - self.config.evict_batch.min(budget);
+        let gap = self.low_water_gap();
+        let target = budget - gap;
         let n = self.shards.len();
-        let chunk = (self.config.evict_batch / n).max(1);
+        let chunk = (gap / n).max(1);
         let mut errors = Vec::new();
         let mut victims = Vec::new();
         let mut idle = 0;
@@ -586,6 +590,20 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         }
         Counters::add(&self.counters.errors, errors.len() as u64);
         join(errors)
+    }
+
+    /// How far below the budget an eviction goes: 1/16 of the budget, or, on
+    /// a backend that writes several objects at once, enough of the large
+    /// values recently evicted to keep its writers busy (at most 1/4).
+    fn low_water_gap(&self) -> usize {
+        let budget = self.config.budget;
+        let base = self.config.evict_batch.min(budget);
+        let writers = self.store.backend().write_concurrency();
+        if writers <= 1 {
+            return base;
+        }
+        let large = self.recent_large.load(Ordering::Relaxed);
+        base.max(writers.saturating_mul(large).min(budget / 4))
     }
 
     /// Takes about `chunk` bytes of the coldest values of shard `i`: clean
@@ -622,6 +640,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                     Counters::add(&self.counters.evictions, 1);
                 }
                 None => {
+                    if w >= self.config.large_value {
+                        self.recent_large.store(w, Ordering::Relaxed);
+                    }
                     self.inflight.fetch_add(w, Ordering::Relaxed);
                     victims.push(Victim {
                         shard: i,
