@@ -38,7 +38,7 @@ fn chest_on(n: usize, prefix: &str) -> Chest<u64, Vec<u8>> {
 }
 
 fn value(i: u64) -> Vec<u8> {
-    let len = if i % 10 == 0 {
+    let len = if i.is_multiple_of(10) {
         400_000
     } else {
         3_000 + i as usize * 7
