@@ -13,7 +13,7 @@
 
 use std::time::Instant;
 
-use chest::Chest;
+use chest::{Chest, ChestBuilder, Raw};
 
 const BUDGET: usize = 32 << 20;
 const VALUES: u64 = 64; // 64 values of 2 MiB: 128 MiB through a 32 MiB budget
@@ -39,7 +39,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("chest at {url}, memory budget {} MiB", BUDGET >> 20);
 
     let start = Instant::now();
-    let c: Chest<u64, Vec<u8>> = Chest::builder().memory_budget(BUDGET).open(&url)?;
+    // The values are bytes: the raw serializer stores them as they are.
+    let open = || ChestBuilder::new().serializer(Raw).memory_budget(BUDGET).open(&url);
+    let c: Chest<u64, Vec<u8>, Raw> = open()?;
     for i in 0..VALUES {
         c.insert(i, value(i))?;
     }
@@ -54,7 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     c.close()?;
 
     let start = Instant::now();
-    let c: Chest<u64, Vec<u8>> = Chest::builder().memory_budget(BUDGET).open(&url)?;
+    let c: Chest<u64, Vec<u8>, Raw> = open()?;
     println!("\nreopened: {} keys", c.len());
     for i in 0..VALUES {
         let v = c.get(&i)?.ok_or("a key is missing")?;
