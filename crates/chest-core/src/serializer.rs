@@ -67,7 +67,17 @@ impl<V: Serialize + DeserializeOwned> Serializer<V> for Cbor {
     }
 
     fn deserialize(&self, bytes: &[u8]) -> Result<V, BoxError> {
-        ciborium::from_reader(bytes).map_err(Into::into)
+        thread_local! {
+            // `ciborium::from_reader` zeroes a 4 KiB scratch buffer per call.
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 4096]);
+        }
+        SCRATCH
+            .with(|scratch| match scratch.try_borrow_mut() {
+                Ok(mut scratch) => ciborium::de::from_reader_with_buffer(bytes, &mut scratch),
+                // Re-entered (a value deserializing another chest's value): a fresh one.
+                Err(_) => ciborium::from_reader(bytes),
+            })
+            .map_err(Into::into)
     }
 }
 
