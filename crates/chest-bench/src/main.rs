@@ -6,7 +6,13 @@
 //! ```text
 //! cargo run --release -p chest-bench -- all --scale 0.05
 //! cargo run --release -p chest-bench -- w2 --repeat 5 --json w2.json
+//! scripts/garage.sh start && . "$(scripts/garage.sh env-file)" && \
+//!     cargo run --release -p chest-bench -- w6 --scale 0.25
 //! ```
+//!
+//! W6 needs an S3-compatible server named in `CHEST_S3_URL` (with `AWS_*`
+//! credentials), as the env file of `scripts/garage.sh` sets them: without
+//! one, `w6` is an error and `all` skips W6 with a note.
 //!
 //! Every side of every repetition runs in a child process of this binary
 //! (the hidden `__run` subcommand, which prints one JSON line), so that its
@@ -39,7 +45,8 @@ struct Cli {
     #[command(subcommand)]
     child: Option<Child>,
 
-    /// Which workloads: `all`, or any of w1 w2 w3 w4 w5 (w5 needs the `zstd` feature).
+    /// Which workloads: `all`, or any of w1 w2 w3 w4 w5 w6 (w5 needs the `zstd` feature;
+    /// w6 the `s3` feature and a server in CHEST_S3_URL, which `all` skips without).
     #[arg(value_enum, default_value = "all")]
     workloads: Vec<Which>,
 
@@ -92,17 +99,19 @@ enum Which {
     W3,
     W4,
     W5,
+    W6,
 }
 
 impl Which {
-    fn workloads(self) -> &'static [Workload] {
+    fn workloads(self) -> Vec<Workload> {
         match self {
-            Which::All => Workload::ALL,
-            Which::W1 => &[Workload::W1],
-            Which::W2 => &[Workload::W2],
-            Which::W3 => &[Workload::W3],
-            Which::W4 => &[Workload::W4],
-            Which::W5 => &[Workload::W5],
+            Which::All => Workload::all(),
+            Which::W1 => vec![Workload::W1],
+            Which::W2 => vec![Workload::W2],
+            Which::W3 => vec![Workload::W3],
+            Which::W4 => vec![Workload::W4],
+            Which::W5 => vec![Workload::W5],
+            Which::W6 => vec![Workload::W6],
         }
     }
 }
@@ -210,12 +219,33 @@ fn run_all(cli: &Cli) -> Result<()> {
         .max(1);
     let mut chosen: Vec<Workload> = Vec::new();
     for which in &cli.workloads {
-        for &w in which.workloads() {
+        for w in which.workloads() {
             if !chosen.contains(&w) {
                 chosen.push(w);
             }
         }
     }
+    // A workload that cannot run here (W6 without a server): an error if
+    // asked for by name, else skipped with a note.
+    for &w in &chosen {
+        if let Some(why) = w.unavailable() {
+            if cli
+                .workloads
+                .iter()
+                .any(|&which| which != Which::All && which.workloads().contains(&w))
+            {
+                return Err(format!("{}: {why}", w.id()).into());
+            }
+        }
+    }
+    let mut skipped = Vec::new();
+    chosen.retain(|&w| match w.unavailable() {
+        Some(why) => {
+            skipped.push((w, why));
+            false
+        }
+        None => true,
+    });
     // The scratch directory: given, or a temporary one removed at the end.
     let (_temp, dir) = match &opts.dir {
         Some(d) => {
@@ -239,6 +269,9 @@ fn run_all(cli: &Cli) -> Result<()> {
         opts.scale,
         dir.display()
     );
+    for (w, why) in &skipped {
+        println!("\n{} ({}): skipped: {why}", w.id(), w.title());
+    }
 
     let mut all_rows: Vec<Row> = Vec::new();
     let mut json_workloads = Vec::new();
@@ -290,6 +323,13 @@ fn run_all(cli: &Cli) -> Result<()> {
     for n in &notes {
         println!("- {}", n.as_str().unwrap_or_default());
     }
+    for (w, why) in &skipped {
+        println!("- {} was skipped: {why}", w.id());
+    }
+    let skipped: Vec<Value> = skipped
+        .iter()
+        .map(|(w, why)| json!({ "id": w.id(), "title": w.title(), "reason": why }))
+        .collect();
     let doc = json!({
         "tool": "chest-bench",
         "commit": commit,
@@ -304,6 +344,7 @@ fn run_all(cli: &Cli) -> Result<()> {
         "ratio": "chest / baseline; for throughput (MB/s, ops/s) > 1 means the chest is faster",
         "notes": notes,
         "workloads": json_workloads,
+        "skipped": skipped,
     });
     if let Some(parent) = cli.json.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
@@ -331,6 +372,13 @@ fn notes() -> Vec<Value> {
         "W5: values compress about 4:1; 'chest' goes through zstd+file:// (level 3), \
          'chest-plain' is the same chest on file:// (the uncompressed W1 of the goal), \
          'files' is W1's raw baseline; the bytes-on-disk ratio is to the raw bytes.",
+        "W6: the chest goes through s3:// at CHEST_S3_URL, under a prefix of its own per side \
+         and repetition (deleted afterwards); 'object_store' is the object_store crate directly, \
+         built with chest-s3's settings (endpoint, region, path-style, http, timeouts, retries, \
+         connection reuse), putting and getting the same 4 MiB objects with chest-s3's \
+         concurrency (8, buffer_unordered); 'object_store-1' does it one at a time (info), \
+         as the chest's blocking get does. The chest's stats (spills, objects, s3_* counters) \
+         and its insert stalls (inserts that waited for an eviction batch) are in the JSON.",
         "Peak RSS is VmHWM of the side's child process per phase (reset between phases); \
          the goal is peak ≤ budget + 64 MiB.",
     ]

@@ -3,9 +3,11 @@
 //! process ([`Workload::run`]) and turns the children's reports into table
 //! rows ([`Workload::rows`]).
 //!
-//! To add a workload (W5 through `zstd+file://`, W6 through `s3://`): a
-//! variant here (behind the cargo feature of its backend crate), a module
-//! with `run` and `rows`, and its sides in [`Side`].
+//! To add a workload: a variant here, a module with `run` and `rows`, and
+//! its sides in [`Side`]. A workload that needs a backend crate's cargo
+//! feature (W5: `zstd`, W6: `s3`) keeps its variant without the feature, is
+//! left out of [`Workload::all`] then, and says why in
+//! [`Workload::unavailable`] (and its `run` fails).
 
 use clap::ValueEnum;
 use serde_json::{json, Value};
@@ -18,6 +20,7 @@ pub mod w2;
 pub mod w3;
 pub mod w4;
 pub mod w5;
+pub mod w6;
 
 /// A workload of WORKLOADS.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -32,23 +35,33 @@ pub enum Workload {
     W4,
     /// Compressible values: W1 through `zstd+file://` (needs the `zstd` feature).
     W5,
-    // W6 (`s3://` against `object_store` directly) comes with backends/chest-s3:
-    // a variant here behind an `s3` feature, a module `w6`, and its sides.
+    /// Object storage: 4 MiB values through `s3://` against `object_store`
+    /// directly (needs the `s3` feature and a server in `CHEST_S3_URL`).
+    W6,
 }
 
 impl Workload {
-    /// Every workload, in order.
-    #[cfg(feature = "zstd")]
-    pub const ALL: &'static [Workload] = &[
-        Workload::W1,
-        Workload::W2,
-        Workload::W3,
-        Workload::W4,
-        Workload::W5,
-    ];
-    /// Every workload, in order.
-    #[cfg(not(feature = "zstd"))]
-    pub const ALL: &'static [Workload] = &[Workload::W1, Workload::W2, Workload::W3, Workload::W4];
+    /// Every workload this build has, in order (W5 with the `zstd` feature, W6 with `s3`).
+    pub fn all() -> Vec<Workload> {
+        let mut all = vec![Workload::W1, Workload::W2, Workload::W3, Workload::W4];
+        if cfg!(feature = "zstd") {
+            all.push(Workload::W5);
+        }
+        if cfg!(feature = "s3") {
+            all.push(Workload::W6);
+        }
+        all
+    }
+
+    /// Why this workload cannot run here, if it cannot (W6: no test server
+    /// named in `CHEST_S3_URL`, or no `s3` feature). Asked for by name, such
+    /// a workload is an error; as part of `all` it is skipped with a note.
+    pub fn unavailable(self) -> Option<String> {
+        match self {
+            Workload::W6 => w6::unavailable(),
+            _ => None,
+        }
+    }
 
     pub fn id(self) -> &'static str {
         match self {
@@ -57,6 +70,7 @@ impl Workload {
             Workload::W3 => "W3",
             Workload::W4 => "W4",
             Workload::W5 => "W5",
+            Workload::W6 => "W6",
         }
     }
 
@@ -67,6 +81,7 @@ impl Workload {
             Workload::W3 => "memory hits",
             Workload::W4 => "reopen",
             Workload::W5 => "compressible values (zstd)",
+            Workload::W6 => "object storage (s3)",
         }
     }
 
@@ -78,6 +93,7 @@ impl Workload {
             Workload::W3 => &[Side::Chest, Side::Mutex],
             Workload::W4 => &[Side::Chest],
             Workload::W5 => &[Side::Chest, Side::Plain, Side::Files],
+            Workload::W6 => &[Side::Chest, Side::ObjectStore, Side::ObjectStoreSerial],
         }
     }
 
@@ -105,6 +121,7 @@ impl Workload {
             Workload::W3 => w3::Params::new(ctx).json(),
             Workload::W4 => w4::Params::new(ctx).json(),
             Workload::W5 => w5::params(ctx),
+            Workload::W6 => w6::Params::new(ctx).json(),
         }
     }
 
@@ -116,6 +133,7 @@ impl Workload {
             Workload::W3 => w3::run(side, ctx),
             Workload::W4 => w4::run(side, ctx),
             Workload::W5 => w5::run(side, ctx),
+            Workload::W6 => w6::run(side, ctx),
         }
     }
 
@@ -127,6 +145,7 @@ impl Workload {
             Workload::W3 => w3::rows(ctx, reports),
             Workload::W4 => w4::rows(ctx, reports),
             Workload::W5 => w5::rows(ctx, reports),
+            Workload::W6 => w6::rows(ctx, reports),
         }
     }
 }
@@ -148,6 +167,10 @@ pub enum Side {
     Mutex,
     /// W4: builds the chest the repetitions reopen.
     Setup,
+    /// W6: `object_store` directly, `concurrency` (8) requests in flight.
+    ObjectStore,
+    /// W6 (info): `object_store` directly, one request in flight.
+    ObjectStoreSerial,
 }
 
 impl Side {
@@ -160,6 +183,8 @@ impl Side {
             Side::Fjall => "fjall",
             Side::Mutex => "mutex-hashmap",
             Side::Setup => "setup",
+            Side::ObjectStore => "object_store",
+            Side::ObjectStoreSerial => "object_store-1",
         }
     }
 }
