@@ -40,7 +40,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let start = Instant::now();
     // The values are bytes: the raw serializer stores them as they are.
-    let open = || ChestBuilder::new().serializer(Raw).memory_budget(BUDGET).open(&url);
+    let open = || {
+        ChestBuilder::new()
+            .serializer(Raw)
+            .memory_budget(BUDGET)
+            .open(&url)
+    };
     let c: Chest<u64, Vec<u8>, Raw> = open()?;
     for i in 0..VALUES {
         c.insert(i, value(i))?;
