@@ -6,17 +6,7 @@ use std::process::Command;
 
 use chest::{Chest, Error};
 
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use chest_core::conformance::noise as bytes;
 
 fn url_of(dir: &Path) -> String {
     format!("file://{}", dir.display())

@@ -6,17 +6,7 @@ use super::Target;
 use crate::error::BackendError;
 
 fn bytes(seed: u64, len: usize) -> Bytes {
-    // xorshift: incompressible, reproducible
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    Bytes::from(v)
+    Bytes::from(super::noise(seed, len))
 }
 
 /// put then get gives the same bytes, for several sizes.

@@ -10,17 +10,7 @@ use crate::{BoxError, Chest, ChestBuilder, Error, Serializer};
 
 type Bytes = Vec<u8>;
 
-fn value(seed: u64, len: usize) -> Bytes {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use super::noise as value;
 
 fn open(loc: &dyn Location, budget: usize) -> Chest<u64, Bytes> {
     ChestBuilder::new()

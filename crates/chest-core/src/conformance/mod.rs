@@ -38,6 +38,21 @@ pub trait Location: Send + Sync {
     fn open(&self) -> Result<Arc<dyn Backend>>;
 }
 
+/// `len` incompressible bytes, the same for the same `seed` (xorshift): test
+/// data for the suite and for backends' own tests.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
 /// A [`Target`] of in-memory stores, the reference for the suite itself.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MemoryTarget;
