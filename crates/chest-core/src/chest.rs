@@ -421,19 +421,17 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let value = Arc::new(value);
         if weight <= self.config.budget {
             let tick = shard.tick();
-            if let Some((k, slot)) = shard.map.get_key_value(key) {
-                let k = k.clone();
-                let _ = slot;
-                shard.map.insert(
-                    k.clone(),
-                    Slot::Resident(Box::new(Resident {
+            // The eviction order owns a copy of the key.
+            if let Some(k) = shard.map.get_key_value(key).map(|(k, _)| k.clone()) {
+                if let Some(slot) = shard.map.get_mut(&k) {
+                    *slot = Slot::Resident(Box::new(Resident {
                         value: Arc::clone(&value),
                         weight,
                         tick,
                         stored: Some(loc),
                         pinned: false,
-                    })),
-                );
+                    }));
+                }
                 self.usage.fetch_add(weight, Ordering::Relaxed);
                 shard.enqueue(&k);
             }
