@@ -423,7 +423,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             let tick = shard.tick();
             // The eviction order owns a copy of the key.
             if let Some(k) = shard.map.get_key_value(key).map(|(k, _)| k.clone()) {
-                if let Some(slot) = shard.map.get_mut(&k) {
+                if let Some(slot) = shard.map.get_mut(key) {
                     *slot = Slot::Resident(Box::new(Resident {
                         value: Arc::clone(&value),
                         weight,
