@@ -833,6 +833,43 @@ impl Backend for S3Backend {
         self.run(async move { inner.get_range(&name, path, range).await })
     }
 
+    fn get_many(&self, requests: Vec<(String, Option<Range<u64>>)>) -> Vec<BackendResult<Bytes>> {
+        let mut jobs = Vec::with_capacity(requests.len());
+        for (name, range) in requests {
+            jobs.push((self.inner.path(&name), name, range));
+        }
+        let inner = Arc::clone(&self.inner);
+        let concurrency = inner.config.concurrency;
+        let count = jobs.len();
+        let results = self.run(async move {
+            Ok(
+                futures::stream::iter(jobs.into_iter().map(|(path, name, range)| {
+                    let inner = Arc::clone(&inner);
+                    async move {
+                        let path = path?;
+                        match range {
+                            Some(range) => inner.get_range(&name, path, range).await,
+                            None => inner.get(&name, path).await,
+                        }
+                    }
+                }))
+                .buffered(concurrency)
+                .collect::<Vec<_>>()
+                .await,
+            )
+        });
+        match results {
+            Ok(results) => results,
+            // The runtime is gone: every request failed the same way.
+            Err(e) => {
+                let message = e.to_string();
+                (0..count)
+                    .map(|_| Err(self.inner.other(message.clone(), None)))
+                    .collect()
+            }
+        }
+    }
+
     fn delete(&self, name: &str) -> BackendResult<()> {
         let path = self.inner.path(name)?;
         let inner = Arc::clone(&self.inner);

@@ -376,8 +376,9 @@ fn notes() -> Vec<Value> {
          and repetition (deleted afterwards); 'object_store' is the object_store crate directly, \
          built with chest-s3's settings (endpoint, region, path-style, http, timeouts, retries, \
          connection reuse), putting and getting the same 4 MiB objects with chest-s3's \
-         concurrency (8, buffer_unordered); 'object_store-1' does it one at a time (info), \
-         as the chest's blocking get does. The chest's stats (spills, objects, s3_* counters) \
+         concurrency (8, buffer_unordered); 'object_store-1' does it one at a time (info). \
+         The chest reads in windows of 8 keys: `prefetch(window)` (one concurrent batch of \
+         GETs), then `get` of each. The chest's stats (spills, objects, s3_* counters) \
          and its insert stalls (inserts that waited for an eviction batch) are in the JSON.",
         "Peak RSS is VmHWM of the side's child process per phase (reset between phases); \
          the goal is peak ≤ budget + 64 MiB.",

@@ -48,6 +48,18 @@ pub trait Backend: Send + Sync + Debug {
     /// [`BackendError::RangeOutOfBounds`].
     fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes>;
 
+    /// Reads several objects (`None`) or ranges of them, in order; backends
+    /// may read them at once. The default reads them one after another.
+    fn get_many(&self, requests: Vec<(String, Option<Range<u64>>)>) -> Vec<BackendResult<Bytes>> {
+        requests
+            .into_iter()
+            .map(|(name, range)| match range {
+                Some(range) => self.get_range(&name, range),
+                None => self.get(&name),
+            })
+            .collect()
+    }
+
     /// Deletes an object; deleting a missing object is not an error.
     fn delete(&self, name: &str) -> BackendResult<()>;
 

@@ -390,8 +390,25 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + Debug + ?Sized,
     {
+        let read = self.store.read(loc);
+        self.admit(shard, key, loc, read)
+    }
+
+    /// Turns a record read from `loc` into the value of `key`, and makes it
+    /// resident (unless it is heavier than the whole budget).
+    fn admit<Q>(
+        &self,
+        shard: &mut Shard<K, V>,
+        key: &Q,
+        loc: Loc,
+        read: std::result::Result<bytes::Bytes, ReadError>,
+    ) -> Result<Arc<V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + Debug + ?Sized,
+    {
         let object = || object_name(loc.obj);
-        let bytes = self.store.read(loc).map_err(|e| match e {
+        let bytes = read.map_err(|e| match e {
             ReadError::Backend(BackendError::NotFound { .. }) => Error::Corrupt {
                 key: format!("{key:?}"),
                 object: object(),
@@ -560,28 +577,62 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             })
     }
 
-    /// Loads the given keys' values into memory ahead of use, as far as the
-    /// budget allows. Returns how many were loaded.
+    /// Loads the given keys' values into memory ahead of use, reading them
+    /// from the backend at once where it can (S3: concurrent requests).
+    /// Prefetch a window that fits the budget: values beyond it push out
+    /// others. Returns how many were loaded; keys that are absent or already
+    /// in memory are skipped.
+    ///
+    /// ```
+    /// use chest_core::Chest;
+    ///
+    /// let c: Chest<u32, Vec<u8>> = Chest::builder().memory_budget(64 << 10).open("memory://")?;
+    /// for i in 0..64 {
+    ///     c.insert(i, vec![i as u8; 4096])?;
+    /// }
+    /// let window: Vec<u32> = (0..8).collect();
+    /// c.prefetch(&window)?;                 // one batch of reads
+    /// let hits = c.stats().hits;
+    /// for i in &window {
+    ///     c.get(i)?;                        // served from memory
+    /// }
+    /// assert_eq!(c.stats().hits, hits + 8);
+    /// # Ok::<(), chest_core::Error>(())
+    /// ```
     pub fn prefetch<'q, Q>(&self, keys: impl IntoIterator<Item = &'q Q>) -> Result<usize>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + Debug + ?Sized + 'q,
     {
+        let wanted: Vec<(&Q, Loc)> = keys
+            .into_iter()
+            .filter_map(|key| match self.shard(key).map.get(key) {
+                Some(Slot::Spilled(loc)) => Some((key, *loc)),
+                _ => None,
+            })
+            .collect();
+        let locs: Vec<Loc> = wanted.iter().map(|&(_, loc)| loc).collect();
+        let reads = self.store.read_many(&locs);
         let mut loaded = 0;
-        for key in keys {
+        let mut first_error = None;
+        for ((key, loc), read) in wanted.into_iter().zip(reads) {
             let mut shard = self.shard(key);
-            if let Some(Slot::Spilled(loc)) = shard.map.get(key) {
-                let loc = *loc;
-                self.load(&mut shard, key, loc)?;
-                loaded += 1;
+            // Skip keys changed while the reads were in flight.
+            if !matches!(shard.map.get(key), Some(Slot::Spilled(l)) if *l == loc) {
+                continue;
             }
-            drop(shard);
-            if self.memory_usage() >= self.config.budget {
-                break;
+            match self.admit(&mut shard, key, loc, read) {
+                Ok(_) => loaded += 1,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
         let _ = self.enforce_budget(); // counted in the stats, as for `get`
-        Ok(loaded)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(loaded),
+        }
     }
 
     /// Spills the coldest values until memory is within the budget (down to

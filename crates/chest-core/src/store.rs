@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendResult};
 use crate::error::{BackendError, Error, Result};
 use crate::manifest::{self, Manifest, ManifestWriter, MANIFEST};
 
@@ -234,17 +234,42 @@ impl Store {
             .collect())
     }
 
-    /// Reads a record and checks its checksum; returns the value's bytes.
-    pub fn read(&self, loc: Loc) -> std::result::Result<Bytes, ReadError> {
+    /// What to read for a record: its object, and the range (`None`: all of it).
+    fn request(loc: Loc) -> (String, Option<std::ops::Range<u64>>) {
         let name = object_name(loc.obj);
-        let record = if loc.len == WHOLE {
-            self.backend.get(&name)
+        if loc.len == WHOLE {
+            (name, None)
         } else {
             let start = u64::from(loc.offset);
-            self.backend
-                .get_range(&name, start..start + u64::from(loc.len) + CRC_LEN as u64)
+            (
+                name,
+                Some(start..start + u64::from(loc.len) + CRC_LEN as u64),
+            )
         }
-        .map_err(|e| match e {
+    }
+
+    /// Reads a record and checks its checksum; returns the value's bytes.
+    pub fn read(&self, loc: Loc) -> std::result::Result<Bytes, ReadError> {
+        let record = match Self::request(loc) {
+            (name, Some(range)) => self.backend.get_range(&name, range),
+            (name, None) => self.backend.get(&name),
+        };
+        Self::check(record)
+    }
+
+    /// Reads several records at once (as far as the backend can).
+    pub fn read_many(&self, locs: &[Loc]) -> Vec<std::result::Result<Bytes, ReadError>> {
+        let requests = locs.iter().map(|&loc| Self::request(loc)).collect();
+        self.backend
+            .get_many(requests)
+            .into_iter()
+            .map(Self::check)
+            .collect()
+    }
+
+    /// Checks a record read from the backend; returns the value's bytes.
+    fn check(record: BackendResult<Bytes>) -> std::result::Result<Bytes, ReadError> {
+        let record = record.map_err(|e| match e {
             BackendError::RangeOutOfBounds { size, .. } => {
                 ReadError::Corrupt(format!("the object is truncated ({size} bytes)"))
             }

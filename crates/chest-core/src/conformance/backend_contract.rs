@@ -96,6 +96,35 @@ pub fn get_range(target: &dyn Target) {
     ));
 }
 
+/// get_many answers every request in order: whole objects, ranges, and
+/// `NotFound` for a missing object.
+pub fn get_many_in_order(target: &dyn Target) {
+    let b = target.fresh().open().unwrap();
+    for i in 0..12u64 {
+        b.put(&format!("m/{i}"), bytes(i, 1000 + i as usize))
+            .unwrap();
+    }
+    let mut requests: Vec<(String, Option<std::ops::Range<u64>>)> = (0..12u64)
+        .map(|i| (format!("m/{i}"), (i % 2 == 1).then(|| i..i + 100)))
+        .collect();
+    requests.insert(5, ("m/missing".into(), None));
+    let results = b.get_many(requests.clone());
+    assert_eq!(results.len(), requests.len());
+    for ((name, range), result) in requests.iter().zip(results) {
+        if name == "m/missing" {
+            assert!(result.unwrap_err().is_not_found());
+            continue;
+        }
+        let i: u64 = name[2..].parse().unwrap();
+        let all = bytes(i, 1000 + i as usize);
+        let want = match range {
+            Some(r) => all.slice(r.start as usize..r.end as usize),
+            None => all,
+        };
+        assert_eq!(result.unwrap(), want, "{name} {range:?}");
+    }
+}
+
 /// list returns exactly the names under a prefix, sorted, across "directories".
 pub fn list_prefixes(target: &dyn Target) {
     let b = target.fresh().open().unwrap();

@@ -187,6 +187,34 @@ impl Serializer<Bytes> for Picky {
     }
 }
 
+/// prefetch loads spilled values in one batch; the gets after it are hits.
+pub fn prefetch_loads_spilled_values(target: &dyn Target) {
+    let loc = target.fresh();
+    let c = open(&*loc, 64 << 10);
+    for i in 0..40u64 {
+        c.insert(i, value(i, 4000 + i as usize)).unwrap();
+    }
+    c.close().unwrap();
+    let c = open(&*loc, 64 << 10);
+    let window: Vec<u64> = (10..18).chain([1000]).collect();
+    assert_eq!(
+        c.prefetch(&window).unwrap(),
+        8,
+        "8 spilled values, 1 absent key"
+    );
+    assert_eq!(c.stats().loads, 8);
+    let hits = c.stats().hits;
+    for i in 10..18u64 {
+        assert_eq!(*c.get(&i).unwrap().unwrap(), value(i, 4000 + i as usize));
+    }
+    assert_eq!(
+        c.stats().hits,
+        hits + 8,
+        "prefetched values are memory hits"
+    );
+    assert_eq!(c.prefetch(&window).unwrap(), 0, "already in memory");
+}
+
 /// A value that cannot be serialized stays in memory, readable; the error
 /// reaches the caller and names the key; the other values are stored.
 pub fn unserializable_stays_in_memory(target: &dyn Target) {

@@ -78,8 +78,10 @@ macro_rules! conformance_tests {
     ($target:expr) => {
         $crate::conformance_tests!(@each $target;
             backend_contract: round_trip, empty_object, large_object, overwrite,
-                get_missing, delete_missing, get_range, list_prefixes, odd_names, invalid_names;
-            chest_behaviour: spill_under_budget, reopen_after_flush, overwrite_spilled,
+                get_missing, delete_missing, get_range, get_many_in_order, list_prefixes, odd_names,
+                invalid_names;
+            chest_behaviour: spill_under_budget, reopen_after_flush, prefetch_loads_spilled_values,
+                overwrite_spilled,
                 remove_spilled, mutate_spilled_persists, unserializable_stays_in_memory,
                 heavier_than_budget, clean_values_not_rewritten, garbage_is_compacted, corrupt_value_names_key,
                 threads_hammer, model_against_hashmap
