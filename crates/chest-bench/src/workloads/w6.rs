@@ -23,8 +23,6 @@ use crate::report::{figures, peaks_mib, Row};
 const ID: &str = "W6";
 /// Goal: chest throughput ≥ 0.8 × baseline throughput, both phases.
 const GOAL: f64 = 0.8;
-/// Keys the chest side prefetches at a time: chest-s3's default concurrency.
-const READ_AHEAD: usize = 8;
 /// The variable naming the server: `s3://bucket[/prefix]?endpoint=...&region=...`.
 pub const URL_ENV: &str = "CHEST_S3_URL";
 
@@ -140,6 +138,9 @@ mod s3 {
     use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
     use chest::s3::{S3Config, RETRY_TIMEOUT};
+
+    /// Keys the chest side prefetches at a time: chest-s3's default concurrency.
+    const READ_AHEAD: usize = 8;
     use chest::{Chest, ChestBuilder, Raw};
     use futures::{StreamExt, TryStreamExt};
     use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
