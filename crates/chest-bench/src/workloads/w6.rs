@@ -42,6 +42,7 @@ impl Params {
     }
 
     pub fn json(&self) -> Value {
+        #[cfg_attr(not(feature = "s3"), allow(unused_mut))]
         let mut v = params_json(&[
             ("values", self.values as f64),
             ("value_bytes", self.value_len as f64),
