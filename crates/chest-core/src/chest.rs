@@ -566,15 +566,27 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     }
 
     /// Every key with its value, loading spilled values as it goes (which
-    /// may spill others). Keys removed meanwhile are skipped.
+    /// may spill others). Keys removed meanwhile are skipped. On a backend
+    /// that reads several objects at once (S3), the next few values are
+    /// prefetched together.
     pub fn iter(&self) -> impl Iterator<Item = Result<(K, Arc<V>)>> + '_ {
-        self.keys()
-            .into_iter()
-            .filter_map(move |k| match self.get(&k) {
+        let window = self.store.backend().write_concurrency().max(1);
+        let mut keys = self.keys().into_iter();
+        std::iter::from_fn(move || {
+            let chunk: Vec<K> = keys.by_ref().take(window).collect();
+            (!chunk.is_empty()).then_some(chunk)
+        })
+        .flat_map(move |chunk| {
+            if window > 1 {
+                // A failure here shows again, for its key, in `get` below.
+                let _ = self.prefetch(chunk.iter());
+            }
+            chunk.into_iter().filter_map(move |k| match self.get(&k) {
                 Ok(Some(v)) => Some(Ok((k, v))),
                 Ok(None) => None,
                 Err(e) => Some(Err(e)),
             })
+        })
     }
 
     /// Loads the given keys' values into memory ahead of use, reading them

@@ -187,6 +187,29 @@ impl Serializer<Bytes> for Picky {
     }
 }
 
+/// iter visits every key once with its value, spilled or not.
+pub fn iter_visits_every_key(target: &dyn Target) {
+    let loc = target.fresh();
+    let c = open(&*loc, 32 << 10);
+    for i in 0..60u64 {
+        c.insert(i, value(i, 2000 + i as usize)).unwrap();
+    }
+    assert!(c.stats().resident < 60, "some values must be spilled");
+    let mut seen: HashMap<u64, Bytes> = HashMap::new();
+    for item in c.iter() {
+        let (k, v) = item.unwrap();
+        assert!(
+            seen.insert(k, (*v).clone()).is_none(),
+            "key {k} visited twice"
+        );
+    }
+    assert_eq!(seen.len(), 60);
+    for (k, v) in &seen {
+        assert_eq!(*v, value(*k, 2000 + *k as usize), "key {k}");
+    }
+    assert!(c.memory_usage() <= (32 << 10) + 2100);
+}
+
 /// prefetch loads spilled values in one batch; the gets after it are hits.
 pub fn prefetch_loads_spilled_values(target: &dyn Target) {
     let loc = target.fresh();

@@ -80,7 +80,8 @@ macro_rules! conformance_tests {
             backend_contract: round_trip, empty_object, large_object, overwrite,
                 get_missing, delete_missing, get_range, get_many_in_order, list_prefixes, odd_names,
                 invalid_names;
-            chest_behaviour: spill_under_budget, reopen_after_flush, prefetch_loads_spilled_values,
+            chest_behaviour: spill_under_budget, reopen_after_flush, iter_visits_every_key,
+                prefetch_loads_spilled_values,
                 overwrite_spilled,
                 remove_spilled, mutate_spilled_persists, unserializable_stays_in_memory,
                 heavier_than_budget, clean_values_not_rewritten, garbage_is_compacted, corrupt_value_names_key,
