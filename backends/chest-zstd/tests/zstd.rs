@@ -13,18 +13,7 @@ use chest_zstd::{ZstdBackend, ZstdOptions, MAGIC};
 use proptest::prelude::*;
 
 /// Random bytes: incompressible, reproducible.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
+use chest_core::conformance::noise;
 
 /// Text-like bytes that compress well but not trivially.
 fn text(len: usize) -> Vec<u8> {
