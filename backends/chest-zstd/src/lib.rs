@@ -299,6 +299,43 @@ impl ZstdBackend {
         }
     }
 
+    /// Decodes a whole stored object.
+    fn decode_whole(&self, name: &str, stored: Bytes) -> BackendResult<Bytes> {
+        let header = Header::parse(&stored).map_err(|f| self.fault(name, f))?;
+        match header.kind {
+            Kind::Raw => {
+                let expect = header.data_start() + header.len;
+                if stored.len() as u64 != expect {
+                    return Err(self.fault(
+                        name,
+                        Fault::Corrupt(format!(
+                            "the header says {} bytes of data, the object holds {}",
+                            header.len,
+                            stored.len() as u64 - header.data_start()
+                        )),
+                    ));
+                }
+                Ok(stored.slice(header.data_start() as usize..))
+            }
+            Kind::Frames { .. } => {
+                let layout = self.layout(name, &header, &stored)?;
+                if layout.object_len() != stored.len() as u64 {
+                    return Err(self.fault(
+                        name,
+                        Fault::Corrupt(format!(
+                            "the frame index adds up to {} bytes, the object holds {}",
+                            layout.object_len(),
+                            stored.len()
+                        )),
+                    ));
+                }
+                let data = &stored[header.data_start() as usize..];
+                self.decompress(name, &layout, data, 0, layout.count())
+                    .map(Bytes::from)
+            }
+        }
+    }
+
     /// The error for an object that cannot be decoded.
     fn fault(&self, name: &str, fault: Fault) -> BackendError {
         let inner = self.inner.location();
@@ -575,39 +612,28 @@ impl Backend for ZstdBackend {
 
     fn get(&self, name: &str) -> BackendResult<Bytes> {
         let stored = self.inner.get(name)?;
-        let header = Header::parse(&stored).map_err(|f| self.fault(name, f))?;
-        match header.kind {
-            Kind::Raw => {
-                let expect = header.data_start() + header.len;
-                if stored.len() as u64 != expect {
-                    return Err(self.fault(
-                        name,
-                        Fault::Corrupt(format!(
-                            "the header says {} bytes of data, the object holds {}",
-                            header.len,
-                            stored.len() as u64 - header.data_start()
-                        )),
-                    ));
-                }
-                Ok(stored.slice(header.data_start() as usize..))
-            }
-            Kind::Frames { .. } => {
-                let layout = self.layout(name, &header, &stored)?;
-                if layout.object_len() != stored.len() as u64 {
-                    return Err(self.fault(
-                        name,
-                        Fault::Corrupt(format!(
-                            "the frame index adds up to {} bytes, the object holds {}",
-                            layout.object_len(),
-                            stored.len()
-                        )),
-                    ));
-                }
-                let data = &stored[header.data_start() as usize..];
-                self.decompress(name, &layout, data, 0, layout.count())
-                    .map(Bytes::from)
-            }
-        }
+        self.decode_whole(name, stored)
+    }
+
+    /// Whole objects are fetched through the inner `get_many` (concurrently
+    /// where it can) and decoded here; ranges are read one by one.
+    fn get_many(&self, requests: Vec<(String, Option<Range<u64>>)>) -> Vec<BackendResult<Bytes>> {
+        let wholes: Vec<(String, Option<Range<u64>>)> = requests
+            .iter()
+            .filter(|(_, range)| range.is_none())
+            .cloned()
+            .collect();
+        let mut fetched = self.inner.get_many(wholes).into_iter();
+        requests
+            .into_iter()
+            .map(|(name, range)| match range {
+                Some(range) => self.get_range(&name, range),
+                None => match fetched.next() {
+                    Some(stored) => stored.and_then(|stored| self.decode_whole(&name, stored)),
+                    None => self.get(&name),
+                },
+            })
+            .collect()
     }
 
     fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
