@@ -163,6 +163,19 @@ impl Values {
             && bytes[n..] == self.pool[off + n..off + self.len]
     }
 
+    /// Gets `key` from a chest and checks its value: an error if the key is
+    /// missing or its value reads back wrong.
+    pub fn verify_get(
+        &self,
+        chest: &chest::Chest<u64, Vec<u8>, chest::Raw>,
+        key: u64,
+    ) -> Result<()> {
+        let v = chest
+            .get(&key)?
+            .ok_or_else(|| format!("chest: key {key} is missing"))?;
+        self.verify(key, &v, "chest")
+    }
+
     /// An error naming the key whose value read back wrong.
     pub fn verify(&self, key: u64, bytes: &[u8], who: &str) -> Result<()> {
         if self.check(key, bytes) {

@@ -121,10 +121,7 @@ pub fn chest_write_read(
     let (stats, secs, peak) = measured(|| {
         let c = open(loc, p.budget)?;
         for &k in &order {
-            let v = c
-                .get(&k)?
-                .ok_or_else(|| format!("chest: key {k} is missing"))?;
-            values.verify(k, &v, "chest")?;
+            values.verify_get(&c, k)?;
         }
         let stats = c.stats();
         c.close()?;

@@ -112,10 +112,7 @@ fn chest_side(
         let mut rng = Rng::new(read_seed);
         for _ in 0..p.reads {
             let k = rng.below(p.values);
-            let v = c
-                .get(&k)?
-                .ok_or_else(|| format!("chest: key {k} is missing"))?;
-            values.verify(k, &v, "chest")?;
+            values.verify_get(&c, k)?;
         }
         let stats = c.stats();
         c.close()?;

@@ -417,10 +417,7 @@ mod s3 {
             for window in order.chunks(READ_AHEAD) {
                 c.prefetch(window)?;
                 for &k in window {
-                    let v = c
-                        .get(&k)?
-                        .ok_or_else(|| format!("chest: key {k} is missing"))?;
-                    values.verify(k, &v, "chest")?;
+                    values.verify_get(&c, k)?;
                 }
             }
             let stats = c.stats();
