@@ -4,12 +4,10 @@
 //! opened (`target.fresh().open()`), so each opened backend shares ownership
 //! of its temporary directory.
 
-use std::ops::Range;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use chest_core::conformance::{Location, Target};
-use chest_core::{Backend, BackendResult, Result};
+use chest_core::conformance::{KeepAlive, Location, Target};
+use chest_core::{Backend, Result};
 use chest_fs::{FsBackend, FsOptions};
 use tempfile::TempDir;
 
@@ -23,13 +21,6 @@ struct FsTarget {
 struct FsLocation {
     dir: Arc<TempDir>,
     fsync: bool,
-}
-
-/// An [`FsBackend`] that keeps its temporary directory alive.
-#[derive(Debug)]
-struct Kept {
-    backend: FsBackend,
-    _dir: Arc<TempDir>,
 }
 
 impl Target for FsTarget {
@@ -49,37 +40,10 @@ impl Location for FsLocation {
         };
         // A subdirectory, so `create` is exercised too.
         let backend = FsBackend::open(self.dir.path().join("store"), opts)?;
-        Ok(Arc::new(Kept {
-            backend,
-            _dir: Arc::clone(&self.dir),
-        }))
-    }
-}
-
-impl Backend for Kept {
-    fn location(&self) -> &str {
-        self.backend.location()
-    }
-    fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
-        self.backend.put(name, data)
-    }
-    fn get(&self, name: &str) -> BackendResult<Bytes> {
-        self.backend.get(name)
-    }
-    fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
-        self.backend.get_range(name, range)
-    }
-    fn delete(&self, name: &str) -> BackendResult<()> {
-        self.backend.delete(name)
-    }
-    fn list(&self, prefix: &str) -> BackendResult<Vec<String>> {
-        self.backend.list(prefix)
-    }
-    fn sync(&self) -> BackendResult<()> {
-        self.backend.sync()
-    }
-    fn counters(&self) -> Vec<(String, u64)> {
-        self.backend.counters()
+        Ok(Arc::new(KeepAlive::new(
+            Arc::new(backend),
+            Arc::clone(&self.dir) as _,
+        )))
     }
 }
 

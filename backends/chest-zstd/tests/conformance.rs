@@ -3,12 +3,10 @@
 //! default options and with compression forced on and small frames (the
 //! suite's data is random, which the default options store raw).
 
-use std::ops::Range;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use chest_core::conformance::{Location, Target};
-use chest_core::{Backend, BackendResult, MemoryBackend, Result};
+use chest_core::conformance::{KeepAlive, Location, Target};
+use chest_core::{Backend, MemoryBackend, Result};
 use chest_fs::{FsBackend, FsOptions};
 use chest_zstd::{ZstdBackend, ZstdOptions};
 use tempfile::TempDir;
@@ -64,14 +62,6 @@ struct FsLocation {
     forced: bool,
 }
 
-/// An [`FsBackend`] that keeps its temporary directory alive (the suite may
-/// drop a location before the backend opened on it).
-#[derive(Debug)]
-struct Kept {
-    backend: FsBackend,
-    _dir: Arc<TempDir>,
-}
-
 impl Target for FsTarget {
     fn fresh(&self) -> Box<dyn Location> {
         Box::new(FsLocation {
@@ -84,41 +74,11 @@ impl Target for FsTarget {
 impl Location for FsLocation {
     fn open(&self) -> Result<Arc<dyn Backend>> {
         let backend = FsBackend::open(self.dir.path().join("store"), FsOptions::default())?;
-        let inner = Arc::new(Kept {
-            backend,
-            _dir: Arc::clone(&self.dir),
-        });
+        let inner = Arc::new(KeepAlive::new(
+            Arc::new(backend),
+            Arc::clone(&self.dir) as _,
+        ));
         Ok(Arc::new(ZstdBackend::new(inner, options(self.forced))))
-    }
-}
-
-impl Backend for Kept {
-    fn location(&self) -> &str {
-        self.backend.location()
-    }
-    fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
-        self.backend.put(name, data)
-    }
-    fn put_many(&self, objects: Vec<(String, Bytes)>) -> BackendResult<()> {
-        self.backend.put_many(objects)
-    }
-    fn get(&self, name: &str) -> BackendResult<Bytes> {
-        self.backend.get(name)
-    }
-    fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
-        self.backend.get_range(name, range)
-    }
-    fn delete(&self, name: &str) -> BackendResult<()> {
-        self.backend.delete(name)
-    }
-    fn list(&self, prefix: &str) -> BackendResult<Vec<String>> {
-        self.backend.list(prefix)
-    }
-    fn sync(&self) -> BackendResult<()> {
-        self.backend.sync()
-    }
-    fn counters(&self) -> Vec<(String, u64)> {
-        self.backend.counters()
     }
 }
 

@@ -38,6 +38,73 @@ pub trait Location: Send + Sync {
     fn open(&self) -> Result<Arc<dyn Backend>>;
 }
 
+/// A backend that keeps something alive as long as it is used (e.g. the
+/// temporary directory it lives in), for [`Location`]s that may be dropped
+/// before the backends they opened. Every call goes to the wrapped backend.
+pub struct KeepAlive {
+    backend: Arc<dyn Backend>,
+    _guard: Arc<dyn std::any::Any + Send + Sync>,
+}
+
+impl KeepAlive {
+    /// `backend`, keeping `guard` alive with it.
+    pub fn new(backend: Arc<dyn Backend>, guard: Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        Self {
+            backend,
+            _guard: guard,
+        }
+    }
+}
+
+impl std::fmt::Debug for KeepAlive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.backend.fmt(f)
+    }
+}
+
+impl Backend for KeepAlive {
+    fn location(&self) -> &str {
+        self.backend.location()
+    }
+    fn put(&self, name: &str, data: bytes::Bytes) -> crate::BackendResult<()> {
+        self.backend.put(name, data)
+    }
+    fn put_many(&self, objects: Vec<(String, bytes::Bytes)>) -> crate::BackendResult<()> {
+        self.backend.put_many(objects)
+    }
+    fn get(&self, name: &str) -> crate::BackendResult<bytes::Bytes> {
+        self.backend.get(name)
+    }
+    fn get_range(
+        &self,
+        name: &str,
+        range: std::ops::Range<u64>,
+    ) -> crate::BackendResult<bytes::Bytes> {
+        self.backend.get_range(name, range)
+    }
+    fn get_many(
+        &self,
+        requests: Vec<(String, Option<std::ops::Range<u64>>)>,
+    ) -> Vec<crate::BackendResult<bytes::Bytes>> {
+        self.backend.get_many(requests)
+    }
+    fn delete(&self, name: &str) -> crate::BackendResult<()> {
+        self.backend.delete(name)
+    }
+    fn list(&self, prefix: &str) -> crate::BackendResult<Vec<String>> {
+        self.backend.list(prefix)
+    }
+    fn sync(&self) -> crate::BackendResult<()> {
+        self.backend.sync()
+    }
+    fn write_concurrency(&self) -> usize {
+        self.backend.write_concurrency()
+    }
+    fn counters(&self) -> Vec<(String, u64)> {
+        self.backend.counters()
+    }
+}
+
 /// `len` incompressible bytes, the same for the same `seed` (xorshift): test
 /// data for the suite and for backends' own tests.
 pub fn noise(seed: u64, len: usize) -> Vec<u8> {
