@@ -316,8 +316,8 @@ impl FsBackend {
     }
 
     /// Writes `data` to a new temporary file in the store's directory
-    /// (fsynced if asked), and returns its path. On failure, nothing is left.
-    fn write_temp(&self, target: &Path, data: &[u8]) -> BackendResult<PathBuf> {
+    /// (fsynced if `fsync`), and returns its path. On failure, nothing is left.
+    fn write_temp(&self, target: &Path, data: &[u8], fsync: bool) -> BackendResult<PathBuf> {
         let pid = std::process::id();
         let mut attempts = 0;
         let (mut file, tmp) = loop {
@@ -332,7 +332,7 @@ impl FsBackend {
         let mut written = file
             .write_all(data)
             .map_err(|e| self.io("write", target, e));
-        if written.is_ok() && self.opts.fsync && self.temp.is_none() {
+        if written.is_ok() && fsync {
             written = file.sync_all().map_err(|e| self.io("fsync", target, e));
             Counters::add(&self.counters.fsyncs, 1);
         }
@@ -344,6 +344,50 @@ impl FsBackend {
                 Err(e)
             }
         }
+    }
+
+    /// Writes an object: temporary file, rename; `durable`: the file is
+    /// fsynced before the rename and its directory after.
+    fn put_object(&self, name: &str, data: Bytes, durable: bool) -> BackendResult<()> {
+        self.check_writable(name)?;
+        let durable = durable && self.temp.is_none() && !self.opts.read_only;
+        let target = self.object_path(name)?;
+        let tmp = self.write_temp(&target, &data, durable)?;
+        let installed = self.install(name, &tmp, &target);
+        self.forget_handle(&target);
+        let created = match installed {
+            Ok(created) => created,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        Counters::add(&self.counters.bytes_written, data.len() as u64);
+        if !self.tracks_dirty() {
+            return Ok(());
+        }
+        let parent = target.parent().unwrap_or(&self.root).to_path_buf();
+        let dirs = std::iter::once(parent).chain(
+            created
+                .iter()
+                .filter_map(|d| d.parent().map(Path::to_path_buf)),
+        );
+        if durable {
+            for dir in dirs {
+                self.fsync_dir(&dir)?;
+            }
+            return Ok(());
+        }
+        let overflowing = {
+            let mut dirty = self.dirty();
+            dirty.files.insert(target);
+            dirty.dirs.extend(dirs);
+            dirty.files.len() >= MAX_DIRTY_FILES
+        };
+        if overflowing {
+            self.sync_dirty()?;
+        }
+        Ok(())
     }
 
     /// Renames `tmp` to `target`, creating parent directories as needed.
@@ -623,44 +667,14 @@ impl Backend for FsBackend {
     }
 
     fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
-        self.check_writable(name)?;
-        let target = self.object_path(name)?;
-        let tmp = self.write_temp(&target, &data)?;
-        let installed = self.install(name, &tmp, &target);
-        self.forget_handle(&target);
-        let created = match installed {
-            Ok(created) => created,
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
-        Counters::add(&self.counters.bytes_written, data.len() as u64);
-        if !self.tracks_dirty() {
-            return Ok(());
-        }
-        let parent = target.parent().unwrap_or(&self.root).to_path_buf();
-        let dirs = std::iter::once(parent).chain(
-            created
-                .iter()
-                .filter_map(|d| d.parent().map(Path::to_path_buf)),
-        );
-        if self.opts.fsync {
-            for dir in dirs {
-                self.fsync_dir(&dir)?;
-            }
-            return Ok(());
-        }
-        let overflowing = {
-            let mut dirty = self.dirty();
-            dirty.files.insert(target);
-            dirty.dirs.extend(dirs);
-            dirty.files.len() >= MAX_DIRTY_FILES
-        };
-        if overflowing {
-            self.sync_dirty()?;
-        }
-        Ok(())
+        self.put_object(name, data, self.opts.fsync)
+    }
+
+    /// With `?fsync=flush` or `always`: temporary file, fsync, rename, fsync
+    /// of the directory. With `?fsync=never` (and for temporary stores): a
+    /// plain `put`, safe against a crash of the process only.
+    fn put_durable(&self, name: &str, data: Bytes) -> BackendResult<()> {
+        self.put_object(name, data, self.opts.fsync || self.opts.sync_on_flush)
     }
 
     fn get(&self, name: &str) -> BackendResult<Bytes> {

@@ -593,6 +593,15 @@ impl Backend for ZstdBackend {
         Ok(())
     }
 
+    fn put_durable(&self, name: &str, data: Bytes) -> BackendResult<()> {
+        let encoded = self.encode(name, &data)?;
+        let (len, stored) = (data.len(), encoded.bytes.len());
+        drop(data);
+        self.inner.put_durable(name, encoded.bytes)?;
+        self.count(len, stored, encoded.compressed);
+        Ok(())
+    }
+
     fn put_many(&self, objects: Vec<(String, Bytes)>) -> BackendResult<()> {
         let encoded = self.encode_many(&objects)?;
         let lens: Vec<usize> = objects.iter().map(|(_, d)| d.len()).collect();

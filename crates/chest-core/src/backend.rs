@@ -41,6 +41,19 @@ pub trait Backend: Send + Sync + Debug {
         Ok(())
     }
 
+    /// Stores `data` under `name` and makes that object durable before
+    /// returning, as far as the store's durability settings promise (a store
+    /// opened to never fsync says what it gives up). On a local directory:
+    /// write a temporary file, fsync it, rename it over the object, fsync the
+    /// directory; a crash at any point leaves the old or the new bytes whole,
+    /// never an empty or torn object. A chest commits its manifests this way.
+    ///
+    /// The default calls [`put`](Backend::put) then [`sync`](Backend::sync).
+    fn put_durable(&self, name: &str, data: Bytes) -> BackendResult<()> {
+        self.put(name, data)?;
+        self.sync()
+    }
+
     /// Reads a whole object.
     fn get(&self, name: &str) -> BackendResult<Bytes>;
 

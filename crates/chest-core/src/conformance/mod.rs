@@ -72,6 +72,9 @@ impl Backend for KeepAlive {
     fn put_many(&self, objects: Vec<(String, bytes::Bytes)>) -> crate::BackendResult<()> {
         self.backend.put_many(objects)
     }
+    fn put_durable(&self, name: &str, data: bytes::Bytes) -> crate::BackendResult<()> {
+        self.backend.put_durable(name, data)
+    }
     fn get(&self, name: &str) -> crate::BackendResult<bytes::Bytes> {
         self.backend.get(name)
     }
