@@ -22,12 +22,29 @@ pub(crate) struct Config {
     pub policy: EvictionPolicy,
     pub shards: usize,
     pub read_only: bool,
+    pub mode: OpenMode,
     /// Values at least this heavy are stored as objects of their own.
     pub large_value: usize,
     /// Small values are packed into segments of about this size.
     pub segment_bytes: usize,
     /// When over budget, evict down to `budget - evict_batch`.
     pub evict_batch: usize,
+}
+
+/// Whether opening creates a chest, finds one, or either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OpenMode {
+    /// Open the chest at the location, or create one if the location is
+    /// empty (the default).
+    #[default]
+    OpenOrCreate,
+    /// Create a new chest; fail with [`Error::AlreadyExists`](crate::Error::AlreadyExists)
+    /// if the location already holds one.
+    CreateNew,
+    /// Open an existing chest; fail with [`Error::NoChest`](crate::Error::NoChest)
+    /// if the location holds none.
+    MustExist,
 }
 
 /// Default memory budget: 256 MiB.
@@ -81,6 +98,7 @@ impl<K: Key, V: Send + Sync + 'static> ChestBuilder<K, V, Cbor> {
                 policy: EvictionPolicy::default(),
                 shards,
                 read_only: false,
+                mode: OpenMode::OpenOrCreate,
                 large_value: 256 << 10,
                 segment_bytes: 8 << 20,
                 evict_batch: 0,
@@ -128,6 +146,27 @@ impl<K: Key, V: Send + Sync + 'static, S> ChestBuilder<K, V, S> {
         self
     }
 
+    /// Whether to create a chest, open an existing one, or either (default
+    /// [`OpenMode::OpenOrCreate`]). In every mode, a location that holds
+    /// objects but no chest is refused and left untouched.
+    ///
+    /// ```
+    /// use chest_core::{Chest, Error, OpenMode};
+    ///
+    /// let a: Chest<u32, String> = Chest::builder().mode(OpenMode::CreateNew).open("memory://doc-mode")?;
+    /// a.insert(1, "one".into())?;
+    /// a.close()?;
+    /// let again = Chest::<u32, String>::builder().mode(OpenMode::CreateNew).open("memory://doc-mode");
+    /// assert!(matches!(again, Err(Error::AlreadyExists { .. })));
+    /// let missing = Chest::<u32, String>::builder().mode(OpenMode::MustExist).open("memory://doc-none");
+    /// assert!(matches!(missing, Err(Error::NoChest { .. })));
+    /// # Ok::<(), chest_core::Error>(())
+    /// ```
+    pub fn mode(mut self, mode: OpenMode) -> Self {
+        self.config.mode = mode;
+        self
+    }
+
     /// Number of independently locked shards (rounded up to a power of two;
     /// default 4 × cores). More shards, less contention between threads.
     pub fn shards(mut self, shards: usize) -> Self {
@@ -156,7 +195,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> ChestBuilder<K, V, S> {
     pub fn open(self, location: &str) -> Result<Chest<K, V, S>> {
         let opts = OpenOptions {
             read_only: self.config.read_only,
-            create: !self.config.read_only,
+            create: !self.config.read_only && self.config.mode != OpenMode::MustExist,
         };
         let opened = registry::open_backend(location, &opts)?;
         self.open_opened(opened)

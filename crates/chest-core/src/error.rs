@@ -200,6 +200,54 @@ pub enum Error {
         /// The store.
         location: String,
     },
+    /// A writable open of a location that holds objects but no chest: it is
+    /// left untouched (nothing there is written or deleted).
+    #[error(
+        "{location} holds objects but no chest (no manifest, no chest marker): {found}; \
+         refusing to use it, to leave them untouched — open an empty location or a chest"
+    )]
+    NotAChest {
+        /// The location.
+        location: String,
+        /// Some of the names found there.
+        found: String,
+    },
+    /// [`OpenMode::CreateNew`](crate::OpenMode::CreateNew) on a location that already holds a chest.
+    #[error("{location} already holds a chest (asked to create a new one)")]
+    AlreadyExists {
+        /// The location.
+        location: String,
+    },
+    /// [`OpenMode::MustExist`](crate::OpenMode::MustExist) on a location that holds no chest.
+    #[error("{location} holds no chest (asked to open an existing one)")]
+    NoChest {
+        /// The location.
+        location: String,
+    },
+    /// User code called by the chest (a serializer, deserializer or weigher)
+    /// panicked. The chest stays consistent: the value concerned stays where
+    /// it was (in memory if it was there), and the panic becomes this error.
+    #[error("the {what} panicked on the value of key {key}: {message}")]
+    Panicked {
+        /// What panicked: "serializer", "deserializer" or "weigher".
+        what: &'static str,
+        /// The key, as `Debug` prints it.
+        key: String,
+        /// The panic's message, if it had one.
+        message: String,
+    },
+    /// A panic left the chest in a state it cannot vouch for (a shard's lock
+    /// was poisoned by a panic the chest could not catch, e.g. in a key's
+    /// `Hash` or in a backend). It refuses further changes and does not
+    /// flush on drop, so the last durable state stays as it was; reopen it.
+    #[error(
+        "{location}: a panic left this chest in an unknown state; it refuses changes \
+         (the last flushed state is intact: reopen the chest)"
+    )]
+    Poisoned {
+        /// The store.
+        location: String,
+    },
     /// Several errors, e.g. one per value a `flush` could not write.
     #[error("{}", many(.0))]
     Many(Vec<Error>),

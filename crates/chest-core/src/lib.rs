@@ -31,9 +31,15 @@ mod builder;
 mod chest;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod entry;
 pub mod error;
-mod manifest;
+mod evict;
+mod flush;
+mod guard;
+mod invariants;
+mod load;
 pub mod memory;
+mod recover;
 pub mod registry;
 pub mod serializer;
 mod shard;
@@ -42,7 +48,7 @@ mod store;
 pub mod weigh;
 
 pub use backend::{Backend, BackendResult};
-pub use builder::{ChestBuilder, Weigher, DEFAULT_BUDGET};
+pub use builder::{ChestBuilder, OpenMode, Weigher, DEFAULT_BUDGET};
 pub use chest::{Chest, Key};
 pub use error::{BackendError, BoxError, Error, Result};
 pub use memory::MemoryBackend;

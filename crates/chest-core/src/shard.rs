@@ -1,13 +1,11 @@
 //! One shard of the map: its key index, its resident values and their
 //! eviction order.
 
+use priority_queue::PriorityQueue;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Arc;
 
-use priority_queue::PriorityQueue;
-
-use crate::store::Loc;
+use crate::entry::{Resident, Slot};
 
 pub(crate) type FastHash = foldhash::fast::RandomState;
 
@@ -23,44 +21,10 @@ pub enum EvictionPolicy {
     LargestFirst,
 }
 
-/// A value in memory.
-pub(crate) struct Resident<V> {
-    pub value: Arc<V>,
-    pub weight: usize,
-    /// Shard clock at the last access (for LRU).
-    pub tick: u64,
-    /// Where an identical copy is stored, if any: evicting it costs no write.
-    pub stored: Option<Loc>,
-    /// Failed to serialize: kept in memory, out of the eviction queue, until replaced.
-    pub pinned: bool,
-}
-
-/// A key's state: spilled (12 bytes, no value in memory) or resident.
-pub(crate) enum Slot<V> {
-    Spilled(Loc),
-    Resident(Box<Resident<V>>),
-}
-
-impl<V> Slot<V> {
-    /// The stored copy, if any.
-    pub fn stored(&self) -> Option<Loc> {
-        match self {
-            Slot::Spilled(loc) => Some(*loc),
-            Slot::Resident(r) => r.stored,
-        }
-    }
-
-    pub fn resident_weight(&self) -> usize {
-        match self {
-            Slot::Spilled(_) => 0,
-            Slot::Resident(r) => r.weight,
-        }
-    }
-}
-
 pub(crate) struct Shard<K, V> {
     pub map: HashMap<K, Slot<V>, FastHash>,
-    /// Resident, unpinned keys; the highest priority is evicted first.
+    /// Resident keys that are neither pinned nor evicting; the highest
+    /// priority is evicted first.
     queue: PriorityQueue<K, u64, FastHash>,
     clock: u64,
     policy: EvictionPolicy,
@@ -93,7 +57,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         let Some(Slot::Resident(r)) = self.map.get(key) else {
             return;
         };
-        if r.pinned {
+        if r.pinned || r.evicting {
             self.queue.remove(key);
             return;
         }
@@ -101,6 +65,19 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         if self.queue.change_priority(key, p).is_none() {
             self.queue.push(key.clone(), p);
         }
+    }
+
+    /// Whether `key` is in the eviction queue (for the invariant check).
+    pub fn queued<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> bool
+    where
+        K: std::borrow::Borrow<Q>,
+    {
+        self.queue.get(key).is_some()
+    }
+
+    /// Number of keys in the eviction queue.
+    pub fn queue_len(&self) -> usize {
+        self.queue.len()
     }
 
     pub fn dequeue<Q: Hash + Eq + ?Sized>(&mut self, key: &Q)
@@ -116,7 +93,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         loop {
             let (key, &p) = self.queue.peek()?;
             let actual = match self.map.get(key) {
-                Some(Slot::Resident(r)) if !r.pinned => self.priority(r),
+                Some(Slot::Resident(r)) if !r.pinned && !r.evicting => self.priority(r),
                 _ => {
                     let key = key.clone();
                     self.queue.remove(&key);
@@ -135,6 +112,8 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Loc;
+    use std::sync::Arc;
 
     #[test]
     fn a_spilled_key_costs_sixteen_bytes_of_slot() {
@@ -150,13 +129,7 @@ mod tests {
             let tick = s.tick();
             s.map.insert(
                 k,
-                Slot::Resident(Box::new(Resident {
-                    value: Arc::new(k),
-                    weight: 10 - k as usize,
-                    tick,
-                    stored: None,
-                    pinned: false,
-                })),
+                Slot::Resident(Resident::new(Arc::new(k), 10 - k as usize, tick, None)),
             );
             s.enqueue(&k);
         }
@@ -175,16 +148,8 @@ mod tests {
     fn largest_first_pops_by_weight() {
         let mut s: Shard<u32, u32> = Shard::new(EvictionPolicy::LargestFirst);
         for (k, w) in [(1u32, 5usize), (2, 50), (3, 7)] {
-            s.map.insert(
-                k,
-                Slot::Resident(Box::new(Resident {
-                    value: Arc::new(k),
-                    weight: w,
-                    tick: 0,
-                    stored: None,
-                    pinned: false,
-                })),
-            );
+            s.map
+                .insert(k, Slot::Resident(Resident::new(Arc::new(k), w, 0, None)));
             s.enqueue(&k);
         }
         let order: Vec<u32> = std::iter::from_fn(|| s.pop_coldest()).collect();

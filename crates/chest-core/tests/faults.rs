@@ -109,13 +109,14 @@ fn failed_spills_keep_values_and_report_errors() {
 fn failed_direct_write_of_a_huge_value_keeps_it() {
     let backend = Arc::new(Flaky {
         inner: MemoryBackend::new(),
-        fail_puts: AtomicBool::new(true),
+        fail_puts: AtomicBool::new(false),
         puts: AtomicUsize::new(0),
     });
     let c = ChestBuilder::<u64, Vec<u8>>::new()
         .memory_budget(1 << 10)
         .open_backend(backend.clone())
         .unwrap();
+    backend.fail_puts.store(true, Ordering::SeqCst);
     assert!(c.insert(1, vec![7; 10_000]).is_err());
     assert_eq!(c.get(&1).unwrap().unwrap().len(), 10_000);
     backend.fail_puts.store(false, Ordering::SeqCst);

@@ -1,5 +1,5 @@
-//! The manifest: the persisted key index of a chest, one object named
-//! [`MANIFEST`], replaced atomically by every flush.
+//! The manifest format: the persisted key index of a chest. Every flush
+//! writes a new, numbered manifest (see [`super::commit`]).
 //!
 //! Format (version 1, little-endian):
 //! ```text
@@ -13,14 +13,11 @@
 //! checksum u32      CRC-32 of every byte before it
 //! ```
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 
-use crate::error::{Error, Result};
-use crate::store::Loc;
+use super::record::Loc;
 
-/// Name of the manifest object.
-pub const MANIFEST: &str = "manifest";
 const MAGIC: &[u8; 8] = b"CHESTMAN";
 const VERSION: u32 = 1;
 /// Magic of objects written by the zstd layer (`chest-zstd`).
@@ -65,16 +62,35 @@ impl Manifest {
     }
 }
 
-/// Builds a manifest entry by entry; the object table is added at the end.
+/// Size of an object named by an entry, not yet looked up.
+const UNSIZED: u64 = u64::MAX;
+
+/// Builds a manifest entry by entry. The size of every object an entry names
+/// is recorded while that entry is known to be live (see
+/// [`Store::size_objects`](super::Store::size_objects)), so an object that
+/// dies while the flush goes on is still listed.
 #[derive(Default)]
 pub(crate) struct ManifestWriter {
     entries: Vec<u8>,
     count: u64,
-    /// Objects named by the entries.
-    pub objects: HashSet<u32>,
+    /// Objects named by the entries → their sizes ([`UNSIZED`] until looked up).
+    objects: HashMap<u32, u64>,
 }
 
 impl ManifestWriter {
+    /// Ids of the objects named whose sizes are not known yet.
+    pub fn unsized_objects(&self) -> impl Iterator<Item = u32> + '_ {
+        self.objects
+            .iter()
+            .filter(|(_, &s)| s == UNSIZED)
+            .map(|(&id, _)| id)
+    }
+
+    /// Records the size of object `id`.
+    pub fn set_size(&mut self, id: u32, size: u64) {
+        self.objects.insert(id, size);
+    }
+
     pub fn push(&mut self, key: &[u8], loc: Loc) {
         let mut n = key.len() as u64;
         loop {
@@ -90,17 +106,17 @@ impl ManifestWriter {
         self.entries.extend_from_slice(&loc.obj.get().to_le_bytes());
         self.entries.extend_from_slice(&loc.offset.to_le_bytes());
         self.entries.extend_from_slice(&loc.len.to_le_bytes());
-        self.objects.insert(loc.obj.get());
+        self.objects.entry(loc.obj.get()).or_insert(UNSIZED);
         self.count += 1;
     }
 
-    /// The manifest's bytes; `objects` gives the size of every object named.
-    pub fn finish(
-        self,
-        serializer: &str,
-        next_object: u32,
-        objects: &HashMap<u32, u64>,
-    ) -> Vec<u8> {
+    /// The manifest's bytes, or the id of an object whose size was never
+    /// recorded (a bug: such a manifest could not be opened again).
+    pub fn finish(self, serializer: &str, next_object: u32) -> std::result::Result<Vec<u8>, u32> {
+        if let Some(id) = self.unsized_objects().next() {
+            return Err(id);
+        }
+        let objects = &self.objects;
         let mut buf = Vec::with_capacity(64 + objects.len() * 12 + self.entries.len());
         buf.extend_from_slice(MAGIC);
         buf.extend_from_slice(&VERSION.to_le_bytes());
@@ -120,7 +136,7 @@ impl ManifestWriter {
         buf.extend_from_slice(&self.entries);
         let crc = crc32fast::hash(&buf);
         buf.extend_from_slice(&crc.to_le_bytes());
-        buf
+        Ok(buf)
     }
 }
 
@@ -164,16 +180,36 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Why a manifest could not be decoded.
+#[derive(Debug)]
+pub(crate) enum DecodeError {
+    /// Damaged: empty, truncated, failed its checksum, or inconsistent. A
+    /// manifest torn by a power loss looks like this; an older one may do.
+    Damaged(String),
+    /// Whole, but not for this build or this URL (another format version,
+    /// written through another layer): never to be skipped over.
+    Foreign(String),
+}
+
+#[cfg(test)]
+impl DecodeError {
+    pub fn detail(&self) -> &str {
+        match self {
+            DecodeError::Damaged(d) | DecodeError::Foreign(d) => d,
+        }
+    }
+}
+
 /// Decodes a manifest, checking magic, version, checksum and every entry.
-pub(crate) fn decode(location: &str, bytes: bytes::Bytes) -> Result<Manifest> {
-    let bad = |detail: String| Error::Manifest {
-        location: location.to_string(),
-        detail,
-    };
+pub(crate) fn decode(bytes: bytes::Bytes) -> std::result::Result<Manifest, DecodeError> {
+    let bad = DecodeError::Damaged;
     if bytes.starts_with(ZSTD_MAGIC) {
-        return Err(bad(
+        return Err(DecodeError::Foreign(
             "it was written through the zstd layer; open the chest with a `zstd+` URL".into(),
         ));
+    }
+    if bytes.is_empty() {
+        return Err(bad("the manifest is empty".into()));
     }
     if bytes.len() < MAGIC.len() + 8 || !bytes.starts_with(MAGIC) {
         return Err(bad(format!(
@@ -197,7 +233,7 @@ pub(crate) fn decode(location: &str, bytes: bytes::Bytes) -> Result<Manifest> {
     let truncated = || bad("truncated".into());
     let version = r.u32().ok_or_else(truncated)?;
     if version != VERSION {
-        return Err(bad(format!(
+        return Err(DecodeError::Foreign(format!(
             "format version {version}; this build reads version {VERSION}"
         )));
     }
@@ -240,7 +276,6 @@ mod tests {
     use super::*;
 
     fn sample() -> Vec<u8> {
-        let objects = HashMap::from([(1, 100), (2, 5000)]);
         let mut w = ManifestWriter::default();
         let loc = |obj, offset, len| Loc {
             obj: NonZeroU32::new(obj).unwrap(),
@@ -248,14 +283,29 @@ mod tests {
             len,
         };
         w.push(b"k1", loc(1, 0, 10));
-        w.push(&[7u8; 300], loc(2, 0, crate::store::WHOLE));
-        assert_eq!(w.objects.len(), 2);
-        w.finish("cbor", 3, &objects)
+        w.push(&[7u8; 300], loc(2, 0, super::super::record::WHOLE));
+        assert_eq!(w.unsized_objects().count(), 2);
+        w.set_size(1, 100);
+        assert_eq!(w.unsized_objects().collect::<Vec<_>>(), [2]);
+        w.set_size(2, 5000);
+        w.finish("cbor", 3).unwrap()
+    }
+
+    #[test]
+    fn an_unsized_object_is_refused() {
+        let mut w = ManifestWriter::default();
+        let loc = Loc {
+            obj: NonZeroU32::new(9).unwrap(),
+            offset: 0,
+            len: 1,
+        };
+        w.push(b"k", loc);
+        assert_eq!(w.finish("cbor", 10), Err(9));
     }
 
     #[test]
     fn round_trip() {
-        let m = decode("t", sample().into()).unwrap();
+        let m = decode(sample().into()).unwrap();
         assert_eq!(m.serializer, "cbor");
         assert_eq!(m.next_object, 3);
         assert_eq!(m.objects.len(), 2);
@@ -264,7 +314,7 @@ mod tests {
         assert_eq!(entries[0].0, b"k1");
         assert_eq!(entries[0].1.len, 10);
         assert_eq!(entries[1].0, &[7u8; 300][..]);
-        assert_eq!(entries[1].1.len, crate::store::WHOLE);
+        assert_eq!(entries[1].1.len, super::super::record::WHOLE);
     }
 
     #[test]
@@ -273,19 +323,22 @@ mod tests {
         for i in 0..good.len() {
             let mut bad = good.clone();
             bad[i] ^= 0x55;
-            assert!(decode("t", bad.into()).is_err(), "flip at {i} undetected");
+            assert!(decode(bad.into()).is_err(), "flip at {i} undetected");
+            // A torn write (any prefix) is damage, never taken for another format.
             assert!(
-                decode("t", good[..i].to_vec().into()).is_err(),
-                "truncation at {i} undetected"
+                matches!(
+                    decode(good[..i].to_vec().into()),
+                    Err(DecodeError::Damaged(_))
+                ),
+                "truncation at {i} not seen as damage"
             );
         }
     }
 
     #[test]
     fn zstd_objects_get_a_hint() {
-        let err = decode("file:///x", bytes::Bytes::from_static(b"CHZS\x01...."))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("zstd+"), "{err}");
+        let err = decode(bytes::Bytes::from_static(b"CHZS\x01....")).unwrap_err();
+        assert!(matches!(err, DecodeError::Foreign(_)), "{err:?}");
+        assert!(err.detail().contains("zstd+"), "{err:?}");
     }
 }

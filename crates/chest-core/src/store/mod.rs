@@ -1,12 +1,20 @@
 //! The spill store: decides how values become objects, reads them back with
-//! their checksums, tracks which objects are still live, and deletes the dead
-//! ones once no durable manifest refers to them.
+//! their checksums, tracks which objects are still live, commits manifests,
+//! and deletes dead objects once no durable manifest can name them.
 //!
-//! Values are stored as *records*: the serialized bytes followed by their
-//! CRC-32 (4 bytes, little-endian). A large value is one object holding one
-//! record; small values evicted together are packed into one *segment*
-//! object. Objects are never overwritten: a new version of a value goes into
-//! a new object, so the last durable manifest always points at intact bytes.
+//! Objects are never overwritten: a new version of a value goes into a new
+//! object, so the last durable manifest always points at intact bytes.
+//!
+//! Object lifecycle (all under the table lock):
+//! - *born* by a write, live with the number of records it holds;
+//! - each [`Store::release`] drops one record; at zero the object is *dead*:
+//!   deleted at once if no manifest can name it (born since the last flush
+//!   began, and no flush is running), otherwise kept until a manifest that
+//!   does not name it is durable (a flush that began after its death commits).
+
+mod commit;
+pub(crate) mod manifest;
+mod record;
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
@@ -15,77 +23,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 
-use crate::backend::{Backend, BackendResult};
-use crate::error::{BackendError, Error, Result};
-use crate::manifest::{self, Manifest, ManifestWriter, MANIFEST};
-
-/// `Loc::len` of a record that fills its whole object (a large value).
-pub(crate) const WHOLE: u32 = u32::MAX;
-/// Prefix of every value object.
-pub(crate) const DATA_PREFIX: &str = "data/";
-const CRC_LEN: usize = 4;
-
-/// Where a value's record lives: 12 bytes, so a spilled key costs little memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Loc {
-    pub obj: NonZeroU32,
-    /// Offset of the record in the object.
-    pub offset: u32,
-    /// Length of the serialized value (without its checksum), or [`WHOLE`].
-    pub len: u32,
-}
-
-/// Bytes a record takes in its object (a whole object counts as 0: it dies whole).
-fn record_bytes(loc: Loc) -> u64 {
-    if loc.len == WHOLE {
-        0
-    } else {
-        u64::from(loc.len) + CRC_LEN as u64
-    }
-}
-
-pub(crate) fn object_name(id: NonZeroU32) -> String {
-    format!("{DATA_PREFIX}{:08x}", id.get())
-}
-
-fn parse_object_name(name: &str) -> Option<u32> {
-    let hex = name.strip_prefix(DATA_PREFIX)?;
-    (hex.len() == 8).then(|| u32::from_str_radix(hex, 16).ok())?
-}
-
-/// Serialized values waiting to be written as one segment.
-#[derive(Default)]
-pub(crate) struct SegmentBuf {
-    pub bytes: Vec<u8>,
-    /// (offset, len) of each record.
-    pub records: Vec<(u32, u32)>,
-}
-
-impl SegmentBuf {
-    /// Starts a record; the caller appends the value's bytes to `self.bytes`.
-    pub fn begin(&self) -> usize {
-        self.bytes.len()
-    }
-
-    /// Seals the record begun at `start` with its checksum.
-    pub fn seal(&mut self, start: usize) {
-        let crc = crc32fast::hash(&self.bytes[start..]);
-        let len = (self.bytes.len() - start) as u32;
-        self.bytes.extend_from_slice(&crc.to_le_bytes());
-        self.records.push((start as u32, len));
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-}
-
-/// Appends the checksum to a serialized large value, making it a record.
-pub(crate) fn seal_whole(mut bytes: Vec<u8>) -> Vec<u8> {
-    let crc = crc32fast::hash(&bytes);
-    bytes.extend_from_slice(&crc.to_le_bytes());
-    bytes
-}
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use commit::Manifests;
+pub(crate) use commit::{Found, Loaded};
+use manifest::{Manifest, ManifestWriter};
+pub(crate) use record::{object_name, seal_whole, Loc, ReadError, SegmentBuf, WHOLE};
+use record::{parse_object_name, record_bytes, DATA_PREFIX};
 
 #[derive(Debug)]
 struct ObjectInfo {
@@ -109,17 +53,12 @@ struct Table {
     flushing: bool,
 }
 
-/// Why a record could not be read.
-pub(crate) enum ReadError {
-    Backend(BackendError),
-    Corrupt(String),
-}
-
 /// The spill store of one chest.
 pub(crate) struct Store {
     backend: Arc<dyn Backend>,
     next_object: AtomicU32,
     table: Mutex<Table>,
+    manifests: Mutex<Manifests>,
 }
 
 impl Store {
@@ -128,6 +67,7 @@ impl Store {
             backend,
             next_object: AtomicU32::new(1),
             table: Mutex::default(),
+            manifests: Mutex::default(),
         }
     }
 
@@ -141,6 +81,12 @@ impl Store {
 
     fn table(&self) -> MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn manifests(&self) -> MutexGuard<'_, Manifests> {
+        self.manifests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn alloc(&self) -> Result<NonZeroU32> {
@@ -185,19 +131,6 @@ impl Store {
             .collect())
     }
 
-    /// Writes one record (from [`seal_whole`]) as its own object.
-    pub fn write_whole(&self, record: Vec<u8>) -> Result<Loc> {
-        let id = self.alloc()?;
-        let size = record.len() as u64;
-        self.backend.put(&object_name(id), Bytes::from(record))?;
-        self.register(id, size, 1, true);
-        Ok(Loc {
-            obj: id,
-            offset: 0,
-            len: WHOLE,
-        })
-    }
-
     /// Writes several records (from [`seal_whole`]) as objects of their own,
     /// through [`Backend::put_many`] so the backend may write them at once.
     /// On failure, none counts as written.
@@ -234,63 +167,23 @@ impl Store {
             .collect())
     }
 
-    /// What to read for a record: its object, and the range (`None`: all of it).
-    fn request(loc: Loc) -> (String, Option<std::ops::Range<u64>>) {
-        let name = object_name(loc.obj);
-        if loc.len == WHOLE {
-            (name, None)
-        } else {
-            let start = u64::from(loc.offset);
-            (
-                name,
-                Some(start..start + u64::from(loc.len) + CRC_LEN as u64),
-            )
-        }
-    }
-
     /// Reads a record and checks its checksum; returns the value's bytes.
     pub fn read(&self, loc: Loc) -> std::result::Result<Bytes, ReadError> {
-        let record = match Self::request(loc) {
+        let record = match record::request(loc) {
             (name, Some(range)) => self.backend.get_range(&name, range),
             (name, None) => self.backend.get(&name),
         };
-        Self::check(record)
+        record::check(record)
     }
 
     /// Reads several records at once (as far as the backend can).
     pub fn read_many(&self, locs: &[Loc]) -> Vec<std::result::Result<Bytes, ReadError>> {
-        let requests = locs.iter().map(|&loc| Self::request(loc)).collect();
+        let requests = locs.iter().map(|&loc| record::request(loc)).collect();
         self.backend
             .get_many(requests)
             .into_iter()
-            .map(Self::check)
+            .map(record::check)
             .collect()
-    }
-
-    /// Checks a record read from the backend; returns the value's bytes.
-    fn check(record: BackendResult<Bytes>) -> std::result::Result<Bytes, ReadError> {
-        let record = record.map_err(|e| match e {
-            BackendError::RangeOutOfBounds { size, .. } => {
-                ReadError::Corrupt(format!("the object is truncated ({size} bytes)"))
-            }
-            BackendError::Corrupt { detail, .. } => ReadError::Corrupt(detail),
-            e => ReadError::Backend(e),
-        })?;
-        if record.len() < CRC_LEN {
-            return Err(ReadError::Corrupt(format!(
-                "the record is {} bytes, shorter than its checksum",
-                record.len()
-            )));
-        }
-        let (value, crc) = record.split_at(record.len() - CRC_LEN);
-        let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-        let actual = crc32fast::hash(value);
-        if stored != actual {
-            return Err(ReadError::Corrupt(format!(
-                "checksum mismatch (stored {stored:08x}, computed {actual:08x})"
-            )));
-        }
-        Ok(record.slice(..value.len()))
     }
 
     /// An entry no longer refers to `loc`. When its object has no live record
@@ -300,8 +193,10 @@ impl Store {
         let mut t = self.table();
         let id = loc.obj.get();
         let Some(info) = t.objects.get_mut(&id) else {
+            debug_assert!(false, "released a record of object {id}, which is not live");
             return;
         };
+        debug_assert!(info.live_records > 0);
         info.live_records = info.live_records.saturating_sub(1);
         info.live_bytes = info.live_bytes.saturating_sub(record_bytes(loc));
         if info.live_records > 0 {
@@ -325,38 +220,59 @@ impl Store {
         !self.table().dead.is_empty()
     }
 
-    /// Marks the start of a flush; returns its epoch.
+    /// Marks the start of a flush; returns its epoch. Every flush that
+    /// begins must end with [`Store::commit`] or [`Store::abort_flush`].
     pub fn begin_flush(&self) -> u64 {
         let mut t = self.table();
+        debug_assert!(!t.flushing, "flushes are serialized by the chest");
         t.epoch += 1;
         t.flushing = true;
         t.epoch
     }
 
-    /// Sizes of the given live objects, for the manifest.
-    pub fn object_sizes(&self, ids: impl IntoIterator<Item = u32>) -> HashMap<u32, u64> {
+    /// Ends a flush that commits nothing.
+    pub fn abort_flush(&self) {
+        let mut t = self.table();
+        if t.flushing {
+            t.flushing = false;
+            t.epoch += 1;
+        }
+    }
+
+    /// Records in `w` the sizes of the objects its entries name that it
+    /// does not know yet. Called while the entries that name them are held
+    /// (under their shard's lock), so those objects are live.
+    pub fn size_objects(&self, w: &mut ManifestWriter) {
+        let ids: Vec<u32> = w.unsized_objects().collect();
+        if ids.is_empty() {
+            return;
+        }
         let t = self.table();
-        ids.into_iter()
-            .filter_map(|id| t.objects.get(&id).map(|o| (id, o.size)))
-            .collect()
+        for id in ids {
+            if let Some(o) = t.objects.get(&id) {
+                w.set_size(id, o.size);
+            }
+        }
     }
 
-    /// The manifest's bytes for the entries `w` collected.
-    pub fn finish_manifest(&self, w: ManifestWriter, serializer: &str) -> Vec<u8> {
-        let sizes = self.object_sizes(w.objects.iter().copied());
-        w.finish(serializer, self.next_object.load(Ordering::Relaxed), &sizes)
-    }
-
-    /// Writes the manifest, makes it durable, then deletes the objects that
-    /// died before the flush of `epoch` began.
-    pub fn commit(&self, epoch: u64, manifest: Vec<u8>) -> Result<()> {
-        // Values first, then the manifest that names them: a crash never
-        // leaves a durable manifest pointing at bytes that are not.
-        let written = self
-            .backend
-            .sync()
-            .and_then(|()| self.backend.put(MANIFEST, Bytes::from(manifest)))
-            .and_then(|()| self.backend.sync());
+    /// Writes the manifest of the entries `w` collected, makes it durable,
+    /// then deletes the objects that died before the flush of `epoch` began
+    /// and the manifests it supersedes.
+    pub fn commit(&self, epoch: u64, w: ManifestWriter, serializer: &str) -> Result<()> {
+        let next_object = self.next_object.load(Ordering::Relaxed);
+        let written = match w.finish(serializer, next_object) {
+            Ok(bytes) => {
+                let mut known = self.manifests();
+                commit::commit(&*self.backend, &mut known, bytes)
+            }
+            Err(id) => Err(Error::Manifest {
+                location: self.location().to_string(),
+                detail: format!(
+                    "internal error: an entry names object {id}, whose size is unknown; \
+                     the manifest was not written"
+                ),
+            }),
+        };
         let doomed: Vec<u32> = {
             let mut t = self.table();
             t.flushing = false;
@@ -369,24 +285,31 @@ impl Store {
                 Vec::new()
             }
         };
-        written?;
-        for id in doomed {
-            if let Some(id) = NonZeroU32::new(id) {
-                // A failed delete leaves garbage that the next open removes.
-                let _ = self.backend.delete(&object_name(id));
+        let old_manifests = written?;
+        for id in doomed.into_iter().filter_map(NonZeroU32::new) {
+            // A failed delete leaves garbage that the next open removes.
+            let _ = self.backend.delete(&object_name(id));
+        }
+        for name in old_manifests {
+            if self.backend.delete(&name).is_err() {
+                if let Some(seq) = commit::parse_manifest_name(&name) {
+                    self.manifests().others.push(seq);
+                }
             }
         }
         Ok(())
     }
 
-    /// Reads the manifest, if the store has one.
-    pub fn load_manifest(&self) -> Result<Option<Manifest>> {
-        let bytes = match self.backend.get(MANIFEST) {
-            Ok(b) => b,
-            Err(e) if e.is_not_found() => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        manifest::decode(self.location(), bytes).map(Some)
+    /// Finds what the location holds: a chest (with its newest readable
+    /// manifest), nothing, or something else (an error).
+    pub fn discover(&self) -> Result<Found> {
+        let mut known = self.manifests();
+        commit::discover(&*self.backend, &mut known)
+    }
+
+    /// Makes the location a new chest (writes its marker).
+    pub fn create(&self) -> Result<()> {
+        commit::create(&*self.backend)
     }
 
     /// Adopts a loaded manifest: its objects become live with the number of
@@ -432,19 +355,26 @@ impl Store {
         );
     }
 
-    /// Deletes value objects that no manifest names (left by a crash between
-    /// a spill and the next flush). Returns how many were removed.
+    /// Deletes the chest's value objects that no manifest names (left by a
+    /// crash between a spill and the next flush). Only names the chest makes
+    /// (`data/` and 8 hex digits) are ever deleted. Returns how many were.
     pub fn remove_orphans(&self) -> Result<usize> {
         let names = self.backend.list(DATA_PREFIX)?;
-        let orphans: Vec<String> = {
+        let ids: Vec<NonZeroU32> = names.iter().filter_map(|n| parse_object_name(n)).collect();
+        if let Some(max) = ids.iter().map(|id| id.get()).max() {
+            // New objects never reuse a name that exists, even one that
+            // could not be deleted below.
+            self.next_object
+                .fetch_max(max.saturating_add(1), Ordering::Relaxed);
+        }
+        let orphans: Vec<NonZeroU32> = {
             let t = self.table();
-            names
-                .into_iter()
-                .filter(|n| parse_object_name(n).is_none_or(|id| !t.objects.contains_key(&id)))
+            ids.into_iter()
+                .filter(|id| !t.objects.contains_key(&id.get()))
                 .collect()
         };
-        for name in &orphans {
-            self.backend.delete(name)?;
+        for &id in &orphans {
+            self.backend.delete(&object_name(id))?;
         }
         Ok(orphans.len())
     }
@@ -462,5 +392,37 @@ impl Store {
             .filter(|(_, o)| !o.whole && o.live_bytes * 2 < o.size)
             .map(|(&id, _)| id)
             .collect()
+    }
+
+    /// Checks that `refs` (object id → number of entries naming it, from
+    /// every shard) matches the object table: every named object is live
+    /// with at least that many records, exactly that many if `exact` (no
+    /// write or load is in progress). For the chest's invariant check.
+    pub fn check_refs(
+        &self,
+        refs: &HashMap<u32, u32>,
+        exact: bool,
+    ) -> std::result::Result<(), String> {
+        let t = self.table();
+        for (&id, &n) in refs {
+            let Some(o) = t.objects.get(&id) else {
+                return Err(format!("{n} entries name object {id}, which is not live"));
+            };
+            if o.live_records < n || (exact && o.live_records != n) {
+                return Err(format!(
+                    "object {id} has {} live records, but {n} entries name it",
+                    o.live_records
+                ));
+            }
+        }
+        if exact {
+            if let Some((id, o)) = t.objects.iter().find(|(id, _)| !refs.contains_key(id)) {
+                return Err(format!(
+                    "object {id} is live ({} records) but no entry names it",
+                    o.live_records
+                ));
+            }
+        }
+        Ok(())
     }
 }

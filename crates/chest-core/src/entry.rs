@@ -1,0 +1,152 @@
+//! The life of an entry: the states a key's slot goes through, and which
+//! lock or atomic guards each move.
+//!
+//! ```text
+//!            insert / update                  eviction takes it (evicting = true,
+//!   ───────▶ Resident, dirty ───────────────▶ weight counted in `inflight`)
+//!            (stored: None)  ◀── write failed        │ written outside the lock
+//!               │    ▲  │                             ▼
+//!     flush     │    │  └─ unserializable: pinned  Spilled(loc) ◀── clean eviction
+//!     writes it ▼    │     (kept, out of the queue)    │              (no write)
+//!            Resident, clean ── insert / update ─┘     │ get / update / prefetch
+//!            (stored: Some(loc)) ◀──────────────── Loading(loc) (read outside the lock,
+//!                                 loaded                one shared load per key)
+//! ```
+//!
+//! - **Resident, dirty** (`stored: None`): the value exists only in memory.
+//!   It is in its shard's eviction queue unless it is *pinned* (its
+//!   serializer failed: it stays in memory until replaced) or *evicting*
+//!   (taken by an eviction batch that is writing it).
+//! - **Resident, clean** (`stored: Some(loc)`): an identical copy is stored
+//!   at `loc`; evicting it costs no write.
+//! - **Spilled(loc)**: only the stored copy exists (12 bytes in memory).
+//! - **Loading(load)**: a reader is reading `loc` outside the lock; other
+//!   readers of the key wait for that one read instead of making their own.
+//!
+//! `insert`, `update` and `remove` may hit a key in any state: they replace
+//! the slot (or change the value in place) and release the stored copy the
+//! old state held, if any. A writer that finishes after the slot changed
+//! (an eviction batch, a flush, a load, a compaction) sees that the slot no
+//! longer holds what it wrote or read (`Arc::ptr_eq` on the value, or on the
+//! load) and releases what it made instead of installing it.
+//!
+//! What guards what:
+//! - a slot, its place in the eviction queue, and the `usage`, `len` and
+//!   `inflight` counters' share of it change only under the shard's mutex;
+//! - the `changes` counter is bumped under the shard's mutex by every
+//!   insert, update and remove, after the change is in the map, so a flush
+//!   that reads it before visiting the shards either sees the change or
+//!   leaves `changes` ahead of what it committed (and the next flush writes);
+//! - the store's object table has its own mutex, always taken after a
+//!   shard's, never before; no I/O is done under either.
+
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use crate::store::Loc;
+
+/// A value in memory.
+pub(crate) struct Resident<V> {
+    pub value: Arc<V>,
+    pub weight: usize,
+    /// Shard clock at the last access (for LRU).
+    pub tick: u64,
+    /// Where an identical copy is stored, if any: evicting it costs no write.
+    pub stored: Option<Loc>,
+    /// Failed to serialize: kept in memory, out of the eviction queue, until replaced.
+    pub pinned: bool,
+    /// Taken by an eviction batch that is writing it: out of the eviction
+    /// queue, its weight counted in the chest's `inflight`.
+    pub evicting: bool,
+}
+
+impl<V> Resident<V> {
+    pub fn new(value: Arc<V>, weight: usize, tick: u64, stored: Option<Loc>) -> Box<Self> {
+        Box::new(Self {
+            value,
+            weight,
+            tick,
+            stored,
+            pinned: false,
+            evicting: false,
+        })
+    }
+}
+
+/// A key's state.
+pub(crate) enum Slot<V> {
+    Spilled(Loc),
+    Loading(Arc<Load<V>>),
+    Resident(Box<Resident<V>>),
+}
+
+impl<V> Slot<V> {
+    /// The stored copy, if any.
+    pub fn stored(&self) -> Option<Loc> {
+        match self {
+            Slot::Spilled(loc) => Some(*loc),
+            Slot::Loading(load) => Some(load.loc),
+            Slot::Resident(r) => r.stored,
+        }
+    }
+
+    pub fn resident_weight(&self) -> usize {
+        match self {
+            Slot::Resident(r) => r.weight,
+            _ => 0,
+        }
+    }
+}
+
+/// One read of a spilled value, shared by every reader of the key.
+pub(crate) struct Load<V> {
+    pub loc: Loc,
+    state: Mutex<LoadState<V>>,
+    done: Condvar,
+}
+
+enum LoadState<V> {
+    Pending,
+    Loaded(Arc<V>),
+    /// The read failed or was abandoned: each waiter tries again itself.
+    Failed,
+}
+
+impl<V> Load<V> {
+    pub fn new(loc: Loc) -> Arc<Self> {
+        Arc::new(Self {
+            loc,
+            state: Mutex::new(LoadState::Pending),
+            done: Condvar::new(),
+        })
+    }
+
+    /// Publishes the outcome (`None`: failed) and wakes the waiters.
+    pub fn finish(&self, value: Option<Arc<V>>) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(*state, LoadState::Pending) {
+            *state = match value {
+                Some(v) => LoadState::Loaded(v),
+                None => LoadState::Failed,
+            };
+        }
+        drop(state);
+        self.done.notify_all();
+    }
+
+    /// Waits for the outcome: the value, or `None` if the load failed.
+    pub fn wait(&self) -> Option<Arc<V>> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            match &*state {
+                LoadState::Pending => {
+                    state = self
+                        .done
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner)
+                }
+                LoadState::Loaded(v) => return Some(Arc::clone(v)),
+                LoadState::Failed => return None,
+            }
+        }
+    }
+}

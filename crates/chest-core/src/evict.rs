@@ -1,0 +1,404 @@
+//! Eviction: choosing victims to keep memory within the budget, writing them
+//! outside the shard locks, and applying what became of each.
+//!
+//! Victims are taken from the shards in turn, a little from each, under each
+//! shard's lock (they are marked `evicting` and leave the eviction queue;
+//! their weight is counted in `inflight`); they are serialized and written
+//! with no lock held (small ones packed together into one segment, large
+//! ones through one `put_many`), then each shard is locked again to apply
+//! the outcomes (see [`Chest::place`]). A flush writes its dirty values
+//! through the same code, without evicting them.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::chest::{join, Chest, Key};
+use crate::entry::Slot;
+use crate::error::{Error, Result};
+use crate::guard;
+use crate::serializer::Serializer;
+use crate::shard::Shard;
+use crate::stats::Counters;
+use crate::store::{seal_whole, Loc, SegmentBuf};
+
+/// Large values are written in batches of at most this many bytes...
+const WHOLE_BATCH_BYTES: usize = 64 << 20;
+/// ...or this many values.
+const WHOLE_BATCH_COUNT: usize = 32;
+
+/// A dirty value chosen to be written (by eviction or a flush).
+pub(crate) struct Victim<K, V> {
+    pub shard: usize,
+    pub key: K,
+    pub value: Arc<V>,
+    pub weight: usize,
+}
+
+/// What became of a victim's value.
+pub(crate) enum Outcome {
+    Written(Loc),
+    Unserializable,
+    WriteFailed,
+}
+
+/// Victims taken from their shards and not yet placed back. If this is
+/// dropped before [`Batch::place`] (a backend panicked while writing), every
+/// victim goes back as not written: nothing stays marked `evicting`, and
+/// `inflight` is given back.
+struct Batch<'a, K: Key, V: Send + Sync + 'static, S: Serializer<V>> {
+    chest: &'a Chest<K, V, S>,
+    victims: Vec<Victim<K, V>>,
+    evict: bool,
+}
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Batch<'_, K, V, S> {
+    fn place(mut self, outcomes: Vec<Outcome>) {
+        let victims = std::mem::take(&mut self.victims);
+        self.chest.place_all(victims, outcomes, self.evict);
+    }
+}
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Drop for Batch<'_, K, V, S> {
+    fn drop(&mut self) {
+        if !self.victims.is_empty() {
+            let victims = std::mem::take(&mut self.victims);
+            let outcomes = victims.iter().map(|_| Outcome::WriteFailed).collect();
+            self.chest.place_all(victims, outcomes, self.evict);
+        }
+    }
+}
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
+    /// Spills the coldest values until memory is within the budget (down to
+    /// a low-water mark, so spills come in batches that pack well).
+    pub(crate) fn enforce_budget(&self) -> Result<()> {
+        let budget = self.config.budget;
+        if self.memory_usage() <= budget {
+            return Ok(());
+        }
+        let gap = self.low_water_gap();
+        let target = budget - gap;
+        let n = self.shards.len();
+        let chunk = (gap / n).max(1);
+        let mut victims = Vec::new();
+        let mut idle = 0;
+        while idle < n {
+            let pending = self.inflight.load(Ordering::Relaxed);
+            if self.memory_usage().saturating_sub(pending) <= target {
+                break;
+            }
+            let i = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
+            let taken = self.take_victims(i, chunk, target, &mut victims);
+            idle = if taken > 0 { 0 } else { idle + 1 };
+        }
+        if victims.is_empty() {
+            return Ok(());
+        }
+        self.write_batch(victims, true)
+    }
+
+    /// Writes `victims` with no lock held and applies the outcomes
+    /// (`evict`: drop written values from memory; otherwise keep them as
+    /// clean). Errors are counted and returned; failed values stay in memory.
+    pub(crate) fn write_batch(&self, victims: Vec<Victim<K, V>>, evict: bool) -> Result<()> {
+        let batch = Batch {
+            chest: self,
+            victims,
+            evict,
+        };
+        let mut errors = Vec::new();
+        let outcomes = self.encode_and_write(&batch.victims, &mut errors);
+        batch.place(outcomes);
+        Counters::add(&self.counters.errors, errors.len() as u64);
+        join(errors)
+    }
+
+    /// How far below the budget an eviction goes: 1/16 of the budget, or, on
+    /// a backend that writes several objects at once, enough of the large
+    /// values recently evicted to keep its writers busy (at most 1/4).
+    fn low_water_gap(&self) -> usize {
+        let budget = self.config.budget;
+        let base = self.config.evict_batch.min(budget);
+        let writers = self.store.backend().write_concurrency();
+        if writers <= 1 {
+            return base;
+        }
+        let large = self.recent_large.load(Ordering::Relaxed);
+        base.max(writers.saturating_mul(large).min(budget / 4))
+    }
+
+    /// Takes about `chunk` bytes of the coldest values of shard `i`: clean
+    /// ones are dropped at once, dirty ones become victims to be written
+    /// (still in memory, counted as in flight).
+    fn take_victims(
+        &self,
+        i: usize,
+        chunk: usize,
+        target: usize,
+        victims: &mut Vec<Victim<K, V>>,
+    ) -> usize {
+        let mut shard = self.lock_shard(i);
+        let mut taken = 0;
+        while taken < chunk {
+            let pending = self.inflight.load(Ordering::Relaxed);
+            if self.memory_usage().saturating_sub(pending) <= target {
+                break;
+            }
+            let Some(key) = shard.pop_coldest() else {
+                break;
+            };
+            let Some(slot) = shard.map.get_mut(&key) else {
+                continue;
+            };
+            let Slot::Resident(r) = slot else { continue };
+            let w = r.weight;
+            taken += w;
+            match r.stored {
+                Some(loc) => {
+                    // Clean: an identical copy is stored; drop it without a write.
+                    *slot = Slot::Spilled(loc);
+                    self.usage.fetch_sub(w, Ordering::Relaxed);
+                    Counters::add(&self.counters.evictions, 1);
+                }
+                None => {
+                    if let Some(v) = self.victim_of(i, slot, key) {
+                        victims.push(v);
+                    }
+                }
+            }
+        }
+        taken
+    }
+
+    /// Takes `key`'s resident, dirty value as a victim to be evicted.
+    pub(crate) fn take_one(&self, shard: &mut Shard<K, V>, key: K) -> Option<Victim<K, V>> {
+        shard.dequeue(&key);
+        let i = self.shard_of(&key);
+        let slot = shard.map.get_mut(&key)?;
+        self.victim_of(i, slot, key)
+    }
+
+    fn victim_of(&self, shard: usize, slot: &mut Slot<V>, key: K) -> Option<Victim<K, V>> {
+        let Slot::Resident(r) = slot else { return None };
+        if r.stored.is_some() || r.pinned || r.evicting {
+            return None;
+        }
+        r.evicting = true;
+        if r.weight >= self.config.large_value {
+            self.recent_large.store(r.weight, Ordering::Relaxed);
+        }
+        self.inflight.fetch_add(r.weight, Ordering::Relaxed);
+        Some(Victim {
+            shard,
+            value: Arc::clone(&r.value),
+            key,
+            weight: r.weight,
+        })
+    }
+
+    /// Serializes a value (a panicking serializer is an error).
+    fn serialize(&self, key: &K, value: &V, buf: &mut Vec<u8>) -> Result<()> {
+        let start = buf.len();
+        let result = guard::catch("serializer", key, || self.serializer.serialize(value, buf))
+            .and_then(|r| {
+                r.map_err(|source| Error::Serialize {
+                    key: format!("{key:?}"),
+                    source,
+                })
+            });
+        if result.is_err() {
+            buf.truncate(start);
+        }
+        result
+    }
+
+    /// Serializes and writes one value as an object of its own.
+    /// `hint`: the value's weight, to size the buffer.
+    pub(crate) fn write_alone(&self, key: &K, value: &V, hint: usize) -> Result<Loc> {
+        let mut buf = Vec::with_capacity(hint.saturating_add(4).min(1 << 30));
+        self.serialize(key, value, &mut buf)?;
+        let n = buf.len() as u64;
+        let loc = self.store.write_wholes(vec![seal_whole(buf)])?[0];
+        Counters::add(&self.counters.spills, 1);
+        Counters::add(&self.counters.bytes_written, n);
+        Ok(loc)
+    }
+
+    /// Serializes a value: appended to `seg` as a record (`None`), or, if it
+    /// is large, as a record of its own to be an object alone (`Some`).
+    fn encode(
+        &self,
+        key: &K,
+        value: &V,
+        weight: usize,
+        seg: &mut SegmentBuf,
+    ) -> Result<Option<Vec<u8>>> {
+        let large = weight >= self.config.large_value;
+        let mut own = Vec::new();
+        let buf = if large {
+            own.reserve(weight.saturating_add(4).min(1 << 30));
+            &mut own
+        } else {
+            &mut seg.bytes
+        };
+        let start = buf.len();
+        self.serialize(key, value, buf)?;
+        if !large && seg.bytes.len() - start >= self.config.large_value {
+            // Lighter by weight than by bytes: give it an object of its own.
+            own = seg.bytes.split_off(start);
+        }
+        if large || !own.is_empty() {
+            Ok(Some(seal_whole(own)))
+        } else {
+            seg.seal(start);
+            Ok(None)
+        }
+    }
+
+    /// Serializes and writes the victims' values. Errors are collected; the
+    /// outcome of each victim says where its value went, if anywhere.
+    pub(crate) fn encode_and_write(
+        &self,
+        victims: &[Victim<K, V>],
+        errors: &mut Vec<Error>,
+    ) -> Vec<Outcome> {
+        let mut outcomes: Vec<Outcome> = victims.iter().map(|_| Outcome::WriteFailed).collect();
+        let mut seg = SegmentBuf::default();
+        let mut seg_items = Vec::new();
+        let mut wholes: Vec<(usize, Vec<u8>)> = Vec::new();
+        let mut whole_bytes = 0;
+        let last = victims.len().saturating_sub(1);
+        for (idx, v) in victims.iter().enumerate() {
+            match self.encode(&v.key, &v.value, v.weight, &mut seg) {
+                Ok(Some(record)) => {
+                    whole_bytes += record.len();
+                    wholes.push((idx, record));
+                }
+                Ok(None) => seg_items.push(idx),
+                Err(e) => {
+                    outcomes[idx] = Outcome::Unserializable;
+                    errors.push(e);
+                }
+            }
+            let done = idx == last;
+            if !wholes.is_empty()
+                && (done || whole_bytes >= WHOLE_BATCH_BYTES || wholes.len() >= WHOLE_BATCH_COUNT)
+            {
+                whole_bytes = 0;
+                let (items, records): (Vec<usize>, Vec<Vec<u8>>) = wholes.drain(..).unzip();
+                let n: u64 = records.iter().map(|r| r.len() as u64 - 4).sum();
+                match self.store.write_wholes(records) {
+                    Ok(locs) => {
+                        Counters::add(&self.counters.spills, locs.len() as u64);
+                        Counters::add(&self.counters.bytes_written, n);
+                        for (item, loc) in items.into_iter().zip(locs) {
+                            outcomes[item] = Outcome::Written(loc);
+                        }
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+            if !seg.is_empty() && (done || seg.bytes.len() >= self.config.segment_bytes) {
+                let seg = std::mem::take(&mut seg);
+                let n = seg.bytes.len() as u64 - 4 * seg.records.len() as u64;
+                match self.store.write_segment(seg) {
+                    Ok(locs) => {
+                        Counters::add(&self.counters.spills, locs.len() as u64);
+                        Counters::add(&self.counters.bytes_written, n);
+                        for (item, loc) in seg_items.drain(..).zip(locs) {
+                            outcomes[item] = Outcome::Written(loc);
+                        }
+                    }
+                    Err(e) => {
+                        seg_items.clear();
+                        errors.push(e);
+                    }
+                }
+            }
+        }
+        outcomes
+    }
+
+    /// Applies the outcomes of victims, shard by shard.
+    pub(crate) fn place_all(
+        &self,
+        victims: Vec<Victim<K, V>>,
+        outcomes: Vec<Outcome>,
+        evict: bool,
+    ) {
+        let mut items: Vec<(Victim<K, V>, Outcome)> = victims.into_iter().zip(outcomes).collect();
+        items.sort_by_key(|(v, _)| v.shard);
+        let mut iter = items.into_iter().peekable();
+        while let Some((first, outcome)) = iter.next() {
+            let sid = first.shard;
+            let mut shard = self.lock_shard(sid);
+            self.place(&mut shard, first, outcome, evict);
+            while let Some((v, outcome)) = iter.next_if(|(v, _)| v.shard == sid) {
+                self.place(&mut shard, v, outcome, evict);
+            }
+        }
+    }
+
+    /// Applies one victim's outcome to its slot, if the slot still holds the
+    /// value that was written (the same `Arc`):
+    /// - written: an eviction drops the value from memory (`Spilled`); a
+    ///   flush keeps it, clean. If the value got a stored copy meanwhile
+    ///   (a flush wrote it while an eviction did too), the copy already
+    ///   there is kept, this one released, and an eviction still evicts;
+    /// - unserializable: pinned in memory, out of the eviction queue;
+    /// - write failed: back in the eviction queue.
+    ///
+    /// If the value changed meanwhile (replaced, updated, removed), whoever
+    /// changed it has put the key where it belongs; a written copy is
+    /// garbage and is released.
+    fn place(&self, shard: &mut Shard<K, V>, v: Victim<K, V>, outcome: Outcome, evict: bool) {
+        if evict {
+            self.inflight.fetch_sub(v.weight, Ordering::Relaxed);
+        }
+        let slot = match shard.map.get_mut(&v.key) {
+            Some(slot @ Slot::Resident(_)) => slot,
+            _ => {
+                if let Outcome::Written(loc) = outcome {
+                    self.store.release(loc);
+                }
+                return;
+            }
+        };
+        let Slot::Resident(r) = &mut *slot else {
+            unreachable!()
+        };
+        if !Arc::ptr_eq(&r.value, &v.value) {
+            if let Outcome::Written(loc) = outcome {
+                self.store.release(loc);
+            }
+            return;
+        }
+        if evict {
+            r.evicting = false;
+        }
+        match outcome {
+            Outcome::Written(loc) => {
+                let stored = match r.stored {
+                    Some(existing) => {
+                        self.store.release(loc);
+                        existing
+                    }
+                    None => loc,
+                };
+                if evict {
+                    let w = r.weight;
+                    *slot = Slot::Spilled(stored);
+                    self.usage.fetch_sub(w, Ordering::Relaxed);
+                    Counters::add(&self.counters.evictions, 1);
+                } else {
+                    r.stored = Some(stored);
+                }
+            }
+            Outcome::Unserializable => {
+                r.pinned = true;
+                shard.dequeue(&v.key);
+            }
+            Outcome::WriteFailed => shard.enqueue(&v.key),
+        }
+    }
+}

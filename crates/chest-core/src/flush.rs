@@ -1,0 +1,219 @@
+//! Flush: make every entry durable, with a manifest that names them all.
+//!
+//! Shard by shard, with no I/O under a shard lock:
+//! 1. compaction: the shard's records in mostly-dead segments are read and
+//!    rewritten into a new segment, then the keys that still point at the
+//!    old records are pointed at the new ones;
+//! 2. under the lock, a snapshot of the shard: every key with a stored copy
+//!    goes into the manifest as it is (with its object's size, looked up
+//!    while the entry holds the object live); every dirty value is taken
+//!    (a shared handle, no copy);
+//! 3. the dirty values are written (no lock), go into the manifest at their
+//!    new locations, and their slots become clean unless they changed.
+//!
+//! So the manifest holds each shard as it was at its snapshot: every change
+//! made before the flush began is in it, and a later change is either in it
+//! or leaves the chest marked as changed. Objects a snapshot names are not
+//! deleted until a later manifest that does not name them is durable (the
+//! store's epochs). The store then commits the manifest (see
+//! `store::commit`).
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::chest::{join, lock, Chest, Key};
+use crate::entry::Slot;
+use crate::error::{Error, Result};
+use crate::evict::{Outcome, Victim};
+use crate::serializer::Serializer;
+use crate::stats::Counters;
+use crate::store::manifest::ManifestWriter;
+use crate::store::{Loc, SegmentBuf, Store};
+
+/// Ends a flush that has begun; if it is dropped before the commit (a
+/// panic), the flush is aborted so that the next one can run.
+struct Flushing<'a> {
+    store: &'a Store,
+    ended: bool,
+}
+
+impl Drop for Flushing<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.store.abort_flush();
+        }
+    }
+}
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
+    /// Makes every entry durable: writes the values that have no stored copy,
+    /// then the manifest. After a crash, a reopen sees the state of the last
+    /// completed flush (or a later one). Values that cannot be written stay in
+    /// memory and their errors are returned (the manifest is written for all
+    /// the others, and the next flush tries them again).
+    pub fn flush(&self) -> Result<()> {
+        self.check_writable()?;
+        let _one_at_a_time = lock(&self.flush_lock);
+        let seen = self.changes.load(Ordering::SeqCst);
+        if seen == self.flushed.load(Ordering::SeqCst) && !self.store.has_garbage() {
+            // Nothing changed since the last flush (or the open): the
+            // durable state is already this one.
+            return Ok(());
+        }
+        let errors = self.flush_changes();
+        if errors.is_empty() {
+            self.flushed.store(seen, Ordering::SeqCst);
+        }
+        #[cfg(debug_assertions)]
+        if let Err(e) = self.check_invariants(false) {
+            panic!("chest invariant broken after a flush: {e}");
+        }
+        join(errors)
+    }
+
+    fn flush_changes(&self) -> Vec<Error> {
+        let epoch = self.store.begin_flush();
+        let mut flushing = Flushing {
+            store: &self.store,
+            ended: false,
+        };
+        let mut errors = Vec::new();
+        let mut manifest = ManifestWriter::default();
+        let mut key_buf = Vec::new();
+        let sparse = self.store.sparse_segments();
+        for i in 0..self.shards.len() {
+            if !sparse.is_empty() {
+                if let Err(e) = self.compact(i, &sparse) {
+                    errors.push(e);
+                }
+            }
+            let dirty = {
+                let shard = self.lock_shard(i);
+                let mut dirty = Vec::new();
+                for (key, slot) in shard.map.iter() {
+                    if let Some(loc) = slot.stored() {
+                        if let Err(e) = push_entry(&mut manifest, &mut key_buf, key, loc) {
+                            errors.push(e);
+                        }
+                    } else if let Slot::Resident(r) = slot {
+                        dirty.push(Victim {
+                            shard: i,
+                            key: key.clone(),
+                            value: Arc::clone(&r.value),
+                            weight: r.weight,
+                        });
+                    }
+                }
+                self.store.size_objects(&mut manifest);
+                dirty
+            };
+            if dirty.is_empty() {
+                continue;
+            }
+            let outcomes = self.encode_and_write(&dirty, &mut errors);
+            for (v, outcome) in dirty.iter().zip(&outcomes) {
+                if let Outcome::Written(loc) = outcome {
+                    if let Err(e) = push_entry(&mut manifest, &mut key_buf, &v.key, *loc) {
+                        errors.push(e);
+                    }
+                }
+            }
+            // The new objects are live until their victims are placed below.
+            self.store.size_objects(&mut manifest);
+            self.place_all(dirty, outcomes, false);
+        }
+        flushing.ended = true;
+        if let Err(e) = self.store.commit(epoch, manifest, self.serializer.name()) {
+            errors.insert(0, e);
+        }
+        Counters::add(&self.counters.errors, errors.len() as u64);
+        errors
+    }
+
+    /// Moves the live records of shard `i` out of mostly-dead segments into
+    /// a new one, so the old segments can be deleted. Resident copies are
+    /// simply marked dirty and rewritten by the flush.
+    fn compact(&self, i: usize, sparse: &HashSet<u32>) -> Result<()> {
+        let mut moving: Vec<(K, Loc)> = Vec::new();
+        {
+            let mut shard = self.lock_shard(i);
+            for (key, slot) in shard.map.iter_mut() {
+                match slot {
+                    Slot::Spilled(loc) if sparse.contains(&loc.obj.get()) => {
+                        moving.push((key.clone(), *loc))
+                    }
+                    Slot::Resident(r) => {
+                        if let Some(loc) = r.stored.filter(|l| sparse.contains(&l.obj.get())) {
+                            r.stored = None;
+                            self.store.release(loc);
+                        }
+                    }
+                    // Being read: stays where it is this time.
+                    Slot::Spilled(_) | Slot::Loading(_) => {}
+                }
+            }
+        }
+        let mut seg = SegmentBuf::default();
+        let mut batch: Vec<(K, Loc)> = Vec::new();
+        for (key, loc) in moving {
+            let Ok(bytes) = self.store.read(loc) else {
+                // Unreadable: leave it where it is; `get` will report it.
+                Counters::add(&self.counters.errors, 1);
+                continue;
+            };
+            let start = seg.begin();
+            seg.bytes.extend_from_slice(&bytes);
+            seg.seal(start);
+            batch.push((key, loc));
+            if seg.bytes.len() >= self.config.segment_bytes {
+                self.repoint(i, std::mem::take(&mut seg), &mut batch)?;
+            }
+        }
+        if !seg.is_empty() {
+            self.repoint(i, seg, &mut batch)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a segment of moved records (no lock held), then points the
+    /// keys that still hold the old records at the new ones.
+    fn repoint(&self, i: usize, seg: SegmentBuf, batch: &mut Vec<(K, Loc)>) -> Result<()> {
+        let written = self.store.write_segment(seg);
+        let locs = match written {
+            Ok(locs) => locs,
+            Err(e) => {
+                batch.clear();
+                return Err(e);
+            }
+        };
+        let mut shard = self.lock_shard(i);
+        for ((key, old), new) in batch.drain(..).zip(locs) {
+            match shard.map.get_mut(&key) {
+                Some(slot @ Slot::Spilled(_)) if slot.stored() == Some(old) => {
+                    *slot = Slot::Spilled(new);
+                    self.store.release(old);
+                }
+                // Changed meanwhile: the moved copy is not needed.
+                _ => self.store.release(new),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Adds the entry `key` → `loc` to the manifest.
+fn push_entry<K: Key>(
+    manifest: &mut ManifestWriter,
+    key_buf: &mut Vec<u8>,
+    key: &K,
+    loc: Loc,
+) -> Result<()> {
+    key_buf.clear();
+    ciborium::into_writer(key, &mut *key_buf).map_err(|e| Error::Key {
+        key: format!("{key:?}"),
+        detail: e.to_string(),
+    })?;
+    manifest.push(key_buf, loc);
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! The chest's consistency check, run by the tests between phases and, in
+//! debug builds, after every flush (foyer's sanity checks are the model).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use crate::chest::{Chest, Key};
+use crate::entry::Slot;
+use crate::serializer::Serializer;
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
+    /// Checks the chest's invariants, holding every shard's lock at once:
+    /// - every key is in the shard its hash picks, and `len` counts them;
+    /// - memory usage is the sum of the resident values' weights;
+    /// - a resident value is in its shard's eviction queue exactly when it
+    ///   is neither pinned nor being evicted, and the queue holds nothing else;
+    /// - every stored copy an entry names is in a live object of the store,
+    ///   which counts at least that many live records.
+    ///
+    /// With `quiescent` (no call of the chest in progress, as between the
+    /// phases of a test) also: nothing is in flight, no value is marked as
+    /// being evicted or loaded, and the store's live objects are exactly
+    /// those the entries name, with exactly their number of records.
+    ///
+    /// Returns what is wrong. For tests; it costs a pass over every key.
+    #[doc(hidden)]
+    pub fn check_invariants(&self, quiescent: bool) -> Result<(), String> {
+        let shards: Vec<_> = (0..self.shards.len()).map(|i| self.lock_shard(i)).collect();
+        let mut len = 0;
+        let mut usage = 0;
+        let mut refs: HashMap<u32, u32> = HashMap::new();
+        for (i, shard) in shards.iter().enumerate() {
+            let mut queued = 0;
+            for (key, slot) in shard.map.iter() {
+                len += 1;
+                if self.shard_of(key) != i {
+                    return Err(format!("key {key:?} is in shard {i}, not its own"));
+                }
+                if let Some(loc) = slot.stored() {
+                    *refs.entry(loc.obj.get()).or_default() += 1;
+                }
+                match slot {
+                    Slot::Resident(r) => {
+                        usage += r.weight;
+                        let eligible = !r.pinned && !r.evicting;
+                        if eligible != shard.queued(key) {
+                            return Err(format!(
+                                "key {key:?}: resident (pinned {}, evicting {}) but {} the eviction queue",
+                                r.pinned,
+                                r.evicting,
+                                if eligible { "not in" } else { "in" }
+                            ));
+                        }
+                        queued += usize::from(eligible);
+                        if quiescent && r.evicting {
+                            return Err(format!("key {key:?} is still marked as being evicted"));
+                        }
+                    }
+                    Slot::Loading(_) if quiescent => {
+                        return Err(format!("key {key:?} is still marked as being loaded"));
+                    }
+                    Slot::Loading(_) | Slot::Spilled(_) => {
+                        if shard.queued(key) {
+                            return Err(format!(
+                                "key {key:?} is not resident but in the eviction queue"
+                            ));
+                        }
+                    }
+                }
+            }
+            if shard.queue_len() != queued {
+                return Err(format!(
+                    "shard {i}: {} keys in the eviction queue, {queued} expected",
+                    shard.queue_len()
+                ));
+            }
+        }
+        if len != self.len.load(Ordering::Relaxed) {
+            return Err(format!("{len} keys, but len() says {}", self.len()));
+        }
+        if usage != self.usage.load(Ordering::Relaxed) {
+            return Err(format!(
+                "resident values weigh {usage}, but memory_usage() says {}",
+                self.memory_usage()
+            ));
+        }
+        let inflight = self.inflight.load(Ordering::Relaxed);
+        if quiescent && inflight != 0 {
+            return Err(format!("{inflight} bytes still counted in flight"));
+        }
+        self.store.check_refs(&refs, quiescent)
+    }
+}

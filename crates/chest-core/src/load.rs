@@ -1,0 +1,303 @@
+//! Reads of spilled values: `get` misses, `update` of a spilled value and
+//! `prefetch`. The read and the decoding happen with no lock held; the slot
+//! is `Loading` meanwhile, so concurrent readers of the key wait for this
+//! one read (see [`crate::entry`]).
+
+use std::borrow::Borrow;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::chest::{Chest, Key};
+use crate::entry::{Load, Resident, Slot};
+use crate::error::{BackendError, Error, Result};
+use crate::guard;
+use crate::serializer::Serializer;
+use crate::stats::Counters;
+use crate::store::{object_name, Loc, ReadError};
+
+/// A value as `fetch` found or loaded it.
+pub(crate) struct Fetched<V> {
+    pub value: Arc<V>,
+    pub weight: usize,
+    /// Where it was loaded from (meaningful for loaded values only).
+    pub loc: Loc,
+}
+
+/// A slot turned `Loading` by this thread. If it is dropped without
+/// [`Chest::finish_load`] (a panic in a backend), the slot goes back to
+/// `Spilled` and the waiters try again themselves.
+pub(crate) struct LoadGuard<'a, K: Key, V: Send + Sync + 'static, S: Serializer<V>, Q: ?Sized>
+where
+    K: Borrow<Q>,
+    Q: Hash + Eq,
+{
+    chest: &'a Chest<K, V, S>,
+    key: &'a Q,
+    load: Option<Arc<Load<V>>>,
+}
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>, Q: Hash + Eq + ?Sized> Drop
+    for LoadGuard<'_, K, V, S, Q>
+where
+    K: Borrow<Q>,
+{
+    fn drop(&mut self) {
+        if let Some(load) = self.load.take() {
+            let mut shard = self.chest.shard(self.key);
+            if let Some(slot) = shard.map.get_mut(self.key) {
+                if matches!(slot, Slot::Loading(l) if Arc::ptr_eq(l, &load)) {
+                    *slot = Slot::Spilled(load.loc);
+                }
+            }
+            drop(shard);
+            load.finish(None);
+        }
+    }
+}
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
+    /// The value of `key`: from memory, from a load another thread is
+    /// making, or loaded now.
+    pub(crate) fn fetch<Q>(&self, key: &Q) -> Result<Option<Fetched<V>>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + Debug + ?Sized,
+    {
+        loop {
+            let mut shard = self.shard(key);
+            let tick = shard.tick();
+            let waiting = match shard.map.get_mut(key) {
+                None => return Ok(None),
+                Some(Slot::Resident(r)) => {
+                    r.tick = tick;
+                    Counters::add(&self.counters.hits, 1);
+                    return Ok(Some(Fetched {
+                        value: Arc::clone(&r.value),
+                        weight: r.weight,
+                        loc: r.stored.unwrap_or(NO_LOC),
+                    }));
+                }
+                Some(Slot::Loading(load)) => Arc::clone(load),
+                Some(slot @ Slot::Spilled(_)) => {
+                    let Slot::Spilled(loc) = *slot else {
+                        unreachable!()
+                    };
+                    let load = Load::new(loc);
+                    *slot = Slot::Loading(Arc::clone(&load));
+                    drop(shard);
+                    Counters::add(&self.counters.misses, 1);
+                    let guard = LoadGuard {
+                        chest: self,
+                        key,
+                        load: Some(load),
+                    };
+                    let read = self.store.read(loc);
+                    match self.finish_load(guard, read)? {
+                        Some(fetched) => {
+                            // The read succeeded; a failure to make room is
+                            // counted in the stats and reported by the next
+                            // insert or flush.
+                            let _ = self.enforce_budget();
+                            return Ok(Some(fetched));
+                        }
+                        None => continue,
+                    }
+                }
+            };
+            drop(shard);
+            Counters::add(&self.counters.misses, 1);
+            if let Some(value) = waiting.wait() {
+                let weight = self.weigh(key, &value)?;
+                return Ok(Some(Fetched {
+                    value,
+                    weight,
+                    loc: waiting.loc,
+                }));
+            }
+            // That load failed: look again (and read it ourselves).
+        }
+    }
+
+    /// Decodes what was read for a guarded load and installs it: resident
+    /// and clean if it fits the budget, back to `Spilled` if not. `Ok(None)`
+    /// if the read failed after the key changed meanwhile (the failure may
+    /// come from that change): the caller looks again.
+    pub(crate) fn finish_load<Q>(
+        &self,
+        mut guard: LoadGuard<'_, K, V, S, Q>,
+        read: std::result::Result<Bytes, ReadError>,
+    ) -> Result<Option<Fetched<V>>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + Debug + ?Sized,
+    {
+        let key = guard.key;
+        let Some(load) = guard.load.as_ref().map(Arc::clone) else {
+            return Ok(None);
+        };
+        let loc = load.loc;
+        let decoded = self
+            .decode(key, loc, read)
+            .and_then(|value| Ok((self.weigh(key, &value)?, Arc::new(value))));
+        let mut shard = self.shard(key);
+        let tick = shard.tick();
+        let ours = matches!(shard.map.get(key), Some(Slot::Loading(l)) if Arc::ptr_eq(l, &load));
+        guard.load = None;
+        match decoded {
+            Ok((weight, value)) => {
+                if ours {
+                    let fits = weight <= self.config.budget;
+                    if let Some(slot) = shard.map.get_mut(key) {
+                        *slot = if fits {
+                            Slot::Resident(Resident::new(
+                                Arc::clone(&value),
+                                weight,
+                                tick,
+                                Some(loc),
+                            ))
+                        } else {
+                            Slot::Spilled(loc)
+                        };
+                    }
+                    if fits {
+                        self.usage.fetch_add(weight, Ordering::Relaxed);
+                        // The eviction order owns a copy of the key.
+                        if let Some(k) = shard.map.get_key_value(key).map(|(k, _)| k.clone()) {
+                            shard.enqueue(&k);
+                        }
+                    }
+                }
+                drop(shard);
+                load.finish(Some(Arc::clone(&value)));
+                Ok(Some(Fetched { value, weight, loc }))
+            }
+            Err(e) => {
+                if ours {
+                    if let Some(slot) = shard.map.get_mut(key) {
+                        *slot = Slot::Spilled(loc);
+                    }
+                }
+                drop(shard);
+                load.finish(None);
+                if ours {
+                    Err(e)
+                } else {
+                    Ok(None)
+                }
+            }
+        }
+    }
+
+    /// Turns a record read from `loc` into the value of `key`.
+    fn decode<Q: Debug + ?Sized>(
+        &self,
+        key: &Q,
+        loc: Loc,
+        read: std::result::Result<Bytes, ReadError>,
+    ) -> Result<V> {
+        let object = || object_name(loc.obj);
+        let bytes = read.map_err(|e| match e {
+            ReadError::Backend(BackendError::NotFound { .. }) => Error::Corrupt {
+                key: format!("{key:?}"),
+                object: object(),
+                location: self.location().to_string(),
+                detail: "the object is missing".into(),
+            },
+            ReadError::Backend(e) => Error::Backend(e),
+            ReadError::Corrupt(detail) => Error::Corrupt {
+                key: format!("{key:?}"),
+                object: object(),
+                location: self.location().to_string(),
+                detail,
+            },
+        })?;
+        Counters::add(&self.counters.loads, 1);
+        Counters::add(&self.counters.bytes_read, bytes.len() as u64);
+        guard::catch("deserializer", key, || {
+            self.serializer.deserialize_owned(bytes)
+        })?
+        .map_err(|source| Error::Deserialize {
+            key: format!("{key:?}"),
+            object: object(),
+            location: self.location().to_string(),
+            source,
+        })
+    }
+
+    /// Loads the given keys' values into memory ahead of use, reading them
+    /// from the backend at once where it can (S3: concurrent requests).
+    /// Prefetch a window that fits the budget: values beyond it push out
+    /// others. Returns how many were loaded; keys that are absent, already
+    /// in memory or being loaded are skipped.
+    ///
+    /// ```
+    /// use chest_core::Chest;
+    ///
+    /// let c: Chest<u32, Vec<u8>> = Chest::builder().memory_budget(64 << 10).open("memory://")?;
+    /// for i in 0..64 {
+    ///     c.insert(i, vec![i as u8; 4096])?;
+    /// }
+    /// let window: Vec<u32> = (0..8).collect();
+    /// c.prefetch(&window)?;                 // one batch of reads
+    /// let hits = c.stats().hits;
+    /// for i in &window {
+    ///     c.get(i)?;                        // served from memory
+    /// }
+    /// assert_eq!(c.stats().hits, hits + 8);
+    /// # Ok::<(), chest_core::Error>(())
+    /// ```
+    pub fn prefetch<'q, Q>(&self, keys: impl IntoIterator<Item = &'q Q>) -> Result<usize>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + Debug + ?Sized + 'q,
+    {
+        let mut guards = Vec::new();
+        for key in keys {
+            let mut shard = self.shard(key);
+            if let Some(slot @ Slot::Spilled(_)) = shard.map.get_mut(key) {
+                let Slot::Spilled(loc) = *slot else {
+                    unreachable!()
+                };
+                let load = Load::new(loc);
+                *slot = Slot::Loading(Arc::clone(&load));
+                guards.push(LoadGuard {
+                    chest: self,
+                    key,
+                    load: Some(load),
+                });
+            }
+        }
+        let locs: Vec<Loc> = guards
+            .iter()
+            .filter_map(|g| g.load.as_ref().map(|l| l.loc))
+            .collect();
+        let reads = self.store.read_many(&locs);
+        let mut loaded = 0;
+        let mut first_error = None;
+        for (guard, read) in guards.into_iter().zip(reads) {
+            match self.finish_load(guard, read) {
+                Ok(Some(_)) => loaded += 1,
+                Ok(None) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let _ = self.enforce_budget(); // counted in the stats, as for `get`
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(loaded),
+        }
+    }
+}
+
+/// `Fetched::loc` of a value found resident without a stored copy.
+const NO_LOC: Loc = Loc {
+    obj: std::num::NonZeroU32::MAX,
+    offset: 0,
+    len: 0,
+};

@@ -1,0 +1,121 @@
+//! Open: find what the location holds, read the manifest (not the values),
+//! rebuild the key index, and remove the chest's own orphaned objects.
+//!
+//! A location is one of: a chest (a manifest, or the marker of a chest
+//! never flushed), empty (a new chest is created: its marker is written),
+//! or something else — objects that are not a chest's — which is refused
+//! and left untouched. Only names the chest makes are ever deleted.
+
+use std::sync::atomic::Ordering;
+
+use crate::builder::{Config, OpenMode, Weigher};
+use crate::chest::{Chest, Key};
+use crate::entry::Slot;
+use crate::error::{Error, Result};
+use crate::registry::OpenedBackend;
+use crate::serializer::Serializer;
+use crate::store::{Found, Loaded, Loc, Store};
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
+    pub(crate) fn from_parts(
+        config: Config,
+        serializer: S,
+        weigher: Weigher<V>,
+        opened: OpenedBackend,
+    ) -> Result<Self> {
+        let store = Store::new(opened.backend);
+        let mut chest = Self::new_empty(config, serializer, weigher, store, opened.persistent);
+        if let Err(e) = chest.recover() {
+            // Not opened: dropping it must not flush an empty index over the
+            // manifest it could not read.
+            chest.closed.store(true, Ordering::Relaxed);
+            return Err(e);
+        }
+        Ok(chest)
+    }
+
+    fn recover(&mut self) -> Result<()> {
+        let location = || self.location().to_string();
+        let found = self.store.discover()?;
+        match (found, self.config.mode) {
+            (Found::Chest(_), OpenMode::CreateNew) => {
+                return Err(Error::AlreadyExists {
+                    location: location(),
+                })
+            }
+            (Found::Empty, OpenMode::MustExist) => {
+                return Err(Error::NoChest {
+                    location: location(),
+                })
+            }
+            (Found::Empty, _) => {
+                if !self.config.read_only {
+                    self.store.create()?;
+                }
+                return Ok(());
+            }
+            (Found::Chest(None), _) => {}
+            (Found::Chest(Some(loaded)), _) => self.load_index(loaded)?,
+        }
+        if !self.config.read_only {
+            self.store.remove_orphans()?;
+        }
+        Ok(())
+    }
+
+    /// Fills the shards from a manifest.
+    fn load_index(&mut self, loaded: Loaded) -> Result<()> {
+        let m = loaded.manifest;
+        if m.serializer != self.serializer.name() {
+            return Err(Error::SerializerMismatch {
+                location: self.location().to_string(),
+                stored: m.serializer,
+                requested: self.serializer.name().to_string(),
+            });
+        }
+        self.skipped_manifests = loaded.skipped.into_iter().map(|(_, d)| d).collect();
+        self.store.adopt(&m);
+        // Decode the keys, sorted by shard; then fill each shard's table
+        // from its own list (cache-friendly), on several threads.
+        let n = self.shards.len();
+        let per_shard = m.len / n + 1;
+        let mut lists: Vec<Vec<(K, Loc)>> = (0..n)
+            .map(|_| Vec::with_capacity(per_shard + per_shard / 8))
+            .collect();
+        // One scratch buffer for every key (`from_reader` zeroes 4 KiB a call).
+        let mut scratch = vec![0u8; 4096];
+        for (bytes, loc) in m.entries() {
+            let key: K =
+                ciborium::de::from_reader_with_buffer(bytes, &mut scratch).map_err(|e| {
+                    Error::Key {
+                        key: "<undecodable>".into(),
+                        detail: format!("manifest of {}: {e}", self.location()),
+                    }
+                })?;
+            lists[self.shard_of(&key)].push((key, loc));
+        }
+        drop(m);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |t| t.get())
+            .clamp(1, 4);
+        let per_thread = n.div_ceil(threads);
+        let this = &*self;
+        std::thread::scope(|scope| {
+            for (first, lists) in (0..n).step_by(per_thread).zip(lists.chunks_mut(per_thread)) {
+                scope.spawn(move || {
+                    let mut added = 0;
+                    for (i, list) in (first..).zip(lists) {
+                        let mut shard = this.lock_shard(i);
+                        shard.map.reserve(list.len());
+                        for (key, loc) in list.drain(..) {
+                            added +=
+                                usize::from(shard.map.insert(key, Slot::Spilled(loc)).is_none());
+                        }
+                    }
+                    this.len.fetch_add(added, Ordering::Relaxed);
+                });
+            }
+        });
+        Ok(())
+    }
+}

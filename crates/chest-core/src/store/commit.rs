@@ -1,0 +1,236 @@
+//! A chest's durable state in its location: the marker and the numbered
+//! manifests — found at open, committed by every flush.
+//!
+//! Names (all the chest's own; nothing else in the location is touched):
+//!
+//! ```text
+//! chest                      the marker, written when a chest is created
+//! manifest.<16 hex digits>   the manifests, numbered by flush (`manifest` alone:
+//!                            the one manifest of format-1 chests, number 0)
+//! data/<8 hex digits>        value objects (see `record`)
+//! ```
+//!
+//! A flush writes the next manifest under a new name with
+//! [`Backend::put_durable`] (on a local directory: temporary file, fsync,
+//! rename, fsync of the directory), after a [`Backend::sync`] has made the
+//! values it names durable. Only then are the manifests before the previous
+//! one deleted: the newest and the one before it are always kept. At open,
+//! the newest manifest that decodes is used; a damaged newer one (torn by a
+//! power loss on a store that does not honour `put_durable`) is skipped, so
+//! a crash can cost at most the last flush. If no manifest decodes, the open
+//! fails: a chest is never silently taken for empty.
+
+use bytes::Bytes;
+
+use super::manifest::{self, DecodeError, Manifest};
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+
+/// Name of the marker object.
+pub(crate) const MARKER: &str = "chest";
+/// Contents of the marker (read back: anything starting with `chest` counts).
+const MARKER_BYTES: &[u8] =
+    b"chest: a spill-to-disk dictionary lives here (https://docs.rs/chest)\n";
+const MANIFEST_PREFIX: &str = "manifest";
+/// Name of the single manifest of chests written before manifests were numbered.
+const LEGACY_MANIFEST: &str = "manifest";
+/// How many names of a foreign location an error shows.
+const SHOWN: usize = 5;
+
+/// The name of manifest number `seq`.
+pub(crate) fn manifest_name(seq: u64) -> String {
+    format!("{MANIFEST_PREFIX}.{seq:016x}")
+}
+
+/// The number of a manifest's name; `None` for any other name.
+pub(crate) fn parse_manifest_name(name: &str) -> Option<u64> {
+    if name == LEGACY_MANIFEST {
+        return Some(0);
+    }
+    let hex = name.strip_prefix(MANIFEST_PREFIX)?.strip_prefix('.')?;
+    if hex.len() != 16 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// What a location holds.
+pub(crate) enum Found {
+    /// A chest: its newest readable manifest (`None`: created, never flushed).
+    Chest(Option<Loaded>),
+    /// Nothing at all: a chest may be created here.
+    Empty,
+}
+
+/// A manifest read at open.
+pub(crate) struct Loaded {
+    pub manifest: Manifest,
+    /// Newer manifests that were damaged and skipped (with why).
+    pub skipped: Vec<(u64, String)>,
+}
+
+/// The manifests known to exist, for the next commit.
+#[derive(Debug, Default)]
+pub(crate) struct Manifests {
+    /// The number of the manifest the chest's state was read from or last
+    /// committed to (`None`: none yet).
+    pub current: Option<u64>,
+    /// Other manifests in the location (older ones, damaged ones), deleted
+    /// once a newer manifest is durable.
+    pub others: Vec<u64>,
+    /// The highest number seen: the next manifest gets a higher one.
+    pub highest: Option<u64>,
+}
+
+impl Manifests {
+    pub fn next_seq(&self) -> u64 {
+        self.highest.map_or(1, |h| h + 1)
+    }
+}
+
+fn manifest_error(location: &str, detail: String) -> Error {
+    Error::Manifest {
+        location: location.to_string(),
+        detail,
+    }
+}
+
+/// Finds what `backend` holds: a chest (and its newest readable manifest),
+/// nothing, or something else (an error naming what is there).
+pub(crate) fn discover(backend: &dyn Backend, known: &mut Manifests) -> Result<Found> {
+    let location = backend.location();
+    let mut seqs: Vec<u64> = backend
+        .list(MANIFEST_PREFIX)?
+        .iter()
+        .filter_map(|n| parse_manifest_name(n))
+        .collect();
+    seqs.sort_unstable_by(|a, b| b.cmp(a));
+    seqs.dedup();
+    known.highest = seqs.first().copied();
+    let mut skipped = Vec::new();
+    for (i, &seq) in seqs.iter().enumerate() {
+        let name = if seq == 0 {
+            LEGACY_MANIFEST.to_string()
+        } else {
+            manifest_name(seq)
+        };
+        let bytes = match backend.get(&name) {
+            Ok(b) => b,
+            // Listed, then gone: as if it was never there.
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        };
+        match manifest::decode(bytes) {
+            Ok(manifest) => {
+                known.current = Some(seq);
+                known.others = seqs[..i].iter().chain(&seqs[i + 1..]).copied().collect();
+                return Ok(Found::Chest(Some(Loaded { manifest, skipped })));
+            }
+            Err(DecodeError::Damaged(detail)) => skipped.push((seq, format!("{name}: {detail}"))),
+            Err(DecodeError::Foreign(detail)) => {
+                return Err(manifest_error(location, format!("{name}: {detail}")))
+            }
+        }
+    }
+    if !skipped.is_empty() {
+        let details: Vec<String> = skipped.into_iter().map(|(_, d)| d).collect();
+        return Err(manifest_error(
+            location,
+            format!(
+                "no manifest is readable, so the chest's keys cannot be known ({})",
+                details.join("; ")
+            ),
+        ));
+    }
+    match backend.get(MARKER) {
+        Ok(bytes) if bytes.starts_with(b"chest") => return Ok(Found::Chest(None)),
+        Ok(bytes) => return Err(not_a_chest(backend, Some(&bytes))),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e.into()),
+    }
+    if backend.list("")?.is_empty() {
+        Ok(Found::Empty)
+    } else {
+        Err(not_a_chest(backend, None))
+    }
+}
+
+/// The error for a location that holds objects but no chest.
+fn not_a_chest(backend: &dyn Backend, marker: Option<&Bytes>) -> Error {
+    let names = backend.list("").unwrap_or_default();
+    let mut found: Vec<String> = names.iter().take(SHOWN).cloned().collect();
+    if names.len() > SHOWN {
+        found.push(format!("and {} more", names.len() - SHOWN));
+    }
+    let hint = match marker {
+        Some(b) if b.starts_with(b"CHZS") => {
+            " (its objects were written through the zstd layer: open it with a `zstd+` URL)"
+        }
+        Some(_) => " (it has an object named `chest` that is not a chest's marker)",
+        None => "",
+    };
+    Error::NotAChest {
+        location: backend.location().to_string(),
+        found: format!("{}{hint}", found.join(", ")),
+    }
+}
+
+/// Writes the marker of a new chest, durably.
+pub(crate) fn create(backend: &dyn Backend) -> Result<()> {
+    backend.put_durable(MARKER, Bytes::from_static(MARKER_BYTES))?;
+    Ok(())
+}
+
+/// Commits `manifest` as the next manifest: the values it names are made
+/// durable first, then the manifest itself. Returns the manifests that are
+/// now superseded (to delete once nothing else is pending).
+pub(crate) fn commit(
+    backend: &dyn Backend,
+    known: &mut Manifests,
+    manifest: Vec<u8>,
+) -> Result<Vec<String>> {
+    let seq = known.next_seq();
+    backend.sync()?;
+    // Whatever happens next, this number may now exist (even half-written):
+    // never reuse it.
+    known.highest = Some(seq);
+    backend.put_durable(&manifest_name(seq), Bytes::from(manifest))?;
+    // Keep the new manifest and the one before it; the rest go.
+    let mut doomed: Vec<u64> = std::mem::take(&mut known.others);
+    let previous = known.current.replace(seq);
+    known.others.extend(previous);
+    doomed.retain(|&s| Some(s) != previous && s != seq);
+    Ok(doomed
+        .into_iter()
+        .map(|s| {
+            if s == 0 {
+                LEGACY_MANIFEST.to_string()
+            } else {
+                manifest_name(s)
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_names_round_trip_and_sort_by_number() {
+        for seq in [1u64, 9, 10, 0xffff, u64::MAX] {
+            assert_eq!(parse_manifest_name(&manifest_name(seq)), Some(seq));
+        }
+        assert!(manifest_name(9) < manifest_name(10));
+        assert_eq!(parse_manifest_name("manifest"), Some(0));
+        for other in [
+            "manifest.1",
+            "manifest.000000000000000G",
+            "manifests",
+            "manifest.0000000000000001.tmp",
+            "chest",
+        ] {
+            assert_eq!(parse_manifest_name(other), None, "{other}");
+        }
+    }
+}

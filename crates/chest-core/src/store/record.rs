@@ -1,0 +1,156 @@
+//! Records: how a value's bytes sit in an object, and where.
+//!
+//! A record is the serialized value followed by its CRC-32 (4 bytes,
+//! little-endian). A large value is one object holding one record (a
+//! *whole* object); small values written together are packed into one
+//! *segment* object.
+
+use std::num::NonZeroU32;
+
+use bytes::Bytes;
+
+use crate::backend::BackendResult;
+use crate::error::BackendError;
+
+/// `Loc::len` of a record that fills its whole object (a large value).
+pub(crate) const WHOLE: u32 = u32::MAX;
+/// Prefix of every value object.
+pub(crate) const DATA_PREFIX: &str = "data/";
+pub(crate) const CRC_LEN: usize = 4;
+
+/// Where a value's record lives: 12 bytes, so a spilled key costs little memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Loc {
+    pub obj: NonZeroU32,
+    /// Offset of the record in the object.
+    pub offset: u32,
+    /// Length of the serialized value (without its checksum), or [`WHOLE`].
+    pub len: u32,
+}
+
+/// Bytes a record takes in its object (a whole object counts as 0: it dies whole).
+pub(crate) fn record_bytes(loc: Loc) -> u64 {
+    if loc.len == WHOLE {
+        0
+    } else {
+        u64::from(loc.len) + CRC_LEN as u64
+    }
+}
+
+/// The name of value object `id`: `data/` and 8 lowercase hex digits.
+pub(crate) fn object_name(id: NonZeroU32) -> String {
+    format!("{DATA_PREFIX}{:08x}", id.get())
+}
+
+/// The id of a value object's name; `None` for any name the chest did not
+/// make (so that nothing else is ever taken for one of its objects).
+pub(crate) fn parse_object_name(name: &str) -> Option<NonZeroU32> {
+    let hex = name.strip_prefix(DATA_PREFIX)?;
+    if hex.len() != 8 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    NonZeroU32::new(u32::from_str_radix(hex, 16).ok()?)
+}
+
+/// Serialized values waiting to be written as one segment.
+#[derive(Default)]
+pub(crate) struct SegmentBuf {
+    pub bytes: Vec<u8>,
+    /// (offset, len) of each record.
+    pub records: Vec<(u32, u32)>,
+}
+
+impl SegmentBuf {
+    /// Starts a record; the caller appends the value's bytes to `self.bytes`.
+    pub fn begin(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Seals the record begun at `start` with its checksum.
+    pub fn seal(&mut self, start: usize) {
+        let crc = crc32fast::hash(&self.bytes[start..]);
+        let len = (self.bytes.len() - start) as u32;
+        self.bytes.extend_from_slice(&crc.to_le_bytes());
+        self.records.push((start as u32, len));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+/// Appends the checksum to a serialized large value, making it a record.
+pub(crate) fn seal_whole(mut bytes: Vec<u8>) -> Vec<u8> {
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+/// Why a record could not be read.
+pub(crate) enum ReadError {
+    Backend(BackendError),
+    Corrupt(String),
+}
+
+/// What to read for a record: its object, and the range (`None`: all of it).
+pub(crate) fn request(loc: Loc) -> (String, Option<std::ops::Range<u64>>) {
+    let name = object_name(loc.obj);
+    if loc.len == WHOLE {
+        (name, None)
+    } else {
+        let start = u64::from(loc.offset);
+        (
+            name,
+            Some(start..start + u64::from(loc.len) + CRC_LEN as u64),
+        )
+    }
+}
+
+/// Checks a record read from the backend; returns the value's bytes.
+pub(crate) fn check(record: BackendResult<Bytes>) -> Result<Bytes, ReadError> {
+    let record = record.map_err(|e| match e {
+        BackendError::RangeOutOfBounds { size, .. } => {
+            ReadError::Corrupt(format!("the object is truncated ({size} bytes)"))
+        }
+        BackendError::Corrupt { detail, .. } => ReadError::Corrupt(detail),
+        e => ReadError::Backend(e),
+    })?;
+    if record.len() < CRC_LEN {
+        return Err(ReadError::Corrupt(format!(
+            "the record is {} bytes, shorter than its checksum",
+            record.len()
+        )));
+    }
+    let (value, crc) = record.split_at(record.len() - CRC_LEN);
+    let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    let actual = crc32fast::hash(value);
+    if stored != actual {
+        return Err(ReadError::Corrupt(format!(
+            "checksum mismatch (stored {stored:08x}, computed {actual:08x})"
+        )));
+    }
+    Ok(record.slice(..value.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_chests_own_names_are_object_names() {
+        let id = NonZeroU32::new(0x1a2b).unwrap();
+        assert_eq!(parse_object_name(&object_name(id)), Some(id));
+        for other in [
+            "data/results.csv",
+            "data/0000001A",
+            "data/00000000",
+            "data/+0000001",
+            "data/000000001",
+            "data/x/00000001",
+            "manifest",
+            "data/",
+        ] {
+            assert_eq!(parse_object_name(other), None, "{other}");
+        }
+    }
+}
