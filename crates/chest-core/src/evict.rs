@@ -392,6 +392,12 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                     Counters::add(&self.counters.evictions, 1);
                 } else {
                     r.stored = Some(stored);
+                    if r.pinned {
+                        // Written after all (a flush retries pinned values):
+                        // it can leave memory like any other now.
+                        r.pinned = false;
+                        shard.enqueue(&v.key);
+                    }
                 }
             }
             Outcome::Unserializable => {
