@@ -19,6 +19,7 @@ use crate::error::Result;
 
 pub mod backend_contract;
 pub mod chest_behaviour;
+pub mod crash;
 
 /// A kind of store under test: hands out fresh, empty locations.
 pub trait Target: Send + Sync {
