@@ -441,7 +441,7 @@ fn kill_loop_child() {
                                 if r.is_some() != *slot {
                                     child_fail(
                                         log,
-                                        format!("thread {t} op {i}: update of key {key} returned {r:?}, but the key is present: {slot}"),
+                                        format!("thread {t} op {i}: update of key {key} returned {r:?}, but the model says present: {slot}"),
                                     );
                                 }
                             }),
@@ -449,7 +449,7 @@ fn kill_loop_child() {
                             if r != *slot {
                                 child_fail(
                                     log,
-                                    format!("thread {t} op {i}: remove of key {key} returned {r}, but the key is present: {slot}"),
+                                    format!("thread {t} op {i}: remove of key {key} returned {r}, but the model says present: {slot}"),
                                 );
                             }
                             *slot = false;
@@ -555,6 +555,8 @@ impl Drop for ChildGuard {
 struct Figures {
     cycles: u64,
     killed: u64,
+    /// Cycles whose child had started a flush, and had completed one.
+    flushing: u64,
     after_flush: u64,
     keys_checked: u64,
     lost: u64,
@@ -642,10 +644,11 @@ fn kill_loop(kind: Kind) {
         fig.cycles += 1;
     }
     eprintln!(
-        "kill loop ({}): cycles {}, killed {} ({} after a completed flush), keys checked {}, lost {}, wrong {}, unopenable {}, unreadable {}, extra {}, child errors {}, broken after recovery {} ({:.1} s)",
+        "kill loop ({}): cycles {}, killed {} ({} after a flush started, {} after one completed), keys checked {}, lost {}, wrong {}, unopenable {}, unreadable {}, extra {}, child errors {}, broken after recovery {} ({:.1} s)",
         kind.name(),
         fig.cycles,
         fig.killed,
+        fig.flushing,
         fig.after_flush,
         fig.keys_checked,
         fig.lost,
@@ -714,6 +717,9 @@ fn run_cycle(kind: Kind, seed: u64, ctx: &str, fig: &mut Figures) {
                 log.errors
             ),
         );
+    }
+    if log.flushes_started > 0 {
+        fig.flushing += 1;
     }
     let floor = match log.last_done {
         Some((_, c)) => {
