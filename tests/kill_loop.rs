@@ -704,7 +704,8 @@ fn run_cycle(kind: Kind, seed: u64, ctx: &str, fig: &mut Figures) {
     if exited.is_some() || !log.errors.is_empty() {
         fig.child_errors += 1;
         let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-        let tail: String = stderr.lines().rev().take(15).collect::<Vec<_>>().join("\n");
+        let lines: Vec<&str> = stderr.lines().collect();
+        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
         let first = log
             .errors
             .first()
