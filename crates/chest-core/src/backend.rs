@@ -12,28 +12,147 @@ pub type BackendResult<T> = std::result::Result<T, BackendError>;
 
 /// A store of named byte objects, the lowest layer of a chest.
 ///
+/// A backend is a flat namespace: each name maps to one immutable byte
+/// string (an *object*), which a `put` replaces as a whole. There are no
+/// directories, no appends and no partial writes. Everything a chest stores
+/// goes through this trait, so the written contract below is what the spill
+/// store relies on; [`conformance`](crate::conformance) (feature
+/// `conformance`) checks it against every backend, and a new backend should
+/// run that suite with one `conformance_tests!` call.
+///
+/// # Names
+///
 /// Object names are UTF-8 strings of `/`-separated, non-empty components
-/// (like S3 keys). A backend must store any such name safely or refuse it with
-/// [`BackendError::InvalidName`]; the spill store itself only uses names made
-/// of `[a-z0-9_./-]`.
+/// without NUL (like S3 keys; [`check_name`] checks the shape). The spill
+/// store itself only uses names made of `[a-z0-9_./-]`, but a backend must
+/// hold to the following for every well-formed name:
 ///
-/// Semantics every implementation holds to (checked by the conformance suite):
-/// - `put` replaces an object atomically: a reader sees the old or the new
-///   bytes, never a mix, and a crash leaves one of them.
-/// - `get` of a missing object is [`BackendError::NotFound`].
-/// - `delete` of a missing object succeeds.
-/// - `list(prefix)` returns every name starting with `prefix`, sorted.
+/// - **Exactly the name given.** An object put under `name` is found by
+///   `get(name)` and listed as `name`, byte for byte. A backend never
+///   case-folds, Unicode-normalizes, percent-decodes, trims or resolves
+///   `.`/`..`; two different names are two different objects. How it encodes
+///   names internally (file names, keys under a prefix) is its own business.
+/// - **Or a clear refusal.** A name it cannot store faithfully (a component
+///   too long for the file system, a key the service refuses, or on a
+///   directory store both `a` and `a/b`, which cannot be a file and a
+///   directory at once) is refused with [`BackendError::InvalidName`] saying
+///   why. Refusing is all or nothing: a refused `put` writes nothing and
+///   changes no other object. Reading or deleting a malformed name (one
+///   [`check_name`] refuses) is `InvalidName` too.
+/// - **A prefix is not an object.** When `a/b` exists and `a` does not,
+///   `get("a")` is [`BackendError::NotFound`], `delete("a")` succeeds and
+///   removes nothing, and `list` never reports `a` or `a/`.
+/// - **Its own files stay its own.** A backend may keep files or objects of
+///   its own beside the objects (a lock file, temporary files of a `put` in
+///   progress), but they never appear in [`list`](Backend::list) and never
+///   collide with a name a caller can put.
+/// - **One location, one namespace.** Names are relative to the store's
+///   location (a directory, a bucket and prefix): a store sees only its own
+///   objects, and a fresh location is empty.
 ///
-/// The trait is blocking; backends over async clients run their own runtime.
+/// # Atomicity and consistency
+///
+/// - **Whole objects only.** A `put` replaces an object atomically. A reader
+///   (`get`, `get_range`, `get_many`, on any thread) sees the old bytes or the
+///   new bytes, never a prefix of them, a mix of two versions, or an empty
+///   object in between. A ranged read returns bytes of one version too. A
+///   `put` that fails, and a crash (of the process, or of the machine) during
+///   a `put`, leave the old object or the new one whole, or for a new name
+///   either nothing or the whole object.
+/// - **Read after write.** Once `put` or `delete` has returned, every call
+///   that starts later, on any thread and through any handle open on the same
+///   location, sees its effect (or a later one's): `get` returns the new
+///   bytes or [`BackendError::NotFound`], and `list` includes or omits the
+///   name.
+/// - **Concurrent writers of one name.** Two `put`s of the same name at once
+///   leave one of the two objects whole; a `put` and a `delete` of the same
+///   name at once leave the put's object whole or nothing.
+///
+/// # Durability
+///
+/// A completed `put` or `delete` of a persistent store survives a crash of
+/// the process. Surviving a crash of the machine (power loss, kernel panic)
+/// may need more: [`sync`](Backend::sync) makes every completed write
+/// durable, [`put_durable`](Backend::put_durable) makes one object durable
+/// before it returns. A store configured never to make writes durable (a
+/// local directory opened with `fsync=never`, a temporary store) says so in
+/// its own documentation, and there `sync` and `put_durable` give what `put`
+/// gives. [`MemoryBackend`](crate::MemoryBackend) is not persistent at all.
+///
+/// # Threads
+///
+/// A backend is `Send + Sync`, and every method may be called from several
+/// threads at once through one handle (typically an `Arc<dyn Backend>`), on
+/// the same names or on different ones; each call behaves as if it ran alone
+/// at some moment between its start and its return, with the guarantees
+/// above. Calls on different names do not interfere. Methods block the
+/// calling thread until they are done, and must work from any thread,
+/// including one running inside an async runtime: a backend over an async
+/// client runs its own runtime rather than blocking on the caller's.
+///
+/// # Errors
+///
+/// Every error names the store (its [`location`](Backend::location)) and,
+/// where there is one, the object. [`BackendError::NotFound`] and
+/// [`BackendError::RangeOutOfBounds`] are answers about the data, for the
+/// caller to act on, not failures of the store; other variants
+/// ([`Io`](BackendError::Io), [`Other`](BackendError::Other), ...) are
+/// failures, after which a retry may succeed.
+///
+/// # Layers
+///
+/// A backend that wraps another (compression, a guard that keeps a temporary
+/// directory alive) should implement every method, including those with a
+/// default, and forward what it does not change: a default would silently
+/// turn the inner backend's concurrent `put_many`, its `put_durable` or its
+/// `sync` into something weaker.
 pub trait Backend: Send + Sync + Debug {
-    /// Where this store lives, for messages (usually its URL).
+    /// Where this store lives, for messages: usually its URL (`file:///data/c1`,
+    /// `s3://bucket/prefix at http://127.0.0.1:3900`). Never empty, the same
+    /// for the life of the handle, and never containing credentials (it is
+    /// printed in errors and logs).
     fn location(&self) -> &str;
 
-    /// Stores `data` under `name`, replacing any previous object.
+    /// Stores `data` under `name`, replacing any previous object of that name.
+    ///
+    /// - **Atomic.** Readers see the previous object or `data`, whole, never a
+    ///   part; a crash during the call leaves one of them whole (for a new
+    ///   name: nothing, or `data` whole). A backend that uploads large objects
+    ///   in parts (S3 multipart) makes the object visible only once complete.
+    /// - **Visible on return.** Every read that starts after `put` returns sees
+    ///   `data` (or a later write), and `list` includes `name`.
+    /// - **Durable** against a crash of the process on return; against a crash
+    ///   of the machine only after a later [`sync`](Backend::sync) (or use
+    ///   [`put_durable`](Backend::put_durable)), unless the store makes every
+    ///   put durable (e.g. a directory opened with `fsync=always`).
+    /// - Any length, `0` included: an empty object is an object, distinct
+    ///   from a missing one.
+    ///
+    /// Errors: [`BackendError::InvalidName`] for a name the store refuses
+    /// (nothing is written); any other error leaves the previous object or
+    /// `data` whole (it may have been written: a connection can fail after the
+    /// server stored the object).
     fn put(&self, name: &str, data: Bytes) -> BackendResult<()>;
 
-    /// Stores several objects; backends may write them concurrently. The
-    /// default writes them one after another. On error, some may be written.
+    /// Stores several objects, each as [`put`](Backend::put) would.
+    ///
+    /// A backend may write them concurrently (about
+    /// [`write_concurrency`](Backend::write_concurrency) at once) and in any
+    /// order, so another thread may see a later object of the batch before an
+    /// earlier one. The default writes them one after another with `put`,
+    /// stopping at the first error.
+    ///
+    /// - `Ok(())`: every object is written, as after a `put` of each.
+    /// - An error: some objects may have been written and others not. Which
+    ///   ones is unspecified, but each one written is whole (the atomicity of
+    ///   `put` holds for each object), and each one not written still holds
+    ///   its previous bytes (or is still missing). The error describes a
+    ///   failed object, or summarizes several failures.
+    /// - An empty batch succeeds and does nothing.
+    /// - If a name appears twice, which of its objects is stored is
+    ///   unspecified.
+    ///
+    /// Durability is that of `put`.
     fn put_many(&self, objects: Vec<(String, Bytes)>) -> BackendResult<()> {
         for (name, data) in objects {
             self.put(&name, data)?;
@@ -41,28 +160,78 @@ pub trait Backend: Send + Sync + Debug {
         Ok(())
     }
 
-    /// Stores `data` under `name` and makes that object durable before
-    /// returning, as far as the store's durability settings promise (a store
-    /// opened to never fsync says what it gives up). On a local directory:
-    /// write a temporary file, fsync it, rename it over the object, fsync the
-    /// directory; a crash at any point leaves the old or the new bytes whole,
-    /// never an empty or torn object. A chest commits its manifests this way.
+    /// Stores `data` under `name`, as [`put`](Backend::put) does, and makes
+    /// that object durable before returning, as far as the store's
+    /// durability settings promise (a store opened to never fsync says what
+    /// it gives up). On a local directory: write a temporary file, fsync it,
+    /// rename it over the object, fsync the directory; a crash at any point
+    /// leaves the old or the new bytes whole, never an empty or torn object.
+    /// A chest commits its manifests this way.
     ///
-    /// The default calls [`put`](Backend::put) then [`sync`](Backend::sync).
+    /// - **Atomic** as `put`, and visible on return as `put`.
+    /// - **Durable on return:** after `Ok(())`, the object survives a crash of
+    ///   the machine. Only this object is promised; a backend may make other
+    ///   completed writes durable too (the default does).
+    /// - On an error, the previous object or `data` is stored whole, also
+    ///   after a crash; which one, and whether it is durable, is unknown.
+    ///
+    /// The default calls [`put`](Backend::put) then [`sync`](Backend::sync),
+    /// which is right for a store whose `sync` is a barrier; a store that can
+    /// make one object durable more cheaply (one fsync of a file and its
+    /// directory, rather than of everything written since the last `sync`)
+    /// should override it.
     fn put_durable(&self, name: &str, data: Bytes) -> BackendResult<()> {
         self.put(name, data)?;
         self.sync()
     }
 
-    /// Reads a whole object.
+    /// Reads a whole object: exactly the bytes of the last completed `put` of
+    /// `name` (or of a `put` running concurrently with this call), never a
+    /// part of them.
+    ///
+    /// Errors: [`BackendError::NotFound`], naming the object, if there is no
+    /// object `name` (never written, deleted, or only a prefix of other
+    /// names); [`BackendError::InvalidName`] for a malformed name; a layer
+    /// that decodes what it stored reports damaged bytes as
+    /// [`BackendError::Corrupt`].
     fn get(&self, name: &str) -> BackendResult<Bytes>;
 
-    /// Reads `range` (in bytes) of an object. A range reaching past the end is
-    /// [`BackendError::RangeOutOfBounds`].
+    /// Reads bytes `range` (start inclusive, end exclusive) of an object.
+    ///
+    /// - Returns exactly `range.end - range.start` bytes, taken from one
+    ///   version of the object (as `get` would give, sliced), never fewer: a
+    ///   range is not clipped to the object's end as HTTP ranges are.
+    /// - A range with `start <= end <= len` (where `len` is the object's
+    ///   length) is valid. An empty range (`start == end`) gives empty bytes,
+    ///   also at the very end (`len..len`) and on an empty object (`0..0`).
+    /// - A range with `end > len`, or with `start > end`, is
+    ///   [`BackendError::RangeOutOfBounds`], carrying the requested `start`
+    ///   and `end` and the object's `size`.
+    /// - A missing object is [`BackendError::NotFound`], whatever the range,
+    ///   an empty one included.
+    ///
+    /// A backend should read no more than it needs (a ranged request, a
+    /// positioned read): segments of packed values are read this way, a few
+    /// bytes at a time.
     fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes>;
 
-    /// Reads several objects (`None`) or ranges of them, in order; backends
-    /// may read them at once. The default reads them one after another.
+    /// Reads several objects (`None`) or ranges of them (`Some(range)`);
+    /// backends may read them at once. The default reads them one after
+    /// another.
+    ///
+    /// - Exactly one result per request, in the order of the requests, even
+    ///   when the backend runs them concurrently or out of order.
+    /// - Each result is what [`get`](Backend::get) (for `None`) or
+    ///   [`get_range`](Backend::get_range) (for `Some`) would give for that
+    ///   request at some moment during the call, errors included.
+    ///   Different requests may observe different moments: this is not a
+    ///   snapshot of several objects.
+    /// - Failures are per request: a missing object, an out-of-bounds range
+    ///   or an invalid name fails its own request and no other. An error of
+    ///   the store as a whole (e.g. its client shut down) is repeated in
+    ///   every result.
+    /// - The same object may be requested several times; an empty list of
+    ///   requests gives an empty list of results.
     fn get_many(&self, requests: Vec<(String, Option<Range<u64>>)>) -> Vec<BackendResult<Bytes>> {
         requests
             .into_iter()
@@ -74,20 +243,65 @@ pub trait Backend: Send + Sync + Debug {
     }
 
     /// Deletes an object; deleting a missing object is not an error.
+    ///
+    /// - On return, `get(name)` is [`BackendError::NotFound`] and `list`
+    ///   omits `name`, for every call that starts later.
+    /// - A reader running at the same time sees the whole object or
+    ///   `NotFound`.
+    /// - Deleting a name that is not an object (never written, already
+    ///   deleted, or only a prefix of other names, like `a` when `a/b`
+    ///   exists) succeeds and changes nothing.
+    /// - Durable as a `put` is: against a crash of the machine only after a
+    ///   later [`sync`](Backend::sync) (a crash before it may bring the object
+    ///   back, whole).
+    ///
+    /// Errors: [`BackendError::InvalidName`] for a malformed name; failures
+    /// of the store.
     fn delete(&self, name: &str) -> BackendResult<()>;
 
     /// Names of all objects whose name starts with `prefix`, sorted.
+    ///
+    /// - **Every** object whose name starts with `prefix`, as a plain string
+    ///   prefix (not component by component: `a` matches `a/1` and `ab`);
+    ///   `""` lists the whole store. No limit and no pages: the whole answer.
+    /// - **Only** object names: never a "directory" or common prefix (`a/`),
+    ///   never the backend's own files, no duplicates.
+    /// - **Sorted** in ascending byte order (`str`'s `Ord`).
+    /// - Any string is a valid prefix (a partial component, one ending in
+    ///   `/`, one no name can start with): a prefix nothing matches gives an
+    ///   empty list, not an error.
+    /// - Reflects every `put` and `delete` that completed before the call.
+    ///   With writes running at the same time, it includes every name that
+    ///   exists for the whole call and nothing that never existed; names put
+    ///   or deleted meanwhile may or may not be included.
     fn list(&self, prefix: &str) -> BackendResult<Vec<String>>;
 
-    /// Makes every completed `put` and `delete` durable (e.g. fsync of the
-    /// directory). The default does nothing, for stores where a completed
-    /// write is already durable.
+    /// A durability barrier: every `put`, `put_many` and `delete` that
+    /// completed before `sync` was called, on any thread, is durable (survives
+    /// a crash of the machine) when `sync` returns `Ok(())`. Writes running
+    /// concurrently with `sync` may or may not be covered. On a local
+    /// directory, e.g., fsync of the files written and of the directories
+    /// changed since the last `sync`.
+    ///
+    /// - It changes nothing that can be read: the same objects, the same bytes.
+    /// - With nothing to do (an empty store, or no write since the last
+    ///   `sync`) it succeeds.
+    /// - On an error, which writes are durable is unknown; a later `sync` that
+    ///   succeeds covers them all.
+    ///
+    /// The default does nothing, for stores where a completed write is already
+    /// durable (S3: an object is stored durably when its PUT returns) and for
+    /// stores that are not persistent at all (memory).
     fn sync(&self) -> BackendResult<()> {
         Ok(())
     }
 
     /// How many objects [`put_many`](Backend::put_many) writes at once. A
     /// chest evicts in batches big enough to use it (default 1: one at a time).
+    ///
+    /// A hint, not a limit: a `put_many` of any size is valid. It is at least
+    /// 1 and does not change while the backend is open. A layer reports the
+    /// concurrency of the backend it wraps.
     fn write_concurrency(&self) -> usize {
         1
     }
@@ -95,6 +309,13 @@ pub trait Backend: Send + Sync + Debug {
     /// Counters of the store itself, shown in the chest's
     /// [`Stats`](crate::Stats) (e.g. bytes before and after compression).
     /// A layer includes the counters of the backend it wraps.
+    ///
+    /// Each is a `(name, value)` pair: names are unique in the list, stable
+    /// (the same names in the same order on every call), and begin with the
+    /// backend's kind (`fs.bytes_written`, `zstd.bytes_in`, `s3_requests`);
+    /// values are totals since the handle was opened, so they never decrease.
+    /// Reading them is cheap (no I/O) and may happen at any time, from any
+    /// thread. A layer lists its own counters first, then the inner ones.
     fn counters(&self) -> Vec<(String, u64)> {
         Vec::new()
     }
