@@ -48,6 +48,18 @@
 //! needs, and large objects are (de)compressed on several threads. The full
 //! layout is described on [`MAGIC`].
 //!
+//! # Limits
+//!
+//! A ranged read ([`get_range`](chest_core::Backend::get_range)) reads the
+//! object's header and then its frames in separate requests of the inner
+//! store. If another thread or process replaces the object in between, the
+//! read can fail with a `Corrupt` error or, for an object stored raw, join
+//! bytes of the two versions. Whole reads are one request and always see one
+//! version. A chest is not affected: it never replaces an object it may read
+//! (every value and every manifest gets a new name). Making ranged reads of
+//! replaced objects atomic needs a version id in the header or conditional
+//! reads in the `Backend` trait.
+//!
 //! # Counters
 //!
 //! [`Backend::counters`] reports `zstd.bytes_in` (uncompressed bytes

@@ -35,6 +35,11 @@ struct MemLocation {
 }
 
 impl Target for MemTarget {
+    // See the crate docs: a range of an object replaced meanwhile may mix versions.
+    fn ranged_reads_atomic_under_overwrite(&self) -> bool {
+        false
+    }
+
     fn fresh(&self) -> Box<dyn Location> {
         Box::new(MemLocation {
             mem: MemoryBackend::new(),
@@ -63,6 +68,10 @@ struct FsLocation {
 }
 
 impl Target for FsTarget {
+    fn ranged_reads_atomic_under_overwrite(&self) -> bool {
+        false
+    }
+
     fn fresh(&self) -> Box<dyn Location> {
         Box::new(FsLocation {
             dir: Arc::new(tempfile::tempdir().expect("create a temporary directory")),

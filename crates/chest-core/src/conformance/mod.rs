@@ -25,6 +25,16 @@ pub mod crash;
 pub trait Target: Send + Sync {
     /// A new, empty location (a new directory, bucket prefix, ...).
     fn fresh(&self) -> Box<dyn Location>;
+
+    /// Whether a ranged read of an object that another thread replaces at
+    /// the same time comes whole from one version (the trait's contract).
+    /// A backend that documents otherwise (the zstd layer reads a range in
+    /// several requests) returns `false`, and the concurrency check then
+    /// reads such an object only whole. Chests never replace an object they
+    /// may read: every value and every manifest gets a new name.
+    fn ranged_reads_atomic_under_overwrite(&self) -> bool {
+        true
+    }
 }
 
 /// One location of a [`Target`].
