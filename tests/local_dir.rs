@@ -165,11 +165,24 @@ fn corrupt_manifest_is_a_clear_error() {
     let c: Chest<u64, Vec<u8>> = Chest::open(&loc).unwrap();
     c.insert(1, vec![1, 2, 3]).unwrap();
     c.close().unwrap();
-    let manifest = dir.path().join("manifest");
-    let mut raw = std::fs::read(&manifest).unwrap();
+    // The chest's only manifest (it was flushed once).
+    let manifests: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("manifest.")
+        })
+        .collect();
+    assert_eq!(manifests.len(), 1, "{manifests:?}");
+    let manifest = &manifests[0];
+    let mut raw = std::fs::read(manifest).unwrap();
     let n = raw.len();
     raw[n - 6] ^= 1;
-    std::fs::write(&manifest, &raw).unwrap();
+    std::fs::write(manifest, &raw).unwrap();
     let err = Chest::<u64, Vec<u8>>::open(&loc).unwrap_err();
     assert!(matches!(err, Error::Manifest { .. }), "{err:?}");
     assert!(err.to_string().contains("checksum"), "{err}");

@@ -42,7 +42,8 @@
 //!   .chest.lock          the lock file (holds the writer's pid)
 //!   .tmp-<pid>-<n>       a put in progress (removed when it ends or fails,
 //!                        and by the next writer after a crash)
-//!   manifest             object "manifest"
+//!   chest                object "chest" (a chest's marker)
+//!   manifest.00000000000000a1  object "manifest.00000000000000a1"
 //!   data/00000001        object "data/00000001"
 //!   %2Ehidden            object ".hidden"
 //!   with%20space/x       object "with space/x"
@@ -86,10 +87,12 @@
 //! - With `?fsync=flush` (the default), nothing is fsynced as it is written;
 //!   [`sync`](chest_core::Backend::sync) (which a chest calls at every flush)
 //!   fsyncs every file written and every directory changed since the last
-//!   sync. After a crash of the machine (power loss, kernel panic), writes
+//!   sync, and [`put_durable`](chest_core::Backend::put_durable) (a chest's
+//!   manifests) fsyncs the temporary file before the rename and the
+//!   directory after it. After a crash of the machine (power loss, kernel panic), writes
 //!   since the last sync may be lost, and some file systems may then show a
 //!   recently replaced object empty or truncated.
-//! - With `?fsync=never`, nothing is ever fsynced: a crash of the process is
+//! - With `?fsync=never`, nothing is ever fsynced (not even by `put_durable`): a crash of the process is
 //!   safe (every write is a rename), a crash of the machine may lose the
 //!   chest's recent writes. For scratch data and caches.
 //! - With `?fsync=always` (or `true`), a `put` fsyncs the file before the rename

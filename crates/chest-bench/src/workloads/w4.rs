@@ -71,7 +71,18 @@ pub fn run(side: Side, ctx: &Ctx) -> Result<Report> {
         }
         Side::Chest => {
             let key = Rng::new(ctx.seed ^ u64::from(ctx.rep)).below(p.keys);
-            let manifest = std::fs::metadata(dir.join("manifest"))?.len();
+            // The newest manifest (names sort by number).
+            let newest = std::fs::read_dir(&dir)?
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("manifest."))
+                })
+                .max()
+                .ok_or("chest: no manifest written")?;
+            let manifest = std::fs::metadata(newest)?.len();
             // Everything else is allocated before the first measure.
             let before = rss().ok_or("no VmRSS in /proc/self/status")?;
             reset_peak();

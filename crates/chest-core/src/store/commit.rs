@@ -24,7 +24,7 @@ use bytes::Bytes;
 
 use super::manifest::{self, DecodeError, Manifest};
 use crate::backend::Backend;
-use crate::error::{Error, Result};
+use crate::error::{BackendError, Error, Result};
 
 /// Name of the marker object.
 pub(crate) const MARKER: &str = "chest";
@@ -118,6 +118,13 @@ pub(crate) fn discover(backend: &dyn Backend, known: &mut Manifests) -> Result<F
             Ok(b) => b,
             // Listed, then gone: as if it was never there.
             Err(e) if e.is_not_found() => continue,
+            // A layer could not decode it (a torn compressed manifest, or
+            // one not written through this layer): damaged, as far as this
+            // URL can tell.
+            Err(e @ BackendError::Corrupt { .. }) => {
+                skipped.push((seq, e.to_string()));
+                continue;
+            }
             Err(e) => return Err(e.into()),
         };
         match manifest::decode(bytes) {
