@@ -257,6 +257,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         self.put_resident(&mut shard, key, value, weight);
         self.bump();
         drop(shard);
+        self.store.reap();
         self.enforce_budget()
     }
 
@@ -270,6 +271,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 let old = shard.map.insert(key.clone(), Slot::Spilled(loc));
                 self.forget(&mut shard, &key, old);
                 self.bump();
+                drop(shard);
+                self.store.reap();
                 Ok(())
             }
             Err(e) => {
@@ -411,6 +414,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         // A value now heavier than the whole budget leaves memory at once.
         let heavy = (weight > self.config.budget).then(|| self.take_one(&mut shard, k));
         drop(shard);
+        self.store.reap();
         let out = match outcome {
             Ok(out) => out,
             Err(payload) => resume_unwind(payload),
@@ -443,6 +447,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             self.store.release(loc);
         }
         self.bump();
+        drop(shard);
+        self.store.reap();
         Ok(true)
     }
 

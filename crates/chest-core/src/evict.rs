@@ -109,6 +109,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let mut errors = Vec::new();
         let outcomes = self.encode_and_write(&batch.victims, &mut errors);
         batch.place(outcomes);
+        self.store.reap();
         Counters::add(&self.counters.errors, errors.len() as u64);
         join(errors)
     }

@@ -62,6 +62,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             return Ok(());
         }
         let errors = self.flush_changes();
+        self.store.reap();
         if errors.is_empty() {
             self.flushed.store(seen, Ordering::SeqCst);
         }

@@ -96,7 +96,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                         load: Some(load),
                     };
                     let read = self.store.read(loc);
-                    match self.finish_load(guard, read)? {
+                    let finished = self.finish_load(guard, read);
+                    self.store.reap();
+                    match finished? {
                         Some(fetched) => {
                             // The read succeeded; a failure to make room is
                             // counted in the stats and reported by the next

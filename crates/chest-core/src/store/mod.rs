@@ -18,7 +18,7 @@ mod record;
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
@@ -48,6 +48,9 @@ struct Table {
     objects: HashMap<u32, ObjectInfo>,
     /// Dead objects that a durable manifest may still name: (id, epoch of death).
     dead: Vec<(u32, u64)>,
+    /// Dead objects no manifest can name, to delete at the next
+    /// [`Store::reap`] (outside any shard lock).
+    unnamed: Vec<u32>,
     /// Bumped when a flush starts and when it ends.
     epoch: u64,
     flushing: bool,
@@ -59,6 +62,8 @@ pub(crate) struct Store {
     next_object: AtomicU32,
     table: Mutex<Table>,
     manifests: Mutex<Manifests>,
+    /// Set when `Table::unnamed` has objects to delete.
+    reapable: AtomicBool,
 }
 
 impl Store {
@@ -68,6 +73,7 @@ impl Store {
             next_object: AtomicU32::new(1),
             table: Mutex::default(),
             manifests: Mutex::default(),
+            reapable: AtomicBool::new(false),
         }
     }
 
@@ -187,8 +193,9 @@ impl Store {
     }
 
     /// An entry no longer refers to `loc`. When its object has no live record
-    /// left, it is deleted: at once if no manifest can name it, otherwise
-    /// after the next manifest is durable.
+    /// left, it is deleted: by the next [`Store::reap`] if no manifest can
+    /// name it, otherwise after the next manifest is durable. No I/O here:
+    /// this is called under shard locks.
     pub fn release(&self, loc: Loc) {
         let mut t = self.table();
         let id = loc.obj.get();
@@ -205,13 +212,25 @@ impl Store {
         let born = info.born;
         t.objects.remove(&id);
         if !t.flushing && born == t.epoch {
-            drop(t);
-            // Never named by a manifest: nothing refers to it any more. A
-            // failed delete only leaves garbage that the next open removes.
-            let _ = self.backend.delete(&object_name(loc.obj));
+            // Never named by a manifest: nothing refers to it any more.
+            t.unnamed.push(id);
+            self.reapable.store(true, Ordering::Release);
         } else {
             let epoch = t.epoch;
             t.dead.push((id, epoch));
+        }
+    }
+
+    /// Deletes the dead objects no manifest can name. Called by the chest
+    /// with no shard lock held; cheap when there is nothing to delete. A
+    /// failed delete only leaves garbage that the next open removes.
+    pub fn reap(&self) {
+        if !self.reapable.swap(false, Ordering::Acquire) {
+            return;
+        }
+        let ids = std::mem::take(&mut self.table().unnamed);
+        for id in ids.into_iter().filter_map(NonZeroU32::new) {
+            let _ = self.backend.delete(&object_name(id));
         }
     }
 
