@@ -2,21 +2,27 @@
 //! lock or atomic guards each move.
 //!
 //! ```text
-//!            insert / update                  eviction takes it (evicting = true,
-//!   ───────▶ Resident, dirty ───────────────▶ weight counted in `inflight`)
-//!            (stored: None)  ◀── write failed        │ written outside the lock
-//!               │    ▲  │                             ▼
-//!     flush     │    │  └─ unserializable: pinned  Spilled(loc) ◀── clean eviction
-//!     writes it ▼    │     (kept, out of the queue)    │              (no write)
-//!            Resident, clean ── insert / update ─┘     │ get / update / prefetch
-//!            (stored: Some(loc)) ◀──────────────── Loading(loc) (read outside the lock,
-//!                                 loaded                one shared load per key)
+//! from                      move                                     to
+//! ────────────────────────  ───────────────────────────────────────  ─────────────────────────
+//! (absent)                  insert                                   Resident dirty
+//! Resident dirty            an eviction batch takes it               Resident dirty, evicting
+//! Resident dirty, evicting  its write lands (no lock held meanwhile)  Spilled(loc)
+//!                           its write fails                          Resident dirty (queued)
+//!                           the serializer fails or panics           Resident dirty, pinned
+//! Resident dirty (any)      a flush writes it                        Resident clean(loc)
+//! Resident clean(loc)       an eviction takes it (no write)          Spilled(loc)
+//! Spilled(loc)              get / update / prefetch misses           Loading(loc)
+//! Loading(loc)              read and decoded, fits the budget        Resident clean(loc)
+//!                           heavier than the budget, or read failed  Spilled(loc)
+//! any                       insert, update                           Resident dirty
+//! any                       remove                                   (absent)
 //! ```
 //!
 //! - **Resident, dirty** (`stored: None`): the value exists only in memory.
 //!   It is in its shard's eviction queue unless it is *pinned* (its
-//!   serializer failed: it stays in memory until replaced) or *evicting*
-//!   (taken by an eviction batch that is writing it).
+//!   serializer failed: it stays in memory until it is replaced, updated,
+//!   or a flush manages to write it) or *evicting* (taken by an eviction
+//!   batch that is writing it).
 //! - **Resident, clean** (`stored: Some(loc)`): an identical copy is stored
 //!   at `loc`; evicting it costs no write.
 //! - **Spilled(loc)**: only the stored copy exists (12 bytes in memory).

@@ -29,7 +29,7 @@ use crate::evict::{Outcome, Victim};
 use crate::serializer::Serializer;
 use crate::stats::Counters;
 use crate::store::manifest::ManifestWriter;
-use crate::store::{Loc, SegmentBuf, Store};
+use crate::store::{Loc, Store};
 
 /// Ends a flush that has begun; if it is dropped before the commit (a
 /// panic), the flush is aborted so that the next one can run.
@@ -133,73 +133,51 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     }
 
     /// Moves the live records of shard `i` out of mostly-dead segments into
-    /// a new one, so the old segments can be deleted. Resident copies are
-    /// simply marked dirty and rewritten by the flush.
+    /// new ones, so the old segments can be deleted: the keys are collected
+    /// under the lock, the records copied by the store with no lock held,
+    /// and the keys that still hold the old records (spilled, or resident
+    /// with that stored copy) pointed at the copies. A key that changed
+    /// meanwhile keeps its new state; its copy is released.
     fn compact(&self, i: usize, sparse: &HashSet<u32>) -> Result<()> {
-        let mut moving: Vec<(K, Loc)> = Vec::new();
-        {
-            let mut shard = self.lock_shard(i);
-            for (key, slot) in shard.map.iter_mut() {
-                match slot {
-                    Slot::Spilled(loc) if sparse.contains(&loc.obj.get()) => {
-                        moving.push((key.clone(), *loc))
-                    }
-                    Slot::Resident(r) => {
-                        if let Some(loc) = r.stored.filter(|l| sparse.contains(&l.obj.get())) {
-                            r.stored = None;
-                            self.store.release(loc);
-                        }
-                    }
+        let (keys, locs): (Vec<K>, Vec<Loc>) = {
+            let shard = self.lock_shard(i);
+            shard
+                .map
+                .iter()
+                .filter_map(|(key, slot)| match slot {
                     // Being read: stays where it is this time.
-                    Slot::Spilled(_) | Slot::Loading(_) => {}
-                }
-            }
-        }
-        let mut seg = SegmentBuf::default();
-        let mut batch: Vec<(K, Loc)> = Vec::new();
-        for (key, loc) in moving {
-            let Ok(bytes) = self.store.read(loc) else {
-                // Unreadable: leave it where it is; `get` will report it.
-                Counters::add(&self.counters.errors, 1);
-                continue;
-            };
-            let start = seg.begin();
-            seg.bytes.extend_from_slice(&bytes);
-            seg.seal(start);
-            batch.push((key, loc));
-            if seg.bytes.len() >= self.config.segment_bytes {
-                self.repoint(i, std::mem::take(&mut seg), &mut batch)?;
-            }
-        }
-        if !seg.is_empty() {
-            self.repoint(i, seg, &mut batch)?;
-        }
-        Ok(())
-    }
-
-    /// Writes a segment of moved records (no lock held), then points the
-    /// keys that still hold the old records at the new ones.
-    fn repoint(&self, i: usize, seg: SegmentBuf, batch: &mut Vec<(K, Loc)>) -> Result<()> {
-        let written = self.store.write_segment(seg);
-        let locs = match written {
-            Ok(locs) => locs,
-            Err(e) => {
-                batch.clear();
-                return Err(e);
-            }
+                    Slot::Loading(_) => None,
+                    _ => slot
+                        .stored()
+                        .filter(|l| sparse.contains(&l.obj.get()))
+                        .map(|l| (key.clone(), l)),
+                })
+                .unzip()
         };
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let copied = self.store.copy_records(&locs, self.config.segment_bytes);
+        Counters::add(&self.counters.errors, copied.unreadable as u64);
         let mut shard = self.lock_shard(i);
-        for ((key, old), new) in batch.drain(..).zip(locs) {
-            match shard.map.get_mut(&key) {
+        for ((key, old), new) in keys.iter().zip(locs).zip(copied.locs) {
+            let Some(new) = new else { continue };
+            let moved = match shard.map.get_mut(key) {
                 Some(slot @ Slot::Spilled(_)) if slot.stored() == Some(old) => {
                     *slot = Slot::Spilled(new);
-                    self.store.release(old);
+                    true
                 }
-                // Changed meanwhile: the moved copy is not needed.
-                _ => self.store.release(new),
-            }
+                Some(Slot::Resident(r)) if r.stored == Some(old) => {
+                    r.stored = Some(new);
+                    true
+                }
+                _ => false,
+            };
+            // The old record, or the unneeded copy.
+            self.store.release(if moved { old } else { new });
         }
-        Ok(())
+        drop(shard);
+        join(copied.errors)
     }
 }
 

@@ -13,6 +13,7 @@
 //!   does not name it is durable (a flush that began after its death commits).
 
 mod commit;
+mod compact;
 pub(crate) mod manifest;
 mod record;
 
