@@ -411,8 +411,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             .expect("present under the same lock");
         shard.enqueue(&k);
         self.bump();
-        // A value now heavier than the whole budget leaves memory at once.
-        let heavy = (weight > self.config.budget).then(|| self.take_one(&mut shard, k));
+        // A value now heavier than the whole budget leaves memory at once
+        // (unless `f` or the weigher failed: then it leaves by eviction).
+        let heavy = (weight > self.config.budget && outcome.is_ok() && weighed.is_ok())
+            .then(|| self.take_one(&mut shard, k));
         drop(shard);
         self.store.reap();
         let out = match outcome {

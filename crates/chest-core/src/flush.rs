@@ -49,9 +49,13 @@ impl Drop for Flushing<'_> {
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// Makes every entry durable: writes the values that have no stored copy,
     /// then the manifest. After a crash, a reopen sees the state of the last
-    /// completed flush (or a later one). Values that cannot be written stay in
-    /// memory and their errors are returned (the manifest is written for all
-    /// the others, and the next flush tries them again).
+    /// completed flush (or a later one).
+    ///
+    /// Errors: if a value's write fails (disk full, network down), nothing
+    /// is committed — the last flush's state stays the durable one — and the
+    /// values stay in memory for the next flush. A value that cannot be
+    /// serialized stays in memory and out of the manifest (its key is not
+    /// durable until it can be written); the others are committed.
     pub fn flush(&self) -> Result<()> {
         self.check_writable()?;
         let _one_at_a_time = lock(&self.flush_lock);
@@ -82,6 +86,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let mut errors = Vec::new();
         let mut manifest = ManifestWriter::default();
         let mut key_buf = Vec::new();
+        // Values whose write failed (not those that cannot be serialized,
+        // which stay out of every manifest until they can be).
+        let mut write_failed = 0;
         let sparse = self.store.sparse_segments();
         for i in 0..self.shards.len() {
             if !sparse.is_empty() {
@@ -113,6 +120,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 continue;
             }
             let outcomes = self.encode_and_write(&dirty, &mut errors);
+            write_failed += outcomes
+                .iter()
+                .filter(|o| matches!(o, Outcome::WriteFailed))
+                .count();
             for (v, outcome) in dirty.iter().zip(&outcomes) {
                 if let Outcome::Written(loc) = outcome {
                     if let Err(e) = push_entry(&mut manifest, &mut key_buf, &v.key, *loc) {
@@ -124,9 +135,26 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             self.store.size_objects(&mut manifest);
             self.place_all(dirty, outcomes, false);
         }
-        flushing.ended = true;
-        if let Err(e) = self.store.commit(epoch, manifest, self.serializer.name()) {
-            errors.insert(0, e);
+        if write_failed > 0 {
+            // A manifest without those keys would drop the durable copies
+            // they had at the last flush: keep that flush's state instead.
+            errors.insert(
+                0,
+                Error::Manifest {
+                    location: self.location().to_string(),
+                    detail: format!(
+                        "not committed: {write_failed} value(s) could not be written; \
+                         the state of the last flush stays the durable one"
+                    ),
+                },
+            );
+        } else {
+            let committed = self.store.commit(epoch, manifest, self.serializer.name());
+            // Ended by the commit; if it panicked, the guard ends it.
+            flushing.ended = true;
+            if let Err(e) = committed {
+                errors.insert(0, e);
+            }
         }
         Counters::add(&self.counters.errors, errors.len() as u64);
         errors

@@ -75,6 +75,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         }
         self.skipped_manifests = loaded.skipped.into_iter().map(|(_, d)| d).collect();
         self.store.adopt(&m);
+        if let Some(previous) = &loaded.previous {
+            self.store.adopt_previous(previous);
+        }
         // Decode the keys, sorted by shard; then fill each shard's table
         // from its own list (cache-friendly), on several threads.
         let n = self.shards.len();

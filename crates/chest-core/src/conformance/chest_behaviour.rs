@@ -125,6 +125,15 @@ pub fn remove_spilled(target: &dyn Target) {
         assert!(c.get(&i).unwrap().is_none());
     }
     assert!(!c.remove(&5).unwrap());
+    c.flush().unwrap();
+    // The manifest before the newest one is kept (the fallback if the newest
+    // is found damaged), and it names them: they go with the next commit.
+    assert_eq!(
+        data_objects().len(),
+        20,
+        "deleted while a kept manifest names them"
+    );
+    c.flush().unwrap();
     c.close().unwrap();
     assert_eq!(
         data_objects().len(),
@@ -356,8 +365,9 @@ pub fn garbage_is_compacted(target: &dyn Target) {
         expect.remove(&i);
     }
     c.flush().unwrap();
-    // Segments emptied by a flush are deleted by the next one (the manifest
-    // being replaced may still name them until then).
+    // Segments emptied by a flush are deleted once two newer manifests are
+    // durable (the newest and the one before it may still name them).
+    c.flush().unwrap();
     c.flush().unwrap();
     let live = expect.len() * (1000 + 4);
     let on_store = stored();

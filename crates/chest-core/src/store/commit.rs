@@ -65,6 +65,8 @@ pub(crate) enum Found {
 /// A manifest read at open.
 pub(crate) struct Loaded {
     pub manifest: Manifest,
+    /// The manifest before it, if it is there and readable.
+    pub previous: Option<Manifest>,
     /// Newer manifests that were damaged and skipped (with why).
     pub skipped: Vec<(u64, String)>,
 }
@@ -131,7 +133,24 @@ pub(crate) fn discover(backend: &dyn Backend, known: &mut Manifests) -> Result<F
             Ok(manifest) => {
                 known.current = Some(seq);
                 known.others = seqs[..i].iter().chain(&seqs[i + 1..]).copied().collect();
-                return Ok(Found::Chest(Some(Loaded { manifest, skipped })));
+                // The manifest kept before it: its objects are spared until
+                // a newer pair of manifests no longer needs them.
+                let previous = seqs.get(i + 1).and_then(|&p| {
+                    let name = if p == 0 {
+                        LEGACY_MANIFEST.to_string()
+                    } else {
+                        manifest_name(p)
+                    };
+                    backend
+                        .get(&name)
+                        .ok()
+                        .and_then(|b| manifest::decode(b).ok())
+                });
+                return Ok(Found::Chest(Some(Loaded {
+                    manifest,
+                    previous,
+                    skipped,
+                })));
             }
             Err(DecodeError::Damaged(detail)) => skipped.push((seq, format!("{name}: {detail}"))),
             Err(DecodeError::Foreign(detail)) => {

@@ -8,9 +8,12 @@
 //! Object lifecycle (all under the table lock):
 //! - *born* by a write, live with the number of records it holds;
 //! - each [`Store::release`] drops one record; at zero the object is *dead*:
-//!   deleted at once if no manifest can name it (born since the last flush
-//!   began, and no flush is running), otherwise kept until a manifest that
-//!   does not name it is durable (a flush that began after its death commits).
+//!   deleted soon (by [`Store::reap`]) if no manifest can name it (born since
+//!   the last flush began, and no flush is running); otherwise kept while a
+//!   retained manifest may name it. Two manifests are retained, the newest
+//!   and the one before it (the fallback if the newest is found damaged), so
+//!   a dead object goes when a commit leaves both retained manifests younger
+//!   than its death: it died before the *previous* committed flush began.
 
 mod commit;
 mod compact;
@@ -54,6 +57,10 @@ struct Table {
     unnamed: Vec<u32>,
     /// Bumped when a flush starts and when it ends.
     epoch: u64,
+    /// The epoch in which the flush of the older retained manifest began
+    /// (0: the manifest read at open, or none): objects that died before
+    /// it are named by no retained manifest.
+    prev_begin: u64,
     flushing: bool,
 }
 
@@ -235,9 +242,11 @@ impl Store {
         }
     }
 
-    /// Whether dead objects wait for a flush to delete them.
+    /// Whether the next commit would delete dead objects (a flush with no
+    /// changes then still commits, to free them).
     pub fn has_garbage(&self) -> bool {
-        !self.table().dead.is_empty()
+        let t = self.table();
+        t.dead.iter().any(|&(_, died)| died < t.prev_begin)
     }
 
     /// Marks the start of a flush; returns its epoch. Every flush that
@@ -276,8 +285,8 @@ impl Store {
     }
 
     /// Writes the manifest of the entries `w` collected, makes it durable,
-    /// then deletes the objects that died before the flush of `epoch` began
-    /// and the manifests it supersedes.
+    /// then deletes the manifests it supersedes and the objects neither it
+    /// nor the manifest before it can name.
     pub fn commit(&self, epoch: u64, w: ManifestWriter, serializer: &str) -> Result<()> {
         let next_object = self.next_object.load(Ordering::Relaxed);
         let written = match w.finish(serializer, next_object) {
@@ -298,8 +307,10 @@ impl Store {
             t.flushing = false;
             t.epoch += 1;
             if written.is_ok() {
-                let (doomed, kept) = t.dead.drain(..).partition(|&(_, died)| died < epoch);
+                let before = t.prev_begin;
+                let (doomed, kept) = t.dead.drain(..).partition(|&(_, died)| died < before);
                 t.dead = kept;
+                t.prev_begin = epoch;
                 doomed.into_iter().map(|(id, _)| id).collect()
             } else {
                 Vec::new()
@@ -368,6 +379,7 @@ impl Store {
             t.dead.push((id, 0));
         }
         t.epoch = 1;
+        t.prev_begin = 0;
         let max_id = m.objects.keys().copied().max().unwrap_or(0);
         self.next_object.store(
             m.next_object.max(max_id.saturating_add(1)).max(1),
@@ -375,9 +387,23 @@ impl Store {
         );
     }
 
-    /// Deletes the chest's value objects that no manifest names (left by a
-    /// crash between a spill and the next flush). Only names the chest makes
-    /// (`data/` and 8 hex digits) are ever deleted. Returns how many were.
+    /// Spares the objects of the manifest kept before the adopted one (the
+    /// fallback): they count as dead since open, deleted once two newer
+    /// manifests are durable.
+    pub fn adopt_previous(&self, previous: &Manifest) {
+        let mut t = self.table();
+        for &id in previous.objects.keys() {
+            if !t.objects.contains_key(&id) {
+                t.dead.push((id, 0));
+            }
+        }
+    }
+
+    /// Deletes the chest's value objects that no retained manifest names
+    /// (left by a crash between a spill and the next flush). Only names the
+    /// chest makes (`data/` and 8 hex digits) are ever deleted; a failed
+    /// delete leaves garbage for a later open, it does not fail this one.
+    /// Returns how many were deleted.
     pub fn remove_orphans(&self) -> Result<usize> {
         let names = self.backend.list(DATA_PREFIX)?;
         let ids: Vec<NonZeroU32> = names.iter().filter_map(|n| parse_object_name(n)).collect();
@@ -389,14 +415,15 @@ impl Store {
         }
         let orphans: Vec<NonZeroU32> = {
             let t = self.table();
+            let spared: HashSet<u32> = t.dead.iter().map(|&(id, _)| id).collect();
             ids.into_iter()
-                .filter(|id| !t.objects.contains_key(&id.get()))
+                .filter(|id| !t.objects.contains_key(&id.get()) && !spared.contains(&id.get()))
                 .collect()
         };
-        for &id in &orphans {
-            self.backend.delete(&object_name(id))?;
-        }
-        Ok(orphans.len())
+        Ok(orphans
+            .into_iter()
+            .filter(|&id| self.backend.delete(&object_name(id)).is_ok())
+            .count())
     }
 
     /// Number of live value objects.
