@@ -55,7 +55,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 return Ok(());
             }
             (Found::Chest(None), _) => {}
-            (Found::Chest(Some(loaded)), _) => self.load_index(loaded)?,
+            (Found::Chest(Some(loaded)), _) => self.load_index(*loaded)?,
         }
         if !self.config.read_only {
             self.store.remove_orphans()?;

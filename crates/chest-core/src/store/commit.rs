@@ -57,7 +57,7 @@ pub(crate) fn parse_manifest_name(name: &str) -> Option<u64> {
 /// What a location holds.
 pub(crate) enum Found {
     /// A chest: its newest readable manifest (`None`: created, never flushed).
-    Chest(Option<Loaded>),
+    Chest(Option<Box<Loaded>>),
     /// Nothing at all: a chest may be created here.
     Empty,
 }
@@ -146,11 +146,11 @@ pub(crate) fn discover(backend: &dyn Backend, known: &mut Manifests) -> Result<F
                         .ok()
                         .and_then(|b| manifest::decode(b).ok())
                 });
-                return Ok(Found::Chest(Some(Loaded {
+                return Ok(Found::Chest(Some(Box::new(Loaded {
                     manifest,
                     previous,
                     skipped,
-                })));
+                }))));
             }
             Err(DecodeError::Damaged(detail)) => skipped.push((seq, format!("{name}: {detail}"))),
             Err(DecodeError::Foreign(detail)) => {
