@@ -273,3 +273,29 @@ fn crash_after_flush_keeps_flushed_state() {
         "objects written after the flush are removed on open ({before} -> {after})"
     );
 }
+
+#[test]
+fn a_chest_opens_from_a_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("by path");
+    let c: Chest<u64, String> = Chest::open(&path).unwrap();
+    c.insert(1, "one".into()).unwrap();
+    c.close().unwrap();
+    assert!(
+        path.join("chest").is_file(),
+        "the marker is in the directory"
+    );
+    let c: Chest<u64, String> = Chest::open(path.as_path()).unwrap();
+    assert_eq!(
+        c.get(&1).unwrap().as_deref().map(String::as_str),
+        Some("one")
+    );
+    drop(c);
+    // The same directory through its URL and as a plain string.
+    let url = url::Url::from_directory_path(&path).unwrap();
+    let c: Chest<u64, String> = Chest::open(&url).unwrap();
+    assert_eq!(c.len(), 1);
+    drop(c);
+    let c: Chest<u64, String> = Chest::open(path.to_str().unwrap()).unwrap();
+    assert_eq!(c.len(), 1);
+}

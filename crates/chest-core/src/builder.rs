@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::backend::Backend;
 use crate::chest::{Chest, Key};
 use crate::error::Result;
+use crate::location::IntoLocation;
 use crate::registry::{self, OpenOptions, OpenedBackend};
 use crate::serializer::{Cbor, Serializer};
 use crate::shard::EvictionPolicy;
@@ -190,14 +191,16 @@ impl<K: Key, V: Send + Sync + 'static, S> ChestBuilder<K, V, S> {
 
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> ChestBuilder<K, V, S> {
     /// Opens the chest at `location`: a URL (`file:///data/c1`, `memory://name`,
-    /// `s3://bucket/prefix`, ...) or a local path. The keys of a chest flushed
+    /// `s3://bucket/prefix`, ...) or a local path, as a string, a `Path` or a
+    /// `Url` (see [`IntoLocation`]). The keys of a chest flushed
     /// there before come back; values are read when asked for.
-    pub fn open(self, location: &str) -> Result<Chest<K, V, S>> {
+    pub fn open(self, location: impl IntoLocation) -> Result<Chest<K, V, S>> {
+        let location = location.into_location()?;
         let opts = OpenOptions {
             read_only: self.config.read_only,
             create: !self.config.read_only && self.config.mode != OpenMode::MustExist,
         };
-        let opened = registry::open_backend(location, &opts)?;
+        let opened = registry::open_backend(&location, &opts)?;
         self.open_opened(opened)
     }
 

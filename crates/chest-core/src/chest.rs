@@ -11,7 +11,6 @@
 use std::borrow::Borrow;
 use std::fmt::{self, Debug};
 use std::hash::{BuildHasher, Hash};
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -22,6 +21,7 @@ use crate::builder::{ChestBuilder, Config, Weigher};
 use crate::entry::{Resident, Slot};
 use crate::error::{Error, Result};
 use crate::guard;
+use crate::location::IntoLocation;
 use crate::serializer::{Cbor, Serializer};
 use crate::shard::{FastHash, Shard};
 use crate::stats::{Counters, Stats};
@@ -110,7 +110,7 @@ impl<K: Key, V: Weigh + Serialize + DeserializeOwned + Send + Sync + 'static> Ch
     /// Opens the chest at `location` (a URL or a path) with the defaults,
     /// creating it if the location is empty. A location that holds objects
     /// but no chest is refused ([`Error::NotAChest`]) and left untouched.
-    pub fn open(location: &str) -> Result<Self> {
+    pub fn open(location: impl IntoLocation) -> Result<Self> {
         Self::builder().open(location)
     }
 
@@ -355,78 +355,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         Q: Hash + Eq + Debug + ?Sized,
         V: Clone,
     {
-        self.check_writable()?;
-        let mut shard = loop {
-            let shard = self.shard(key);
-            match shard.map.get(key) {
-                None => return Ok(None),
-                Some(Slot::Resident(_)) => break shard,
-                Some(Slot::Spilled(_) | Slot::Loading(_)) => {}
-            }
-            drop(shard);
-            let Some(fetched) = self.fetch(key)? else {
-                return Ok(None);
-            };
-            let mut shard = self.shard(key);
-            let tick = shard.tick();
-            match shard.map.get_mut(key) {
-                Some(Slot::Resident(_)) => break shard,
-                Some(slot @ Slot::Spilled(_)) if slot.stored() == Some(fetched.loc) => {
-                    // Heavier than the budget, so not kept resident by the
-                    // load: resident for this update, written out right after.
-                    *slot = Slot::Resident(Resident::new(
-                        fetched.value,
-                        fetched.weight,
-                        tick,
-                        Some(fetched.loc),
-                    ));
-                    self.usage.fetch_add(fetched.weight, Ordering::Relaxed);
-                    break shard;
-                }
-                // Changed meanwhile: look again (`f` has not run).
-                _ => continue,
-            }
-        };
-        let tick = shard.tick();
-        let Some(Slot::Resident(r)) = shard.map.get_mut(key) else {
-            unreachable!("the value is resident under the same lock")
-        };
-        // Dirty before `f` runs, so a panic in `f` cannot leave a stale stored copy.
-        if let Some(old) = r.stored.take() {
-            self.store.release(old);
-        }
-        r.pinned = false;
-        r.evicting = false;
-        r.tick = tick;
-        let outcome = catch_unwind(AssertUnwindSafe(|| f(Arc::make_mut(&mut r.value))));
-        let weighed = self.weigh(key, &r.value);
-        let weight = *weighed.as_ref().unwrap_or(&r.weight);
-        let old_weight = std::mem::replace(&mut r.weight, weight);
-        self.usage.fetch_add(weight, Ordering::Relaxed);
-        self.usage.fetch_sub(old_weight, Ordering::Relaxed);
-        let k = shard
-            .map
-            .get_key_value(key)
-            .map(|(k, _)| k.clone())
-            .expect("present under the same lock");
-        shard.enqueue(&k);
-        self.bump();
-        // A value now heavier than the whole budget leaves memory at once
-        // (unless `f` or the weigher failed: then it leaves by eviction).
-        let heavy = (weight > self.config.budget && outcome.is_ok() && weighed.is_ok())
-            .then(|| self.take_one(&mut shard, k));
-        drop(shard);
-        self.store.reap();
-        let out = match outcome {
-            Ok(out) => out,
-            Err(payload) => resume_unwind(payload),
-        };
-        weighed?;
-        match heavy.flatten() {
-            Some(victim) => self.write_batch(vec![victim], true)?,
-            None => self.enforce_budget()?,
-        }
-        Ok(Some(out))
+        self.modify(key, f, None::<(K, fn() -> V)>)
     }
 
     /// Removes a key and its value, in memory and in the backend. Returns
@@ -478,7 +407,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// prefetched together.
     pub fn iter(&self) -> impl Iterator<Item = Result<(K, Arc<V>)>> + '_ {
         let window = self.store.backend().write_concurrency().max(1);
-        let mut keys = self.keys().into_iter();
+        let mut keys = self.iter_keys();
         std::iter::from_fn(move || {
             let chunk: Vec<K> = keys.by_ref().take(window).collect();
             (!chunk.is_empty()).then_some(chunk)

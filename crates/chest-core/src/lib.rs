@@ -28,6 +28,7 @@
 
 pub mod backend;
 mod builder;
+mod bulk;
 mod chest;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -38,6 +39,7 @@ mod flush;
 mod guard;
 mod invariants;
 mod load;
+mod location;
 pub mod memory;
 mod recover;
 pub mod registry;
@@ -45,12 +47,14 @@ pub mod serializer;
 mod shard;
 mod stats;
 mod store;
+mod upsert;
 pub mod weigh;
 
 pub use backend::{Backend, BackendResult};
 pub use builder::{ChestBuilder, OpenMode, Weigher, DEFAULT_BUDGET};
 pub use chest::{Chest, Key};
 pub use error::{BackendError, BoxError, Error, Result};
+pub use location::IntoLocation;
 pub use memory::MemoryBackend;
 pub use serializer::{Cbor, Json, Raw, Serializer};
 pub use shard::EvictionPolicy;

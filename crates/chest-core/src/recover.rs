@@ -91,8 +91,13 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             let key: K =
                 ciborium::de::from_reader_with_buffer(bytes, &mut scratch).map_err(|e| {
                     Error::Key {
-                        key: "<undecodable>".into(),
-                        detail: format!("manifest of {}: {e}", self.location()),
+                        key: cbor_text(bytes),
+                        detail: format!(
+                            "the keys stored in {} are not of the key type this chest is \
+                             opened with ({}): {e}",
+                            self.location(),
+                            std::any::type_name::<K>()
+                        ),
                     }
                 })?;
             lists[self.shard_of(&key)].push((key, loc));
@@ -120,5 +125,13 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             }
         });
         Ok(())
+    }
+}
+
+/// A stored key as text for an error message (its CBOR as a generic value).
+fn cbor_text(bytes: &[u8]) -> String {
+    match ciborium::from_reader::<ciborium::Value, _>(bytes) {
+        Ok(v) => format!("{v:?}"),
+        Err(_) => "<undecodable>".to_string(),
     }
 }

@@ -233,11 +233,31 @@ fn open_url(original: &str, url: &Url, opts: &OpenOptions) -> Result<OpenedBacke
             });
         }
     }
+    let known = schemes().join(", ");
     Err(Error::UnknownScheme {
         scheme: scheme.to_string(),
         url: original.to_string(),
-        known: schemes().join(", "),
+        known: match feature_hint(scheme) {
+            Some(hint) => format!("{known}; {hint}"),
+            None => known,
+        },
     })
+}
+
+/// For a built-in scheme that is not registered: the `chest` feature that
+/// registers it.
+fn feature_hint(scheme: &str) -> Option<String> {
+    let outer = scheme.split('+').next().unwrap_or(scheme);
+    let (what, feature) = match outer {
+        "s3" => ("`s3://` URLs", "s3"),
+        "zstd" => ("`zstd+` URLs", "zstd"),
+        "file" => ("`file://` URLs and paths", "fs"),
+        _ => return None,
+    };
+    Some(format!(
+        "{what} need the `{feature}` feature of the `chest` crate \
+         (chest = {{ version = \"...\", features = [\"{feature}\"] }})"
+    ))
 }
 
 /// The URL a layer wraps: the scheme after the `+`, without the layer's query keys.

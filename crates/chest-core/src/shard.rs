@@ -67,12 +67,27 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         }
     }
 
+    /// [`enqueue`](Shard::enqueue) by a borrowed form of the key.
+    pub fn enqueue_key<Q: Hash + Eq + ?Sized>(&mut self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+    {
+        if let Some(k) = self.map.get_key_value(key).map(|(k, _)| k.clone()) {
+            self.enqueue(&k);
+        }
+    }
+
     /// Whether `key` is in the eviction queue (for the invariant check).
     pub fn queued<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> bool
     where
         K: std::borrow::Borrow<Q>,
     {
         self.queue.get(key).is_some()
+    }
+
+    /// Empties the eviction queue (the map is being emptied too).
+    pub fn clear_queue(&mut self) {
+        self.queue.clear();
     }
 
     /// Number of keys in the eviction queue.

@@ -1,0 +1,106 @@
+//! Operations on many keys: key iteration a shard at a time, `values`,
+//! `retain`, `clear`, `extend`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::chest::{join, Chest, Key};
+use crate::error::Result;
+use crate::serializer::Serializer;
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
+    /// Every key, copied a shard at a time (so a chest of many keys is
+    /// never copied whole), in no particular order. No I/O. Keys inserted
+    /// or removed meanwhile may or may not be seen.
+    ///
+    /// ```
+    /// use chest_core::Chest;
+    ///
+    /// let c: Chest<u32, String> = Chest::builder().open("memory://")?;
+    /// c.extend((0..100).map(|i| (i, i.to_string())))?;
+    /// assert_eq!(c.iter_keys().filter(|k| k % 2 == 0).count(), 50);
+    /// # Ok::<(), chest_core::Error>(())
+    /// ```
+    pub fn iter_keys(&self) -> impl Iterator<Item = K> + '_ {
+        (0..self.shards.len()).flat_map(move |i| {
+            let keys: Vec<K> = self.lock_shard(i).map.keys().cloned().collect();
+            keys
+        })
+    }
+
+    /// Every value, loading spilled ones as it goes (see [`iter`](Chest::iter)).
+    pub fn values(&self) -> impl Iterator<Item = Result<Arc<V>>> + '_ {
+        self.iter().map(|entry| entry.map(|(_, v)| v))
+    }
+
+    /// Inserts every pair, as [`insert`](Chest::insert) does. Values that
+    /// could not be spilled stay in memory; the errors are returned together.
+    pub fn extend(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<()> {
+        let mut errors = Vec::new();
+        for (k, v) in pairs {
+            if let Err(e) = self.insert(k, v) {
+                errors.push(e);
+            }
+        }
+        join(errors)
+    }
+
+    /// Keeps only the entries for which `keep(key, value)` is true, loading
+    /// spilled values to ask (for a decision on keys alone, filter
+    /// [`iter_keys`](Chest::iter_keys) and [`remove`](Chest::remove)). An
+    /// entry changed by another thread between the look and the removal is
+    /// removed all the same: `retain` is not atomic against concurrent
+    /// writers of the same keys. Stops at the first value that cannot be
+    /// read, with its error (the entries before it are decided).
+    ///
+    /// ```
+    /// use chest_core::Chest;
+    ///
+    /// let c: Chest<u32, Vec<u8>> = Chest::builder().memory_budget(8 << 10).open("memory://")?;
+    /// c.extend((0..64).map(|i| (i, vec![i as u8; 1000])))?;
+    /// c.retain(|_, v| v[0] % 4 == 0)?;
+    /// assert_eq!(c.len(), 16);
+    /// # Ok::<(), chest_core::Error>(())
+    /// ```
+    pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) -> Result<()> {
+        self.check_writable()?;
+        let keys: Vec<K> = self.iter_keys().collect();
+        for key in keys {
+            let Some(value) = self.get(&key)? else {
+                continue;
+            };
+            if !keep(&key, &value) {
+                self.remove(&key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every key, in memory and in the backend (the objects go as
+    /// a removal's do: once no kept manifest names them).
+    pub fn clear(&self) -> Result<()> {
+        self.check_writable()?;
+        for i in 0..self.shards.len() {
+            let mut shard = self.lock_shard(i);
+            if shard.map.is_empty() {
+                continue;
+            }
+            let drained: Vec<_> = shard.map.drain().collect();
+            shard.clear_queue();
+            for (_, slot) in &drained {
+                self.usage
+                    .fetch_sub(slot.resident_weight(), Ordering::Relaxed);
+                if let Some(loc) = slot.stored() {
+                    self.store.release(loc);
+                }
+            }
+            self.len.fetch_sub(drained.len(), Ordering::Relaxed);
+            self.bump();
+            drop(shard);
+            // Values are dropped with no lock held.
+            drop(drained);
+            self.store.reap();
+        }
+        Ok(())
+    }
+}

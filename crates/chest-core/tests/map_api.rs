@@ -1,0 +1,193 @@
+//! The map API beyond insert/get/update/remove: atomic upserts, replace and
+//! take, bulk operations, locations of any kind, and the messages a
+//! newcomer meets.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+
+use chest_core::{Backend, Chest, ChestBuilder, Error, MemoryBackend};
+
+fn chest(budget: usize) -> (Arc<MemoryBackend>, Chest<u64, Vec<u8>>) {
+    let b = Arc::new(MemoryBackend::new());
+    let c = ChestBuilder::<u64, Vec<u8>>::new()
+        .memory_budget(budget)
+        .open_backend(b.clone())
+        .unwrap();
+    (b, c)
+}
+
+fn value(k: u64, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (k as usize * 7 + i) as u8).collect()
+}
+
+fn check(c: &Chest<u64, Vec<u8>>) {
+    if let Err(e) = c.check_invariants(true) {
+        panic!("invariant broken: {e}");
+    }
+}
+
+#[test]
+fn get_or_insert_with_inserts_once_under_contention() {
+    let (_, c) = chest(1 << 20);
+    let made = AtomicUsize::new(0);
+    let start = Barrier::new(8);
+    let got: Vec<Arc<Vec<u8>>> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    c.get_or_insert_with(5, || {
+                        made.fetch_add(1, Ordering::SeqCst);
+                        value(5, 100)
+                    })
+                    .unwrap()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert_eq!(made.load(Ordering::SeqCst), 1, "made more than once");
+    assert!(got.iter().all(|v| **v == value(5, 100)));
+    assert_eq!(c.len(), 1);
+    check(&c);
+}
+
+#[test]
+fn get_or_insert_with_loads_a_spilled_value_instead_of_making_one() {
+    let (_, c) = chest(4000);
+    for k in 0..10 {
+        c.insert(k, value(k, 1000)).unwrap();
+    }
+    let v = c
+        .get_or_insert_with(0, || unreachable!("key 0 exists (spilled)"))
+        .unwrap();
+    assert_eq!(*v, value(0, 1000));
+    // Heavier than the budget: made, stored, and not kept in memory.
+    let heavy = c.get_or_insert_with(99, || value(99, 10_000)).unwrap();
+    assert_eq!(heavy.len(), 10_000);
+    assert!(c.memory_usage() <= 4000);
+    assert_eq!(*c.get(&99).unwrap().unwrap(), value(99, 10_000));
+    check(&c);
+}
+
+#[test]
+fn update_or_insert_counts_exactly_across_threads() {
+    let b = Arc::new(MemoryBackend::new());
+    let c: Chest<u64, u64> = ChestBuilder::new()
+        .memory_budget(64) // counters spill and load all the time
+        .open_backend(b.clone())
+        .unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let c = &c;
+            s.spawn(move || {
+                for i in 0..500u64 {
+                    c.update_or_insert((i + t) % 10, |n| *n += 1, || 0).unwrap();
+                }
+            });
+        }
+    });
+    let total: u64 = (0..10).map(|k| *c.get(&k).unwrap().unwrap()).sum();
+    assert_eq!(total, 2000);
+    c.check_invariants(true).unwrap();
+    c.close().unwrap();
+    let c: Chest<u64, u64> = ChestBuilder::new().open_backend(b).unwrap();
+    assert_eq!(
+        (0..10).map(|k| *c.get(&k).unwrap().unwrap()).sum::<u64>(),
+        2000
+    );
+}
+
+#[test]
+fn replace_and_take_return_the_old_value() {
+    let (b, c) = chest(4000);
+    for k in 0..10 {
+        c.insert(k, value(k, 1000)).unwrap();
+    }
+    // Key 0 is spilled by now, key 9 resident.
+    assert_eq!(
+        c.replace(0, value(100, 10)).unwrap().as_deref(),
+        Some(&value(0, 1000))
+    );
+    assert_eq!(
+        c.replace(9, value(109, 10)).unwrap().as_deref(),
+        Some(&value(9, 1000))
+    );
+    assert_eq!(c.replace(50, value(50, 10)).unwrap(), None);
+    assert_eq!(*c.get(&0).unwrap().unwrap(), value(100, 10));
+    assert_eq!(c.take(&1).unwrap().as_deref(), Some(&value(1, 1000)));
+    assert_eq!(c.take(&1).unwrap(), None);
+    assert!(!c.contains_key(&1));
+    assert_eq!(c.len(), 10);
+    check(&c);
+    c.close().unwrap();
+    let c = ChestBuilder::<u64, Vec<u8>>::new().open_backend(b).unwrap();
+    assert_eq!(c.len(), 10);
+    assert_eq!(*c.get(&50).unwrap().unwrap(), value(50, 10));
+    assert!(c.get(&1).unwrap().is_none());
+}
+
+#[test]
+fn bulk_operations() {
+    let (b, c) = chest(8000);
+    c.extend((0..100).map(|k| (k, value(k, 500)))).unwrap();
+    assert_eq!(c.len(), 100);
+    let mut keys: Vec<u64> = c.iter_keys().collect();
+    keys.sort_unstable();
+    assert_eq!(keys, (0..100).collect::<Vec<_>>());
+    let total: usize = c.values().map(|v| v.unwrap().len()).sum();
+    assert_eq!(total, 100 * 500);
+    c.retain(|k, v| k % 3 == 0 && v.len() == 500).unwrap();
+    assert_eq!(c.len(), 34);
+    assert!(c.iter_keys().all(|k| k % 3 == 0));
+    check(&c);
+    c.flush().unwrap();
+    c.clear().unwrap();
+    assert_eq!(c.len(), 0);
+    assert_eq!(c.memory_usage(), 0);
+    assert!(c.iter_keys().next().is_none());
+    check(&c);
+    // Cleared is durable, and the objects go once no kept manifest names them.
+    c.flush().unwrap();
+    c.flush().unwrap();
+    c.close().unwrap();
+    assert!(b.list("data/").unwrap().is_empty(), "{:?}", b.list("data/"));
+    let c = ChestBuilder::<u64, Vec<u8>>::new().open_backend(b).unwrap();
+    assert!(c.is_empty());
+}
+
+#[test]
+fn a_chest_opened_with_another_key_type_says_so() {
+    let c: Chest<u64, String> = Chest::open("memory://map-api-key-type").unwrap();
+    c.insert(7, "seven".into()).unwrap();
+    c.close().unwrap();
+    let err = Chest::<String, String>::open("memory://map-api-key-type").unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Key { .. }), "{err:?}");
+    assert!(
+        msg.contains("not of the key type") && msg.contains("String"),
+        "{msg}"
+    );
+    assert!(msg.contains('7'), "the stored key is shown: {msg}");
+}
+
+#[test]
+fn an_unregistered_built_in_scheme_names_its_feature() {
+    // chest-core alone registers no `s3` (the facade does, with its feature).
+    let err = Chest::<u64, String>::open("s3://bucket/prefix").unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::UnknownScheme { .. }), "{err:?}");
+    assert!(msg.contains("`s3` feature"), "{msg}");
+}
+
+#[test]
+fn locations_of_any_kind() {
+    let url = url::Url::parse("memory://map-api-url").unwrap();
+    let c: Chest<u64, String> = Chest::open(&url).unwrap();
+    c.insert(1, "a".into()).unwrap();
+    c.close().unwrap();
+    let again: Chest<u64, String> = Chest::open(String::from("memory://map-api-url")).unwrap();
+    assert_eq!(again.len(), 1);
+    let again: Chest<u64, String> = Chest::builder().open(url).unwrap();
+    assert_eq!(again.len(), 1);
+}
