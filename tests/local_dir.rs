@@ -18,7 +18,7 @@ fn file_url_and_plain_path_open_the_same_chest() {
     let path = dir.path().join("c1");
     let c: Chest<String, Vec<f64>> = Chest::builder()
         .memory_budget(1 << 16)
-        .open(&url_of(&path))
+        .open(url_of(&path))
         .unwrap();
     for i in 0..100 {
         c.insert(format!("k{i}"), vec![i as f64; 500]).unwrap();

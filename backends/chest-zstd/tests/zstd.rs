@@ -238,7 +238,7 @@ fn chest_written_through_zstd_and_opened_without_names_the_layer() {
     let url = "memory://zstd-mismatch-a";
     let c: Chest<u32, String> = Chest::builder()
         .memory_budget(1 << 10)
-        .open(&format!("zstd+{url}"))
+        .open(format!("zstd+{url}"))
         .unwrap();
     for i in 0..50 {
         c.insert(i, format!("value {i} ").repeat(30)).unwrap();
@@ -257,14 +257,14 @@ fn a_mismatched_open_leaves_the_chest_intact() {
     let values = |i: u32| format!("value {i} ").repeat(30);
     let c: Chest<u32, String> = Chest::builder()
         .memory_budget(1 << 10)
-        .open(&format!("zstd+{url}"))
+        .open(format!("zstd+{url}"))
         .unwrap();
     for i in 0..50 {
         c.insert(i, values(i)).unwrap();
     }
     c.close().unwrap();
     assert!(Chest::<u32, String>::builder().open(url).is_err());
-    let c: Chest<u32, String> = Chest::builder().open(&format!("zstd+{url}")).unwrap();
+    let c: Chest<u32, String> = Chest::builder().open(format!("zstd+{url}")).unwrap();
     assert_eq!(c.len(), 50);
     assert_eq!(*c.get(&7).unwrap().unwrap(), values(7));
     c.close().unwrap();
@@ -277,7 +277,7 @@ fn a_mismatched_open_leaves_the_chest_intact() {
     }
     c.close().unwrap();
     assert!(Chest::<u32, String>::builder()
-        .open(&format!("zstd+{url}"))
+        .open(format!("zstd+{url}"))
         .is_err());
     let c: Chest<u32, String> = Chest::builder().open(url).unwrap();
     assert_eq!(c.len(), 50);
@@ -293,7 +293,7 @@ fn chest_written_plain_and_opened_through_zstd_fails_clearly() {
     }
     c.close().unwrap();
     let err = Chest::<u32, String>::builder()
-        .open(&format!("zstd+{url}"))
+        .open(format!("zstd+{url}"))
         .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("not written through the zstd layer"), "{msg}");

@@ -24,6 +24,9 @@ use crate::serializer::Serializer;
 use crate::shard::Shard;
 use std::sync::MutexGuard;
 
+/// A shard's lock, held.
+type Locked<'a, K, V> = MutexGuard<'a, Shard<K, V>>;
+
 /// What a look at a key under its lock found.
 enum Found {
     /// Resident: the lock is held, the change can be made.
@@ -40,7 +43,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     fn lock_resident<'a, Q>(
         &'a self,
         key: &Q,
-    ) -> Result<std::result::Result<MutexGuard<'a, Shard<K, V>>, MutexGuard<'a, Shard<K, V>>>>
+    ) -> Result<std::result::Result<Locked<'a, K, V>, Locked<'a, K, V>>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + Debug + ?Sized,
@@ -94,10 +97,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// and weighs its value.
     fn make_value<'a>(
         &'a self,
-        shard: MutexGuard<'a, Shard<K, V>>,
+        shard: Locked<'a, K, V>,
         key: &K,
         default: impl FnOnce() -> V,
-    ) -> Result<(MutexGuard<'a, Shard<K, V>>, Arc<V>, usize)> {
+    ) -> Result<(Locked<'a, K, V>, Arc<V>, usize)> {
         let value = match catch_unwind(AssertUnwindSafe(default)) {
             Ok(v) => v,
             Err(payload) => {
@@ -352,7 +355,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         drop(shard);
         self.store.reap();
         match old {
-            Slot::Resident(r) => Ok(Some((*r).value)),
+            Slot::Resident(r) => Ok(Some(r.value)),
             _ => unreachable!("the value was resident"),
         }
     }
