@@ -24,6 +24,8 @@ pub(crate) struct Config {
     pub shards: usize,
     pub read_only: bool,
     pub mode: OpenMode,
+    /// Whether dropping the chest flushes it (a persistent one).
+    pub flush_on_drop: bool,
     /// Values at least this heavy are stored as objects of their own.
     pub large_value: usize,
     /// Small values are packed into segments of about this size.
@@ -100,6 +102,7 @@ impl<K: Key, V: Send + Sync + 'static> ChestBuilder<K, V, Cbor> {
                 shards,
                 read_only: false,
                 mode: OpenMode::OpenOrCreate,
+                flush_on_drop: true,
                 large_value: 256 << 10,
                 segment_bytes: 8 << 20,
                 evict_batch: 0,
@@ -165,6 +168,15 @@ impl<K: Key, V: Send + Sync + 'static, S> ChestBuilder<K, V, S> {
     /// ```
     pub fn mode(mut self, mode: OpenMode) -> Self {
         self.config.mode = mode;
+        self
+    }
+
+    /// Whether dropping a chest at a persistent location flushes it
+    /// (default `true`; errors are ignored then, [`Chest::close`] returns
+    /// them). With `false`, what was not flushed explicitly is not made
+    /// durable: the next open sees the last flush.
+    pub fn flush_on_drop(mut self, flush: bool) -> Self {
+        self.config.flush_on_drop = flush;
         self
     }
 

@@ -469,6 +469,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Drop for Chest<K, V, S> {
     fn drop(&mut self) {
         let skip = std::thread::panicking()
+            || !self.config.flush_on_drop
             || !self.persistent
             || self.config.read_only
             || self.closed.load(Ordering::Relaxed)

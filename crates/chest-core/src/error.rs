@@ -260,3 +260,142 @@ fn many(errors: &[Error]) -> String {
         [first, rest @ ..] => format!("{} errors; the first: {first}", rest.len() + 1),
     }
 }
+
+/// What kind of failure an [`Error`] or a [`BackendError`] is, for code
+/// that reacts to it rather than prints it (opendal's error kinds and
+/// object_store's variants are the models).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// An object the operation needed does not exist.
+    NotFound,
+    /// Stored bytes are damaged: a checksum failed, an object is truncated
+    /// or missing under a key, a manifest is unreadable.
+    Corrupt,
+    /// Another writer holds the location.
+    Locked,
+    /// The chest or store is opened read-only.
+    ReadOnly,
+    /// A value or key could not be serialized.
+    Serialize,
+    /// A stored value or key could not be deserialized (or not as the type asked for).
+    Deserialize,
+    /// The store does not exist (a missing bucket or directory).
+    MissingStore,
+    /// Something given was not usable: a URL, a scheme, an object name, a
+    /// serializer that does not match the stored one.
+    InvalidInput,
+    /// The location holds objects that are not a chest.
+    NotAChest,
+    /// Asked to create a chest where one exists.
+    AlreadyExists,
+    /// Asked to open a chest where none exists.
+    NoChest,
+    /// User code (serializer, deserializer, weigher) panicked.
+    Panicked,
+    /// A panic left the chest refusing changes.
+    Poisoned,
+    /// A local I/O error (including a full disk).
+    Io,
+    /// Any other failure of the backend: network, permissions, protocol.
+    Backend,
+    /// Several errors ([`Error::Many`]); see [`Error::errors`].
+    Many,
+}
+
+impl BackendError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            BackendError::NotFound { .. } => ErrorKind::NotFound,
+            BackendError::InvalidName { .. } => ErrorKind::InvalidInput,
+            BackendError::RangeOutOfBounds { .. } | BackendError::Corrupt { .. } => {
+                ErrorKind::Corrupt
+            }
+            BackendError::Locked { .. } => ErrorKind::Locked,
+            BackendError::MissingStore { .. } => ErrorKind::MissingStore,
+            BackendError::Io { .. } => ErrorKind::Io,
+            BackendError::Other { .. } => ErrorKind::Backend,
+        }
+    }
+
+    /// Whether trying again, unchanged, may succeed: network and protocol
+    /// failures, interrupted or timed-out I/O, a lock another writer may
+    /// release. Not: a missing object or store, damage, a full disk, bad input.
+    pub fn is_temporary(&self) -> bool {
+        use std::io::ErrorKind as Io;
+        match self {
+            BackendError::Other { .. } | BackendError::Locked { .. } => true,
+            BackendError::Io { source, .. } => matches!(
+                source.kind(),
+                Io::Interrupted | Io::TimedOut | Io::WouldBlock | Io::ResourceBusy
+            ),
+            _ => false,
+        }
+    }
+}
+
+impl Error {
+    /// What kind of failure this is.
+    ///
+    /// ```
+    /// use chest_core::{Chest, ErrorKind};
+    ///
+    /// let c: Chest<u32, String> = Chest::builder().read_only(true).open("memory://doc-kind")?;
+    /// let err = c.insert(1, "one".into()).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::ReadOnly);
+    /// assert!(!err.is_temporary());
+    /// # Ok::<(), chest_core::Error>(())
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Backend(e) => e.kind(),
+            Error::Serialize { .. } => ErrorKind::Serialize,
+            Error::Deserialize { .. } => ErrorKind::Deserialize,
+            Error::Corrupt { .. } | Error::Manifest { .. } => ErrorKind::Corrupt,
+            Error::Key { .. } => ErrorKind::Deserialize,
+            Error::SerializerMismatch { .. }
+            | Error::InvalidUrl { .. }
+            | Error::UnknownScheme { .. } => ErrorKind::InvalidInput,
+            Error::ReadOnly { .. } => ErrorKind::ReadOnly,
+            Error::NotAChest { .. } => ErrorKind::NotAChest,
+            Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::NoChest { .. } => ErrorKind::NoChest,
+            Error::Panicked { .. } => ErrorKind::Panicked,
+            Error::Poisoned { .. } => ErrorKind::Poisoned,
+            Error::Many(_) => ErrorKind::Many,
+        }
+    }
+
+    /// Whether trying again, unchanged, may succeed (see
+    /// [`BackendError::is_temporary`]); for [`Error::Many`], whether every
+    /// one of them may.
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            Error::Backend(e) => e.is_temporary(),
+            Error::Many(errors) => !errors.is_empty() && errors.iter().all(Error::is_temporary),
+            _ => false,
+        }
+    }
+
+    /// The key this error is about, as `Debug` prints it, where there is one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Error::Serialize { key, .. }
+            | Error::Deserialize { key, .. }
+            | Error::Corrupt { key, .. }
+            | Error::Key { key, .. }
+            | Error::Panicked { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
+    /// The errors this one holds: those of [`Error::Many`], or itself.
+    /// With [`key`](Error::key), maps a flush's failures back to their keys.
+    pub fn errors(&self) -> &[Error] {
+        match self {
+            Error::Many(errors) => errors,
+            one => std::slice::from_ref(one),
+        }
+    }
+}

@@ -53,7 +53,7 @@ pub mod weigh;
 pub use backend::{Backend, BackendResult};
 pub use builder::{ChestBuilder, OpenMode, Weigher, DEFAULT_BUDGET};
 pub use chest::{Chest, Key};
-pub use error::{BackendError, BoxError, Error, Result};
+pub use error::{BackendError, BoxError, Error, ErrorKind, Result};
 pub use location::IntoLocation;
 pub use memory::MemoryBackend;
 pub use serializer::{Cbor, Json, Raw, Serializer};

@@ -191,3 +191,74 @@ fn locations_of_any_kind() {
     let again: Chest<u64, String> = Chest::builder().open(url).unwrap();
     assert_eq!(again.len(), 1);
 }
+
+#[test]
+fn error_kinds_and_keys() {
+    use chest_core::{BoxError, ErrorKind, Serializer};
+
+    let b = Arc::new(MemoryBackend::new());
+    b.put("notes.txt", bytes::Bytes::from_static(b"x")).unwrap();
+    let err = ChestBuilder::<u64, Vec<u8>>::new()
+        .open_backend(b)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotAChest);
+    assert!(!err.is_temporary());
+
+    let err = Chest::<u64, String>::open("nope://x").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+
+    // A flush's failures map back to their keys.
+    struct Picky;
+    impl Serializer<Vec<u8>> for Picky {
+        fn name(&self) -> &str {
+            "picky"
+        }
+        fn serialize(&self, v: &Vec<u8>, out: &mut Vec<u8>) -> Result<(), BoxError> {
+            if v.first() == Some(&0) {
+                return Err("values starting with 0 are refused".into());
+            }
+            out.extend_from_slice(v);
+            Ok(())
+        }
+        fn deserialize(&self, bytes: &[u8]) -> Result<Vec<u8>, BoxError> {
+            Ok(bytes.to_vec())
+        }
+    }
+    let c = ChestBuilder::<u64, Vec<u8>>::new()
+        .serializer(Picky)
+        .open("memory://")
+        .unwrap();
+    for k in 0..4u64 {
+        c.insert(k, vec![(k % 2) as u8; 10]).unwrap();
+    }
+    let err = c.flush().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Many);
+    let mut keys: Vec<&str> = err.errors().iter().filter_map(|e| e.key()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["0", "2"]);
+    assert!(err
+        .errors()
+        .iter()
+        .all(|e| e.kind() == ErrorKind::Serialize));
+}
+
+#[test]
+fn a_chest_that_does_not_flush_on_drop() {
+    let b = Arc::new(MemoryBackend::new());
+    let open = |flush_on_drop| {
+        ChestBuilder::<u64, Vec<u8>>::new()
+            .flush_on_drop(flush_on_drop)
+            .open_backend(b.clone())
+            .unwrap()
+    };
+    let c = open(false);
+    c.insert(1, value(1, 10)).unwrap();
+    c.flush().unwrap();
+    c.insert(2, value(2, 10)).unwrap();
+    drop(c);
+    assert_eq!(
+        open(true).len(),
+        1,
+        "dropped without a flush: the last flush"
+    );
+}
