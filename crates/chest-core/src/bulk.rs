@@ -88,8 +88,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             let drained: Vec<_> = shard.map.drain().collect();
             shard.clear_queue();
             for (_, slot) in &drained {
-                self.usage
-                    .fetch_sub(slot.resident_weight(), Ordering::Relaxed);
+                self.unaccount(slot);
                 if let Some(loc) = slot.stored() {
                     self.store.release(loc);
                 }

@@ -80,6 +80,8 @@ pub struct Chest<K: Key, V: Send + Sync + 'static, S: Serializer<V> = Cbor> {
     pub(crate) config: Config,
     /// Sum of the weights of the resident values.
     pub(crate) usage: AtomicUsize,
+    /// Number of resident values (changed with `usage`, under the shard lock).
+    pub(crate) resident: AtomicUsize,
     /// Bumped under the shard lock by every insert, update and remove, once
     /// the change is in the map (see [`crate::entry`]).
     pub(crate) changes: AtomicU64,
@@ -148,6 +150,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             weigher,
             config,
             usage: AtomicUsize::new(0),
+            resident: AtomicUsize::new(0),
             changes: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
             inflight: AtomicUsize::new(0),
@@ -306,8 +309,18 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let slot = Slot::Resident(Resident::new(value, weight, tick, None));
         let old = shard.map.insert(key.clone(), slot);
         self.usage.fetch_add(weight, Ordering::Relaxed);
+        self.resident.fetch_add(1, Ordering::Relaxed);
         self.forget(shard, &key, old);
         shard.enqueue(&key);
+    }
+
+    /// Takes a slot that leaves the map (or its resident state) out of the
+    /// memory counters.
+    pub(crate) fn unaccount(&self, old: &Slot<V>) {
+        if let Slot::Resident(r) = old {
+            self.usage.fetch_sub(r.weight, Ordering::Relaxed);
+            self.resident.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Accounts for a replaced or removed slot (the key's new slot, if any,
@@ -318,8 +331,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 self.len.fetch_add(1, Ordering::Relaxed);
             }
             Some(old) => {
-                self.usage
-                    .fetch_sub(old.resident_weight(), Ordering::Relaxed);
+                self.unaccount(&old);
                 if let Some(loc) = old.stored() {
                     self.store.release(loc);
                 }
@@ -372,8 +384,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         };
         shard.dequeue(key);
         self.len.fetch_sub(1, Ordering::Relaxed);
-        self.usage
-            .fetch_sub(old.resident_weight(), Ordering::Relaxed);
+        self.unaccount(&old);
         if let Some(loc) = old.stored() {
             self.store.release(loc);
         }
@@ -446,15 +457,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             backend: self.store.backend().counters(),
             ..Stats::default()
         };
-        stats.resident = (0..self.shards.len())
-            .map(|i| {
-                self.lock_shard(i)
-                    .map
-                    .values()
-                    .filter(|slot| matches!(slot, Slot::Resident(_)))
-                    .count()
-            })
-            .sum();
+        stats.resident = self.resident.load(Ordering::Relaxed);
         stats.fill(&self.counters);
         stats
     }

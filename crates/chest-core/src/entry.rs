@@ -94,13 +94,6 @@ impl<V> Slot<V> {
             Slot::Resident(r) => r.stored,
         }
     }
-
-    pub fn resident_weight(&self) -> usize {
-        match self {
-            Slot::Resident(r) => r.weight,
-            _ => 0,
-        }
-    }
 }
 
 /// One read of a spilled value, shared by every reader of the key.

@@ -101,6 +101,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// (`evict`: drop written values from memory; otherwise keep them as
     /// clean). Errors are counted and returned; failed values stay in memory.
     pub(crate) fn write_batch(&self, victims: Vec<Victim<K, V>>, evict: bool) -> Result<()> {
+        let span = tracing::debug_span!("chest.evict", values = victims.len(), evict);
+        let _entered = span.enter();
+        let started = std::time::Instant::now();
+        let bytes: usize = victims.iter().map(|v| v.weight).sum();
         let batch = Batch {
             chest: self,
             victims,
@@ -109,6 +113,15 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let mut errors = Vec::new();
         let outcomes = self.encode_and_write(&batch.victims, &mut errors);
         batch.place(outcomes);
+        tracing::debug!(
+            weight = bytes,
+            errors = errors.len(),
+            secs = started.elapsed().as_secs_f64(),
+            "batch written"
+        );
+        for e in &errors {
+            tracing::warn!(error = %e, "spill");
+        }
         self.store.reap();
         Counters::add(&self.counters.errors, errors.len() as u64);
         join(errors)
@@ -159,6 +172,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                     // Clean: an identical copy is stored; drop it without a write.
                     *slot = Slot::Spilled(loc);
                     self.usage.fetch_sub(w, Ordering::Relaxed);
+                    self.resident.fetch_sub(1, Ordering::Relaxed);
                     Counters::add(&self.counters.evictions, 1);
                 }
                 None => {
@@ -390,6 +404,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                     let w = r.weight;
                     *slot = Slot::Spilled(stored);
                     self.usage.fetch_sub(w, Ordering::Relaxed);
+                    self.resident.fetch_sub(1, Ordering::Relaxed);
                     Counters::add(&self.counters.evictions, 1);
                 } else {
                     r.stored = Some(stored);

@@ -65,8 +65,23 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             // durable state is already this one.
             return Ok(());
         }
+        let span = tracing::debug_span!("chest.flush", location = self.location());
+        let _entered = span.enter();
+        let started = std::time::Instant::now();
+        let written = self.counters.bytes_written.load(Ordering::Relaxed);
         let errors = self.flush_changes();
         self.store.reap();
+        tracing::debug!(
+            bytes_written = self.counters.bytes_written.load(Ordering::Relaxed) - written,
+            keys = self.len(),
+            objects = self.store.object_count(),
+            errors = errors.len(),
+            secs = started.elapsed().as_secs_f64(),
+            "flushed"
+        );
+        for e in &errors {
+            tracing::warn!(error = %e, "flush");
+        }
         if errors.is_empty() {
             self.flushed.store(seen, Ordering::SeqCst);
         }

@@ -28,6 +28,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let shards: Vec<_> = (0..self.shards.len()).map(|i| self.lock_shard(i)).collect();
         let mut len = 0;
         let mut usage = 0;
+        let mut resident = 0;
         let mut refs: HashMap<u32, u32> = HashMap::new();
         for (i, shard) in shards.iter().enumerate() {
             let mut queued = 0;
@@ -42,6 +43,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 match slot {
                     Slot::Resident(r) => {
                         usage += r.weight;
+                        resident += 1;
                         let eligible = !r.pinned && !r.evicting;
                         if eligible != shard.queued(key) {
                             return Err(format!(
@@ -82,6 +84,12 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             return Err(format!(
                 "resident values weigh {usage}, but memory_usage() says {}",
                 self.memory_usage()
+            ));
+        }
+        if resident != self.resident.load(Ordering::Relaxed) {
+            return Err(format!(
+                "{resident} values resident, but the counter says {}",
+                self.resident.load(Ordering::Relaxed)
             ));
         }
         let inflight = self.inflight.load(Ordering::Relaxed);

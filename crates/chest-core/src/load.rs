@@ -95,8 +95,15 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                         key,
                         load: Some(load),
                     };
+                    let span = tracing::trace_span!("chest.load", object = loc.obj.get());
+                    let _entered = span.enter();
+                    let started = std::time::Instant::now();
                     let read = self.store.read(loc);
                     let finished = self.finish_load(guard, read);
+                    match &finished {
+                        Ok(_) => tracing::trace!(secs = started.elapsed().as_secs_f64(), "loaded"),
+                        Err(e) => tracing::warn!(error = %e, "load"),
+                    }
                     self.store.reap();
                     match finished? {
                         Some(fetched) => {
@@ -167,6 +174,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                     }
                     if fits {
                         self.usage.fetch_add(weight, Ordering::Relaxed);
+                        self.resident.fetch_add(1, Ordering::Relaxed);
                         // The eviction order owns a copy of the key.
                         if let Some(k) = shard.map.get_key_value(key).map(|(k, _)| k.clone()) {
                             shard.enqueue(&k);

@@ -25,7 +25,21 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     ) -> Result<Self> {
         let store = Store::new(opened.backend);
         let mut chest = Self::new_empty(config, serializer, weigher, store, opened.persistent);
-        if let Err(e) = chest.recover() {
+        let span = tracing::info_span!("chest.open", location = chest.location());
+        let _entered = span.enter();
+        let started = std::time::Instant::now();
+        let recovered = chest.recover();
+        match &recovered {
+            Ok(()) => tracing::info!(
+                keys = chest.len(),
+                objects = chest.store.object_count(),
+                damaged_manifests = chest.skipped_manifests.len(),
+                secs = started.elapsed().as_secs_f64(),
+                "opened"
+            ),
+            Err(e) => tracing::warn!(error = %e, "open failed"),
+        }
+        if let Err(e) = recovered {
             // Not opened: dropping it must not flush an empty index over the
             // manifest it could not read.
             chest.closed.store(true, Ordering::Relaxed);
@@ -58,7 +72,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             (Found::Chest(Some(loaded)), _) => self.load_index(*loaded)?,
         }
         if !self.config.read_only {
-            self.store.remove_orphans()?;
+            let removed = self.store.remove_orphans()?;
+            if removed > 0 {
+                tracing::info!(removed, "removed objects a crash left behind");
+            }
         }
         Ok(())
     }
@@ -74,6 +91,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             });
         }
         self.skipped_manifests = loaded.skipped.into_iter().map(|(_, d)| d).collect();
+        for damaged in &self.skipped_manifests {
+            tracing::warn!(manifest = %damaged, "skipped a damaged manifest for the one before it");
+        }
         self.store.adopt(&m);
         if let Some(previous) = &loaded.previous {
             self.store.adopt_previous(previous);

@@ -82,6 +82,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                                 Some(fetched.loc),
                             ));
                             self.usage.fetch_add(fetched.weight, Ordering::Relaxed);
+                            self.resident.fetch_add(1, Ordering::Relaxed);
                             shard.enqueue_key(key);
                             return Ok(Ok(shard));
                         }
@@ -275,6 +276,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 let w = r.weight;
                 *slot = Slot::Spilled(loc);
                 self.usage.fetch_sub(w, Ordering::Relaxed);
+                self.resident.fetch_sub(1, Ordering::Relaxed);
                 shard.dequeue(key);
                 return None;
             }
@@ -346,8 +348,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         };
         shard.dequeue(key);
         self.len.fetch_sub(1, Ordering::Relaxed);
-        self.usage
-            .fetch_sub(old.resident_weight(), Ordering::Relaxed);
+        self.unaccount(&old);
         if let Some(loc) = old.stored() {
             self.store.release(loc);
         }
