@@ -26,6 +26,8 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "tokio")]
+mod async_chest;
 pub mod backend;
 mod builder;
 mod bulk;
@@ -50,6 +52,8 @@ mod store;
 mod upsert;
 pub mod weigh;
 
+#[cfg(feature = "tokio")]
+pub use async_chest::AsyncChest;
 pub use backend::{Backend, BackendResult};
 pub use builder::{ChestBuilder, OpenMode, Weigher, DEFAULT_BUDGET};
 pub use chest::{Chest, Key};
