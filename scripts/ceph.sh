@@ -97,6 +97,17 @@ apt_lists_ready() {
     [[ $policy == *"Candidate: "[0-9]* ]]
 }
 
+apt_update() { apt-get update -q >&2 || die "apt-get update failed"; }
+
+# download WORK PKGS: the .deb files of PKGS (one name a line) into WORK/debs
+download() {
+    local work=$1 pkgs=$2
+    rm -f "$work"/debs/*.deb
+    say "downloading $(printf '%s\n' "$pkgs" | wc -l) Debian packages into $CACHE"
+    # shellcheck disable=SC2086 # one package name a word
+    (cd "$work/debs" && apt-get download -q $pkgs >"$work/download.log" 2>&1)
+}
+
 do_install() {
     if installed; then
         return 0
@@ -113,22 +124,26 @@ do_install() {
         installed && exit 0
         if ! apt_lists_ready; then
             say "no package list names radosgw: running apt-get update"
-            apt-get update -q >&2 || die "apt-get update failed"
+            apt_update
             apt_lists_ready || die "apt-get update ran but no package list names radosgw"
         fi
-        local pkgs
-        pkgs=$(package_list) || die "apt-get install -s ${PACKAGES[*]} failed (see above)"
         local work
         work=$(mktemp -d "$CACHE/install.XXXXXX")
         # shellcheck disable=SC2064 # expand now: the directory of this attempt
         trap "rm -rf '$work'" EXIT
         mkdir -p "$work/debs" "$work/root"
-        say "downloading $(printf '%s\n' "$pkgs" | wc -l) Debian packages into $CACHE"
-        # shellcheck disable=SC2086 # one package name a word
-        (cd "$work/debs" && apt-get download -q $pkgs >"$work/download.log" 2>&1) || {
-            tail -n 20 "$work/download.log" >&2
-            die "apt-get download failed"
-        }
+        local pkgs
+        pkgs=$(package_list) || die "apt-get install -s ${PACKAGES[*]} failed (see above)"
+        if ! download "$work" "$pkgs"; then
+            # Old package lists name versions the mirror no longer has.
+            say "apt-get download failed; refreshing the package lists and trying again"
+            apt_update
+            pkgs=$(package_list) || die "apt-get install -s ${PACKAGES[*]} failed (see above)"
+            download "$work" "$pkgs" || {
+                tail -n 20 "$work/download.log" >&2
+                die "apt-get download failed"
+            }
+        fi
         local deb
         for deb in "$work"/debs/*.deb; do
             dpkg -x "$deb" "$work/root" || die "dpkg -x $deb failed"
