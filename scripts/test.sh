@@ -5,27 +5,32 @@
 #   scripts/test.sh -- --nocapture    extra arguments go to `cargo test` after $CARGO_TEST_ARGS
 #
 # It installs Garage if it is missing (scripts/garage.sh install: ~12 minutes on 2 cores,
-# once per machine), starts a single node and a three-node cluster (unless they already run),
-# loads their settings (CHEST_S3_URL, CHEST_S3_NODE1..3, AWS_*), runs the tests, and stops
-# the servers it started when it exits, however it exits, with the tests' exit code.
+# once per machine) and Ceph (scripts/ceph.sh install: Debian packages unpacked into a cache,
+# seconds, once per machine), starts a Garage single node, a three-node Garage cluster and a
+# single-host Ceph RGW (unless they already run), loads their settings (CHEST_S3_URL,
+# CHEST_S3_NODE1..3, AWS_*, CHEST_CEPH_URL), runs the tests, and stops the servers it
+# started when it exits, however it exits, with the tests' exit code.
 #
 # Environment:
 #   CARGO_TEST_ARGS   arguments of `cargo test` (default: --workspace --all-features)
-#   CHEST_KEEP_GARAGE set to 1 to leave the servers running afterwards (for reruns)
+#   CHEST_KEEP_GARAGE set to 1 to leave the servers (Garage and Ceph) running afterwards (for reruns)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CARGO_TEST_ARGS=${CARGO_TEST_ARGS:---workspace --all-features}
 garage=scripts/garage.sh
+ceph=scripts/ceph.sh
 
 started_single=0
 started_cluster=0
+started_ceph=0
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     if [[ ${CHEST_KEEP_GARAGE:-0} != 1 ]]; then
         if ((started_cluster)); then "$garage" cluster-stop || true; fi
         if ((started_single)); then "$garage" stop || true; fi
+        if ((started_ceph)); then "$ceph" stop || true; fi
     fi
     exit "$rc"
 }
@@ -34,6 +39,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 "$garage" install
+"$ceph" install
 # Servers that were already running (started by hand) are used and left running.
 if ! "$garage" status; then
     started_single=1
@@ -43,12 +49,19 @@ if ! "$garage" cluster-status; then
     started_cluster=1
     "$garage" cluster-start >/dev/null
 fi
+if ! "$ceph" status; then
+    started_ceph=1
+    "$ceph" start >/dev/null
+fi
 
 # The cluster's env first: the single node's AWS_* settings are the ones that stay.
 # shellcheck disable=SC1090
 . "$("$garage" cluster-env-file)"
 # shellcheck disable=SC1090
 . "$("$garage" env-file)"
+# Ceph's credentials are in CHEST_CEPH_URL's query: it leaves AWS_* alone.
+# shellcheck disable=SC1090
+. "$("$ceph" env-file)"
 
 # shellcheck disable=SC2086 # CARGO_TEST_ARGS is a list of arguments
 cargo test $CARGO_TEST_ARGS "$@"

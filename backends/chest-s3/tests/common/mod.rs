@@ -17,6 +17,24 @@ pub fn s3_url() -> String {
     }
 }
 
+/// `CHEST_CEPH_URL` (the Ceph RGW test server, credentials in its query), or a
+/// panic saying how to start it. Like [`s3_url`], never a skip.
+pub fn ceph_url() -> String {
+    match std::env::var("CHEST_CEPH_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "CHEST_CEPH_URL is not set: the Ceph tests of chest-s3 need a real Ceph RGW. Start one \
+             with `scripts/ceph.sh start` and load its settings with `. \"$(scripts/ceph.sh env-file)\"` \
+             (or run every test with scripts/test.sh, which does both)"
+        ),
+    }
+}
+
+/// A fresh, empty prefix of the Ceph RGW test bucket, as an `s3://` URL.
+pub fn fresh_ceph_url(tag: &str) -> String {
+    with_prefix(&ceph_url(), tag, &[])
+}
+
 /// A prefix no other test (in this or another process) uses.
 pub fn unique(tag: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -1,0 +1,36 @@
+//! The shared conformance suite over a second real S3-compatible server: a
+//! single-host Ceph RGW (started by `scripts/ceph.sh start`; see
+//! `CHEST_CEPH_URL`, which carries its credentials in the query so that the
+//! Garage server's `AWS_*` settings stay untouched). Each location is a fresh
+//! prefix of the test bucket, opened through the `s3` URL scheme.
+
+// Linked for its `s3` scheme registration: nothing else names the crate here.
+extern crate chest_s3;
+
+mod common;
+
+use std::sync::Arc;
+
+use chest_core::conformance::{Location, Target};
+use chest_core::registry::{open_backend, OpenOptions};
+use chest_core::Backend;
+
+struct CephTarget;
+
+impl Target for CephTarget {
+    fn fresh(&self) -> Box<dyn Location> {
+        Box::new(CephLocation(common::fresh_ceph_url("conformance-ceph")))
+    }
+}
+
+struct CephLocation(String);
+
+impl Location for CephLocation {
+    fn open(&self) -> chest_core::Result<Arc<dyn Backend>> {
+        let opened = open_backend(&self.0, &OpenOptions::default())?;
+        assert!(opened.persistent, "an s3:// store is persistent");
+        Ok(opened.backend)
+    }
+}
+
+chest_core::conformance_tests!(CephTarget);
