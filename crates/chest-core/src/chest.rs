@@ -379,9 +379,20 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     {
         self.check_writable()?;
         let mut shard = self.shard(key);
-        let Some(old) = shard.map.remove(key) else {
-            return Ok(false);
-        };
+        let removed = self.remove_slot(&mut shard, key);
+        drop(shard);
+        self.store.reap();
+        Ok(removed.is_some())
+    }
+
+    /// Takes `key` out of the map, with its accounting; the caller reaps
+    /// once the lock is released.
+    pub(crate) fn remove_slot<Q>(&self, shard: &mut Shard<K, V>, key: &Q) -> Option<Slot<V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let old = shard.map.remove(key)?;
         shard.dequeue(key);
         self.len.fetch_sub(1, Ordering::Relaxed);
         self.unaccount(&old);
@@ -389,9 +400,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             self.store.release(loc);
         }
         self.bump();
-        drop(shard);
-        self.store.reap();
-        Ok(true)
+        Some(old)
     }
 
     /// `true` if the chest holds `key` (in memory or spilled). No I/O.

@@ -250,17 +250,30 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             }
             Err(shard) => shard,
         };
-        let (mut shard, value, weight) = self.make_value(shard, &key, make)?;
-        self.put_resident(&mut shard, key.clone(), Arc::clone(&value), weight);
+        let (shard, value, weight) = self.make_value(shard, &key, make)?;
+        self.install(shard, key, Arc::clone(&value), weight)?;
+        Ok(value)
+    }
+
+    /// Makes `value` the resident, dirty value of `key` under the held
+    /// lock, then, with the lock released, writes it out at once if it is
+    /// heavier than the budget, or keeps the budget.
+    fn install(
+        &self,
+        mut shard: Locked<'_, K, V>,
+        key: K,
+        value: Arc<V>,
+        weight: usize,
+    ) -> Result<()> {
+        self.put_resident(&mut shard, key.clone(), value, weight);
         self.bump();
         let heavy = (weight > self.config.budget).then(|| self.take_one(&mut shard, key));
         drop(shard);
         self.store.reap();
         match heavy.flatten() {
-            Some(victim) => self.write_batch(vec![victim], true)?,
-            None => self.enforce_budget()?,
+            Some(victim) => self.write_batch(vec![victim], true),
+            None => self.enforce_budget(),
         }
-        Ok(value)
     }
 
     /// A value heavier than the budget that a look made resident leaves
@@ -301,22 +314,14 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         self.check_writable()?;
         let weight = self.weigh(&key, &value)?;
         let value = Arc::new(value);
-        let mut shard = match self.lock_resident(&key)? {
+        let shard = match self.lock_resident(&key)? {
             Ok(shard) | Err(shard) => shard,
         };
         let old = match shard.map.get(&key) {
             Some(Slot::Resident(r)) => Some(Arc::clone(&r.value)),
             _ => None,
         };
-        self.put_resident(&mut shard, key.clone(), value, weight);
-        self.bump();
-        let heavy = (weight > self.config.budget).then(|| self.take_one(&mut shard, key));
-        drop(shard);
-        self.store.reap();
-        match heavy.flatten() {
-            Some(victim) => self.write_batch(vec![victim], true)?,
-            None => self.enforce_budget()?,
-        }
+        self.install(shard, key, value, weight)?;
         Ok(old)
     }
 
@@ -343,21 +348,12 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let Ok(mut shard) = self.lock_resident(key)? else {
             return Ok(None);
         };
-        let Some(old) = shard.map.remove(key) else {
-            unreachable!("the value is resident under the same lock")
-        };
-        shard.dequeue(key);
-        self.len.fetch_sub(1, Ordering::Relaxed);
-        self.unaccount(&old);
-        if let Some(loc) = old.stored() {
-            self.store.release(loc);
-        }
-        self.bump();
+        let old = self.remove_slot(&mut shard, key);
         drop(shard);
         self.store.reap();
         match old {
-            Slot::Resident(r) => Ok(Some(r.value)),
-            _ => unreachable!("the value was resident"),
+            Some(Slot::Resident(r)) => Ok(Some(r.value)),
+            _ => unreachable!("the value was resident under the same lock"),
         }
     }
 }
