@@ -61,11 +61,10 @@ EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 
 SCRIPT_PATH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
 
-say() { printf 'ceph.sh: %s\n' "$*" >&2; }
-die() {
-    say "error: $*"
-    exit 1
-}
+SCRIPT_NAME=ceph.sh
+# say, die, with_lock, pick_port, alive, in_subshell, log_tail
+# shellcheck source-path=SCRIPTDIR source=servers-lib.sh
+. "$(dirname "$SCRIPT_PATH")/servers-lib.sh"
 
 # ---------------------------------------------------------------- the packages
 
@@ -186,64 +185,7 @@ cephenv() { LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$@"; }
 
 # ---------------------------------------------------------------- helpers
 
-with_lock() {
-    mkdir -p "$STATE_ROOT"
-    if command -v flock >/dev/null 2>&1; then
-        (
-            exec 9>"$LOCK_FILE"
-            flock -w "$WAIT" 9 || die "another ceph.sh holds $LOCK_FILE for more than ${WAIT}s"
-            "$@"
-        )
-    else
-        "$@"
-    fi
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-PORT_MIN=20000
-PORT_SPAN=40000
-if [[ -r /proc/sys/net/ipv4/ip_local_port_range ]]; then
-    read -r EPHEMERAL_LOW _ </proc/sys/net/ipv4/ip_local_port_range || EPHEMERAL_LOW=0
-    if ((EPHEMERAL_LOW > 12000)); then
-        PORT_MIN=10000
-        PORT_SPAN=$((EPHEMERAL_LOW - 10000))
-    fi
-fi
-
-# pick_port VAR: sets VAR to a free TCP port on 127.0.0.1, not handed out before by this script
-TAKEN_PORTS=" "
-pick_port() {
-    local p i
-    for ((i = 0; i < 500; i++)); do
-        p=$((PORT_MIN + (RANDOM * 32768 + RANDOM) % PORT_SPAN))
-        [[ $TAKEN_PORTS == *" $p "* ]] && continue
-        if ! port_in_use "$p"; then
-            TAKEN_PORTS+="$p "
-            printf -v "$1" '%s' "$p"
-            return 0
-        fi
-    done
-    die "found no free TCP port on 127.0.0.1"
-}
-
-alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
-
 ATTEMPTS=3
-
-in_subshell() {
-    local rc=0
-    ("$@") &
-    wait "$!" || rc=$?
-    return "$rc"
-}
-
-log_tail() {
-    if [[ -f $1 ]]; then
-        say "last lines of $1:"
-        tail -n 30 "$1" >&2
-    fi
-}
 
 uuid() {
     if [[ -r /proc/sys/kernel/random/uuid ]]; then

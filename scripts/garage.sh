@@ -61,11 +61,10 @@ SECRET_ACCESS_KEY=63686573742d746573742d7365637265742d6e6f742d666f722d70726f6421
 
 SCRIPT_PATH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
 
-say() { printf 'garage.sh: %s\n' "$*" >&2; }
-die() {
-    say "error: $*"
-    exit 1
-}
+SCRIPT_NAME=garage.sh
+# say, die, with_lock, pick_port, alive, in_subshell, log_tail
+# shellcheck source-path=SCRIPTDIR source=servers-lib.sh
+. "$(dirname "$SCRIPT_PATH")/servers-lib.sh"
 
 # ---------------------------------------------------------------- the binary
 
@@ -124,74 +123,13 @@ need_garage() {
 
 # ---------------------------------------------------------------- helpers
 
-with_lock() {
-    mkdir -p "$STATE_ROOT"
-    if command -v flock >/dev/null 2>&1; then
-        (
-            exec 9>"$LOCK_FILE"
-            flock -w "$WAIT" 9 || die "another garage.sh holds $LOCK_FILE for more than ${WAIT}s"
-            "$@"
-        )
-    else
-        "$@"
-    fi
-}
-
 random_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# Ports come from below the kernel's ephemeral range when there is room (so that no
-# outgoing connection takes one between the pick and the bind).
-PORT_MIN=20000
-PORT_SPAN=40000
-if [[ -r /proc/sys/net/ipv4/ip_local_port_range ]]; then
-    read -r EPHEMERAL_LOW _ </proc/sys/net/ipv4/ip_local_port_range || EPHEMERAL_LOW=0
-    if ((EPHEMERAL_LOW > 12000)); then
-        PORT_MIN=10000
-        PORT_SPAN=$((EPHEMERAL_LOW - 10000))
-    fi
-fi
-
-# pick_port VAR: sets VAR to a free TCP port on 127.0.0.1, not handed out before by this script
-TAKEN_PORTS=" "
-pick_port() {
-    local p i
-    for ((i = 0; i < 500; i++)); do
-        p=$((PORT_MIN + (RANDOM * 32768 + RANDOM) % PORT_SPAN))
-        [[ $TAKEN_PORTS == *" $p "* ]] && continue
-        if ! port_in_use "$p"; then
-            TAKEN_PORTS+="$p "
-            printf -v "$1" '%s' "$p"
-            return 0
-        fi
-    done
-    die "found no free TCP port on 127.0.0.1"
-}
-
-alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
 
 # Garage keeps running when one of its API servers cannot bind: look for that.
 bind_failed() { grep -q 'Address already in use' "$1/garage.log" 2>/dev/null; }
 
 # How many times start / cluster-start try again with other ports.
 ATTEMPTS=3
-
-# in_subshell CMD...: runs CMD in a subshell with `set -e` in force (it would not be in
-# an `if` condition), so that a failure ends only that subshell; returns its status.
-in_subshell() {
-    local rc=0
-    ("$@") &
-    wait "$!" || rc=$?
-    return "$rc"
-}
-
-log_tail() {
-    if [[ -f $1 ]]; then
-        say "last lines of $1:"
-        tail -n 30 "$1" | sed 's/\x1b\[[0-9;]*m//g' >&2
-    fi
-}
 
 # write_config DIR RPC_PORT S3_PORT ADMIN_PORT REPLICATION RPC_SECRET
 write_config() {
