@@ -196,7 +196,7 @@ fn serializer_mismatch_is_refused() {
     c.insert(1, vec![1]).unwrap();
     c.close().unwrap();
     let err = chest::ChestBuilder::<u64, Vec<u8>>::new()
-        .serializer(chest::Json)
+        .serializer(chest::Raw)
         .open(&loc)
         .unwrap_err();
     assert!(matches!(err, Error::SerializerMismatch { .. }), "{err}");

@@ -56,15 +56,15 @@ pub const DEFAULT_BUDGET: usize = 256 << 20;
 /// Configures and opens a [`Chest`].
 ///
 /// ```
-/// use chest_core::{Chest, EvictionPolicy, Json};
+/// use chest_core::{Chest, EvictionPolicy, Raw};
 ///
-/// let chest: Chest<u64, String, Json> = Chest::builder()
+/// let chest: Chest<u64, Vec<u8>, Raw> = Chest::builder()
 ///     .memory_budget(1 << 20)
 ///     .eviction_policy(EvictionPolicy::LargestFirst)
-///     .serializer(Json)
+///     .serializer(Raw)
 ///     .open("memory://")?;
-/// chest.insert(1, "one".to_string())?;
-/// assert_eq!(chest.get(&1)?.as_deref().map(String::as_str), Some("one"));
+/// chest.insert(1, b"one".to_vec())?;
+/// assert_eq!(chest.get(&1)?.as_deref().map(Vec::as_slice), Some(&b"one"[..]));
 /// # Ok::<(), chest_core::Error>(())
 /// ```
 pub struct ChestBuilder<K, V, S = Cbor> {

@@ -60,7 +60,9 @@ pub use chest::{Chest, Key};
 pub use error::{BackendError, BoxError, Error, ErrorKind, Result};
 pub use location::IntoLocation;
 pub use memory::MemoryBackend;
-pub use serializer::{Cbor, Json, Raw, Serializer};
+#[cfg(feature = "json")]
+pub use serializer::Json;
+pub use serializer::{Cbor, Raw, Serializer};
 pub use shard::EvictionPolicy;
 pub use stats::Stats;
 pub use weigh::Weigh;

@@ -81,10 +81,13 @@ impl<V: Serialize + DeserializeOwned> Serializer<V> for Cbor {
     }
 }
 
-/// JSON through `serde_json`: readable objects, larger and slower than CBOR.
+/// JSON through `serde_json`: readable objects, larger and slower than CBOR
+/// (feature `json`).
+#[cfg(feature = "json")]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Json;
 
+#[cfg(feature = "json")]
 impl<V: Serialize + DeserializeOwned> Serializer<V> for Json {
     fn name(&self) -> &str {
         "json"
@@ -141,6 +144,7 @@ mod tests {
     fn built_in_serializers_round_trip() {
         round_trip(&Cbor, vec![1.0f64, 2.5]);
         round_trip(&Cbor, (3u32, "x".to_string()));
+        #[cfg(feature = "json")]
         round_trip(&Json, vec!["a".to_string()]);
         round_trip(&Raw, vec![0u8, 255, 7]);
         round_trip(&Raw, bytes::Bytes::from_static(b"raw"));
@@ -149,6 +153,7 @@ mod tests {
     #[test]
     fn bad_bytes_are_errors() {
         assert!(Serializer::<Vec<f64>>::deserialize(&Cbor, &[0xff, 0x00]).is_err());
+        #[cfg(feature = "json")]
         assert!(Serializer::<Vec<f64>>::deserialize(&Json, b"{").is_err());
     }
 }
