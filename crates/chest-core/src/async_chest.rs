@@ -63,12 +63,36 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V> + 'static> AsyncChest<K, V, S> {
-    /// Wraps an open chest (open it with [`Chest::open`] or a builder; to
-    /// open without blocking, call that inside `spawn_blocking`).
+    /// Wraps an open chest (see [`open`](AsyncChest::open) to open one
+    /// without blocking the runtime).
     pub fn new(chest: Chest<K, V, S>) -> Self {
         Self {
             inner: Arc::new(chest),
         }
+    }
+
+    /// Opens the chest at `location` with `builder`, on the blocking pool
+    /// (opening reads the manifest and may remove a crash's leftovers).
+    ///
+    /// ```
+    /// use chest_core::{AsyncChest, Chest};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> chest_core::Result<()> {
+    /// let c: AsyncChest<u32, String> = AsyncChest::open(Chest::builder(), "memory://doc-async-open").await?;
+    /// c.insert(1, "one".into()).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn open(
+        builder: crate::ChestBuilder<K, V, S>,
+        location: impl crate::IntoLocation + Send + 'static,
+    ) -> Result<Self>
+    where
+        S: Send,
+    {
+        let chest = blocking(move || builder.open(location)).await?;
+        Ok(Self::new(chest))
     }
 
     /// The chest itself, for calls that do no I/O (`len`, `contains_key`,

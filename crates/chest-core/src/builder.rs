@@ -175,6 +175,19 @@ impl<K: Key, V: Send + Sync + 'static, S> ChestBuilder<K, V, S> {
     /// (default `true`; errors are ignored then, [`Chest::close`] returns
     /// them). With `false`, what was not flushed explicitly is not made
     /// durable: the next open sees the last flush.
+    ///
+    /// ```
+    /// use chest_core::Chest;
+    ///
+    /// let c: Chest<u32, String> = Chest::builder().flush_on_drop(false).open("memory://doc-nodrop")?;
+    /// c.insert(1, "kept".into())?;
+    /// c.flush()?;
+    /// c.insert(2, "not flushed".into())?;
+    /// drop(c);
+    /// let again: Chest<u32, String> = Chest::open("memory://doc-nodrop")?;
+    /// assert_eq!(again.len(), 1);
+    /// # Ok::<(), chest_core::Error>(())
+    /// ```
     pub fn flush_on_drop(mut self, flush: bool) -> Self {
         self.config.flush_on_drop = flush;
         self

@@ -29,12 +29,31 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     }
 
     /// Every value, loading spilled ones as it goes (see [`iter`](Chest::iter)).
+    ///
+    /// ```
+    /// use chest_core::Chest;
+    ///
+    /// let c: Chest<u32, u64> = Chest::builder().open("memory://")?;
+    /// c.extend((1..=10).map(|i| (i, u64::from(i))))?;
+    /// let total: u64 = c.values().map(|v| v.map(|v| *v)).sum::<Result<u64, _>>()?;
+    /// assert_eq!(total, 55);
+    /// # Ok::<(), chest_core::Error>(())
+    /// ```
     pub fn values(&self) -> impl Iterator<Item = Result<Arc<V>>> + '_ {
         self.iter().map(|entry| entry.map(|(_, v)| v))
     }
 
     /// Inserts every pair, as [`insert`](Chest::insert) does. Values that
     /// could not be spilled stay in memory; the errors are returned together.
+    ///
+    /// ```
+    /// use chest_core::Chest;
+    ///
+    /// let c: Chest<String, usize> = Chest::builder().open("memory://")?;
+    /// c.extend(["a", "bb", "ccc"].map(|w| (w.to_string(), w.len())))?;
+    /// assert_eq!(c.len(), 3);
+    /// # Ok::<(), chest_core::Error>(())
+    /// ```
     pub fn extend(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<()> {
         let mut errors = Vec::new();
         for (k, v) in pairs {
@@ -78,6 +97,17 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
 
     /// Removes every key, in memory and in the backend (the objects go as
     /// a removal's do: once no kept manifest names them).
+    ///
+    /// ```
+    /// use chest_core::Chest;
+    ///
+    /// let c: Chest<u32, Vec<u8>> = Chest::builder().memory_budget(4 << 10).open("memory://")?;
+    /// c.extend((0..16).map(|i| (i, vec![0; 1024])))?;
+    /// c.clear()?;
+    /// assert!(c.is_empty());
+    /// assert_eq!(c.memory_usage(), 0);
+    /// # Ok::<(), chest_core::Error>(())
+    /// ```
     pub fn clear(&self) -> Result<()> {
         self.check_writable()?;
         for i in 0..self.shards.len() {
