@@ -59,9 +59,9 @@
 //! says what is wrong:
 //!
 //! - the bucket does not exist: [`BackendError::MissingStore`] naming the bucket and endpoint;
-//! - the credentials are refused: [`BackendError::Other`], "access denied to bucket … at …:
+//! - the credentials are refused: [`BackendError::Denied`], "access denied to bucket … at …:
 //!   check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY …";
-//! - nothing answers: [`BackendError::Other`], "cannot reach endpoint …" with the cause
+//! - nothing answers: [`BackendError::Unreachable`], "cannot reach endpoint …" with the cause
 //!   (connection refused, timed out, DNS).
 //!
 //! # Operations
@@ -287,7 +287,7 @@ impl S3Backend {
         backend.run(async move {
             match tokio::time::timeout(deadline, inner.probe(probe)).await {
                 Ok(result) => result,
-                Err(_) => Err(inner.other(
+                Err(_) => Err(inner.unreachable(
                     format!(
                         "cannot reach endpoint {} for bucket {} (no answer within {deadline:?})",
                         inner.endpoint, inner.config.bucket
@@ -416,6 +416,22 @@ impl Inner {
         }
     }
 
+    fn denied(&self, message: String, source: Option<chest_core::BoxError>) -> BackendError {
+        BackendError::Denied {
+            location: self.location.clone(),
+            message,
+            source,
+        }
+    }
+
+    fn unreachable(&self, message: String, source: Option<chest_core::BoxError>) -> BackendError {
+        BackendError::Unreachable {
+            location: self.location.clone(),
+            message,
+            source,
+        }
+    }
+
     /// The object's key in the bucket, checked.
     fn path(&self, name: &str) -> BackendResult<Path> {
         check_name(&self.location, name)?;
@@ -450,20 +466,23 @@ impl Inner {
                     self.config.bucket,
                     server_message(&e).unwrap_or_else(|| chain(&e))
                 );
-                self.other(message, Some(Box::new(e)))
+                self.denied(message, Some(Box::new(e)))
             }
-            Class::Other => {
-                let message = match transport_failure(&e) {
-                    Some(why) => format!(
+            Class::Other => match transport_failure(&e) {
+                Some(why) => self.unreachable(
+                    format!(
                         "{op} of {}: cannot reach endpoint {} ({why}): {}",
                         self.describe(&key),
                         self.endpoint,
                         chain(&e)
                     ),
-                    None => format!("{op} of {} failed: {}", self.describe(&key), chain(&e)),
-                };
-                self.other(message, Some(Box::new(e)))
-            }
+                    Some(Box::new(e)),
+                ),
+                None => self.other(
+                    format!("{op} of {} failed: {}", self.describe(&key), chain(&e)),
+                    Some(Box::new(e)),
+                ),
+            },
         }
     }
 
@@ -504,11 +523,11 @@ impl Inner {
                     self.endpoint,
                     server_message(&e).unwrap_or_else(|| chain(&e))
                 );
-                Err(self.other(message, Some(Box::new(e))))
+                Err(self.denied(message, Some(Box::new(e))))
             }
-            Class::Other => {
-                let message = match transport_failure(&e) {
-                    Some(why) => format!(
+            Class::Other => Err(match transport_failure(&e) {
+                Some(why) => self.unreachable(
+                    format!(
                         "cannot reach endpoint {} for bucket {} ({why}; connect timeout {:?}, \
                          request timeout {:?}): {}",
                         self.endpoint,
@@ -517,15 +536,18 @@ impl Inner {
                         self.config.timeout,
                         chain(&e)
                     ),
-                    None => format!(
+                    Some(Box::new(e)),
+                ),
+                None => self.other(
+                    format!(
                         "checking bucket {} at {} failed: {}",
                         self.config.bucket,
                         self.endpoint,
                         chain(&e)
                     ),
-                };
-                Err(self.other(message, Some(Box::new(e))))
-            }
+                    Some(Box::new(e)),
+                ),
+            }),
         }
     }
 

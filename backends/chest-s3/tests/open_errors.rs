@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use chest_core::registry::{open_backend, OpenOptions};
-use chest_core::{BackendError, Error};
+use chest_core::{BackendError, Error, ErrorKind};
 use chest_s3::S3Backend;
 
 /// The functional bound on `open` in these tests: it must not hang.
@@ -80,6 +80,11 @@ fn wrong_secret_is_access_denied() {
         "names the endpoint: {msg}"
     );
     assert!(!msg.contains(&"0".repeat(64)), "leaks the secret: {msg}");
+    assert_eq!(err.kind(), ErrorKind::Denied, "{err:?}");
+    assert!(
+        !err.is_temporary(),
+        "refused credentials are not worth a retry"
+    );
     assert!(took < BOUND, "took {took:?}");
 }
 
@@ -96,6 +101,7 @@ fn unknown_key_id_is_access_denied() {
     let (err, took) = open_err(&url);
     let msg = err.to_string();
     assert!(msg.contains("access denied to bucket"), "{msg}");
+    assert_eq!(err.kind(), ErrorKind::Denied, "{err:?}");
     assert!(took < BOUND, "took {took:?}");
 }
 
@@ -112,6 +118,8 @@ fn nothing_listening_is_unreachable() {
         "{msg}"
     );
     assert!(msg.contains("connection refused"), "{msg}");
+    assert_eq!(err.kind(), ErrorKind::Unreachable, "{err:?}");
+    assert!(err.is_temporary(), "an unreachable store may come back");
     assert!(took < BOUND, "took {took:?}");
 }
 
@@ -130,6 +138,7 @@ fn silent_server_times_out() {
         msg.contains(&format!("cannot reach endpoint {endpoint}")) && msg.contains("timed out"),
         "{msg}"
     );
+    assert_eq!(err.kind(), ErrorKind::Unreachable, "{err:?}");
     assert!(took < BOUND, "took {took:?}");
     drop(listener);
 }

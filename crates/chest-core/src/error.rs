@@ -87,7 +87,30 @@ pub enum BackendError {
         #[source]
         source: std::io::Error,
     },
-    /// Any other failure of the store (network, permissions, protocol).
+    /// The store refused the credentials or the operation (HTTP 401 / 403,
+    /// a permission error).
+    #[error("{location}: {message}")]
+    Denied {
+        /// The store.
+        location: String,
+        /// What was refused, naming the object where there is one.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The store could not be reached (connection refused, DNS, timeout).
+    #[error("{location}: {message}")]
+    Unreachable {
+        /// The store.
+        location: String,
+        /// What failed, naming the endpoint.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// Any other failure of the store (a server error, a protocol failure).
     #[error("{location}: {message}")]
     Other {
         /// The store.
@@ -297,7 +320,11 @@ pub enum ErrorKind {
     Poisoned,
     /// A local I/O error (including a full disk).
     Io,
-    /// Any other failure of the backend: network, permissions, protocol.
+    /// The store refused the credentials or the operation.
+    Denied,
+    /// The store could not be reached.
+    Unreachable,
+    /// Any other failure of the backend: a server error, a protocol failure.
     Backend,
     /// Several errors ([`Error::Many`]); see [`Error::errors`].
     Many,
@@ -315,17 +342,22 @@ impl BackendError {
             BackendError::Locked { .. } => ErrorKind::Locked,
             BackendError::MissingStore { .. } => ErrorKind::MissingStore,
             BackendError::Io { .. } => ErrorKind::Io,
+            BackendError::Denied { .. } => ErrorKind::Denied,
+            BackendError::Unreachable { .. } => ErrorKind::Unreachable,
             BackendError::Other { .. } => ErrorKind::Backend,
         }
     }
 
-    /// Whether trying again, unchanged, may succeed: network and protocol
-    /// failures, interrupted or timed-out I/O, a lock another writer may
-    /// release. Not: a missing object or store, damage, a full disk, bad input.
+    /// Whether trying again, unchanged, may succeed: an unreachable store,
+    /// server and protocol failures, interrupted or timed-out I/O, a lock
+    /// another writer may release. Not: refused credentials, a missing
+    /// object or store, damage, a full disk, bad input.
     pub fn is_temporary(&self) -> bool {
         use std::io::ErrorKind as Io;
         match self {
-            BackendError::Other { .. } | BackendError::Locked { .. } => true,
+            BackendError::Other { .. }
+            | BackendError::Unreachable { .. }
+            | BackendError::Locked { .. } => true,
             BackendError::Io { source, .. } => matches!(
                 source.kind(),
                 Io::Interrupted | Io::TimedOut | Io::WouldBlock | Io::ResourceBusy
