@@ -69,6 +69,12 @@ enum Command {
         #[arg(required = true)]
         keys: Vec<String>,
     },
+    /// Rewrites the segments that hold garbage and deletes dead objects;
+    /// says how much it freed.
+    Compact {
+        /// The chest's URL or path.
+        url: String,
+    },
     /// Copies a chest to a new location (any scheme to any other), keeping
     /// its serializer; the destination's manifest is written last, then
     /// everything copied is read back and checked.
@@ -148,6 +154,7 @@ fn run(cli: &Cli) -> Outcome {
         Command::Verify { url } => verify(url, cli.json),
         Command::Rm { url, keys } => rm(url, keys, cli.json),
         Command::Cp { src, dst } => cp(src, dst, cli.json),
+        Command::Compact { url } => compact(url, cli.json),
     }
 }
 
@@ -409,6 +416,38 @@ fn cp(src: &str, dst: &str, as_json: bool) -> Outcome {
             entries.len(),
             size(bytes),
             copy.location()
+        );
+    }
+    Ok(())
+}
+
+fn compact(url: &str, as_json: bool) -> Outcome {
+    open(url)?;
+    let (before, after) = RawChest::compact(url, |_, _| {}).map_err(|e| Failure {
+        what: format!("cannot compact {url}"),
+        cause: Some(Box::new(e)),
+        code: 1,
+    })?;
+    let freed = before.object_bytes.saturating_sub(after.object_bytes);
+    if as_json {
+        print_json(&json!({
+            "location": after.location,
+            "freed_bytes": freed,
+            "object_bytes_before": before.object_bytes,
+            "object_bytes_after": after.object_bytes,
+            "objects_before": before.objects,
+            "objects_after": after.objects,
+            "garbage_ratio_before": before.garbage_ratio(),
+            "garbage_ratio_after": after.garbage_ratio(),
+        }));
+    } else {
+        println!(
+            "freed {} ({} objects, {} -> {} objects, {:.1}% garbage left)",
+            size(freed),
+            size(after.object_bytes),
+            before.objects,
+            after.objects,
+            after.garbage_ratio() * 100.0
         );
     }
     Ok(())

@@ -277,3 +277,38 @@ fn any_serializer_json_and_raw() {
         "000102ff"
     );
 }
+
+#[test]
+fn compact_frees_removed_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = url_of(&tmp.path().join("c"), true);
+    make(&url);
+    let small: Vec<String> = (1..50)
+        .filter(|i| i % 10 != 0 && i % 3 == 0)
+        .map(|i| format!("[{i},\"k{i}\"]"))
+        .collect();
+    let mut args = vec!["rm", url.as_str()];
+    args.extend(small.iter().map(String::as_str));
+    assert!(chest(&args).status.success());
+    let before = json(&chest(&["info", &url, "--json"]));
+    assert!(before["garbage_ratio"].as_f64().unwrap() > 0.0, "{before}");
+
+    let o = chest(&["compact", &url, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let c = json(&o);
+    assert!(c["freed_bytes"].as_u64().unwrap() > 0, "{c}");
+    assert_eq!(c["garbage_ratio_after"], 0.0, "{c}");
+    let o = chest(&["compact", &url]);
+    assert!(stdout(&o).starts_with("freed 0 B"), "{}", stdout(&o));
+    assert!(chest(&["verify", &url]).status.success());
+    let ch: Chest<(u32, String), Vec<u32>> = Chest::open(url.as_str()).unwrap();
+    assert_eq!(ch.len(), 50 - small.len());
+    assert_eq!(
+        *ch.get(&(7, "k7".to_string())).unwrap().unwrap(),
+        vec![7; 10]
+    );
+    assert_eq!(
+        *ch.get(&(40, "k40".to_string())).unwrap().unwrap(),
+        vec![40; 20_000]
+    );
+}

@@ -499,6 +499,64 @@ impl RawChest {
         chest.close()?;
         Ok(removed)
     }
+    /// Compacts the chest at `location`: every value packed in a segment
+    /// that holds garbage (records no key refers to) is written again into
+    /// new segments, and the objects no manifest needs any more are deleted
+    /// (three flushes, as the two newest manifests are kept). Values alone
+    /// in their objects are not moved. `progress(done, total)` is called as
+    /// values move. Returns the figures before and after.
+    pub fn compact(
+        location: impl IntoLocation,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<(RawInfo, RawInfo)> {
+        let location = location.into_location()?;
+        let (before, moving) = {
+            let raw = Self::open(location.as_str())?;
+            (raw.info(), raw.in_sparse_segments()?)
+        };
+        let chest = Self::open_writable(location.as_str(), "raw")?;
+        for (done, key) in moving.iter().enumerate() {
+            // Loaded as stored bytes and put back dirty: the flush writes it
+            // into a new segment.
+            if let Some(value) = chest.get(key)? {
+                chest.insert(key.clone(), Bytes::clone(&value))?;
+            }
+            progress(done + 1, moving.len());
+        }
+        for _ in 0..3 {
+            // Marked as changed, so that the flush runs even if nothing moved
+            // (no other thread uses this chest: no shard lock is needed).
+            chest.bump();
+            chest.flush()?;
+        }
+        chest.close()?;
+        let after = Self::open(location.as_str())?.info();
+        Ok((before, after))
+    }
+
+    /// The keys whose values are packed in segments that hold garbage.
+    fn in_sparse_segments(&self) -> Result<Vec<RawKey>> {
+        let Some(m) = &self.manifest else {
+            return Ok(Vec::new());
+        };
+        let mut live: std::collections::HashMap<u32, u64> = Default::default();
+        for (_, loc) in m.entries() {
+            if loc.len != WHOLE {
+                *live.entry(loc.obj.get()).or_default() += u64::from(loc.len) + CRC_LEN;
+            }
+        }
+        let sparse: std::collections::HashSet<u32> = live
+            .into_iter()
+            .filter(|(id, bytes)| m.objects.get(id).is_some_and(|size| bytes < size))
+            .map(|(id, _)| id)
+            .collect();
+        Ok(self
+            .entries()?
+            .into_iter()
+            .filter(|e| e.loc.len != WHOLE && sparse.contains(&e.loc.obj.get()))
+            .map(|e| e.key)
+            .collect())
+    }
 }
 
 #[cfg(test)]
