@@ -129,6 +129,13 @@ impl Failure {
 
 type Outcome = Result<(), Failure>;
 
+/// `println!` that ignores a closed stdout (`chest ls URL | head`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
@@ -172,7 +179,7 @@ fn parse_key(text: &str) -> Result<RawKey, Failure> {
 }
 
 fn print_json(v: &Json) {
-    println!(
+    out!(
         "{}",
         serde_json::to_string_pretty(v).expect("JSON values print")
     );
@@ -211,21 +218,21 @@ fn info(url: &str, as_json: bool) -> Outcome {
             "damaged_manifests": i.damaged_manifests,
         }));
     } else {
-        println!("location      {}", i.location);
-        println!("keys          {}", i.keys);
-        println!(
+        out!("location      {}", i.location);
+        out!("keys          {}", i.keys);
+        out!(
             "serializer    {}",
             i.serializer.as_deref().unwrap_or("(none: never flushed)")
         );
-        println!("objects       {} ({})", i.objects, size(i.object_bytes));
-        println!(
+        out!("objects       {} ({})", i.objects, size(i.object_bytes));
+        out!(
             "values        {} ({:.1}% of the objects' bytes are garbage)",
             size(i.value_bytes),
             i.garbage_ratio() * 100.0
         );
-        println!("index memory  ~{} when opened", size(i.index_memory()));
+        out!("index memory  ~{} when opened", size(i.index_memory()));
         for d in &i.damaged_manifests {
-            println!("damaged manifest skipped: {d}");
+            out!("damaged manifest skipped: {d}");
         }
     }
     Ok(())
@@ -322,10 +329,10 @@ fn verify(url: &str, as_json: bool) -> Outcome {
             .collect();
         print_json(&json!({"location": raw.location(), "checked": checked, "failed": failed}));
     } else if failures.is_empty() {
-        println!("{checked} values checked: every checksum matches");
+        out!("{checked} values checked: every checksum matches");
     } else {
         for f in &failures {
-            println!("{}\t{}", f.key, f.error);
+            out!("{}\t{}", f.key, f.error);
         }
     }
     if failures.is_empty() {
@@ -355,7 +362,7 @@ fn rm(url: &str, key_texts: &[String], as_json: bool) -> Outcome {
         }));
     } else {
         for (k, r) in keys.iter().zip(&removed) {
-            println!("{}\t{k}", if *r { "removed" } else { "missing" });
+            out!("{}\t{k}", if *r { "removed" } else { "missing" });
         }
     }
     if missing.is_empty() {
@@ -411,7 +418,7 @@ fn cp(src: &str, dst: &str, as_json: bool) -> Outcome {
             &json!({"src": src, "dst": copy.location(), "keys": entries.len(), "value_bytes": bytes, "serializer": serializer}),
         );
     } else {
-        println!(
+        out!(
             "copied {} keys ({}) to {}; verified",
             entries.len(),
             size(bytes),
@@ -441,7 +448,7 @@ fn compact(url: &str, as_json: bool) -> Outcome {
             "garbage_ratio_after": after.garbage_ratio(),
         }));
     } else {
-        println!(
+        out!(
             "freed {} ({} objects, {} -> {} objects, {:.1}% garbage left)",
             size(freed),
             size(after.object_bytes),
