@@ -8,12 +8,13 @@
 //! Exit codes: 0 ok, 1 problems found (a corrupt value, a missing key), 2 a
 //! usage error or a chest that could not be opened.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use chest::raw::{RawChest, RawKey, Stored};
 use chest::{Chest, ChestBuilder, OpenMode};
 use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value as Json};
 
 #[derive(Parser)]
@@ -185,6 +186,21 @@ fn print_json(v: &Json) {
     );
 }
 
+/// A progress bar on stderr when it is a terminal (and the output is not
+/// JSON); hidden otherwise.
+fn progress(total: usize, what: &str, as_json: bool) -> ProgressBar {
+    if as_json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total as u64).with_message(what.to_string());
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} values, {elapsed} (eta {eta})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
 fn size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
@@ -320,7 +336,11 @@ fn get(url: &str, key_text: &str, format: Format, as_json: bool) -> Outcome {
 
 fn verify(url: &str, as_json: bool) -> Outcome {
     let raw = open(url)?;
-    let failures = raw.verify(|_, _| {}).map_err(|e| Failure::open(url, e))?;
+    let bar = progress(raw.len(), "verifying", as_json);
+    let failures = raw
+        .verify(|done, _| bar.set_position(done as u64))
+        .map_err(|e| Failure::open(url, e))?;
+    bar.finish_and_clear();
     let checked = raw.len();
     if as_json {
         let failed: Vec<Json> = failures
@@ -388,7 +408,9 @@ fn cp(src: &str, dst: &str, as_json: bool) -> Outcome {
             .open(dst)
             .map_err(|e| Failure::open(dst, e))?;
     let mut bytes = 0u64;
+    let bar = progress(entries.len(), "copying", as_json);
     for e in &entries {
+        bar.inc(1);
         let value = from
             .read(e)
             .map_err(|err| Failure::found(format!("cannot copy {src}"), Some(err)))?;
@@ -396,12 +418,17 @@ fn cp(src: &str, dst: &str, as_json: bool) -> Outcome {
         to.insert(e.key.clone(), value)
             .map_err(|err| Failure::found(format!("cannot write to {dst}"), Some(err)))?;
     }
+    bar.finish_and_clear();
     // The manifest is written by this flush, after every value.
     to.close()
         .map_err(|err| Failure::found(format!("cannot write to {dst}"), Some(err)))?;
     drop(from);
     let copy = open(dst)?;
-    let failures = copy.verify(|_, _| {}).map_err(|e| Failure::open(dst, e))?;
+    let bar = progress(copy.len(), "verifying the copy", as_json);
+    let failures = copy
+        .verify(|done, _| bar.set_position(done as u64))
+        .map_err(|e| Failure::open(dst, e))?;
+    bar.finish_and_clear();
     if copy.len() != entries.len() || !failures.is_empty() {
         return Err(Failure::found(
             format!(
@@ -430,7 +457,13 @@ fn cp(src: &str, dst: &str, as_json: bool) -> Outcome {
 
 fn compact(url: &str, as_json: bool) -> Outcome {
     open(url)?;
-    let (before, after) = RawChest::compact(url, |_, _| {}).map_err(|e| Failure {
+    let bar = progress(0, "compacting", as_json);
+    let compacted = RawChest::compact(url, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    });
+    bar.finish_and_clear();
+    let (before, after) = compacted.map_err(|e| Failure {
         what: format!("cannot compact {url}"),
         cause: Some(Box::new(e)),
         code: 1,
