@@ -407,18 +407,33 @@ fn cp(src: &str, dst: &str, as_json: bool) -> Outcome {
             .serializer(Stored::new(serializer.clone()))
             .open(dst)
             .map_err(|e| Failure::open(dst, e))?;
-    let mut bytes = 0u64;
     let bar = progress(entries.len(), "copying", as_json);
-    for e in &entries {
-        bar.inc(1);
-        let value = from
-            .read(e)
-            .map_err(|err| Failure::found(format!("cannot copy {src}"), Some(err)))?;
-        bytes += value.len() as u64;
-        to.insert(e.key.clone(), value)
-            .map_err(|err| Failure::found(format!("cannot write to {dst}"), Some(err)))?;
-    }
+    let copied = (|| {
+        let mut bytes = 0u64;
+        for e in &entries {
+            bar.inc(1);
+            let value = from
+                .read(e)
+                .map_err(|err| Failure::found(format!("cannot copy {src}"), Some(err)))?;
+            bytes += value.len() as u64;
+            to.insert(e.key.clone(), value)
+                .map_err(|err| Failure::found(format!("cannot write to {dst}"), Some(err)))?;
+        }
+        Ok(bytes)
+    })();
     bar.finish_and_clear();
+    let bytes = match copied {
+        Ok(bytes) => bytes,
+        Err(f) => {
+            // No manifest was written: the destination is an empty chest.
+            // Opening it for writing removes the values already copied.
+            drop(to);
+            if let Ok(c) = RawChest::open_writable(dst, &serializer) {
+                let _ = c.close();
+            }
+            return Err(f);
+        }
+    };
     // The manifest is written by this flush, after every value.
     to.close()
         .map_err(|err| Failure::found(format!("cannot write to {dst}"), Some(err)))?;

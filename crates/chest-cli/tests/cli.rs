@@ -216,6 +216,19 @@ fn verify_finds_a_corrupted_chest() {
     let o = chest(&["get", &url, "[10,\"k10\"]"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("checksum mismatch"), "{}", stderr(&o));
+
+    // a copy stops at the damaged value: the destination is left an empty
+    // chest (no manifest), without the values copied before it
+    let dst = tmp.path().join("copy");
+    let o = chest(&["cp", &url, dst.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("checksum mismatch"), "{}", stderr(&o));
+    assert_eq!(
+        json(&chest(&["info", dst.to_str().unwrap(), "--json"]))["keys"],
+        0
+    );
+    let left = std::fs::read_dir(dst.join("data")).map_or(0, |d| d.count());
+    assert_eq!(left, 0);
 }
 
 #[test]
