@@ -232,6 +232,7 @@ fn info(url: &str, as_json: bool) -> Outcome {
             "garbage_ratio": i.garbage_ratio(),
             "index_memory": i.index_memory(),
             "damaged_manifests": i.damaged_manifests,
+            "manifests": i.manifests,
         }));
     } else {
         out!("location      {}", i.location);
@@ -247,6 +248,12 @@ fn info(url: &str, as_json: bool) -> Outcome {
             i.garbage_ratio() * 100.0
         );
         out!("index memory  ~{} when opened", size(i.index_memory()));
+        if let Some(newest) = i.manifests.last() {
+            out!(
+                "last flush    {newest} ({} manifests kept)",
+                i.manifests.len()
+            );
+        }
         for d in &i.damaged_manifests {
             out!("damaged manifest skipped: {d}");
         }

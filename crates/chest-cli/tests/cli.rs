@@ -67,6 +67,10 @@ fn commands_work_on(zstd: bool) {
     assert_eq!(i["serializer"], "cbor");
     assert!(i["objects"].as_u64().unwrap() >= 5, "{i}");
     assert!(i["value_bytes"].as_u64().unwrap() > 5 * 20_000, "{i}");
+    assert!(
+        i["manifests"][0].as_str().unwrap().starts_with("manifest."),
+        "{i}"
+    );
     for field in [
         "object_bytes",
         "live_bytes",

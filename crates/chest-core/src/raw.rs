@@ -256,6 +256,10 @@ pub struct RawInfo {
     pub key_bytes: u64,
     /// Newer manifests found damaged and skipped.
     pub damaged_manifests: Vec<String>,
+    /// The manifests in the location, oldest first (`manifest.<flush
+    /// number, 16 hex digits>`; the two newest are kept). The newest
+    /// readable one holds the state of the last completed flush.
+    pub manifests: Vec<String>,
 }
 
 impl RawInfo {
@@ -395,6 +399,16 @@ impl RawChest {
             damaged_manifests: self.skipped.clone(),
             ..RawInfo::default()
         };
+        let mut manifests: Vec<String> = self
+            .store
+            .backend()
+            .list("manifest")
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| n == "manifest" || n.len() == "manifest.".len() + 16)
+            .collect();
+        manifests.sort();
+        info.manifests = manifests;
         if let Some(m) = &self.manifest {
             info.objects = m.objects.len();
             info.object_bytes = m.objects.values().sum();
