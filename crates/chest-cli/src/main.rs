@@ -249,10 +249,9 @@ fn info(url: &str, as_json: bool) -> Outcome {
         );
         out!("index memory  ~{} when opened", size(i.index_memory()));
         if let Some(newest) = i.manifests.last() {
-            out!(
-                "last flush    {newest} ({} manifests kept)",
-                i.manifests.len()
-            );
+            let n = i.manifests.len();
+            let plural = if n == 1 { "" } else { "s" };
+            out!("last flush    {newest} ({n} manifest{plural} kept)");
         }
         for d in &i.damaged_manifests {
             out!("damaged manifest skipped: {d}");
