@@ -43,6 +43,8 @@ mod invariants;
 mod load;
 mod location;
 pub mod memory;
+#[cfg(feature = "json")]
+pub mod raw;
 mod recover;
 pub mod registry;
 pub mod serializer;
@@ -60,6 +62,8 @@ pub use chest::{Chest, Key};
 pub use error::{BackendError, BoxError, Error, ErrorKind, Result};
 pub use location::IntoLocation;
 pub use memory::MemoryBackend;
+#[cfg(feature = "json")]
+pub use raw::{RawChest, RawKey};
 #[cfg(feature = "json")]
 pub use serializer::Json;
 pub use serializer::{Cbor, Raw, Serializer};
