@@ -37,9 +37,14 @@ const LEGACY_MANIFEST: &str = "manifest";
 /// How many names of a foreign location an error shows.
 const SHOWN: usize = 5;
 
-/// The name of manifest number `seq`.
+/// The name of manifest number `seq` (0: the single manifest of a format-1
+/// chest); the inverse of [`parse_manifest_name`].
 pub(crate) fn manifest_name(seq: u64) -> String {
-    format!("{MANIFEST_PREFIX}.{seq:016x}")
+    if seq == 0 {
+        LEGACY_MANIFEST.to_string()
+    } else {
+        format!("{MANIFEST_PREFIX}.{seq:016x}")
+    }
 }
 
 /// The number of a manifest's name; `None` for any other name.
@@ -111,11 +116,7 @@ pub(crate) fn discover(backend: &dyn Backend, known: &mut Manifests) -> Result<F
     known.highest = seqs.first().copied();
     let mut skipped = Vec::new();
     for (i, &seq) in seqs.iter().enumerate() {
-        let name = if seq == 0 {
-            LEGACY_MANIFEST.to_string()
-        } else {
-            manifest_name(seq)
-        };
+        let name = manifest_name(seq);
         let bytes = match backend.get(&name) {
             Ok(b) => b,
             // Listed, then gone: as if it was never there.
@@ -136,15 +137,8 @@ pub(crate) fn discover(backend: &dyn Backend, known: &mut Manifests) -> Result<F
                 // The manifest kept before it: its objects are spared until
                 // a newer pair of manifests no longer needs them.
                 let previous = seqs.get(i + 1).and_then(|&p| {
-                    let name = if p == 0 {
-                        LEGACY_MANIFEST.to_string()
-                    } else {
-                        manifest_name(p)
-                    };
-                    backend
-                        .get(&name)
-                        .ok()
-                        .and_then(|b| manifest::decode(b).ok())
+                    let bytes = backend.get(&manifest_name(p)).ok()?;
+                    manifest::decode(bytes).ok()
                 });
                 return Ok(Found::Chest(Some(Box::new(Loaded {
                     manifest,
@@ -226,16 +220,7 @@ pub(crate) fn commit(
     let previous = known.current.replace(seq);
     known.others.extend(previous);
     doomed.retain(|&s| Some(s) != previous && s != seq);
-    Ok(doomed
-        .into_iter()
-        .map(|s| {
-            if s == 0 {
-                LEGACY_MANIFEST.to_string()
-            } else {
-                manifest_name(s)
-            }
-        })
-        .collect())
+    Ok(doomed.into_iter().map(manifest_name).collect())
 }
 
 #[cfg(test)]
@@ -244,7 +229,7 @@ mod tests {
 
     #[test]
     fn manifest_names_round_trip_and_sort_by_number() {
-        for seq in [1u64, 9, 10, 0xffff, u64::MAX] {
+        for seq in [0u64, 1, 9, 10, 0xffff, u64::MAX] {
             assert_eq!(parse_manifest_name(&manifest_name(seq)), Some(seq));
         }
         assert!(manifest_name(9) < manifest_name(10));
