@@ -62,7 +62,7 @@ EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 SCRIPT_PATH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
 
 SCRIPT_NAME=ceph.sh
-# say, die, with_lock, pick_port, alive, in_subshell, log_tail
+# say, die, with_lock, pick_port, alive, stop_pid_file, in_subshell, log_tail
 # shellcheck source-path=SCRIPTDIR source=servers-lib.sh
 . "$(dirname "$SCRIPT_PATH")/servers-lib.sh"
 
@@ -316,22 +316,7 @@ rgw_answers() { [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http:/
 
 s3_ok() { [[ $(signed "$1" GET "/$BUCKET?list-type=2&max-keys=1") == 200 ]]; }
 
-stop_daemon() {
-    local dir=$1 name=$2 pid
-    [[ -f $dir/$name.pid ]] || return 0
-    pid=$(cat "$dir/$name.pid")
-    if alive "$pid"; then
-        kill -TERM "$pid" 2>/dev/null || true
-        local deadline=$((SECONDS + 15))
-        while alive "$pid" && ((SECONDS < deadline)); do sleep 0.2; done
-        if alive "$pid"; then
-            say "ceph $name $pid did not stop within 15s; killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-            sleep 0.2
-        fi
-    fi
-    rm -f "$dir/$name.pid"
-}
+stop_daemon() { stop_pid_file "$1/$2.pid" "ceph $2"; }
 
 # ---------------------------------------------------------------- the cluster
 

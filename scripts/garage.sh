@@ -62,7 +62,7 @@ SECRET_ACCESS_KEY=63686573742d746573742d7365637265742d6e6f742d666f722d70726f6421
 SCRIPT_PATH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
 
 SCRIPT_NAME=garage.sh
-# say, die, with_lock, pick_port, alive, in_subshell, log_tail
+# say, die, with_lock, pick_port, alive, stop_pid_file, in_subshell, log_tail
 # shellcheck source-path=SCRIPTDIR source=servers-lib.sh
 . "$(dirname "$SCRIPT_PATH")/servers-lib.sh"
 
@@ -238,22 +238,7 @@ wait_s3() {
     done
 }
 
-stop_node() {
-    local dir=$1 pid
-    [[ -f $dir/pid ]] || return 0
-    pid=$(cat "$dir/pid")
-    if alive "$pid"; then
-        kill -TERM "$pid" 2>/dev/null || true
-        local deadline=$((SECONDS + 15))
-        while alive "$pid" && ((SECONDS < deadline)); do sleep 0.2; done
-        if alive "$pid"; then
-            say "node $pid did not stop within 15s; killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-            sleep 0.2
-        fi
-    fi
-    rm -f "$dir/pid"
-}
+stop_node() { stop_pid_file "$1/pid" node; }
 
 node_id() { g "$1" node id -q 2>/dev/null | head -n 1 | tr -d '[:space:]'; }
 

@@ -55,6 +55,25 @@ pick_port() {
 
 alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
 
+# stop_pid_file FILE WHAT: stops the process whose pid FILE holds (TERM, then KILL
+# after 15 s, saying so about WHAT), and removes FILE. Nothing to do without FILE.
+stop_pid_file() {
+    local file=$1 what=$2 pid
+    [[ -f $file ]] || return 0
+    pid=$(cat "$file")
+    if alive "$pid"; then
+        kill -TERM "$pid" 2>/dev/null || true
+        local deadline=$((SECONDS + 15))
+        while alive "$pid" && ((SECONDS < deadline)); do sleep 0.2; done
+        if alive "$pid"; then
+            say "$what $pid did not stop within 15s; killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+            sleep 0.2
+        fi
+    fi
+    rm -f "$file"
+}
+
 # in_subshell CMD...: runs CMD in a subshell with `set -e` in force (it would not be in
 # an `if` condition), so that a failure ends only that subshell; returns its status.
 in_subshell() {
