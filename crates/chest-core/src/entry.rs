@@ -105,7 +105,8 @@ pub(crate) struct Load<V> {
 
 enum LoadState<V> {
     Pending,
-    Loaded(Arc<V>),
+    /// The value and its weight.
+    Loaded(Arc<V>, usize),
     /// The read failed or was abandoned: each waiter tries again itself.
     Failed,
 }
@@ -119,12 +120,13 @@ impl<V> Load<V> {
         })
     }
 
-    /// Publishes the outcome (`None`: failed) and wakes the waiters.
-    pub fn finish(&self, value: Option<Arc<V>>) {
+    /// Publishes the outcome (the value and its weight; `None`: failed)
+    /// and wakes the waiters.
+    pub fn finish(&self, value: Option<(Arc<V>, usize)>) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if matches!(*state, LoadState::Pending) {
             *state = match value {
-                Some(v) => LoadState::Loaded(v),
+                Some((v, weight)) => LoadState::Loaded(v, weight),
                 None => LoadState::Failed,
             };
         }
@@ -132,8 +134,9 @@ impl<V> Load<V> {
         self.done.notify_all();
     }
 
-    /// Waits for the outcome: the value, or `None` if the load failed.
-    pub fn wait(&self) -> Option<Arc<V>> {
+    /// Waits for the outcome: the value and its weight, or `None` if the
+    /// load failed.
+    pub fn wait(&self) -> Option<(Arc<V>, usize)> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             match &*state {
@@ -143,7 +146,7 @@ impl<V> Load<V> {
                         .wait(state)
                         .unwrap_or_else(PoisonError::into_inner)
                 }
-                LoadState::Loaded(v) => return Some(Arc::clone(v)),
+                LoadState::Loaded(v, weight) => return Some((Arc::clone(v), *weight)),
                 LoadState::Failed => return None,
             }
         }

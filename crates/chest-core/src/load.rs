@@ -119,8 +119,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             };
             drop(shard);
             Counters::add(&self.counters.misses, 1);
-            if let Some(value) = waiting.wait() {
-                let weight = self.weigh(key, &value)?;
+            if let Some((value, weight)) = waiting.wait() {
                 return Ok(Some(Fetched {
                     value,
                     weight,
@@ -182,7 +181,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                     }
                 }
                 drop(shard);
-                load.finish(Some(Arc::clone(&value)));
+                load.finish(Some((Arc::clone(&value), weight)));
                 Ok(Some(Fetched { value, weight, loc }))
             }
             Err(e) => {
