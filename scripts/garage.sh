@@ -20,7 +20,10 @@
 #   cluster-start-node N  starts node N again and waits until it answers
 #
 # After `start`, `. "$(scripts/garage.sh env-file)"` exports
-#   CHEST_S3_URL=s3://chest-test?endpoint=http://127.0.0.1:<port>&region=garage
+#   CHEST_S3_URL=s3://chest-test?endpoint=http://127.0.0.1:<port>&region=garage&lock=none
+# (`lock=none`: Garage ignores conditional writes, so a chest cannot take a
+# writer lease there; the tests and benchmarks guarantee one writer per prefix
+# themselves. Without it, a writable open on Garage fails and says so.)
 #   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, AWS_REGION
 # and after `cluster-start`, `. "$(scripts/garage.sh cluster-env-file)"` exports
 #   CHEST_S3_CLUSTER_URL (through node 1), CHEST_S3_NODE1..3 (the three S3 endpoints),
@@ -317,7 +320,9 @@ start_single() {
     local endpoint=http://127.0.0.1:$s3
     cat >"$dir/env" <<EOF
 # chest test server (Garage, single node) started by scripts/garage.sh start
-export CHEST_S3_URL='s3://$BUCKET?endpoint=$endpoint&region=$REGION'
+# lock=none: Garage ignores conditional writes (no writer lease is possible);
+# the tests and benchmarks keep to one writer per prefix themselves.
+export CHEST_S3_URL='s3://$BUCKET?endpoint=$endpoint&region=$REGION&lock=none'
 export AWS_ACCESS_KEY_ID='$ACCESS_KEY_ID'
 export AWS_SECRET_ACCESS_KEY='$SECRET_ACCESS_KEY'
 export AWS_ENDPOINT_URL='$endpoint'
@@ -426,7 +431,7 @@ start_cluster() {
     e3=http://127.0.0.1:$(cat "$dir/node3/s3_port")
     cat >"$dir/env" <<EOF
 # chest test cluster (Garage, 3 nodes, replication factor 3) started by scripts/garage.sh cluster-start
-export CHEST_S3_CLUSTER_URL='s3://$BUCKET?endpoint=$e1&region=$REGION'
+export CHEST_S3_CLUSTER_URL='s3://$BUCKET?endpoint=$e1&region=$REGION&lock=none'
 export CHEST_S3_NODE1='$e1'
 export CHEST_S3_NODE2='$e2'
 export CHEST_S3_NODE3='$e3'

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use chest_core::backend::{check_name, check_range};
-use chest_core::{Backend, BackendError, BackendResult};
+use chest_core::{Backend, BackendError, BackendResult, SingleWriter};
 use tempfile::TempDir;
 
 use crate::lock::DirLock;
@@ -668,6 +668,12 @@ impl Backend for FsBackend {
 
     fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
         self.put_object(name, data, self.opts.fsync)
+    }
+
+    /// [`SingleWriter::Held`]: a writer holds the directory's exclusive
+    /// lock (see the crate docs), and a temporary store is private.
+    fn single_writer(&self) -> BackendResult<SingleWriter> {
+        Ok(SingleWriter::Held)
     }
 
     /// With `?fsync=flush` or `always`: temporary file, fsync, rename, fsync

@@ -22,6 +22,7 @@ pub const QUERY_KEYS: &[&str] = &[
     "concurrency",
     "part_size",
     "reuse_connections",
+    "lock",
 ];
 
 /// Environment variables of the AWS credential chain passed on to `object_store`
@@ -99,6 +100,24 @@ pub struct S3Config {
     /// delayed ACKs for many responses, while a new loopback connection costs
     /// a fraction of a millisecond.
     pub reuse_connections: bool,
+    /// How a chest keeps to one writer here (`lock=`): with a lease
+    /// ([`Lock::Lease`], the default), or on its user's word ([`Lock::None`]).
+    pub lock: Lock,
+}
+
+/// How a chest over this store keeps to one writer (the `lock` query key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Lock {
+    /// `lock=lease` (the default): a writer takes a lease with conditional
+    /// writes; a server that ignores them (found by a probe at the first
+    /// writable open) makes writable opens fail.
+    #[default]
+    Lease,
+    /// `lock=none`: no lease; the user guarantees that at most one process
+    /// writes to the location at a time (for servers without conditional
+    /// writes, such as Garage). Two writers then corrupt the chest.
+    None,
 }
 
 impl fmt::Debug for S3Config {
@@ -120,6 +139,7 @@ impl fmt::Debug for S3Config {
             .field("concurrency", &self.concurrency)
             .field("part_size", &self.part_size)
             .field("reuse_connections", &self.reuse_connections)
+            .field("lock", &self.lock)
             .finish()
     }
 }
@@ -144,6 +164,7 @@ impl S3Config {
             concurrency: DEFAULT_CONCURRENCY,
             part_size: DEFAULT_PART_SIZE,
             reuse_connections: true,
+            lock: Lock::Lease,
         }
     }
 
@@ -268,6 +289,15 @@ impl S3Config {
         let reuse_connections = query
             .get_bool("reuse_connections")?
             .unwrap_or_else(|| !endpoint.as_deref().is_some_and(is_loopback_http));
+        let lock = match query.get("lock") {
+            None | Some("lease") => Lock::Lease,
+            Some("none") => Lock::None,
+            Some(v) => {
+                return Err(invalid(format!(
+                    "query key \"lock\"={v:?}: expected `lease` (the default) or `none`"
+                )))
+            }
+        };
         let config = Self {
             bucket,
             prefix,
@@ -284,6 +314,7 @@ impl S3Config {
             concurrency,
             part_size,
             reuse_connections,
+            lock,
         };
         config.validate().map_err(invalid)?;
         Ok(config)

@@ -98,14 +98,19 @@
 //!
 //! # One writer
 //!
-//! This backend does not yet lock the prefix against a second writer (the
-//! directory backend does): do not open the same prefix for writing from two
-//! processes at once. A lock object written with a conditional put
-//! (`If-None-Match: *`) would do it on AWS S3, MinIO and R2, but Garage (the
-//! test server) ignores conditional headers on `PutObject`, so such a lock
-//! could not be tested here and would silently not exclude anything there.
+//! # One writer
+//!
+//! A chest keeps an `s3://` location to one writer with a lease object
+//! written by conditional PUTs (see [`chest_core::SingleWriter`] and the
+//! `lock` query key). The first writable open probes the server with a
+//! handful of requests on a scratch object (see the `conditional` module):
+//! AWS S3, MinIO, R2 and Ceph RGW honour `If-None-Match: *` and `If-Match`
+//! (Ceph RGW 16 only with the ETag unquoted, which the probe finds); Garage
+//! ignores both, so a writable open there fails with an error naming the
+//! opt-out `lock=none`, by which the user guarantees a single writer.
 #![warn(missing_docs)]
 
+mod conditional;
 mod config;
 mod http;
 
@@ -113,12 +118,12 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use chest_core::backend::{check_name, check_range};
 use chest_core::registry::{OpenOptions, OpenedBackend, Scheme};
-use chest_core::{Backend, BackendError, BackendResult};
+use chest_core::{Backend, BackendError, BackendResult, ObjectVersion, PutIf, SingleWriter};
 use futures::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
 use object_store::client::{HttpError, HttpErrorKind};
@@ -130,9 +135,10 @@ use object_store::{
 };
 use url::Url;
 
+use conditional::Conditional;
 pub use config::{
-    S3Config, DEFAULT_CONCURRENCY, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PART_SIZE, DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT, MAX_PART_SIZE, MIN_PART_SIZE, QUERY_KEYS, RETRY_TIMEOUT,
+    Lock, S3Config, DEFAULT_CONCURRENCY, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PART_SIZE,
+    DEFAULT_RETRIES, DEFAULT_TIMEOUT, MAX_PART_SIZE, MIN_PART_SIZE, QUERY_KEYS, RETRY_TIMEOUT,
 };
 use http::{Counters, SharedConnector};
 
@@ -169,6 +175,8 @@ struct Inner {
     endpoint: String,
     store: AmazonS3,
     counters: Arc<Counters>,
+    /// What the probe of conditional writes found (run once, when first needed).
+    conditional: OnceLock<Conditional>,
 }
 
 impl fmt::Debug for S3Backend {
@@ -279,6 +287,7 @@ impl S3Backend {
                 root,
                 store,
                 counters,
+                conditional: OnceLock::new(),
             }),
             runtime: Some(runtime),
         };
@@ -801,9 +810,66 @@ fn server_message(e: &(dyn StdError + 'static)) -> Option<String> {
     }
 }
 
+impl S3Backend {
+    /// What the server does with conditional writes: probed on first use.
+    fn conditional(&self) -> BackendResult<Conditional> {
+        if let Some(c) = self.inner.conditional.get() {
+            return Ok(c.clone());
+        }
+        let inner = Arc::clone(&self.inner);
+        let token = probe_token();
+        let found = self.run(async move { inner.probe_conditional(token).await })?;
+        tracing::debug!(location = %self.inner.location, ?found, "probed conditional writes");
+        Ok(self.inner.conditional.get_or_init(|| found).clone())
+    }
+}
+
+/// A random token for the probe's scratch object.
+fn probe_token() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
 impl Backend for S3Backend {
     fn location(&self) -> &str {
         &self.inner.location
+    }
+
+    /// [`SingleWriter::Trusted`] with `lock=none`; otherwise what the probe
+    /// of conditional writes found ([`SingleWriter::Lease`], or
+    /// [`SingleWriter::Unavailable`] naming `lock=none`).
+    fn single_writer(&self) -> BackendResult<SingleWriter> {
+        if self.inner.config.lock == Lock::None {
+            return Ok(SingleWriter::Trusted);
+        }
+        Ok(self.conditional()?.answer)
+    }
+
+    fn get_versioned(&self, name: &str) -> BackendResult<(Bytes, ObjectVersion)> {
+        let path = self.inner.path(name)?;
+        let inner = Arc::clone(&self.inner);
+        let name = name.to_string();
+        self.run(async move { inner.get_versioned(&name, path).await })
+    }
+
+    /// A single-part PUT with `If-None-Match: *` or `If-Match: <ETag>`
+    /// (unquoted where the probe found the server needs it).
+    fn put_if(&self, name: &str, data: Bytes, condition: PutIf) -> BackendResult<ObjectVersion> {
+        let path = self.inner.path(name)?;
+        let unquoted = match &condition {
+            PutIf::Version(_) => self.conditional()?.unquoted_etag,
+            PutIf::Absent => false,
+        };
+        let inner = Arc::clone(&self.inner);
+        let name = name.to_string();
+        self.run(async move { inner.put_if(&name, path, data, condition, unquoted).await })
     }
 
     fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {

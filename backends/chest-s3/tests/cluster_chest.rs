@@ -23,8 +23,10 @@ fn var(name: &str) -> String {
 
 fn node(n: usize, prefix: &str) -> Arc<dyn Backend> {
     let bucket = std::env::var("CHEST_S3_CLUSTER_BUCKET").unwrap_or_else(|_| "chest-test".into());
+    // lock=none: Garage ignores conditional writes, so no writer lease; each
+    // test keeps to one writer per prefix itself.
     let url = format!(
-        "s3://{bucket}/{prefix}?endpoint={}&region=garage",
+        "s3://{bucket}/{prefix}?endpoint={}&region=garage&lock=none",
         var(&format!("CHEST_S3_NODE{n}"))
     );
     Arc::new(S3Backend::open_url(&url).unwrap_or_else(|e| panic!("open node {n}: {e}")))

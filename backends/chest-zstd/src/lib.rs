@@ -79,7 +79,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chest_core::backend::check_range;
 use chest_core::registry::Layer;
-use chest_core::{Backend, BackendError, BackendResult};
+use chest_core::{Backend, BackendError, BackendResult, ObjectVersion, PutIf, SingleWriter};
 use url::Url;
 
 use format::{Fault, Header, Kind, Layout};
@@ -634,6 +634,25 @@ impl Backend for ZstdBackend {
     fn get(&self, name: &str) -> BackendResult<Bytes> {
         let stored = self.inner.get(name)?;
         self.decode_whole(name, stored)
+    }
+
+    fn single_writer(&self) -> BackendResult<SingleWriter> {
+        self.inner.single_writer()
+    }
+
+    /// The inner object's version: the version of the compressed bytes.
+    fn get_versioned(&self, name: &str) -> BackendResult<(Bytes, ObjectVersion)> {
+        let (stored, version) = self.inner.get_versioned(name)?;
+        Ok((self.decode_whole(name, stored)?, version))
+    }
+
+    fn put_if(&self, name: &str, data: Bytes, condition: PutIf) -> BackendResult<ObjectVersion> {
+        let encoded = self.encode(name, &data)?;
+        let (len, stored) = (data.len(), encoded.bytes.len());
+        drop(data);
+        let version = self.inner.put_if(name, encoded.bytes, condition)?;
+        self.count(len, stored, encoded.compressed);
+        Ok(version)
     }
 
     /// Whole objects are fetched through the inner `get_many` (concurrently

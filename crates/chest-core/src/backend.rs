@@ -319,6 +319,108 @@ pub trait Backend: Send + Sync + Debug {
     fn counters(&self) -> Vec<(String, u64)> {
         Vec::new()
     }
+
+    /// How this store keeps a chest to one writer (see [`SingleWriter`]).
+    ///
+    /// Asked once by every chest opened for writing, before it writes
+    /// anything; never by a read-only one. A backend may find out with a few
+    /// requests the first time it is asked (S3: whether the server honours
+    /// conditional writes) and must answer the same afterwards. A layer
+    /// forwards the answer of the backend it wraps.
+    ///
+    /// The default, [`SingleWriter::Trusted`], makes no claim: the chest
+    /// relies on its user to open one writer at a time.
+    fn single_writer(&self) -> BackendResult<SingleWriter> {
+        Ok(SingleWriter::Trusted)
+    }
+
+    /// Reads a whole object with its [`ObjectVersion`], for a later
+    /// [`put_if`](Backend::put_if) with [`PutIf::Version`].
+    ///
+    /// Required of a backend whose [`single_writer`](Backend::single_writer)
+    /// is [`SingleWriter::Lease`]; the default is
+    /// [`BackendError::Unsupported`]. Errors as for [`get`](Backend::get).
+    fn get_versioned(&self, name: &str) -> BackendResult<(Bytes, ObjectVersion)> {
+        Err(BackendError::Unsupported {
+            location: self.location().to_string(),
+            operation: format!("versioned read of {name:?}"),
+        })
+    }
+
+    /// Writes an object only if a condition holds, atomically: of several
+    /// `put_if`s racing on one name with the same condition, at most one
+    /// succeeds. Returns the new object's version.
+    ///
+    /// - [`PutIf::Absent`]: only if no object has the name.
+    /// - [`PutIf::Version`]: only if the object exists and is still at that
+    ///   version (compare-and-swap).
+    ///
+    /// A condition that does not hold is [`BackendError::Conflict`], and the
+    /// object is unchanged. As for every write, an error other than
+    /// `Conflict` leaves it unknown whether the write happened (a request
+    /// retried after a lost answer may even report `Conflict` for its own
+    /// first attempt): a caller that must know reads the object back.
+    ///
+    /// Required of a backend whose [`single_writer`](Backend::single_writer)
+    /// is [`SingleWriter::Lease`]; the default is
+    /// [`BackendError::Unsupported`]. The object is as durable as one written
+    /// by [`put_durable`](Backend::put_durable).
+    fn put_if(&self, name: &str, data: Bytes, condition: PutIf) -> BackendResult<ObjectVersion> {
+        let _ = (data, condition);
+        Err(BackendError::Unsupported {
+            location: self.location().to_string(),
+            operation: format!("conditional write of {name:?}"),
+        })
+    }
+}
+
+/// How a store keeps a chest to one writer at a time (the answer of
+/// [`Backend::single_writer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SingleWriter {
+    /// This handle already excludes every other writer: it holds a lock of
+    /// the operating system on a directory, or the store is private to it.
+    Held,
+    /// The store's conditional writes ([`Backend::put_if`]) are atomic: a
+    /// chest takes a writer lease with them, and makes its manifest commits
+    /// conditional, so a second writer is refused and a writer that lost its
+    /// lease is fenced.
+    Lease,
+    /// Nothing excludes a second writer, and the chest relies on its user
+    /// to open one at a time (the default of a backend, and what an explicit
+    /// opt-out such as `lock=none` on an `s3://` URL gives).
+    Trusted,
+    /// The store cannot exclude a second writer (a server that ignores
+    /// conditional writes), and its user has not taken that on: a chest
+    /// refuses to open it for writing. Says why, and how to opt out.
+    Unavailable(String),
+}
+
+/// The version of an object, as [`Backend::get_versioned`] and
+/// [`Backend::put_if`] return it (an ETag on S3; opaque to the chest).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectVersion(String);
+
+impl ObjectVersion {
+    /// A version from the store's own token.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// The store's token.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The condition of a [`Backend::put_if`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutIf {
+    /// Only if no object has the name (create-only).
+    Absent,
+    /// Only if the object is at this version (compare-and-swap).
+    Version(ObjectVersion),
 }
 
 /// Checks the shape of an object name: non-empty `/`-separated components.

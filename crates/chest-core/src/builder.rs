@@ -32,7 +32,17 @@ pub(crate) struct Config {
     pub segment_bytes: usize,
     /// When over budget, evict down to `budget - evict_batch`.
     pub evict_batch: usize,
+    /// How long a writer lease holds without renewal.
+    pub lease_ttl: std::time::Duration,
+    /// How long dead objects stay for readers beside the writer.
+    pub reader_grace: std::time::Duration,
 }
+
+/// Default time a dead object stays for readers beside a writer: 60 s.
+pub const DEFAULT_READER_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Default time a writer lease holds without renewal: 30 s.
+pub const DEFAULT_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Whether opening creates a chest, finds one, or either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -106,6 +116,8 @@ impl<K: Key, V: Send + Sync + 'static> ChestBuilder<K, V, Cbor> {
                 large_value: 256 << 10,
                 segment_bytes: 8 << 20,
                 evict_batch: 0,
+                lease_ttl: DEFAULT_LEASE_TTL,
+                reader_grace: DEFAULT_READER_GRACE,
             },
             serializer: Cbor,
             weigher: Arc::new(weigher),
@@ -141,6 +153,35 @@ impl<K: Key, V: Send + Sync + 'static, S> ChestBuilder<K, V, S> {
     /// Replaces how a value is weighed for the budget.
     pub fn weigher(mut self, weigher: impl Fn(&V) -> usize + Send + Sync + 'static) -> Self {
         self.weigher = Arc::new(weigher);
+        self
+    }
+
+    /// How long the writer lease holds without renewal (default
+    /// [`DEFAULT_LEASE_TTL`], 30 s), on a store where a chest keeps to one
+    /// writer with a lease (`s3://` on a server with conditional writes,
+    /// `memory://name`; see [`SingleWriter`](crate::SingleWriter)).
+    ///
+    /// The chest renews it every sixth of this time and stops writing
+    /// (it is *fenced*, [`Error::Fenced`](crate::Error::Fenced)) if three
+    /// quarters of it pass without a successful renewal. A writer that died
+    /// without closing blocks new writers for at most this long. Clocks of
+    /// the machines sharing a chest must agree to within a quarter of it.
+    pub fn lease_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.config.lease_ttl = ttl;
+        self
+    }
+
+    /// How long an object this writer no longer needs stays in the store
+    /// at least (default [`DEFAULT_READER_GRACE`], 60 s), where read-only
+    /// chests can be open beside the writer (object storage). A reader's
+    /// snapshot is the manifest it opened; it stays readable while the
+    /// writer's next two flushes and this long have not passed. A reader
+    /// that finds an object gone gets
+    /// [`Error::StaleSnapshot`](crate::Error::StaleSnapshot) and reopens.
+    /// On a local directory, readers and the writer exclude each other and
+    /// this does not apply.
+    pub fn reader_grace(mut self, grace: std::time::Duration) -> Self {
+        self.config.reader_grace = grace;
         self
     }
 

@@ -65,6 +65,26 @@ pub enum BackendError {
         /// What holds it, as far as it is known.
         detail: String,
     },
+    /// A conditional write ([`Backend::put_if`](crate::Backend::put_if))
+    /// found its condition false: the object exists, or is at another
+    /// version. Nothing was written.
+    #[error("{location}: conditional write of {name:?} refused: {detail}")]
+    Conflict {
+        /// The store.
+        location: String,
+        /// The object name.
+        name: String,
+        /// What was found instead.
+        detail: String,
+    },
+    /// The store cannot do this operation.
+    #[error("{location} does not support {operation}")]
+    Unsupported {
+        /// The store.
+        location: String,
+        /// What was asked.
+        operation: String,
+    },
     /// The store does not exist and was not to be created (a missing bucket,
     /// a missing directory opened read-only).
     #[error("{location} does not exist: {detail}")]
@@ -271,6 +291,43 @@ pub enum Error {
         /// The store.
         location: String,
     },
+    /// This chest's writer lease was lost (not renewed in time, or taken
+    /// over by another writer after it expired): the chest is fenced, and
+    /// every write fails with this error. Nothing another writer wrote is
+    /// touched; this chest's unflushed changes are lost with it.
+    #[error(
+        "{location}: this chest is no longer the writer ({reason}); it refuses every write \
+         (reopen it to continue from the current state)"
+    )]
+    Fenced {
+        /// The store.
+        location: String,
+        /// How the lease was lost.
+        reason: String,
+    },
+    /// A read-only chest found an object of its snapshot deleted: a writer
+    /// has moved on and removed what the manifest this chest read names.
+    #[error(
+        "{location}: the value of key {key} is gone from object {object:?}: this read-only \
+         chest's snapshot is stale (a writer has moved on); reopen it to read the current state"
+    )]
+    StaleSnapshot {
+        /// The store.
+        location: String,
+        /// The key, as `Debug` prints it.
+        key: String,
+        /// The missing object.
+        object: String,
+    },
+    /// The store cannot keep a chest to one writer (an S3 server that ignores
+    /// conditional writes), so the chest refuses to open it for writing.
+    #[error("{location}: cannot open for writing: {reason}")]
+    NoSingleWriter {
+        /// The store.
+        location: String,
+        /// Why, and how to opt out.
+        reason: String,
+    },
     /// Several errors, e.g. one per value a `flush` could not write.
     #[error("{}", many(.0))]
     Many(Vec<Error>),
@@ -328,6 +385,19 @@ pub enum ErrorKind {
     Backend,
     /// Several errors ([`Error::Many`]); see [`Error::errors`].
     Many,
+    /// A conditional write found its condition false (another writer got
+    /// there first).
+    Conflict,
+    /// The store cannot do what was asked.
+    Unsupported,
+    /// This chest lost its writer lease to another writer and refuses to
+    /// write ([`Error::Fenced`]).
+    Fenced,
+    /// A read-only chest's snapshot is gone: the writer deleted an object
+    /// it named ([`Error::StaleSnapshot`]); reopen to read the current state.
+    StaleSnapshot,
+    /// The store cannot keep a chest to one writer ([`Error::NoSingleWriter`]).
+    NoSingleWriter,
 }
 
 impl BackendError {
@@ -340,6 +410,8 @@ impl BackendError {
                 ErrorKind::Corrupt
             }
             BackendError::Locked { .. } => ErrorKind::Locked,
+            BackendError::Conflict { .. } => ErrorKind::Conflict,
+            BackendError::Unsupported { .. } => ErrorKind::Unsupported,
             BackendError::MissingStore { .. } => ErrorKind::MissingStore,
             BackendError::Io { .. } => ErrorKind::Io,
             BackendError::Denied { .. } => ErrorKind::Denied,
@@ -395,6 +467,9 @@ impl Error {
             Error::NoChest { .. } => ErrorKind::NoChest,
             Error::Panicked { .. } => ErrorKind::Panicked,
             Error::Poisoned { .. } => ErrorKind::Poisoned,
+            Error::Fenced { .. } => ErrorKind::Fenced,
+            Error::StaleSnapshot { .. } => ErrorKind::StaleSnapshot,
+            Error::NoSingleWriter { .. } => ErrorKind::NoSingleWriter,
             Error::Many(_) => ErrorKind::Many,
         }
     }
@@ -417,7 +492,8 @@ impl Error {
             | Error::Deserialize { key, .. }
             | Error::Corrupt { key, .. }
             | Error::Key { key, .. }
-            | Error::Panicked { key, .. } => Some(key),
+            | Error::Panicked { key, .. }
+            | Error::StaleSnapshot { key, .. } => Some(key),
             _ => None,
         }
     }

@@ -56,8 +56,10 @@ pub mod weigh;
 
 #[cfg(feature = "tokio")]
 pub use async_chest::AsyncChest;
-pub use backend::{Backend, BackendResult};
-pub use builder::{ChestBuilder, OpenMode, Weigher, DEFAULT_BUDGET};
+pub use backend::{Backend, BackendResult, ObjectVersion, PutIf, SingleWriter};
+pub use builder::{
+    ChestBuilder, OpenMode, Weigher, DEFAULT_BUDGET, DEFAULT_LEASE_TTL, DEFAULT_READER_GRACE,
+};
 pub use chest::{Chest, Key};
 pub use error::{BackendError, BoxError, Error, ErrorKind, Result};
 pub use location::IntoLocation;

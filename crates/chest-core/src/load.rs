@@ -210,6 +210,15 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     ) -> Result<V> {
         let object = || object_name(loc.obj);
         let bytes = read.map_err(|e| match e {
+            ReadError::Backend(BackendError::NotFound { .. })
+                if self.config.read_only && self.store.snapshot_is_stale() =>
+            {
+                Error::StaleSnapshot {
+                    key: format!("{key:?}"),
+                    object: object(),
+                    location: self.location().to_string(),
+                }
+            }
             ReadError::Backend(BackendError::NotFound { .. }) => Error::Corrupt {
                 key: format!("{key:?}"),
                 object: object(),

@@ -7,15 +7,39 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use bytes::Bytes;
 
-use crate::backend::{check_name, check_range, Backend, BackendResult};
+use crate::backend::{
+    check_name, check_range, Backend, BackendResult, ObjectVersion, PutIf, SingleWriter,
+};
 use crate::error::BackendError;
 
 /// Objects held in memory. Clones share the same objects, so a clone
 /// "reopens" the store. Named stores (`memory://name`) live as long as the process.
+///
+/// Conditional writes ([`Backend::put_if`]) are atomic. A named store is
+/// shared by everything in the process that opens its name, so a chest
+/// keeps it to one writer with a lease ([`SingleWriter::Lease`]); an
+/// anonymous one is private to whoever holds its clones
+/// ([`SingleWriter::Held`]).
 #[derive(Debug, Clone)]
 pub struct MemoryBackend {
     location: Arc<str>,
-    objects: Arc<RwLock<BTreeMap<String, Bytes>>>,
+    named: bool,
+    objects: Arc<RwLock<Objects>>,
+}
+
+/// The objects, each with its version; `next` is the next version.
+#[derive(Debug, Default)]
+struct Objects {
+    map: BTreeMap<String, (Bytes, u64)>,
+    next: u64,
+}
+
+impl Objects {
+    fn insert(&mut self, name: &str, data: Bytes) -> u64 {
+        self.next += 1;
+        self.map.insert(name.to_string(), (data, self.next));
+        self.next
+    }
 }
 
 impl Default for MemoryBackend {
@@ -29,6 +53,7 @@ impl MemoryBackend {
     pub fn new() -> Self {
         Self {
             location: Arc::from("memory://"),
+            named: false,
             objects: Arc::default(),
         }
     }
@@ -45,6 +70,7 @@ impl MemoryBackend {
             .entry(name.to_string())
             .or_insert_with(|| Self {
                 location: Arc::from(format!("memory://{name}")),
+                named: true,
                 objects: Arc::default(),
             })
             .clone()
@@ -52,14 +78,14 @@ impl MemoryBackend {
 
     /// Total bytes stored.
     pub fn stored_bytes(&self) -> u64 {
-        self.read().values().map(|b| b.len() as u64).sum()
+        self.read().map.values().map(|(b, _)| b.len() as u64).sum()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Bytes>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Objects> {
         self.objects.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Bytes>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Objects> {
         self.objects.write().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -78,15 +104,16 @@ impl Backend for MemoryBackend {
 
     fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
         check_name(&self.location, name)?;
-        self.write().insert(name.to_string(), data);
+        self.write().insert(name, data);
         Ok(())
     }
 
     fn get(&self, name: &str) -> BackendResult<Bytes> {
         check_name(&self.location, name)?;
         self.read()
+            .map
             .get(name)
-            .cloned()
+            .map(|(b, _)| b.clone())
             .ok_or_else(|| self.not_found(name))
     }
 
@@ -98,16 +125,59 @@ impl Backend for MemoryBackend {
 
     fn delete(&self, name: &str) -> BackendResult<()> {
         check_name(&self.location, name)?;
-        self.write().remove(name);
+        self.write().map.remove(name);
         Ok(())
     }
 
     fn list(&self, prefix: &str) -> BackendResult<Vec<String>> {
         Ok(self
             .read()
+            .map
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, _)| k.clone())
             .collect())
+    }
+
+    fn single_writer(&self) -> BackendResult<SingleWriter> {
+        Ok(if self.named {
+            SingleWriter::Lease
+        } else {
+            SingleWriter::Held
+        })
+    }
+
+    fn get_versioned(&self, name: &str) -> BackendResult<(Bytes, ObjectVersion)> {
+        check_name(&self.location, name)?;
+        self.read()
+            .map
+            .get(name)
+            .map(|(b, v)| (b.clone(), ObjectVersion::new(v.to_string())))
+            .ok_or_else(|| self.not_found(name))
+    }
+
+    fn put_if(&self, name: &str, data: Bytes, condition: PutIf) -> BackendResult<ObjectVersion> {
+        check_name(&self.location, name)?;
+        let mut objects = self.write();
+        let current = objects.map.get(name).map(|(_, v)| *v);
+        let refused = match (&condition, current) {
+            (PutIf::Absent, Some(v)) => Some(format!("it exists (version {v})")),
+            (PutIf::Version(want), None) => Some(format!(
+                "it does not exist (expected version {})",
+                want.as_str()
+            )),
+            (PutIf::Version(want), Some(v)) if want.as_str() != v.to_string() => {
+                Some(format!("it is at version {v}, not {}", want.as_str()))
+            }
+            _ => None,
+        };
+        if let Some(detail) = refused {
+            return Err(BackendError::Conflict {
+                location: self.location.to_string(),
+                name: name.to_string(),
+                detail,
+            });
+        }
+        Ok(ObjectVersion::new(objects.insert(name, data).to_string()))
     }
 }

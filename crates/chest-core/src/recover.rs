@@ -14,7 +14,12 @@ use crate::entry::Slot;
 use crate::error::{Error, Result};
 use crate::registry::OpenedBackend;
 use crate::serializer::Serializer;
+use crate::store::manifest::ManifestWriter;
 use crate::store::{Found, Loaded, Loc, Store};
+
+/// How many times a writer that took over an expired lease tries to put its
+/// fence in before the previous holder's commits.
+const FENCE_TRIES: usize = 5;
 
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     pub(crate) fn from_parts(
@@ -23,7 +28,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         weigher: Weigher<V>,
         opened: OpenedBackend,
     ) -> Result<Self> {
-        let store = Store::new(opened.backend);
+        let mut store = Store::new(opened.backend);
+        store.set_reader_grace(config.reader_grace);
         let mut chest = Self::new_empty(config, serializer, weigher, store, opened.persistent);
         let span = tracing::info_span!("chest.open", location = chest.location());
         let _entered = span.enter();
@@ -50,8 +56,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
 
     fn recover(&mut self) -> Result<()> {
         let location = || self.location().to_string();
-        let found = self.store.discover()?;
-        match (found, self.config.mode) {
+        // Read-only first: a location that is not a chest is left untouched
+        // (not even a lease is written into it).
+        let mut found = self.store.discover()?;
+        match (&found, self.config.mode) {
             (Found::Chest(_), OpenMode::CreateNew) => {
                 return Err(Error::AlreadyExists {
                     location: location(),
@@ -62,14 +70,20 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                     location: location(),
                 })
             }
-            (Found::Empty, _) => {
+            _ => {}
+        }
+        if !self.config.read_only {
+            found = self.claim(found)?;
+        }
+        match found {
+            Found::Empty => {
                 if !self.config.read_only {
                     self.store.create()?;
                 }
                 return Ok(());
             }
-            (Found::Chest(None), _) => {}
-            (Found::Chest(Some(loaded)), _) => self.load_index(*loaded)?,
+            Found::Chest(None) => {}
+            Found::Chest(Some(loaded)) => self.load_index(*loaded)?,
         }
         if !self.config.read_only {
             let removed = self.store.remove_orphans()?;
@@ -78,6 +92,50 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             }
         }
         Ok(())
+    }
+
+    /// Makes this chest the location's one writer (see `store::lease`).
+    /// With a lease taken, the location is read again (its holder may have
+    /// committed since `found` was read); after taking over an *expired*
+    /// lease, whose holder may still be running, this writer's fence — a
+    /// copy of the newest manifest under the next number — goes in before
+    /// anything is deleted, so a late commit of the old holder fails.
+    fn claim(&mut self, found: Found) -> Result<Found> {
+        let Some(expired) = self.store.claim(self.config.lease_ttl)? else {
+            if self.store.lease_epoch().is_none() {
+                return Ok(found);
+            }
+            return self.store.discover();
+        };
+        tracing::warn!(
+            previous = %expired.describe(),
+            "took over an expired writer lease; fencing off its holder"
+        );
+        for _ in 0..FENCE_TRIES {
+            let found = self.store.discover()?;
+            let raw = match &found {
+                Found::Empty => return Ok(found),
+                Found::Chest(Some(loaded)) => loaded.raw.clone(),
+                Found::Chest(None) => {
+                    let next = self.store.next_object();
+                    let bytes = ManifestWriter::default()
+                        .finish(self.serializer.name(), next)
+                        .expect("an empty manifest names no object");
+                    bytes.into()
+                }
+            };
+            if self.store.fence(raw)? {
+                return Ok(found);
+            }
+        }
+        Err(Error::Fenced {
+            location: self.location().to_string(),
+            reason: format!(
+                "the previous writer ({}) kept committing while this chest took over its \
+                 expired lease",
+                expired.describe()
+            ),
+        })
     }
 
     /// Fills the shards from a manifest.

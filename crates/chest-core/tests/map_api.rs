@@ -188,6 +188,11 @@ fn locations_of_any_kind() {
     c.close().unwrap();
     let again: Chest<u64, String> = Chest::open(String::from("memory://map-api-url")).unwrap();
     assert_eq!(again.len(), 1);
+    // One writer at a time on a named memory store: the second is refused
+    // while the first is open, and welcome once it is closed.
+    let err = Chest::<u64, String>::builder().open(&url).unwrap_err();
+    assert_eq!(err.kind(), chest_core::ErrorKind::Locked, "{err}");
+    drop(again);
     let again: Chest<u64, String> = Chest::builder().open(url).unwrap();
     assert_eq!(again.len(), 1);
 }

@@ -117,6 +117,23 @@ impl Backend for KeepAlive {
     fn counters(&self) -> Vec<(String, u64)> {
         self.backend.counters()
     }
+    fn single_writer(&self) -> crate::BackendResult<crate::SingleWriter> {
+        self.backend.single_writer()
+    }
+    fn get_versioned(
+        &self,
+        name: &str,
+    ) -> crate::BackendResult<(bytes::Bytes, crate::ObjectVersion)> {
+        self.backend.get_versioned(name)
+    }
+    fn put_if(
+        &self,
+        name: &str,
+        data: bytes::Bytes,
+        condition: crate::PutIf,
+    ) -> crate::BackendResult<crate::ObjectVersion> {
+        self.backend.put_if(name, data, condition)
+    }
 }
 
 /// `len` incompressible bytes, the same for the same `seed` (xorshift): test

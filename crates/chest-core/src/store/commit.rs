@@ -5,6 +5,8 @@
 //!
 //! ```text
 //! chest                      the marker, written when a chest is created
+//! lease                      the writer lease, on stores that keep to one
+//!                            writer with one (see `lease`)
 //! manifest.<16 hex digits>   the manifests, numbered by flush (`manifest` alone:
 //!                            the one manifest of format-1 chests, number 0)
 //! data/<8 hex digits>        value objects (see `record`)
@@ -22,8 +24,9 @@
 
 use bytes::Bytes;
 
+use super::lease::LEASE;
 use super::manifest::{self, DecodeError, Manifest};
-use crate::backend::Backend;
+use crate::backend::{Backend, PutIf};
 use crate::error::{BackendError, Error, Result};
 
 /// Name of the marker object.
@@ -70,6 +73,8 @@ pub(crate) enum Found {
 /// A manifest read at open.
 pub(crate) struct Loaded {
     pub manifest: Manifest,
+    /// Its bytes as stored (a writer's fence copies them).
+    pub raw: Bytes,
     /// The manifest before it, if it is there and readable.
     pub previous: Option<Manifest>,
     /// Newer manifests that were damaged and skipped (with why).
@@ -130,7 +135,7 @@ pub(crate) fn discover(backend: &dyn Backend, known: &mut Manifests) -> Result<F
             }
             Err(e) => return Err(e.into()),
         };
-        match manifest::decode(bytes) {
+        match manifest::decode(bytes.clone()) {
             Ok(manifest) => {
                 known.current = Some(seq);
                 known.others = seqs[..i].iter().chain(&seqs[i + 1..]).copied().collect();
@@ -142,6 +147,7 @@ pub(crate) fn discover(backend: &dyn Backend, known: &mut Manifests) -> Result<F
                 });
                 return Ok(Found::Chest(Some(Box::new(Loaded {
                     manifest,
+                    raw: bytes,
                     previous,
                     skipped,
                 }))));
@@ -168,11 +174,27 @@ pub(crate) fn discover(backend: &dyn Backend, known: &mut Manifests) -> Result<F
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(e.into()),
     }
-    if backend.list("")?.is_empty() {
+    if backend.list("")?.iter().all(|n| is_lease_name(n)) {
         Ok(Found::Empty)
     } else {
         Err(not_a_chest(backend, None))
     }
+}
+
+/// The number of the newest manifest in the location (`None`: none).
+pub(crate) fn newest(backend: &dyn Backend) -> Result<Option<u64>> {
+    Ok(backend
+        .list(MANIFEST_PREFIX)?
+        .iter()
+        .filter_map(|n| parse_manifest_name(n))
+        .max())
+}
+
+/// The writer lease, or a scratch object of a backend's probe of its
+/// conditional writes (`lease.<anything>`): a location holding only these
+/// holds no chest yet.
+fn is_lease_name(name: &str) -> bool {
+    name == LEASE || name.starts_with("lease.")
 }
 
 /// The error for a location that holds objects but no chest.
@@ -204,23 +226,73 @@ pub(crate) fn create(backend: &dyn Backend) -> Result<()> {
 /// Commits `manifest` as the next manifest: the values it names are made
 /// durable first, then the manifest itself. Returns the manifests that are
 /// now superseded (to delete once nothing else is pending).
+///
+/// `conditional` (a store with a writer lease): the manifest is written with
+/// a create-only write, so a writer that lost its lease cannot replace a
+/// newer writer's manifest; finding its number taken is [`Error::Fenced`].
 pub(crate) fn commit(
     backend: &dyn Backend,
     known: &mut Manifests,
     manifest: Vec<u8>,
+    conditional: bool,
 ) -> Result<Vec<String>> {
     let seq = known.next_seq();
     backend.sync()?;
     // Whatever happens next, this number may now exist (even half-written):
     // never reuse it.
     known.highest = Some(seq);
-    backend.put_durable(&manifest_name(seq), Bytes::from(manifest))?;
+    let name = manifest_name(seq);
+    if conditional {
+        if !create_only(backend, &name, Bytes::from(manifest))? {
+            return Err(Error::Fenced {
+                location: backend.location().to_string(),
+                reason: format!(
+                    "another writer committed {name} first (it holds the writer lease now)"
+                ),
+            });
+        }
+    } else {
+        backend.put_durable(&name, Bytes::from(manifest))?;
+    }
     // Keep the new manifest and the one before it; the rest go.
     let mut doomed: Vec<u64> = std::mem::take(&mut known.others);
     let previous = known.current.replace(seq);
     known.others.extend(previous);
     doomed.retain(|&s| Some(s) != previous && s != seq);
     Ok(doomed.into_iter().map(manifest_name).collect())
+}
+
+/// Writes `data` under `name` only if nothing has that name. `Ok(false)`:
+/// something else has it (a write of exactly these bytes is taken for our
+/// own, answered as refused when a request was retried).
+fn create_only(backend: &dyn Backend, name: &str, data: Bytes) -> Result<bool> {
+    match backend.put_if(name, data.clone(), PutIf::Absent) {
+        Ok(_) => Ok(true),
+        Err(BackendError::Conflict { .. }) => match backend.get(name) {
+            Ok(found) => Ok(found == data),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes `raw` (the newest manifest's bytes) as the next manifest with a
+/// create-only write: the fence of a writer that took over an expired
+/// lease. `Ok(false)`: the number is taken (a newer manifest appeared).
+pub(crate) fn fence(backend: &dyn Backend, known: &mut Manifests, raw: Bytes) -> Result<bool> {
+    let seq = known.next_seq();
+    backend.sync()?;
+    known.highest = Some(seq);
+    if !create_only(backend, &manifest_name(seq), raw)? {
+        return Ok(false);
+    }
+    // The fence is now the current manifest; the one it copies stays as
+    // the previous, the others go at the next commit.
+    if let Some(previous) = known.current.replace(seq) {
+        known.others.push(previous);
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

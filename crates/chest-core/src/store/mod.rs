@@ -17,20 +17,23 @@
 
 mod commit;
 mod compact;
+mod lease;
 pub(crate) mod manifest;
 mod record;
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, SingleWriter};
 use crate::error::{Error, Result};
 use commit::Manifests;
 pub(crate) use commit::{Found, Loaded};
+use lease::Lease;
 use manifest::{Manifest, ManifestWriter};
 pub(crate) use record::{object_name, seal_whole, Loc, ReadError, SegmentBuf, WHOLE};
 use record::{parse_object_name, record_bytes, DATA_PREFIX};
@@ -51,7 +54,9 @@ struct ObjectInfo {
 struct Table {
     objects: HashMap<u32, ObjectInfo>,
     /// Dead objects that a durable manifest may still name: (id, epoch of death).
-    dead: Vec<(u32, u64)>,
+    /// With the instant of death: with a reader grace period (see
+    /// [`Store::set_reader_grace`]) a dead object also outlives that.
+    dead: Vec<(u32, u64, Instant)>,
     /// Dead objects no manifest can name, to delete at the next
     /// [`Store::reap`] (outside any shard lock).
     unnamed: Vec<u32>,
@@ -72,6 +77,16 @@ pub(crate) struct Store {
     manifests: Mutex<Manifests>,
     /// Set when `Table::unnamed` has objects to delete.
     reapable: AtomicBool,
+    /// The writer lease, on a store that keeps to one writer with one
+    /// (see `lease`); checked before every write and delete.
+    lease: OnceLock<Lease>,
+    /// How long a dead object outlives its death at least, for readers
+    /// still on an older manifest, on a store that readers may share with
+    /// this writer (`shared`).
+    grace: Duration,
+    /// The store may have readers beside this writer: it is not held by
+    /// this handle alone ([`SingleWriter::Lease`] or [`SingleWriter::Trusted`]).
+    shared: AtomicBool,
 }
 
 impl Store {
@@ -82,7 +97,93 @@ impl Store {
             table: Mutex::default(),
             manifests: Mutex::default(),
             reapable: AtomicBool::new(false),
+            lease: OnceLock::new(),
+            grace: Duration::ZERO,
+            shared: AtomicBool::new(false),
         }
+    }
+
+    /// Dead objects stay at least `grace` after they die (beyond the two
+    /// retained manifests) on a store that readers may share with this
+    /// writer, so a read-only chest on an older manifest can still read
+    /// them for that long. Set before the store is used.
+    pub fn set_reader_grace(&mut self, grace: Duration) {
+        self.grace = grace;
+    }
+
+    /// The grace period that applies (zero where no reader can be beside
+    /// this writer).
+    fn grace(&self) -> Duration {
+        if self.shared.load(Ordering::Relaxed) {
+            self.grace
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// Makes this store the location's one writer, as its backend keeps to
+    /// one ([`Backend::single_writer`]): with a lease if it takes one.
+    /// Returns the record of an expired lease it took over (its holder may
+    /// still be running, so the caller fences it off with
+    /// [`Store::fence`] before deleting anything).
+    pub fn claim(&self, ttl: Duration) -> Result<Option<lease::Record>> {
+        let answer = self.backend.single_writer()?;
+        self.shared.store(
+            matches!(answer, SingleWriter::Lease | SingleWriter::Trusted),
+            Ordering::Relaxed,
+        );
+        match answer {
+            SingleWriter::Held | SingleWriter::Trusted => Ok(None),
+            SingleWriter::Unavailable(reason) => Err(Error::NoSingleWriter {
+                location: self.location().to_string(),
+                reason,
+            }),
+            SingleWriter::Lease => {
+                let acquired = Lease::acquire(Arc::clone(&self.backend), ttl)?;
+                self.next_object
+                    .fetch_max(acquired.ids_floor, Ordering::Relaxed);
+                let expired = acquired.expired;
+                // `claim` runs once, at open, before any other use.
+                let _ = self.lease.set(acquired.lease);
+                Ok(expired)
+            }
+        }
+    }
+
+    /// Whether the location holds a newer manifest than the one this store
+    /// read or last committed (a read-only chest's snapshot is then stale).
+    pub fn snapshot_is_stale(&self) -> bool {
+        let current = self.manifests().current;
+        commit::newest(&*self.backend).is_ok_and(|newest| newest > current)
+    }
+
+    /// The id the next new object gets.
+    pub fn next_object(&self) -> u32 {
+        self.next_object.load(Ordering::Relaxed)
+    }
+
+    /// Fails with [`Error::Fenced`] once this store has lost its lease.
+    pub fn writable(&self) -> Result<()> {
+        match self.lease.get() {
+            Some(lease) => lease.check(),
+            None => Ok(()),
+        }
+    }
+
+    /// The epoch of the writer lease held (`None`: no lease).
+    pub fn lease_epoch(&self) -> Option<u64> {
+        self.lease.get().map(Lease::epoch)
+    }
+
+    /// After taking over an expired lease: writes a manifest of this
+    /// writer's own (a copy of the newest one, `raw`) under the next
+    /// number, so that a late commit of the previous holder finds its number
+    /// taken. `Ok(false)`: a newer manifest appeared meanwhile (that
+    /// holder's last commit); discover again and fence again.
+    pub fn fence(&self, raw: Bytes) -> Result<bool> {
+        self.writable()?;
+        let mut known = self.manifests();
+        commit::fence(&*self.backend, &mut known, raw)
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -105,12 +206,16 @@ impl Store {
 
     fn alloc(&self) -> Result<NonZeroU32> {
         let id = self.next_object.fetch_add(1, Ordering::Relaxed);
-        NonZeroU32::new(id)
+        let id = NonZeroU32::new(id)
             .filter(|_| id != u32::MAX)
             .ok_or_else(|| Error::Manifest {
                 location: self.location().to_string(),
                 detail: "object ids are exhausted; copy the chest to a new location".into(),
-            })
+            })?;
+        if let Some(lease) = self.lease.get() {
+            lease.reserve_ids(id.get().saturating_add(1))?;
+        }
+        Ok(id)
     }
 
     fn register(&self, id: NonZeroU32, size: u64, records: u32, whole: bool) {
@@ -130,6 +235,7 @@ impl Store {
 
     /// Writes a segment of packed records; returns their locations in order.
     pub fn write_segment(&self, seg: SegmentBuf) -> Result<Vec<Loc>> {
+        self.writable()?;
         let id = self.alloc()?;
         let size = seg.bytes.len() as u64;
         self.backend.put(&object_name(id), Bytes::from(seg.bytes))?;
@@ -149,6 +255,7 @@ impl Store {
     /// through [`Backend::put_many`] so the backend may write them at once.
     /// On failure, none counts as written.
     pub fn write_wholes(&self, records: Vec<Vec<u8>>) -> Result<Vec<Loc>> {
+        self.writable()?;
         let ids = records
             .iter()
             .map(|_| self.alloc())
@@ -225,7 +332,7 @@ impl Store {
             self.reapable.store(true, Ordering::Release);
         } else {
             let epoch = t.epoch;
-            t.dead.push((id, epoch));
+            t.dead.push((id, epoch, Instant::now()));
         }
     }
 
@@ -237,6 +344,11 @@ impl Store {
             return;
         }
         let ids = std::mem::take(&mut self.table().unnamed);
+        if self.writable().is_err() {
+            // Fenced: this store deletes nothing any more (its objects are
+            // garbage the next writer removes).
+            return;
+        }
         for id in ids.into_iter().filter_map(NonZeroU32::new) {
             let _ = self.backend.delete(&object_name(id));
         }
@@ -246,7 +358,10 @@ impl Store {
     /// changes then still commits, to free them).
     pub fn has_garbage(&self) -> bool {
         let t = self.table();
-        t.dead.iter().any(|&(_, died)| died < t.prev_begin)
+        let (before, now) = (t.prev_begin, Instant::now());
+        t.dead
+            .iter()
+            .any(|&(_, died, at)| died < before && at + self.grace() <= now)
     }
 
     /// Marks the start of a flush; returns its epoch. Every flush that
@@ -290,10 +405,17 @@ impl Store {
     pub fn commit(&self, epoch: u64, w: ManifestWriter, serializer: &str) -> Result<()> {
         let next_object = self.next_object.load(Ordering::Relaxed);
         let written = match w.finish(serializer, next_object) {
-            Ok(bytes) => {
+            Ok(bytes) => self.writable().and_then(|()| {
                 let mut known = self.manifests();
-                commit::commit(&*self.backend, &mut known, bytes)
-            }
+                let conditional = self.lease.get().is_some();
+                let written = commit::commit(&*self.backend, &mut known, bytes, conditional);
+                if let (Err(Error::Fenced { reason, .. }), Some(lease)) =
+                    (&written, self.lease.get())
+                {
+                    lease.fence(reason.clone());
+                }
+                written
+            }),
             Err(id) => Err(Error::Manifest {
                 location: self.location().to_string(),
                 detail: format!(
@@ -308,15 +430,22 @@ impl Store {
             t.epoch += 1;
             if written.is_ok() {
                 let before = t.prev_begin;
-                let (doomed, kept) = t.dead.drain(..).partition(|&(_, died)| died < before);
+                let (now, grace) = (Instant::now(), self.grace());
+                let (doomed, kept) = t
+                    .dead
+                    .drain(..)
+                    .partition(|&(_, died, at)| died < before && at + grace <= now);
                 t.dead = kept;
                 t.prev_begin = epoch;
-                doomed.into_iter().map(|(id, _)| id).collect()
+                doomed.into_iter().map(|(id, _, _)| id).collect()
             } else {
                 Vec::new()
             }
         };
         let old_manifests = written?;
+        if self.writable().is_err() {
+            return Ok(());
+        }
         for id in doomed.into_iter().filter_map(NonZeroU32::new) {
             // A failed delete leaves garbage that the next open removes.
             let _ = self.backend.delete(&object_name(id));
@@ -340,6 +469,7 @@ impl Store {
 
     /// Makes the location a new chest (writes its marker).
     pub fn create(&self) -> Result<()> {
+        self.writable()?;
         commit::create(&*self.backend)
     }
 
@@ -376,7 +506,7 @@ impl Store {
             .collect();
         for id in unnamed {
             t.objects.remove(&id);
-            t.dead.push((id, 0));
+            t.dead.push((id, 0, Instant::now()));
         }
         t.epoch = 1;
         t.prev_begin = 0;
@@ -394,7 +524,7 @@ impl Store {
         let mut t = self.table();
         for &id in previous.objects.keys() {
             if !t.objects.contains_key(&id) {
-                t.dead.push((id, 0));
+                t.dead.push((id, 0, Instant::now()));
             }
         }
     }
@@ -405,6 +535,7 @@ impl Store {
     /// delete leaves garbage for a later open, it does not fail this one.
     /// Returns how many were deleted.
     pub fn remove_orphans(&self) -> Result<usize> {
+        self.writable()?;
         let names = self.backend.list(DATA_PREFIX)?;
         let ids: Vec<NonZeroU32> = names.iter().filter_map(|n| parse_object_name(n)).collect();
         if let Some(max) = ids.iter().map(|id| id.get()).max() {
@@ -415,7 +546,7 @@ impl Store {
         }
         let orphans: Vec<NonZeroU32> = {
             let t = self.table();
-            let spared: HashSet<u32> = t.dead.iter().map(|&(id, _)| id).collect();
+            let spared: HashSet<u32> = t.dead.iter().map(|&(id, _, _)| id).collect();
             ids.into_iter()
                 .filter(|id| !t.objects.contains_key(&id.get()) && !spared.contains(&id.get()))
                 .collect()
