@@ -21,6 +21,13 @@ impl Target for CephTarget {
     fn fresh(&self) -> Box<dyn Location> {
         Box::new(CephLocation(common::fresh_ceph_url("conformance-ceph")))
     }
+
+    /// Ceph RGW honours `If-None-Match: *` and `If-Match` (the latter with
+    /// the ETag unquoted, which the backend's probe finds): the lease checks
+    /// of the suite run here.
+    fn conditional_writes(&self) -> bool {
+        true
+    }
 }
 
 struct CephLocation(String);

@@ -1,4 +1,10 @@
-//! The conformance suite over the in-memory backend.
+//! The conformance suite over the in-memory backend: anonymous stores
+//! (private to their handles) and named ones (shared, so kept to one writer
+//! with a lease).
 #![cfg(feature = "conformance")]
 
 chest_core::conformance_tests!(chest_core::conformance::MemoryTarget);
+
+mod named {
+    chest_core::conformance_tests!(chest_core::conformance::NamedMemoryTarget);
+}

@@ -12,9 +12,12 @@ type Bytes = Vec<u8>;
 
 use super::noise as value;
 
+// Dead objects go as soon as no retained manifest names them: these checks
+// count objects, and readers beside a writer are `single_writer`'s subject.
 fn open(loc: &dyn Location, budget: usize) -> Chest<u64, Bytes> {
     ChestBuilder::new()
         .memory_budget(budget)
+        .reader_grace(std::time::Duration::ZERO)
         .open_backend(loc.open().expect("open the backend"))
         .expect("open the chest")
 }
@@ -24,6 +27,7 @@ fn open(loc: &dyn Location, budget: usize) -> Chest<u64, Bytes> {
 fn open_on(backend: &Arc<dyn crate::Backend>, budget: usize) -> Chest<u64, Bytes> {
     ChestBuilder::new()
         .memory_budget(budget)
+        .reader_grace(std::time::Duration::ZERO)
         .open_backend(Arc::clone(backend))
         .expect("open the chest")
 }

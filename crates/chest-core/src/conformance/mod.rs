@@ -20,6 +20,7 @@ use crate::error::Result;
 pub mod backend_contract;
 pub mod chest_behaviour;
 pub mod crash;
+pub mod single_writer;
 
 /// A kind of store under test: hands out fresh, empty locations.
 pub trait Target: Send + Sync {
@@ -34,6 +35,15 @@ pub trait Target: Send + Sync {
     /// may read: every value and every manifest gets a new name.
     fn ranged_reads_atomic_under_overwrite(&self) -> bool {
         true
+    }
+
+    /// Whether the backend's conditional writes are atomic, so that it
+    /// answers [`SingleWriter::Lease`](crate::SingleWriter::Lease) and a
+    /// chest keeps it to one writer with a lease: then the
+    /// [`single_writer`] checks run. Either way they check that the backend
+    /// answers accordingly.
+    fn conditional_writes(&self) -> bool {
+        false
     }
 }
 
@@ -155,6 +165,35 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MemoryTarget;
 
+/// A [`Target`] of named in-memory stores (`memory://<unique name>`),
+/// shared by every handle of a location like a bucket prefix, so a chest
+/// keeps each to one writer with a lease.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NamedMemoryTarget;
+
+impl Target for NamedMemoryTarget {
+    fn fresh(&self) -> Box<dyn Location> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Box::new(NamedMemoryLocation(format!(
+            "conformance-{}-{n}",
+            std::process::id()
+        )))
+    }
+
+    fn conditional_writes(&self) -> bool {
+        true
+    }
+}
+
+struct NamedMemoryLocation(String);
+
+impl Location for NamedMemoryLocation {
+    fn open(&self) -> Result<Arc<dyn Backend>> {
+        Ok(Arc::new(crate::MemoryBackend::named(&self.0)))
+    }
+}
+
 impl Target for MemoryTarget {
     fn fresh(&self) -> Box<dyn Location> {
         Box::new(MemoryLocation(crate::MemoryBackend::new()))
@@ -185,7 +224,10 @@ macro_rules! conformance_tests {
                 overwrite_spilled,
                 remove_spilled, mutate_spilled_persists, unserializable_stays_in_memory,
                 heavier_than_budget, clean_values_not_rewritten, garbage_is_compacted, corrupt_value_names_key,
-                threads_hammer, model_against_hashmap
+                threads_hammer, model_against_hashmap;
+            single_writer: conditional_writes, conditional_writes_race, second_writer_refused,
+                writers_race_to_open, taken_over_writer_is_fenced, paused_writer_cannot_commit,
+                reader_keeps_its_snapshot
         );
     };
     (@each $target:expr; $($module:ident: $($check:ident),+);+ $(;)?) => {

@@ -280,6 +280,28 @@ impl Lease {
         })
     }
 
+    /// Reads the lease object: fails with [`Error::Fenced`] (and fences the
+    /// chest) unless it is still this chest's. A commit calls it after its
+    /// manifest is written: no other writer can have taken over before that
+    /// write if the lease is still ours after it.
+    pub fn confirm(&self) -> Result<()> {
+        self.check()?;
+        let (epoch, token) = {
+            let s = self.shared.state();
+            (s.record.epoch, s.record.token)
+        };
+        let reason = match read(&*self.shared.backend)? {
+            Some(r) if r.epoch == epoch && r.token == token => return Ok(()),
+            Some(other) => format!(
+                "its writer lease (epoch {epoch}) was taken over by {}",
+                other.describe()
+            ),
+            None => format!("its writer lease (epoch {epoch}) was deleted by someone else"),
+        };
+        self.fence(reason.clone());
+        Err(self.shared.fenced(reason))
+    }
+
     /// Fences the chest (a commit found another writer's manifest).
     pub fn fence(&self, reason: String) {
         let mut s = self.shared.state();

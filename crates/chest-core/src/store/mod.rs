@@ -408,7 +408,15 @@ impl Store {
             Ok(bytes) => self.writable().and_then(|()| {
                 let mut known = self.manifests();
                 let conditional = self.lease.get().is_some();
-                let written = commit::commit(&*self.backend, &mut known, bytes, conditional);
+                let mut written = commit::commit(&*self.backend, &mut known, bytes, conditional);
+                if let (Ok(_), Some(lease)) = (&written, self.lease.get()) {
+                    // The manifest's number may have been free only because
+                    // a newer holder already deleted it: the commit counts
+                    // only if the lease is still this chest's.
+                    if let Err(e) = lease.confirm() {
+                        written = Err(e);
+                    }
+                }
                 if let (Err(Error::Fenced { reason, .. }), Some(lease)) =
                     (&written, self.lease.get())
                 {
@@ -511,7 +519,8 @@ impl Store {
         t.epoch = 1;
         t.prev_begin = 0;
         let max_id = m.objects.keys().copied().max().unwrap_or(0);
-        self.next_object.store(
+        // `fetch_max`: never below the ids an earlier lease holder reserved.
+        self.next_object.fetch_max(
             m.next_object.max(max_id.saturating_add(1)).max(1),
             Ordering::Relaxed,
         );

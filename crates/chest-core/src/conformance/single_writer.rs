@@ -1,0 +1,538 @@
+//! One writer per location: the conditional writes of the [`Backend`]
+//! contract ([`Backend::put_if`], [`Backend::get_versioned`]) and, over
+//! them, the writer lease of a chest — a second writer refused, a writer
+//! whose lease was taken over fenced, a paused writer's late commit refused.
+//!
+//! A target declares with [`Target::conditional_writes`] whether its
+//! backend answers [`SingleWriter::Lease`]; the checks hold it to that
+//! answer either way (a backend that does not declare it must not claim it),
+//! and run the lease checks where it does.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Condvar, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::Target;
+use crate::backend::BackendResult;
+use crate::backend::{Backend, ObjectVersion, PutIf, SingleWriter};
+use crate::error::BackendError;
+use crate::{Chest, ChestBuilder, ErrorKind};
+
+/// The name of the lease object (see the store's `lease` module).
+const LEASE: &str = "lease";
+
+/// Whether `target` may run the lease checks: its declaration, checked
+/// against its backend's answer.
+fn declared(target: &dyn Target, b: &dyn Backend) -> bool {
+    let answer = b.single_writer().expect("single_writer");
+    if target.conditional_writes() {
+        assert_eq!(
+            answer,
+            SingleWriter::Lease,
+            "the target declares atomic conditional writes, but its backend answers {answer:?}"
+        );
+        true
+    } else {
+        assert_ne!(
+            answer,
+            SingleWriter::Lease,
+            "the backend answers SingleWriter::Lease: declare `conditional_writes() -> true` \
+             for its target so the lease checks run"
+        );
+        false
+    }
+}
+
+fn conflict<T: std::fmt::Debug>(r: BackendResult<T>, what: &str) {
+    match r {
+        Err(BackendError::Conflict { .. }) => {}
+        other => panic!("{what}: expected a Conflict, got {other:?}"),
+    }
+}
+
+/// `put_if` and `get_versioned` do what they say: create-only refuses an
+/// existing object, compare-and-swap refuses a wrong, stale or missing
+/// version and takes the current one, and a refused write changes nothing.
+pub fn conditional_writes(target: &dyn Target) {
+    let b = target.fresh().open().unwrap();
+    if !declared(target, &*b) {
+        return;
+    }
+    let (one, two, three) = (
+        Bytes::from_static(b"one"),
+        Bytes::from_static(b"two"),
+        Bytes::from_static(b"three"),
+    );
+    let v1 = b.put_if("cas/x", one.clone(), PutIf::Absent).unwrap();
+    let (got, v) = b.get_versioned("cas/x").unwrap();
+    assert_eq!((&got, &v), (&one, &v1), "get_versioned after a create");
+    conflict(
+        b.put_if("cas/x", two.clone(), PutIf::Absent),
+        "a second create",
+    );
+    let wrong = PutIf::Version(ObjectVersion::new("\"not-a-version-of-this-object\""));
+    conflict(b.put_if("cas/x", two.clone(), wrong), "a wrong version");
+    assert_eq!(
+        b.get("cas/x").unwrap(),
+        one,
+        "refused writes change nothing"
+    );
+    let v2 = b
+        .put_if("cas/x", two.clone(), PutIf::Version(v1.clone()))
+        .unwrap();
+    assert_ne!(v1, v2, "a new object is a new version");
+    conflict(
+        b.put_if("cas/x", three.clone(), PutIf::Version(v1)),
+        "a stale version",
+    );
+    assert_eq!(b.get_versioned("cas/x").unwrap(), (two.clone(), v2.clone()));
+    conflict(
+        b.put_if("cas/missing", three.clone(), PutIf::Version(v2.clone())),
+        "a version of a missing object",
+    );
+    assert!(b.get("cas/missing").unwrap_err().is_not_found());
+    // A plain put makes a new version too: compare-and-swap sees it.
+    b.put("cas/x", three.clone()).unwrap();
+    conflict(
+        b.put_if("cas/x", one, PutIf::Version(v2)),
+        "a version replaced by a put",
+    );
+    b.delete("cas/x").unwrap();
+    b.put_if("cas/x", three, PutIf::Absent)
+        .expect("create-only after a delete");
+    assert!(matches!(
+        b.get_versioned("cas/none"),
+        Err(BackendError::NotFound { .. })
+    ));
+}
+
+/// Eight threads, each with a handle of its own, race a create-only write
+/// of one name, then a compare-and-swap from one version, for several
+/// rounds: every time exactly one wins.
+pub fn conditional_writes_race(target: &dyn Target) {
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 4;
+    let loc = target.fresh();
+    if !declared(target, &*loc.open().unwrap()) {
+        return;
+    }
+    let handles: Vec<Arc<dyn Backend>> = (0..THREADS).map(|_| loc.open().unwrap()).collect();
+    for round in 0..ROUNDS {
+        let name = format!("race/{round}");
+        let start = Barrier::new(THREADS);
+        let winners: Vec<usize> = std::thread::scope(|s| {
+            let tasks: Vec<_> = handles
+                .iter()
+                .enumerate()
+                .map(|(t, b)| {
+                    let (name, start) = (&name, &start);
+                    s.spawn(move || {
+                        start.wait();
+                        let data = Bytes::from(format!("create by {t}"));
+                        match b.put_if(name, data, PutIf::Absent) {
+                            Ok(_) => Some(t),
+                            Err(BackendError::Conflict { .. }) => None,
+                            Err(e) => panic!("thread {t}: {e}"),
+                        }
+                    })
+                })
+                .collect();
+            tasks
+                .into_iter()
+                .filter_map(|t| t.join().unwrap())
+                .collect()
+        });
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: creates that won: {winners:?}"
+        );
+        let (got, version) = handles[0].get_versioned(&name).unwrap();
+        assert_eq!(got, Bytes::from(format!("create by {}", winners[0])));
+        let start = Barrier::new(THREADS);
+        let winners: Vec<usize> = std::thread::scope(|s| {
+            let tasks: Vec<_> = handles
+                .iter()
+                .enumerate()
+                .map(|(t, b)| {
+                    let (name, start, version) = (&name, &start, &version);
+                    s.spawn(move || {
+                        start.wait();
+                        let data = Bytes::from(format!("swap by {t}"));
+                        match b.put_if(name, data, PutIf::Version(version.clone())) {
+                            Ok(_) => Some(t),
+                            Err(BackendError::Conflict { .. }) => None,
+                            Err(e) => panic!("thread {t}: {e}"),
+                        }
+                    })
+                })
+                .collect();
+            tasks
+                .into_iter()
+                .filter_map(|t| t.join().unwrap())
+                .collect()
+        });
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: swaps that won: {winners:?}"
+        );
+        assert_eq!(
+            handles[0].get(&name).unwrap(),
+            Bytes::from(format!("swap by {}", winners[0]))
+        );
+    }
+}
+
+fn writer(b: Arc<dyn Backend>) -> crate::Result<Chest<u64, Vec<u8>>> {
+    ChestBuilder::new().memory_budget(1 << 20).open_backend(b)
+}
+
+fn reader(b: Arc<dyn Backend>) -> crate::Result<Chest<u64, Vec<u8>>> {
+    ChestBuilder::new().read_only(true).open_backend(b)
+}
+
+/// A second writer is refused with [`ErrorKind::Locked`], naming the
+/// holder's process; readers open beside the writer; once the writer
+/// closes, the next one opens at once (the lease was released).
+pub fn second_writer_refused(target: &dyn Target) {
+    let loc = target.fresh();
+    let first = loc.open().unwrap();
+    if !declared(target, &*first) {
+        return;
+    }
+    let a = writer(first).unwrap();
+    a.insert(1, b"one".to_vec()).unwrap();
+    a.flush().unwrap();
+    let err = writer(loc.open().unwrap()).expect_err("a second writer while the first is open");
+    assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("pid {}", std::process::id())),
+        "the error names the holder: {msg}"
+    );
+    let r = reader(loc.open().unwrap()).expect("a reader beside the writer");
+    assert_eq!(
+        r.get(&1).unwrap().map(|v| v.to_vec()),
+        Some(b"one".to_vec())
+    );
+    drop(r);
+    a.close().unwrap();
+    let b = writer(loc.open().unwrap()).expect("the next writer after close");
+    assert_eq!(
+        b.get(&1).unwrap().map(|v| v.to_vec()),
+        Some(b"one".to_vec())
+    );
+}
+
+/// Eight threads, each with a handle of its own, race to open one location
+/// for writing: exactly one opens, the others are refused with `Locked`.
+pub fn writers_race_to_open(target: &dyn Target) {
+    const THREADS: usize = 8;
+    let loc = target.fresh();
+    if !declared(target, &*loc.open().unwrap()) {
+        return;
+    }
+    let handles: Vec<Arc<dyn Backend>> = (0..THREADS).map(|_| loc.open().unwrap()).collect();
+    let start = Barrier::new(THREADS);
+    let opened: Vec<_> = std::thread::scope(|s| {
+        let tasks: Vec<_> = handles
+            .into_iter()
+            .map(|b| {
+                let start = &start;
+                s.spawn(move || {
+                    start.wait();
+                    writer(b)
+                })
+            })
+            .collect();
+        tasks.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let mut winners = 0;
+    for r in &opened {
+        match r {
+            Ok(_) => winners += 1,
+            Err(e) => assert_eq!(e.kind(), ErrorKind::Locked, "{e}"),
+        }
+    }
+    assert_eq!(winners, 1, "writers that opened");
+}
+
+/// Rewrites the lease record as expired (its holder paused past its
+/// deadline, as another process sees it), by compare-and-swap, retrying if
+/// the holder renews meanwhile.
+pub fn expire_lease(b: &dyn Backend) {
+    for _ in 0..100 {
+        let (bytes, version) = b.get_versioned(LEASE).expect("read the lease");
+        let mut record: ciborium::Value =
+            ciborium::from_reader(&bytes[..]).expect("a lease record");
+        let fields = record.as_map_mut().expect("a lease record is a map");
+        for (k, v) in fields.iter_mut() {
+            if k.as_text() == Some("expires_ms") {
+                *v = ciborium::Value::Integer(1u8.into());
+            }
+        }
+        let mut out = Vec::new();
+        ciborium::into_writer(&record, &mut out).unwrap();
+        match b.put_if(LEASE, Bytes::from(out), PutIf::Version(version)) {
+            Ok(_) => return,
+            Err(BackendError::Conflict { .. }) => continue,
+            Err(e) => panic!("rewriting the lease: {e}"),
+        }
+    }
+    panic!("the lease kept changing under the test");
+}
+
+/// A writer whose lease expired and was taken over is fenced: its writes
+/// fail with [`ErrorKind::Fenced`] and change nothing of the new holder's;
+/// the new holder has the state of the last commit before the takeover.
+pub fn taken_over_writer_is_fenced(target: &dyn Target) {
+    let loc = target.fresh();
+    let first = loc.open().unwrap();
+    if !declared(target, &*first) {
+        return;
+    }
+    let a = writer(Arc::clone(&first)).unwrap();
+    a.insert(1, b"one".to_vec()).unwrap();
+    a.flush().unwrap();
+    // The lease of `a` expires (as if its process had paused): `b` takes
+    // it over.
+    expire_lease(&*first);
+    let b = writer(loc.open().unwrap()).expect("take over an expired lease");
+    assert_eq!(
+        b.get(&1).unwrap().map(|v| v.to_vec()),
+        Some(b"one".to_vec())
+    );
+    b.insert(2, b"two".to_vec()).unwrap();
+    b.flush().unwrap();
+    // `a` wakes up: its writes fail, and say why.
+    let _ = a.insert(3, vec![3; 300_000]);
+    let err = a.flush().expect_err("a fenced writer's flush");
+    assert!(
+        err.errors().iter().any(|e| e.kind() == ErrorKind::Fenced),
+        "expected Fenced: {err}"
+    );
+    drop(a);
+    b.close().unwrap();
+    let c = writer(loc.open().unwrap()).unwrap();
+    let mut keys: Vec<u64> = c.iter_keys().collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [1, 2],
+        "the new holder's state, nothing of the fenced writer's"
+    );
+    assert_eq!(
+        c.get(&2).unwrap().map(|v| v.to_vec()),
+        Some(b"two".to_vec())
+    );
+}
+
+/// A backend whose conditional writes of manifests wait for a gate (a
+/// paused writer's commit in flight).
+struct Gate {
+    inner: Arc<dyn Backend>,
+    closed: AtomicBool,
+    state: Mutex<(bool, bool)>,
+    changed: Condvar,
+    waiting: AtomicUsize,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate").field("inner", &self.inner).finish()
+    }
+}
+
+impl Gate {
+    /// Blocks the calling commit until [`Gate::open`]; [`Gate::arrived`]
+    /// returns once one waits here.
+    fn wait_here(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.0 = true;
+        self.changed.notify_all();
+        while !s.1 {
+            s = self.changed.wait(s).unwrap();
+        }
+    }
+    fn arrived(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut s = self.state.lock().unwrap();
+        while !s.0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(
+                !left.is_zero(),
+                "the writer never reached its manifest commit"
+            );
+            s = self.changed.wait_timeout(s, left).unwrap().0;
+        }
+    }
+    fn open(&self) {
+        self.state.lock().unwrap().1 = true;
+        self.changed.notify_all();
+    }
+}
+
+impl Backend for Gate {
+    fn location(&self) -> &str {
+        self.inner.location()
+    }
+    fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
+        self.inner.put(name, data)
+    }
+    fn put_many(&self, objects: Vec<(String, Bytes)>) -> BackendResult<()> {
+        self.inner.put_many(objects)
+    }
+    fn put_durable(&self, name: &str, data: Bytes) -> BackendResult<()> {
+        self.inner.put_durable(name, data)
+    }
+    fn get(&self, name: &str) -> BackendResult<Bytes> {
+        self.inner.get(name)
+    }
+    fn get_range(&self, name: &str, range: std::ops::Range<u64>) -> BackendResult<Bytes> {
+        self.inner.get_range(name, range)
+    }
+    fn delete(&self, name: &str) -> BackendResult<()> {
+        self.inner.delete(name)
+    }
+    fn list(&self, prefix: &str) -> BackendResult<Vec<String>> {
+        self.inner.list(prefix)
+    }
+    fn sync(&self) -> BackendResult<()> {
+        self.inner.sync()
+    }
+    fn single_writer(&self) -> BackendResult<SingleWriter> {
+        self.inner.single_writer()
+    }
+    fn get_versioned(&self, name: &str) -> BackendResult<(Bytes, ObjectVersion)> {
+        self.inner.get_versioned(name)
+    }
+    fn put_if(&self, name: &str, data: Bytes, condition: PutIf) -> BackendResult<ObjectVersion> {
+        if name.starts_with("manifest") && self.closed.load(Ordering::SeqCst) {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            self.wait_here();
+        }
+        self.inner.put_if(name, data, condition)
+    }
+}
+
+/// A writer paused in the middle of a commit (its manifest write on the
+/// way) while its lease expires and another writer takes over: when it
+/// wakes, its commit is refused ([`ErrorKind::Fenced`]), so it neither
+/// replaces the new holder's manifest nor names the objects the new holder
+/// removed; the new holder's state is intact.
+pub fn paused_writer_cannot_commit(target: &dyn Target) {
+    let loc = target.fresh();
+    let raw = loc.open().unwrap();
+    if !declared(target, &*raw) {
+        return;
+    }
+    let gate = Arc::new(Gate {
+        inner: Arc::clone(&raw),
+        closed: AtomicBool::new(false),
+        state: Mutex::new((false, false)),
+        changed: Condvar::new(),
+        waiting: AtomicUsize::new(0),
+    });
+    let a = writer(Arc::clone(&gate) as Arc<dyn Backend>).unwrap();
+    a.insert(1, b"one".to_vec()).unwrap();
+    a.flush().unwrap();
+    gate.closed.store(true, Ordering::SeqCst);
+    std::thread::scope(|s| {
+        let paused = s.spawn(|| {
+            a.insert(2, vec![2; 300_000]).unwrap();
+            a.flush()
+        });
+        gate.arrived();
+        // While `a` is paused, its lease expires and `b` takes over.
+        expire_lease(&*raw);
+        let b = writer(loc.open().unwrap()).expect("take over the paused writer's lease");
+        assert_eq!(b.len(), 1, "the new holder starts from the last commit");
+        b.insert(3, b"three".to_vec()).unwrap();
+        b.flush().unwrap();
+        gate.open();
+        let err = paused
+            .join()
+            .unwrap()
+            .expect_err("the paused writer's commit");
+        assert!(
+            err.errors().iter().any(|e| e.kind() == ErrorKind::Fenced),
+            "expected Fenced: {err}"
+        );
+        drop(b);
+    });
+    assert_eq!(gate.waiting.load(Ordering::SeqCst), 1);
+    drop(a);
+    let c = writer(loc.open().unwrap()).unwrap();
+    let mut keys: Vec<u64> = c.iter_keys().collect();
+    keys.sort_unstable();
+    assert_eq!(keys, [1, 3], "the new holder's state");
+    assert_eq!(
+        c.get(&1).unwrap().map(|v| v.to_vec()),
+        Some(b"one".to_vec())
+    );
+    assert_eq!(
+        c.get(&3).unwrap().map(|v| v.to_vec()),
+        Some(b"three".to_vec())
+    );
+}
+
+/// A read-only chest beside a writer reads the snapshot it opened: the
+/// objects the writer's later flushes no longer name stay for the reader
+/// grace period. Once they are gone (here: a writer with no grace period
+/// reopens and removes them), the reader's read of one fails with
+/// [`ErrorKind::StaleSnapshot`], naming the key, not as damage.
+pub fn reader_keeps_its_snapshot(target: &dyn Target) {
+    const KEYS: u64 = 12;
+    let loc = target.fresh();
+    let first = loc.open().unwrap();
+    if !declared(target, &*first) {
+        return;
+    }
+    let old = |k: u64| vec![k as u8; 20_000 + k as usize];
+    let new = |k: u64| vec![k as u8 ^ 0xff; 30_000 + k as usize];
+    let w = writer(first).unwrap();
+    for k in 0..KEYS {
+        w.insert(k, old(k)).unwrap();
+    }
+    w.flush().unwrap();
+    let r = ChestBuilder::<u64, Vec<u8>>::new()
+        .read_only(true)
+        .memory_budget(1 << 20)
+        .open_backend(loc.open().unwrap())
+        .unwrap();
+    // The writer replaces every value and flushes twice: without a grace
+    // period, the first flush's objects would go now.
+    for k in 0..KEYS {
+        w.insert(k, new(k)).unwrap();
+    }
+    w.flush().unwrap();
+    w.insert(KEYS, vec![1; 10]).unwrap();
+    w.flush().unwrap();
+    for k in 0..KEYS / 2 {
+        assert_eq!(
+            r.get(&k).unwrap().map(|v| v.to_vec()),
+            Some(old(k)),
+            "key {k}"
+        );
+    }
+    w.close().unwrap();
+    // A writer that keeps nothing for readers removes them at open.
+    let w = ChestBuilder::<u64, Vec<u8>>::new()
+        .reader_grace(Duration::ZERO)
+        .open_backend(loc.open().unwrap())
+        .unwrap();
+    assert_eq!(w.get(&0).unwrap().map(|v| v.to_vec()), Some(new(0)));
+    let err = r.get(&(KEYS - 1)).expect_err("a value of a removed object");
+    assert_eq!(err.kind(), ErrorKind::StaleSnapshot, "{err}");
+    assert_eq!(err.key(), Some(&*format!("{}", KEYS - 1)));
+    assert!(err.to_string().contains("reopen"), "{err}");
+    drop(r);
+    let r = reader(loc.open().unwrap()).unwrap();
+    assert_eq!(
+        r.get(&(KEYS - 1)).unwrap().map(|v| v.to_vec()),
+        Some(new(KEYS - 1))
+    );
+}
