@@ -3,8 +3,12 @@
 //!
 //! ```text
 //! cargo run --release --features s3 --example spill_to_s3 -- \
-//!     's3://my-bucket/some/prefix?endpoint=http://127.0.0.1:3900&region=garage'
+//!     's3://my-bucket/some/prefix?endpoint=http://127.0.0.1:3900&region=garage&lock=none'
 //! ```
+//!
+//! `lock=none`: Garage ignores conditional writes, so a chest cannot take its
+//! writer lease there, and this example promises to be the prefix's only
+//! writer. On AWS S3, MinIO, R2 or Ceph RGW, leave it out.
 //!
 //! Credentials come from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (and
 //! `AWS_SESSION_TOKEN`, `AWS_ENDPOINT_URL`, `AWS_REGION`) or the URL's query.
@@ -35,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::args()
         .nth(1)
         .or_else(|| std::env::var("CHEST_S3_URL").ok())
-        .ok_or("usage: spill_to_s3 's3://bucket/prefix?endpoint=...' (or set CHEST_S3_URL)")?;
+        .ok_or("usage: spill_to_s3 's3://bucket/prefix?endpoint=...' (or set CHEST_S3_URL; on Garage add &lock=none)")?;
     println!("chest at {url}, memory budget {} MiB", BUDGET >> 20);
 
     let start = Instant::now();

@@ -30,6 +30,7 @@
 //! | `concurrency` | objects in flight in `put_many`; parts in flight in one multipart upload | `8` |
 //! | `part_size` | objects larger than this go up as multipart uploads in parts of this size (`8MiB`, `16M`, bytes; 5 MiB to 5 GiB) | `8MiB` |
 //! | `reuse_connections` | keep idle connections for later requests (see [`S3Config::reuse_connections`]) | `true`, except `false` for a plain-`http` loopback endpoint |
+//! | `lock` | `lease`: a chest keeps the prefix to one writer with a lease (needs a server that honours conditional writes); `none`: the user guarantees one writer (see [One writer](#one-writer)) | `lease` |
 //!
 //! Any other key is an error. The query wins over the environment.
 //! Credentials are taken as a set: if the query names any of `access_key_id`,
