@@ -3,7 +3,7 @@
 //! run prints.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -308,6 +308,87 @@ impl Report {
     }
 }
 
+/// The time of each call of a timed loop (an `insert`, a `std::fs::write`).
+#[derive(Debug, Clone, Default)]
+pub struct Latencies(Vec<u64>);
+
+impl Latencies {
+    pub fn with_capacity(n: usize) -> Self {
+        Self(Vec::with_capacity(n))
+    }
+
+    pub fn push(&mut self, d: Duration) {
+        self.0.push(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    /// Percentiles (nearest rank) of the calls from the `skip`-th on, in
+    /// microseconds; `None` if there are none.
+    pub fn summary(&self, skip: usize) -> Option<LatencySummary> {
+        let mut v: Vec<u64> = self.0.get(skip..)?.to_vec();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let us = |ns: u64| ns as f64 / 1e3;
+        let rank = |q: f64| {
+            let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+            us(v[i - 1])
+        };
+        Some(LatencySummary {
+            count: v.len() as u64,
+            mean_us: us(v.iter().sum::<u64>()) / v.len() as f64,
+            p50_us: rank(0.50),
+            p90_us: rank(0.90),
+            p99_us: rank(0.99),
+            p999_us: rank(0.999),
+            max_us: us(v[v.len() - 1]),
+        })
+    }
+}
+
+/// Latency percentiles of a timed loop, in microseconds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub mean_us: f64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+}
+
+impl LatencySummary {
+    /// The phases `<what> p50`, `<what> p99` and `<what> max`, in µs.
+    pub fn phases(&self, what: &str) -> [Phase; 3] {
+        [
+            Phase::figure(&format!("{what} p50"), self.p50_us, "µs"),
+            Phase::figure(&format!("{what} p99"), self.p99_us, "µs"),
+            Phase::figure(&format!("{what} max"), self.max_us, "µs"),
+        ]
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// Records the latencies of one timed loop in a report: the phases
+/// `<what> p50/p99/max` over the calls from the `skip`-th on (those made
+/// while values spill), and in `info` those figures and the ones over every
+/// call.
+pub fn report_latencies(report: &mut Report, what: &str, lat: &Latencies, skip: usize) {
+    let key = what.replace(' ', "_");
+    if let Some(s) = lat.summary(skip) {
+        report.phases.extend(s.phases(what));
+        report.info(&format!("{key}_latency_while_spilling"), s.json());
+    }
+    if let Some(s) = lat.summary(0) {
+        report.info(&format!("{key}_latency_all"), s.json());
+    }
+    report.info(&format!("{key}_latency_skipped"), skip as u64);
+}
+
 /// Times `f`, returning its result and the seconds it took.
 pub fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
     let t = Instant::now();
@@ -372,6 +453,22 @@ mod tests {
                 assert!(!v.check(k.wrapping_add(1), &bytes) || len < 8);
             }
         }
+    }
+
+    #[test]
+    fn latency_percentiles() {
+        let mut l = Latencies::default();
+        for us in 1..=100u64 {
+            l.push(Duration::from_micros(us));
+        }
+        let s = l.summary(0).unwrap();
+        assert_eq!(
+            (s.count, s.p50_us, s.p99_us, s.max_us),
+            (100, 50.0, 99.0, 100.0)
+        );
+        let s = l.summary(90).unwrap();
+        assert_eq!((s.count, s.p50_us, s.max_us), (10, 95.0, 100.0));
+        assert!(l.summary(100).is_none());
     }
 
     #[test]

@@ -3,16 +3,20 @@
 //! chest's figure, the baseline's, their ratio and whether the goal holds;
 //! the same goes to a JSON file with every repetition's raw numbers.
 //!
+//! The workloads, what each figure means and its goal are in
+//! `crates/chest-bench/WORKLOADS.md`.
+//!
 //! ```text
 //! cargo run --release -p chest-bench -- all --scale 0.05
 //! cargo run --release -p chest-bench -- w2 --repeat 5 --json w2.json
 //! scripts/garage.sh start && . "$(scripts/garage.sh env-file)" && \
-//!     cargo run --release -p chest-bench -- w6 --scale 0.25
+//!     cargo run --release -p chest-bench -- w6 w5-s3 --scale 0.25
 //! ```
 //!
-//! W6 needs an S3-compatible server named in `CHEST_S3_URL` (with `AWS_*`
-//! credentials), as the env file of `scripts/garage.sh` sets them: without
-//! one, `w6` is an error and `all` skips W6 with a note.
+//! W6 and W5-s3 need an S3-compatible server named in `CHEST_S3_URL` (with
+//! `AWS_*` credentials), as the env file of `scripts/garage.sh` sets them:
+//! without one, `w6` and `w5-s3` are errors, and `all` and `w5` skip them
+//! with a note.
 //!
 //! Every side of every repetition runs in a child process of this binary
 //! (the hidden `__run` subcommand, which prints one JSON line), so that its
@@ -45,8 +49,9 @@ struct Cli {
     #[command(subcommand)]
     child: Option<Child>,
 
-    /// Which workloads: `all`, or any of w1 w2 w3 w4 w5 w6 (w5 needs the `zstd` feature;
-    /// w6 the `s3` feature and a server in CHEST_S3_URL, which `all` skips without).
+    /// Which workloads: `all`, or any of w1 w2 w3 w4 w5 w5-s3 w6 (w5 needs the `zstd`
+    /// feature; w6 the `s3` feature and a server in CHEST_S3_URL, w5-s3 both; `w5`
+    /// includes w5-s3, and `all` and `w5` skip what has no server).
     #[arg(value_enum, default_value = "all")]
     workloads: Vec<Which>,
 
@@ -99,6 +104,8 @@ enum Which {
     W3,
     W4,
     W5,
+    #[value(name = "w5-s3")]
+    W5S3,
     W6,
 }
 
@@ -110,7 +117,8 @@ impl Which {
             Which::W2 => vec![Workload::W2],
             Which::W3 => vec![Workload::W3],
             Which::W4 => vec![Workload::W4],
-            Which::W5 => vec![Workload::W5],
+            Which::W5 => vec![Workload::W5, Workload::W5S3],
+            Which::W5S3 => vec![Workload::W5S3],
             Which::W6 => vec![Workload::W6],
         }
     }
@@ -226,14 +234,11 @@ fn run_all(cli: &Cli) -> Result<()> {
         }
     }
     // A workload that cannot run here (W6 without a server): an error if
-    // asked for by name, else skipped with a note.
+    // asked for by its own name, else (in `all`, or W5-s3 in `w5`) skipped
+    // with a note.
     for &w in &chosen {
         if let Some(why) = w.unavailable() {
-            if cli
-                .workloads
-                .iter()
-                .any(|&which| which != Which::All && which.workloads().contains(&w))
-            {
+            if cli.workloads.iter().any(|&which| which.workloads() == [w]) {
                 return Err(format!("{}: {why}", w.id()).into());
             }
         }
@@ -364,14 +369,27 @@ fn notes() -> Vec<Value> {
          except in W5.",
         "Reads may hit the page cache, for both sides alike (the cache is not dropped: \
          that needs root and disturbs the machine).",
-        "W1: the chest's flush fsyncs what it wrote; std::fs::write does not. \
-         The 'files+fsync' row adds an fsync of every file to the baseline, for information.",
+        "W1: 'chest' is the default, durable chest (fsync=flush: its flush fsyncs what it \
+         wrote); 'chest-nofsync' is the same on file://…?fsync=never. 'files' is \
+         std::fs::write of one file per value, not fsynced; 'files+fsync' adds an fsync of \
+         every file and the directory (info, the durable chest's like-for-like).",
+        "Insert latency: every insert (W1, W6; std::fs::write for W1's files) is timed on its \
+         own, the value made before the clock starts; p50/p99/max are over the inserts made \
+         after the memory tier is full (from budget / value size on), so that values spill; \
+         figures over all inserts are in the JSON. With few inserts (small --scale), p99 is \
+         about the max.",
         "W2: every side is durable once, at the end of its insert phase (chest flush; \
          redb Durability::None then Immediate on the last commit; fjall persist(SyncAll)); \
          keys inserted in ascending order; the read phase includes the reopen.",
-        "W5: values compress about 4:1; 'chest' goes through zstd+file:// (level 3), \
-         'chest-plain' is the same chest on file:// (the uncompressed W1 of the goal), \
-         'files' is W1's raw baseline; the bytes-on-disk ratio is to the raw bytes.",
+        "W3: 1 thread: chest time ≤ 1.5 × the Mutex<HashMap>'s; 2 threads: chest throughput \
+         ≥ 2 × its throughput.",
+        "W5: values compress about 4:1; 'chest' goes through zstd+file:// (default level 3, \
+         frames of 256 KiB, checksums). 'zstd' is the zstd crate on the same values with the \
+         layer's level, frame size and checksum, on as many threads as the layer uses for one \
+         value (values spread over them), compressing into memory then decompressing in the \
+         chest's read order and checking; 'zstd-1' is the same on one thread (info); \
+         'chest-plain' the same chest on plain file:// (info). Bytes stored: the chest's \
+         directory (W5-s3: the objects under the side's prefix), ratio of the raw bytes.",
         "W6: the chest goes through s3:// at CHEST_S3_URL, under a prefix of its own per side \
          and repetition (deleted afterwards); 'object_store' is the object_store crate directly, \
          built with chest-s3's settings (endpoint, region, path-style, http, timeouts, retries, \
@@ -379,9 +397,11 @@ fn notes() -> Vec<Value> {
          concurrency (8, buffer_unordered); 'object_store-1' does it one at a time (info). \
          The chest reads in windows of 8 keys: `prefetch(window)` (one concurrent batch of \
          GETs), then `get` of each. The chest's stats (spills, objects, s3_* counters) \
-         and its insert stalls (inserts that waited for an eviction batch) are in the JSON.",
-        "Peak RSS is VmHWM of the side's child process per phase (reset between phases); \
-         the goal is peak ≤ budget + 64 MiB.",
+         and its insert stalls (inserts over 1 ms) are in the JSON. W5-s3 runs the same chest \
+         side on compressible values through zstd+s3:// and plain s3://.",
+        "Peak RSS is VmHWM of the side's child process per phase (reset between phases; the \
+         row shows the highest), so it includes the key index and the benchmark's own few \
+         MiB; the goal is peak ≤ budget + 64 MiB.",
     ]
     .into_iter()
     .map(Value::from)

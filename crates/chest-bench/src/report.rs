@@ -112,6 +112,65 @@ pub fn peaks_mib(reports: &[Report], side: &str) -> Vec<f64> {
         .collect()
 }
 
+/// The rows `<label> p50 / p99 / max` (µs) of latency phases
+/// `<phase> p50/p99/max`: the chest's against a baseline's, if given (no
+/// ratio: lower is better and the goal is absolute). The goal is on p99:
+/// at most `p99_goal_us`.
+pub fn latency_rows(
+    id: &str,
+    label: &str,
+    reports: &[Report],
+    chest: (&str, &str),
+    base: Option<(&str, &str, &str)>,
+    p99_goal_us: f64,
+) -> Vec<Row> {
+    ["p50", "p99", "max"]
+        .iter()
+        .map(|q| {
+            let mut row = Row::new(id, &format!("{label} {q} (lower is better)"), "µs")
+                .chest(figures(reports, chest.0, &format!("{} {q}", chest.1)));
+            if let Some((side, phase, name)) = base {
+                row = row.baseline(name, figures(reports, side, &format!("{phase} {q}")));
+            }
+            row.ratio = None;
+            row.ratio_raw.clear();
+            if *q == "p99" {
+                let holds = row.chest.map(|c| c <= p99_goal_us);
+                row.goal(format!("≤ {} µs", fmt_num(p99_goal_us)), holds)
+            } else {
+                row
+            }
+        })
+        .collect()
+}
+
+/// A peak-RSS row: a side's highest peak against budget + 64 MiB, next to
+/// another side's peak (no ratio).
+pub fn peak_row(
+    id: &str,
+    label: &str,
+    budget: usize,
+    reports: &[Report],
+    chest: &str,
+    base: &str,
+) -> Row {
+    let limit = (budget + 64 * (1 << 20)) as f64 / (1 << 20) as f64;
+    let row = Row::new(id, label, "MiB")
+        .chest(peaks_mib(reports, chest))
+        .baseline(base, peaks_mib(reports, base));
+    let holds = row.chest.map(|c| c <= limit);
+    let mut row = row.goal(
+        format!(
+            "≤ {limit:.0} (budget {} + 64)",
+            fmt_num(budget as f64 / (1 << 20) as f64)
+        ),
+        holds,
+    );
+    row.ratio = None;
+    row.ratio_raw.clear();
+    row
+}
+
 /// A number with about four significant digits, thousands grouped.
 pub fn fmt_num(x: f64) -> String {
     if !x.is_finite() {

@@ -33,19 +33,28 @@ pub enum Workload {
     W3,
     /// Reopen: open + first get, and index memory per key.
     W4,
-    /// Compressible values: W1 through `zstd+file://` (needs the `zstd` feature).
+    /// Compressible values: W1 through `zstd+file://`, against the zstd
+    /// library's own speed (needs the `zstd` feature).
     W5,
+    /// Compressible values over object storage: W6 through `zstd+s3://`
+    /// against plain `s3://` (needs `zstd`, `s3` and a server in `CHEST_S3_URL`).
+    #[value(name = "w5-s3")]
+    W5S3,
     /// Object storage: 4 MiB values through `s3://` against `object_store`
     /// directly (needs the `s3` feature and a server in `CHEST_S3_URL`).
     W6,
 }
 
 impl Workload {
-    /// Every workload this build has, in order (W5 with the `zstd` feature, W6 with `s3`).
+    /// Every workload this build has, in order (W5 with the `zstd` feature,
+    /// W6 with `s3`, W5-s3 with both).
     pub fn all() -> Vec<Workload> {
         let mut all = vec![Workload::W1, Workload::W2, Workload::W3, Workload::W4];
         if cfg!(feature = "zstd") {
             all.push(Workload::W5);
+        }
+        if cfg!(all(feature = "zstd", feature = "s3")) {
+            all.push(Workload::W5S3);
         }
         if cfg!(feature = "s3") {
             all.push(Workload::W6);
@@ -59,6 +68,10 @@ impl Workload {
     pub fn unavailable(self) -> Option<String> {
         match self {
             Workload::W6 => w6::unavailable(),
+            Workload::W5S3 if !cfg!(feature = "zstd") => {
+                Some("W5-s3 needs chest-bench built with the `zstd` feature".into())
+            }
+            Workload::W5S3 => w6::unavailable(),
             _ => None,
         }
     }
@@ -70,6 +83,7 @@ impl Workload {
             Workload::W3 => "W3",
             Workload::W4 => "W4",
             Workload::W5 => "W5",
+            Workload::W5S3 => "W5-s3",
             Workload::W6 => "W6",
         }
     }
@@ -80,7 +94,8 @@ impl Workload {
             Workload::W2 => "many small values",
             Workload::W3 => "memory hits",
             Workload::W4 => "reopen",
-            Workload::W5 => "compressible values (zstd)",
+            Workload::W5 => "compressible values (zstd+file://)",
+            Workload::W5S3 => "compressible values over object storage (zstd+s3://)",
             Workload::W6 => "object storage (s3)",
         }
     }
@@ -88,11 +103,12 @@ impl Workload {
     /// The sides measured in every repetition: the chest, then the baselines.
     pub fn sides(self) -> &'static [Side] {
         match self {
-            Workload::W1 => &[Side::Chest, Side::Files],
+            Workload::W1 => &[Side::Chest, Side::ChestNoFsync, Side::Files],
             Workload::W2 => &[Side::Chest, Side::Redb, Side::Fjall],
             Workload::W3 => &[Side::Chest, Side::Mutex],
             Workload::W4 => &[Side::Chest],
-            Workload::W5 => &[Side::Chest, Side::Plain, Side::Files],
+            Workload::W5 => &[Side::Chest, Side::Zstd, Side::Plain, Side::Zstd1],
+            Workload::W5S3 => &[Side::Chest, Side::Plain],
             Workload::W6 => &[Side::Chest, Side::ObjectStore, Side::ObjectStoreSerial],
         }
     }
@@ -121,6 +137,7 @@ impl Workload {
             Workload::W3 => w3::Params::new(ctx).json(),
             Workload::W4 => w4::Params::new(ctx).json(),
             Workload::W5 => w5::params(ctx),
+            Workload::W5S3 => w5::params_s3(ctx),
             Workload::W6 => w6::Params::new(ctx).json(),
         }
     }
@@ -133,6 +150,7 @@ impl Workload {
             Workload::W3 => w3::run(side, ctx),
             Workload::W4 => w4::run(side, ctx),
             Workload::W5 => w5::run(side, ctx),
+            Workload::W5S3 => w5::run_s3(side, ctx),
             Workload::W6 => w6::run(side, ctx),
         }
     }
@@ -145,6 +163,7 @@ impl Workload {
             Workload::W3 => w3::rows(ctx, reports),
             Workload::W4 => w4::rows(ctx, reports),
             Workload::W5 => w5::rows(ctx, reports),
+            Workload::W5S3 => w5::rows_s3(ctx, reports),
             Workload::W6 => w6::rows(ctx, reports),
         }
     }
@@ -153,10 +172,18 @@ impl Workload {
 /// Who does the work in a run: the chest or one of the baselines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Side {
-    /// The chest under test (W5: through `zstd+file://`).
+    /// The chest under test (W1: durable, `fsync=flush`; W5: through `zstd+file://`).
     Chest,
-    /// W5: the same chest on plain `file://`, uncompressed.
+    /// W1: the chest on `file://…?fsync=never`.
+    ChestNoFsync,
+    /// W5: the same chest on plain `file://` (W5-s3: `s3://`), uncompressed.
     Plain,
+    /// W5: the zstd library compressing / decompressing the same values with
+    /// the layer's level, frame size and checksum, on as many threads as the
+    /// layer uses for one value.
+    Zstd,
+    /// W5 (info): the zstd library the same way, on one thread.
+    Zstd1,
     /// W1: one file per value, `std::fs::write` / `std::fs::read`.
     Files,
     /// W2: redb, one write transaction per 10,000 inserts.
@@ -177,7 +204,10 @@ impl Side {
     pub fn name(self) -> &'static str {
         match self {
             Side::Chest => "chest",
+            Side::ChestNoFsync => "chest-nofsync",
             Side::Plain => "chest-plain",
+            Side::Zstd => "zstd",
+            Side::Zstd1 => "zstd-1",
             Side::Files => "files",
             Side::Redb => "redb",
             Side::Fjall => "fjall",

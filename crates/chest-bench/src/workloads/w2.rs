@@ -18,7 +18,7 @@ use crate::common::{
     dir_size, location, measured, remove_dir, stats_json, timed, Ctx, Phase, Report, Result, Rng,
     Values, MIB,
 };
-use crate::report::{figures, Row};
+use crate::report::{figures, peak_row, Row};
 
 const ID: &str = "W2";
 /// Goal: chest ops/s ≥ 2 × the faster baseline, both phases.
@@ -259,9 +259,16 @@ pub fn rows(ctx: &Ctx, reports: &[Report]) -> Vec<Row> {
             rows.push(row.goal(format!("≥ {FACTOR:.2} vs faster ({faster})"), holds));
         }
     }
-    let peak = super::w1::peak_row(ID, p.budget, reports, chest, Side::Redb.name());
-    rows.push(peak);
-    let mut fjall_peak = super::w1::peak_row(ID, p.budget, reports, chest, Side::Fjall.name());
+    let label = "peak RSS (lower is better)";
+    rows.push(peak_row(
+        ID,
+        label,
+        p.budget,
+        reports,
+        chest,
+        Side::Redb.name(),
+    ));
+    let mut fjall_peak = peak_row(ID, label, p.budget, reports, chest, Side::Fjall.name());
     fjall_peak.goal = "(same)".into();
     fjall_peak.holds = None;
     rows.push(fjall_peak);

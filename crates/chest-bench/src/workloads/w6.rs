@@ -4,7 +4,9 @@
 //! `get` every key in random order. Baseline: `object_store` directly, built
 //! with the same settings as chest-s3 builds its client, putting the same
 //! objects `concurrency` (8) at a time, then getting them all, 8 at a time
-//! (`buffer_unordered`). Goal: chest ≥ 0.8 × baseline throughput.
+//! (`buffer_unordered`). Goals: chest ≥ 1.0 × baseline throughput both
+//! ways, insert p99 ≤ 1 ms while values spill (every `insert` is timed),
+//! peak RSS ≤ budget + 64 MiB.
 //!
 //! The server comes from `CHEST_S3_URL` (with the `AWS_*` credentials), as
 //! `. "$(scripts/garage.sh env-file)"` sets them. Every side of every
@@ -18,11 +20,11 @@ use serde_json::Value;
 
 use super::{no_such_side, params_json, Side};
 use crate::common::{Ctx, Report, Result, MIB};
-use crate::report::{figures, peaks_mib, Row};
+use crate::report::{figures, latency_rows, peak_row, Row};
 
 const ID: &str = "W6";
-/// Goal: chest throughput ≥ 0.8 × baseline throughput, both phases.
-const GOAL: f64 = 0.8;
+/// Goal: chest throughput ≥ 1.0 × baseline throughput, both phases.
+const GOAL: f64 = 1.0;
 /// The variable naming the server: `s3://bucket[/prefix]?endpoint=...&region=...`.
 pub const URL_ENV: &str = "CHEST_S3_URL";
 
@@ -57,6 +59,12 @@ impl Params {
 
     pub fn total_bytes(&self) -> u64 {
         self.values * self.value_len as u64
+    }
+
+    /// The inserts made before the memory tier is full (see `w1::Params::fits`).
+    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
+    pub fn fits(&self) -> usize {
+        self.budget / self.value_len
     }
 }
 
@@ -95,6 +103,25 @@ pub fn run(side: Side, ctx: &Ctx) -> Result<Report> {
     }
 }
 
+/// W5-s3's sides: the chest alone, through `zstd+s3://` (`zstd`) or plain
+/// `s3://`, on W6's shape with compressible values, under a prefix of its
+/// own; the report's `bytes_stored` is what the server held under that
+/// prefix after the run (listed before cleanup).
+pub fn run_chest_s3(id: &str, side: Side, ctx: &Ctx, zstd: bool) -> Result<Report> {
+    if let Some(why) = unavailable() {
+        return Err(why.into());
+    }
+    #[cfg(feature = "s3")]
+    {
+        s3::run_chest_only(id, side, ctx, zstd)
+    }
+    #[cfg(not(feature = "s3"))]
+    {
+        let _ = (id, side, ctx, zstd);
+        Err("W5-s3 needs chest-bench built with the `s3` feature".into())
+    }
+}
+
 pub fn rows(ctx: &Ctx, reports: &[Report]) -> Vec<Row> {
     let p = Params::new(ctx);
     let chest = Side::Chest.name();
@@ -121,13 +148,22 @@ pub fn rows(ctx: &Ctx, reports: &[Report]) -> Vec<Row> {
                 .baseline(serial, figures(reports, serial, phase)),
         );
     }
-    let mut peak = Row::new(ID, "peak RSS (info)", "MiB")
-        .chest(peaks_mib(reports, chest))
-        .baseline(base, peaks_mib(reports, base))
-        .goal(format!("— (budget {} MiB)", p.budget / MIB), None);
-    peak.ratio = None;
-    peak.ratio_raw.clear();
-    rows.push(peak);
+    rows.extend(latency_rows(
+        ID,
+        "insert latency",
+        reports,
+        (chest, "insert"),
+        None,
+        super::w1::INSERT_P99_US,
+    ));
+    rows.push(peak_row(
+        ID,
+        "peak RSS (lower is better)",
+        p.budget,
+        reports,
+        chest,
+        base,
+    ));
     rows
 }
 
@@ -156,7 +192,7 @@ mod s3 {
 
     use super::{Params, ID, URL_ENV};
     use crate::common::{measured, shuffled, stats_json, timed, BoxError, Ctx, Phase, Report};
-    use crate::common::{Result, Values};
+    use crate::common::{report_latencies, Latencies, Result, Values};
     use crate::workloads::Side;
 
     /// An insert that takes longer than this spilled (it waited for an eviction batch).
@@ -176,8 +212,8 @@ mod s3 {
     }
 
     /// `CHEST_S3_URL` with a prefix of this run's own appended to its prefix:
-    /// `chest-bench/w6-<side>-<rep>-<pid>-<nanos>`.
-    fn run_url(side: Side, ctx: &Ctx) -> Result<Url> {
+    /// `chest-bench/<id>-<side>-<rep>-<pid>-<nanos>` (`id` lowercase).
+    fn run_url(id: &str, side: Side, ctx: &Ctx) -> Result<Url> {
         let base = std::env::var(URL_ENV).map_err(|_| format!("{URL_ENV} is not set"))?;
         // Not echoed: the URL may carry a secret key.
         let mut url =
@@ -189,7 +225,8 @@ mod s3 {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let own = format!(
-            "chest-bench/w6-{}-{}-{}-{nanos}",
+            "chest-bench/{}-{}-{}-{}-{nanos}",
+            id.to_ascii_lowercase(),
             side.name().replace('_', "-"),
             ctx.rep,
             std::process::id()
@@ -272,14 +309,16 @@ mod s3 {
         rt.block_on(rt.spawn(fut))?
     }
 
-    /// Deletes every object under `prefix`; returns (deleted, left over).
-    fn cleanup(rt: &Runtime, store: &Arc<AmazonS3>, prefix: &str, conc: usize) -> (u64, u64) {
+    /// Deletes every object under `prefix`; returns (deleted, bytes they
+    /// held, left over).
+    fn cleanup(rt: &Runtime, store: &Arc<AmazonS3>, prefix: &str, conc: usize) -> (u64, u64, u64) {
         let root = Path::from(prefix);
         let s = Arc::clone(store);
         let p = root.clone();
         let deleted = on(rt, async move {
             let metas: Vec<_> = s.list(Some(&p)).try_collect().await?;
             let n = metas.len() as u64;
+            let bytes: u64 = metas.iter().map(|m| m.size).sum();
             futures::stream::iter(metas)
                 .map(|m| {
                     let s = Arc::clone(&s);
@@ -288,7 +327,7 @@ mod s3 {
                 .buffer_unordered(conc)
                 .try_collect::<Vec<()>>()
                 .await?;
-            Ok(n)
+            Ok((n, bytes))
         });
         let s = Arc::clone(store);
         let left = on(rt, async move {
@@ -296,18 +335,18 @@ mod s3 {
             Ok(metas.len() as u64)
         });
         match (deleted, left) {
-            (Ok(d), Ok(l)) => (d, l),
+            (Ok((d, b)), Ok(l)) => (d, b, l),
             (d, l) => {
                 for e in [d.err(), l.err()].into_iter().flatten() {
                     eprintln!("{ID}: cleaning up s3 prefix {prefix} failed: {e}");
                 }
-                (0, u64::MAX)
+                (0, 0, u64::MAX)
             }
         }
     }
 
     pub fn run(side: Side, ctx: &Ctx) -> Result<Report> {
-        let url = run_url(side, ctx)?;
+        let url = run_url(ID, side, ctx)?;
         let config = S3Config::from_url(&url)?;
         let store = Arc::new(build_store(&config)?);
         let rt = runtime()?;
@@ -329,12 +368,40 @@ mod s3 {
             ),
             _ => baseline(ctx, &p, &rt, &store, &config, 1, &values, &mut report),
         };
-        // Both sides clean up, whatever happened (the chest is closed by now).
-        let ((deleted, left), secs) =
-            timed(|| Ok(cleanup(&rt, &store, &config.prefix, config.concurrency)))?;
+        finish(&rt, &store, &config, &mut report);
+        outcome?;
+        Ok(report)
+    }
+
+    /// Cleans up a side's prefix, whatever happened (the chest is closed by
+    /// now), and records what it held.
+    fn finish(rt: &Runtime, store: &Arc<AmazonS3>, config: &S3Config, report: &mut Report) {
+        let t = Instant::now();
+        let (deleted, bytes, left) = cleanup(rt, store, &config.prefix, config.concurrency);
+        report.info("bytes_stored", bytes);
         report.info("cleanup_objects_deleted", deleted);
         report.info("cleanup_objects_left", left);
-        report.info("cleanup_seconds", secs);
+        report.info("cleanup_seconds", t.elapsed().as_secs_f64());
+    }
+
+    /// W5-s3: the chest alone, through `zstd+s3://` or plain `s3://`, on
+    /// compressible values.
+    pub fn run_chest_only(id: &str, side: Side, ctx: &Ctx, zstd: bool) -> Result<Report> {
+        let url = run_url(id, side, ctx)?;
+        let config = S3Config::from_url(&url)?;
+        let store = Arc::new(build_store(&config)?);
+        let rt = runtime()?;
+        let p = Params::new(ctx);
+        let values = Values::compressible(p.value_len, ctx.seed);
+        let mut report = Report::new(id, side.name(), ctx);
+        report.info("location", config.location());
+        let loc = if zstd {
+            format!("zstd+{url}")
+        } else {
+            url.to_string()
+        };
+        let outcome = chest_side(ctx, &p, &values, &loc, &mut report);
+        finish(&rt, &store, &config, &mut report);
         outcome?;
         Ok(report)
     }
@@ -360,6 +427,7 @@ mod s3 {
     ) -> Result<()> {
         let order = shuffled(p.values, ctx.seed ^ u64::from(ctx.rep));
         let mut info = serde_json::Map::new();
+        let mut lat = Latencies::with_capacity(p.values as usize);
         let (stats, secs, peak) = measured(|| {
             let c = open(loc, p.budget)?;
             let (mut stalls, mut stall_secs, mut max_stall, mut other_secs) = (0u64, 0.0, 0.0, 0.0);
@@ -370,6 +438,7 @@ mod s3 {
                 let t = Instant::now();
                 c.insert(k, v)?;
                 let d = t.elapsed();
+                lat.push(d);
                 if d >= STALL {
                     stalls += 1;
                     stall_secs += d.as_secs_f64();
@@ -407,6 +476,7 @@ mod s3 {
             .push(Phase::mb_per_s("write", p.total_bytes(), secs).with_peak(peak));
         report.info.extend(info);
         report.info("write_stats", stats_json(&stats));
+        report_latencies(report, "insert", &lat, p.fits());
 
         let mut open_secs = 0.0;
         let (stats, secs, peak) = measured(|| {
