@@ -640,6 +640,23 @@ impl Backend for ZstdBackend {
         self.inner.single_writer()
     }
 
+    /// The inner backend's hint: packed values are compressed as one object,
+    /// in frames, so a ranged read still decompresses only its own frames.
+    fn packs_large_values(&self) -> bool {
+        self.inner.packs_large_values()
+    }
+
+    /// Joins the parts and compresses the whole (the trait's default, named
+    /// here because a layer forwards every other method).
+    fn put_parts(&self, name: &str, parts: Vec<Bytes>) -> BackendResult<()> {
+        let mut joined = Vec::with_capacity(parts.iter().map(Bytes::len).sum());
+        for p in &parts {
+            joined.extend_from_slice(p);
+        }
+        drop(parts);
+        self.put(name, Bytes::from(joined))
+    }
+
     /// The inner object's version: the version of the compressed bytes.
     fn get_versioned(&self, name: &str) -> BackendResult<(Bytes, ObjectVersion)> {
         let (stored, version) = self.inner.get_versioned(name)?;

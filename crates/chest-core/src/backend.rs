@@ -320,6 +320,39 @@ pub trait Backend: Send + Sync + Debug {
         Vec::new()
     }
 
+    /// Writes one object made of `parts`, in order, as [`put`](Backend::put)
+    /// writes one made of their concatenation (same atomicity, durability
+    /// and errors). A store that can write the parts without joining them
+    /// first (a file written part after part) saves a copy of every byte.
+    ///
+    /// The default joins the parts and calls `put`. A layer that transforms
+    /// the bytes (compression) keeps the default: it must see the whole.
+    fn put_parts(&self, name: &str, parts: Vec<Bytes>) -> BackendResult<()> {
+        let data = match parts.len() {
+            1 => parts.into_iter().next().unwrap_or_default(),
+            _ => {
+                let mut joined = Vec::with_capacity(parts.iter().map(Bytes::len).sum());
+                for p in &parts {
+                    joined.extend_from_slice(p);
+                }
+                Bytes::from(joined)
+            }
+        };
+        self.put(name, data)
+    }
+
+    /// A layout hint: whether a chest should pack large values written
+    /// together into one object (through [`put_parts`](Backend::put_parts))
+    /// rather than give each an object of its own. `true` suits a local
+    /// directory: a file per value costs a create, a rename and an fsync
+    /// each. `false` (the default) suits object storage, where objects of
+    /// their own go up concurrently ([`put_many`](Backend::put_many)) and
+    /// come back with plain GETs. A layer forwards the hint of the backend
+    /// it wraps. It never changes while the backend is open.
+    fn packs_large_values(&self) -> bool {
+        false
+    }
+
     /// How this store keeps a chest to one writer (see [`SingleWriter`]).
     ///
     /// Asked once by every chest opened for writing, before it writes

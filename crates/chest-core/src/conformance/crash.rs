@@ -584,6 +584,13 @@ impl Backend for CrashBackend {
     }
 
     // `put_many` keeps the default: one `put`, so one step, per object.
+    // `put_parts` keeps the default too: one `put` of the joined parts.
+
+    /// Like the directory it models, a store of torn files packs large
+    /// values (so the crash cases cover packed segments of large records).
+    fn packs_large_values(&self) -> bool {
+        self.semantics == Semantics::TornFiles
+    }
 
     fn put_durable(&self, name: &str, data: Bytes) -> BackendResult<()> {
         check_name(&self.location, name)?;

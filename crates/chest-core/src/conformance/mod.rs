@@ -130,6 +130,12 @@ impl Backend for KeepAlive {
     fn single_writer(&self) -> crate::BackendResult<crate::SingleWriter> {
         self.backend.single_writer()
     }
+    fn put_parts(&self, name: &str, parts: Vec<bytes::Bytes>) -> crate::BackendResult<()> {
+        self.backend.put_parts(name, parts)
+    }
+    fn packs_large_values(&self) -> bool {
+        self.backend.packs_large_values()
+    }
     fn get_versioned(
         &self,
         name: &str,

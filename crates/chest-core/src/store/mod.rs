@@ -69,6 +69,10 @@ struct Table {
     flushing: bool,
 }
 
+/// Largest object [`Store::write_wholes`] packs records into (offsets are
+/// `u32`).
+const PACKED_MAX: usize = 1 << 31;
+
 /// The spill store of one chest.
 pub(crate) struct Store {
     backend: Arc<dyn Backend>,
@@ -254,8 +258,16 @@ impl Store {
     /// Writes several records (from [`seal_whole`]) as objects of their own,
     /// through [`Backend::put_many`] so the backend may write them at once.
     /// On failure, none counts as written.
+    ///
+    /// On a backend that [packs large values](Backend::packs_large_values)
+    /// (a local directory), several records go into one object instead,
+    /// written part by part with no joined copy, each a record of a segment.
     pub fn write_wholes(&self, records: Vec<Vec<u8>>) -> Result<Vec<Loc>> {
         self.writable()?;
+        let total: usize = records.iter().map(Vec::len).sum();
+        if records.len() > 1 && self.backend.packs_large_values() && total < PACKED_MAX {
+            return self.write_packed(records);
+        }
         let ids = records
             .iter()
             .map(|_| self.alloc())
@@ -286,6 +298,35 @@ impl Store {
                 }
             })
             .collect())
+    }
+
+    /// Writes sealed records as one object (a segment of large records).
+    fn write_packed(&self, records: Vec<Vec<u8>>) -> Result<Vec<Loc>> {
+        let id = self.alloc()?;
+        let mut locs = Vec::with_capacity(records.len());
+        let mut offset = 0usize;
+        let parts: Vec<Bytes> = records
+            .into_iter()
+            .map(|r| {
+                // Checked by the caller: the whole object is under 4 GiB.
+                let len = (r.len() - record::CRC_LEN) as u32;
+                locs.push(Loc {
+                    obj: id,
+                    offset: offset as u32,
+                    len,
+                });
+                offset += r.len();
+                Bytes::from(r)
+            })
+            .collect();
+        if let Err(e) = self.backend.put_parts(&object_name(id), parts) {
+            // Possibly written: garbage now, removed by the next open if
+            // this delete fails too.
+            let _ = self.backend.delete(&object_name(id));
+            return Err(e.into());
+        }
+        self.register(id, offset as u64, locs.len() as u32, false);
+        Ok(locs)
     }
 
     /// Reads a record and checks its checksum; returns the value's bytes.
