@@ -173,13 +173,16 @@ impl<K: Key, V: Send + Sync + 'static, S> ChestBuilder<K, V, S> {
 
     /// How long an object this writer no longer needs stays in the store
     /// at least (default [`DEFAULT_READER_GRACE`], 60 s), where read-only
-    /// chests can be open beside the writer (object storage). A reader's
+    /// chests can be open beside the writer: a store kept to one writer by a
+    /// lease (object storage, `memory://name`). The superseded manifests
+    /// stay as long, and a writer that reopens spares their objects. A reader's
     /// snapshot is the manifest it opened; it stays readable while the
     /// writer's next two flushes and this long have not passed. A reader
     /// that finds an object gone gets
     /// [`Error::StaleSnapshot`](crate::Error::StaleSnapshot) and reopens.
     /// On a local directory, readers and the writer exclude each other and
-    /// this does not apply.
+    /// this does not apply; nor with `lock=none` on S3, where nothing is
+    /// known of other processes.
     pub fn reader_grace(mut self, grace: std::time::Duration) -> Self {
         self.config.reader_grace = grace;
         self

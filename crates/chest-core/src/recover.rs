@@ -74,6 +74,13 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         }
         if !self.config.read_only {
             found = self.claim(found)?;
+            // Read again under the lease: another writer may have created a
+            // chest here meanwhile.
+            if let (Found::Chest(_), OpenMode::CreateNew) = (&found, self.config.mode) {
+                return Err(Error::AlreadyExists {
+                    location: self.location().to_string(),
+                });
+            }
         }
         match found {
             Found::Empty => {

@@ -420,9 +420,10 @@ impl Backend for Gate {
 
 /// A writer paused in the middle of a commit (its manifest write on the
 /// way) while its lease expires and another writer takes over: when it
-/// wakes, its commit is refused ([`ErrorKind::Fenced`]), so it neither
+/// wakes, before the new holder has committed anything, its commit is
+/// refused ([`ErrorKind::Fenced`]) by the new holder's fence, so it neither
 /// replaces the new holder's manifest nor names the objects the new holder
-/// removed; the new holder's state is intact.
+/// removed; the new holder then commits, and its state is intact.
 pub fn paused_writer_cannot_commit(target: &dyn Target) {
     let loc = target.fresh();
     let raw = loc.open().unwrap();
@@ -450,8 +451,8 @@ pub fn paused_writer_cannot_commit(target: &dyn Target) {
         expire_lease(&*raw);
         let b = writer(loc.open().unwrap()).expect("take over the paused writer's lease");
         assert_eq!(b.len(), 1, "the new holder starts from the last commit");
-        b.insert(3, b"three".to_vec()).unwrap();
-        b.flush().unwrap();
+        // `a` wakes before `b` has committed anything of its own: only `b`'s
+        // fence stands in the way of its late commit.
         gate.open();
         let err = paused
             .join()
@@ -461,6 +462,9 @@ pub fn paused_writer_cannot_commit(target: &dyn Target) {
             err.errors().iter().any(|e| e.kind() == ErrorKind::Fenced),
             "expected Fenced: {err}"
         );
+        b.insert(3, b"three".to_vec()).unwrap();
+        b.flush()
+            .expect("the new holder commits after the late commit was refused");
         drop(b);
     });
     assert_eq!(gate.waiting.load(Ordering::SeqCst), 1);

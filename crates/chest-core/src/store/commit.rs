@@ -92,6 +92,12 @@ pub(crate) struct Manifests {
     pub others: Vec<u64>,
     /// The highest number seen: the next manifest gets a higher one.
     pub highest: Option<u64>,
+    /// A conditional manifest write whose outcome is unknown (it failed
+    /// with an error, not a refusal): its number and bytes. The next commit
+    /// tries that number again, so a writer never skips a number — a
+    /// skipped number would let a late write of it land above a new
+    /// holder's fence.
+    pub uncertain: Option<(u64, Bytes)>,
 }
 
 impl Manifests {
@@ -110,7 +116,29 @@ fn manifest_error(location: &str, detail: String) -> Error {
 /// Finds what `backend` holds: a chest (and its newest readable manifest),
 /// nothing, or something else (an error naming what is there).
 pub(crate) fn discover(backend: &dyn Backend, known: &mut Manifests) -> Result<Found> {
+    for _ in 0..DISCOVER_TRIES {
+        if let Some(found) = discover_once(backend, known)? {
+            return Ok(found);
+        }
+    }
+    Err(manifest_error(
+        backend.location(),
+        format!(
+            "its manifests kept disappearing between listing and reading ({DISCOVER_TRIES} \
+             tries): a writer is flushing quickly; try again"
+        ),
+    ))
+}
+
+/// How many times [`discover`] lists again when every manifest it listed
+/// was gone by the time it read it (a writer beside a reader moved on).
+const DISCOVER_TRIES: usize = 5;
+
+/// One listing and reading; `None`: every manifest listed vanished before
+/// it could be read (so the answer is unknown, not "no chest").
+fn discover_once(backend: &dyn Backend, known: &mut Manifests) -> Result<Option<Found>> {
     let location = backend.location();
+    let mut vanished = false;
     let mut seqs: Vec<u64> = backend
         .list(MANIFEST_PREFIX)?
         .iter()
@@ -124,8 +152,11 @@ pub(crate) fn discover(backend: &dyn Backend, known: &mut Manifests) -> Result<F
         let name = manifest_name(seq);
         let bytes = match backend.get(&name) {
             Ok(b) => b,
-            // Listed, then gone: as if it was never there.
-            Err(e) if e.is_not_found() => continue,
+            // Listed, then gone (a writer deleted it as superseded).
+            Err(e) if e.is_not_found() => {
+                vanished = true;
+                continue;
+            }
             // A layer could not decode it (a torn compressed manifest, or
             // one not written through this layer): damaged, as far as this
             // URL can tell.
@@ -145,18 +176,21 @@ pub(crate) fn discover(backend: &dyn Backend, known: &mut Manifests) -> Result<F
                     let bytes = backend.get(&manifest_name(p)).ok()?;
                     manifest::decode(bytes).ok()
                 });
-                return Ok(Found::Chest(Some(Box::new(Loaded {
+                return Ok(Some(Found::Chest(Some(Box::new(Loaded {
                     manifest,
                     raw: bytes,
                     previous,
                     skipped,
-                }))));
+                })))));
             }
             Err(DecodeError::Damaged(detail)) => skipped.push((seq, format!("{name}: {detail}"))),
             Err(DecodeError::Foreign(detail)) => {
                 return Err(manifest_error(location, format!("{name}: {detail}")))
             }
         }
+    }
+    if vanished {
+        return Ok(None);
     }
     if !skipped.is_empty() {
         let details: Vec<String> = skipped.into_iter().map(|(_, d)| d).collect();
@@ -169,13 +203,13 @@ pub(crate) fn discover(backend: &dyn Backend, known: &mut Manifests) -> Result<F
         ));
     }
     match backend.get(MARKER) {
-        Ok(bytes) if bytes.starts_with(b"chest") => return Ok(Found::Chest(None)),
+        Ok(bytes) if bytes.starts_with(b"chest") => return Ok(Some(Found::Chest(None))),
         Ok(bytes) => return Err(not_a_chest(backend, Some(&bytes))),
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(e.into()),
     }
     if backend.list("")?.iter().all(|n| is_lease_name(n)) {
-        Ok(Found::Empty)
+        Ok(Some(Found::Empty))
     } else {
         Err(not_a_chest(backend, None))
     }
@@ -191,10 +225,13 @@ pub(crate) fn newest(backend: &dyn Backend) -> Result<Option<u64>> {
 }
 
 /// The writer lease, or a scratch object of a backend's probe of its
-/// conditional writes (`lease.<anything>`): a location holding only these
-/// holds no chest yet.
+/// conditional writes (`lease.probe-` and 16 hex digits): a location holding
+/// only these holds no chest yet.
 fn is_lease_name(name: &str) -> bool {
-    name == LEASE || name.starts_with("lease.")
+    name == LEASE
+        || name.strip_prefix("lease.probe-").is_some_and(|hex| {
+            hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
 }
 
 /// The error for a location that holds objects but no chest.
@@ -236,30 +273,83 @@ pub(crate) fn commit(
     manifest: Vec<u8>,
     conditional: bool,
 ) -> Result<Vec<String>> {
-    let seq = known.next_seq();
     backend.sync()?;
-    // Whatever happens next, this number may now exist (even half-written):
-    // never reuse it.
-    known.highest = Some(seq);
-    let name = manifest_name(seq);
-    if conditional {
-        if !create_only(backend, &name, Bytes::from(manifest))? {
-            return Err(Error::Fenced {
-                location: backend.location().to_string(),
-                reason: format!(
-                    "another writer committed {name} first (it holds the writer lease now)"
-                ),
-            });
-        }
+    let data = Bytes::from(manifest);
+    let seq = if conditional {
+        commit_conditional(backend, known, data)?
     } else {
-        backend.put_durable(&name, Bytes::from(manifest))?;
-    }
+        let seq = known.next_seq();
+        // Whatever happens next, this number may now exist (even
+        // half-written): never reuse it.
+        known.highest = Some(seq);
+        backend.put_durable(&manifest_name(seq), data)?;
+        seq
+    };
     // Keep the new manifest and the one before it; the rest go.
     let mut doomed: Vec<u64> = std::mem::take(&mut known.others);
     let previous = known.current.replace(seq);
     known.others.extend(previous);
     doomed.retain(|&s| Some(s) != previous && s != seq);
     Ok(doomed.into_iter().map(manifest_name).collect())
+}
+
+/// Creates the next manifest with a create-only write; returns its number.
+/// A number that an earlier attempt of this writer may have written (see
+/// [`Manifests::uncertain`]) is tried again first; if that attempt did
+/// land, it counts as this writer's manifest and the next number is used.
+fn commit_conditional(backend: &dyn Backend, known: &mut Manifests, data: Bytes) -> Result<u64> {
+    let mut seq = match &known.uncertain {
+        Some((s, _)) => *s,
+        None => known.next_seq(),
+    };
+    loop {
+        let name = manifest_name(seq);
+        known.highest = Some(known.highest.map_or(seq, |h| h.max(seq)));
+        let refused = match backend.put_if(&name, data.clone(), PutIf::Absent) {
+            Ok(_) => false,
+            Err(BackendError::Conflict { .. }) => true,
+            Err(e) => {
+                known.uncertain = Some((seq, data));
+                return Err(e.into());
+            }
+        };
+        if refused {
+            let found = match backend.get(&name) {
+                Ok(found) => Some(found),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => {
+                    known.uncertain = Some((seq, data));
+                    return Err(e.into());
+                }
+            };
+            // Our own write, answered as refused when a request was retried.
+            let ours = found.as_ref() == Some(&data);
+            if !ours {
+                match known.uncertain.take() {
+                    Some((s, earlier)) if s == seq && found.as_ref() == Some(&earlier) => {
+                        // An earlier attempt landed after all: it is this
+                        // writer's manifest; this one goes after it.
+                        if let Some(previous) = known.current.replace(seq) {
+                            known.others.push(previous);
+                        }
+                        seq += 1;
+                        continue;
+                    }
+                    _ => {
+                        return Err(Error::Fenced {
+                            location: backend.location().to_string(),
+                            reason: format!(
+                                "another writer committed {name} first (it holds the writer \
+                                 lease now)"
+                            ),
+                        })
+                    }
+                }
+            }
+        }
+        known.uncertain = None;
+        return Ok(seq);
+    }
 }
 
 /// Writes `data` under `name` only if nothing has that name. `Ok(false)`:

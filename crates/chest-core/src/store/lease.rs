@@ -141,6 +141,10 @@ struct Shared {
     ids_below: AtomicU32,
     stop: Mutex<bool>,
     wake: Condvar,
+    /// Not released on drop: a manifest write of this holder may still land
+    /// (its outcome is unknown), so the next writer must wait for the lease
+    /// to expire and then fence it off.
+    keep: std::sync::atomic::AtomicBool,
 }
 
 struct State {
@@ -190,18 +194,19 @@ impl Lease {
             };
             let version = match write(&*backend, &record, condition) {
                 Ok(v) => v,
-                Err(BackendError::Conflict { .. }) => {
-                    // Lost a race, or our own write went through and its
-                    // retry was refused: the object tells.
-                    match read_own(&*backend, &record)? {
-                        Some(v) => v,
-                        None => {
+                Err(e) => {
+                    // Lost a race, or our own write went through although
+                    // it failed or its retry was refused: the object tells.
+                    let conflict = matches!(e, BackendError::Conflict { .. });
+                    match read_own(&*backend, &record) {
+                        Ok(Some((v, _))) => v,
+                        Ok(None) if conflict => {
                             last_holder = read(&*backend)?;
                             continue;
                         }
+                        Ok(None) | Err(_) => return Err(e.into()),
                     }
                 }
-                Err(e) => return Err(e.into()),
             };
             tracing::debug!(epoch = record.epoch, "took the writer lease");
             let expired = previous.filter(|p| !p.released);
@@ -218,6 +223,7 @@ impl Lease {
                 }),
                 stop: Mutex::new(false),
                 wake: Condvar::new(),
+                keep: std::sync::atomic::AtomicBool::new(false),
             });
             let renewer = {
                 let shared = Arc::clone(&shared);
@@ -302,6 +308,12 @@ impl Lease {
         Err(self.shared.fenced(reason))
     }
 
+    /// Leaves the lease to expire instead of releasing it on drop (see
+    /// `Shared::keep`).
+    pub fn keep_on_drop(&self) {
+        self.shared.keep.store(true, Ordering::Relaxed);
+    }
+
     /// Fences the chest (a commit found another writer's manifest).
     pub fn fence(&self, reason: String) {
         let mut s = self.shared.state();
@@ -320,7 +332,8 @@ impl Drop for Lease {
         if let Some(t) = self.renewer.take() {
             let _ = t.join();
         }
-        if self.shared.check().is_ok() {
+        let keep = self.shared.keep.load(Ordering::Relaxed);
+        if !keep && self.shared.check().is_ok() {
             let released = self.shared.update(|r| {
                 r.released = true;
                 r.expires_ms = unix_ms();
@@ -374,10 +387,26 @@ impl Shared {
         if !record.released {
             record.expires_ms = unix_ms() + self.ttl.as_millis() as u64;
         }
-        let version = match write(&*self.backend, &record, PutIf::Version(version)) {
-            Ok(v) => v,
-            Err(BackendError::Conflict { .. }) => match read_own(&*self.backend, &record)? {
-                Some(v) => v,
+        let mut version = version;
+        let mut tries = 0;
+        let version = loop {
+            tries += 1;
+            let e = match write(&*self.backend, &record, PutIf::Version(version.clone())) {
+                Ok(v) => break v,
+                Err(e @ BackendError::Conflict { .. }) => e,
+                // Unknown whether it landed: the next update finds out.
+                Err(e) => return Err(e.into()),
+            };
+            match read_own(&*self.backend, &record)? {
+                // An earlier write of ours landed although it failed: take
+                // its version (and keep every id it reserved), then write.
+                Some((v, stored)) if tries < 3 => {
+                    version = v;
+                    record.ids_below = record.ids_below.max(stored.ids_below);
+                    let mut s = self.state();
+                    s.record.ids_below = s.record.ids_below.max(stored.ids_below);
+                }
+                Some(_) => return Err(e.into()),
                 None => {
                     let reason = match read(&*self.backend) {
                         Ok(Some(other)) => format!(
@@ -394,8 +423,7 @@ impl Shared {
                     self.state().fenced.get_or_insert(reason.clone());
                     return Err(self.fenced(reason));
                 }
-            },
-            Err(e) => return Err(e.into()),
+            }
         };
         let mut s = self.state();
         s.version = version;
@@ -416,17 +444,19 @@ impl Shared {
 
     fn renew_loop(&self) {
         let period = (self.ttl / 6).max(Duration::from_millis(10));
-        let mut stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            stop = self
-                .wake
-                .wait_timeout(stop, period)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-            if *stop {
-                return;
+            {
+                let stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
+                // Checks `stop` before waiting too: a stop set while this
+                // thread was renewing is not missed.
+                let (stop, _) = self
+                    .wake
+                    .wait_timeout_while(stop, period, |stop| !*stop)
+                    .unwrap_or_else(PoisonError::into_inner);
+                if *stop {
+                    return;
+                }
             }
-            drop(stop);
             if self.check().is_err() {
                 return;
             }
@@ -438,7 +468,6 @@ impl Shared {
                 }
                 Err(e) => tracing::warn!(error = %e, "renewing the writer lease failed; retrying"),
             }
-            stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
         }
     }
 }
@@ -487,11 +516,17 @@ fn read(backend: &dyn Backend) -> Result<Option<Record>> {
     }
 }
 
-/// After a refused write of `record`: the object's version if it is that
-/// very record (our own write went through, and a retry of it was refused).
-fn read_own(backend: &dyn Backend, record: &Record) -> Result<Option<ObjectVersion>> {
+/// After a refused or failed write of `record`: the object's version and
+/// contents if it is still this holder's lease (same epoch and token) — an
+/// earlier write of ours landed although it reported an error, or a retried
+/// request was refused after its first attempt went through.
+fn read_own(backend: &dyn Backend, record: &Record) -> Result<Option<(ObjectVersion, Record)>> {
     match backend.get_versioned(LEASE) {
-        Ok((bytes, version)) => Ok((decode(backend, &bytes)? == *record).then_some(version)),
+        Ok((bytes, version)) => {
+            let stored = decode(backend, &bytes)?;
+            let ours = stored.epoch == record.epoch && stored.token == record.token;
+            Ok(ours.then_some((version, stored)))
+        }
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e.into()),
     }

@@ -88,9 +88,25 @@ pub(crate) struct Store {
     /// still on an older manifest, on a store that readers may share with
     /// this writer (`shared`).
     grace: Duration,
-    /// The store may have readers beside this writer: it is not held by
-    /// this handle alone ([`SingleWriter::Lease`] or [`SingleWriter::Trusted`]).
+    /// The store is shared with readers beside this writer: a chest keeps it
+    /// to one writer with a lease ([`SingleWriter::Lease`]). (Over a
+    /// [`SingleWriter::Trusted`] store nothing is known of other processes,
+    /// and dead objects go at once.)
     shared: AtomicBool,
+    /// Superseded manifests kept for readers until the grace period ends.
+    retired: Mutex<Vec<(String, Instant)>>,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.get() {
+            if self.manifests().uncertain.is_some() {
+                // A manifest write may still land: leave the lease to expire,
+                // so the next writer fences this one off first.
+                lease.keep_on_drop();
+            }
+        }
+    }
 }
 
 impl Store {
@@ -104,6 +120,7 @@ impl Store {
             lease: OnceLock::new(),
             grace: Duration::ZERO,
             shared: AtomicBool::new(false),
+            retired: Mutex::new(Vec::new()),
         }
     }
 
@@ -132,10 +149,8 @@ impl Store {
     /// [`Store::fence`] before deleting anything).
     pub fn claim(&self, ttl: Duration) -> Result<Option<lease::Record>> {
         let answer = self.backend.single_writer()?;
-        self.shared.store(
-            matches!(answer, SingleWriter::Lease | SingleWriter::Trusted),
-            Ordering::Relaxed,
-        );
+        self.shared
+            .store(answer == SingleWriter::Lease, Ordering::Relaxed);
         match answer {
             SingleWriter::Held | SingleWriter::Trusted => Ok(None),
             SingleWriter::Unavailable(reason) => Err(Error::NoSingleWriter {
@@ -493,13 +508,30 @@ impl Store {
         };
         let old_manifests = written?;
         if self.writable().is_err() {
+            // The lease may be someone else's by now: delete nothing, and
+            // keep the dead objects listed (a later commit may still go).
+            let now = Instant::now();
+            self.table()
+                .dead
+                .extend(doomed.into_iter().map(|id| (id, 0, now)));
             return Ok(());
         }
         for id in doomed.into_iter().filter_map(NonZeroU32::new) {
             // A failed delete leaves garbage that the next open removes.
             let _ = self.backend.delete(&object_name(id));
         }
-        for name in old_manifests {
+        // Superseded manifests go once readers beside this writer have had
+        // the grace period to move on from them.
+        let doomed_manifests: Vec<String> = {
+            let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            retired.extend(old_manifests.into_iter().map(|name| (name, now)));
+            let grace = self.grace();
+            let (go, stay) = retired.drain(..).partition(|(_, at)| *at + grace <= now);
+            *retired = stay;
+            go.into_iter().map(|(name, _)| name).collect()
+        };
+        for name in doomed_manifests {
             if self.backend.delete(&name).is_err() {
                 if let Some(seq) = commit::parse_manifest_name(&name) {
                     self.manifests().others.push(seq);
@@ -594,9 +626,24 @@ impl Store {
             self.next_object
                 .fetch_max(max.saturating_add(1), Ordering::Relaxed);
         }
+        // Readers beside the writer may still be on an older manifest that
+        // is still here (within its grace period): its objects stay too.
+        let mut older: HashSet<u32> = HashSet::new();
+        if self.shared.load(Ordering::Relaxed) && !self.grace.is_zero() {
+            let others = self.manifests().others.clone();
+            for seq in others {
+                let Ok(bytes) = self.backend.get(&commit::manifest_name(seq)) else {
+                    continue;
+                };
+                if let Ok(m) = manifest::decode(bytes) {
+                    older.extend(m.objects.keys().copied());
+                }
+            }
+        }
         let orphans: Vec<NonZeroU32> = {
             let t = self.table();
-            let spared: HashSet<u32> = t.dead.iter().map(|&(id, _, _)| id).collect();
+            let mut spared: HashSet<u32> = t.dead.iter().map(|&(id, _, _)| id).collect();
+            spared.extend(older);
             ids.into_iter()
                 .filter(|id| !t.objects.contains_key(&id.get()) && !spared.contains(&id.get()))
                 .collect()

@@ -1,0 +1,335 @@
+//! The writer lease under the failures a review of it found (each failed
+//! before its fix): a manifest write that fails without landing, a lease
+//! renewal that lands but reports an error, a reader whose listed manifests
+//! vanish, a reader beside a writer that reopens, a chest created between
+//! `CreateNew`'s first look and its lease, and a drop during a renewal wait.
+//! Over `memory://name` stores, with a wrapper backend that injects the
+//! failures and gates (no sleeps decide a race).
+#![cfg(feature = "conformance")]
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chest_core::{
+    Backend, BackendError, BackendResult, Chest, ChestBuilder, ErrorKind, MemoryBackend,
+    ObjectVersion, OpenMode, PutIf, SingleWriter,
+};
+
+type Hook = Box<dyn FnOnce() + Send>;
+
+/// Wrapper: modes for manifest put_if (0 pass, 1 fail without writing, 2 gate),
+/// lease put_if (0 pass, 1 write then report an error), and one-shot hooks after
+/// `list("manifest")` and at `single_writer`.
+struct W {
+    inner: Arc<dyn Backend>,
+    manifest_mode: AtomicU8,
+    lease_mode: AtomicU8,
+    gate: Mutex<(bool, bool)>,
+    cv: Condvar,
+    on_list: Mutex<Option<Hook>>,
+    on_claim: Mutex<Option<Hook>>,
+    lease_puts: AtomicUsize,
+}
+impl std::fmt::Debug for W {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+fn wrap(inner: Arc<dyn Backend>) -> Arc<W> {
+    Arc::new(W {
+        inner,
+        manifest_mode: AtomicU8::new(0),
+        lease_mode: AtomicU8::new(0),
+        gate: Mutex::new((false, false)),
+        cv: Condvar::new(),
+        on_list: Mutex::new(None),
+        on_claim: Mutex::new(None),
+        lease_puts: AtomicUsize::new(0),
+    })
+}
+fn io_err(name: &str) -> BackendError {
+    BackendError::Io {
+        location: "test".into(),
+        op: "conditional put",
+        path: name.into(),
+        source: std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out (injected)"),
+    }
+}
+impl W {
+    fn arrived(&self) {
+        let mut g = self.gate.lock().unwrap();
+        while !g.0 {
+            g = self.cv.wait(g).unwrap();
+        }
+    }
+    fn open(&self) {
+        self.gate.lock().unwrap().1 = true;
+        self.cv.notify_all();
+    }
+}
+impl Backend for W {
+    fn location(&self) -> &str {
+        self.inner.location()
+    }
+    fn put(&self, n: &str, d: Bytes) -> BackendResult<()> {
+        self.inner.put(n, d)
+    }
+    fn put_many(&self, o: Vec<(String, Bytes)>) -> BackendResult<()> {
+        self.inner.put_many(o)
+    }
+    fn put_durable(&self, n: &str, d: Bytes) -> BackendResult<()> {
+        self.inner.put_durable(n, d)
+    }
+    fn get(&self, n: &str) -> BackendResult<Bytes> {
+        self.inner.get(n)
+    }
+    fn get_range(&self, n: &str, r: std::ops::Range<u64>) -> BackendResult<Bytes> {
+        self.inner.get_range(n, r)
+    }
+    fn delete(&self, n: &str) -> BackendResult<()> {
+        self.inner.delete(n)
+    }
+    fn list(&self, p: &str) -> BackendResult<Vec<String>> {
+        let r = self.inner.list(p);
+        if p == "manifest" {
+            if let Some(h) = self.on_list.lock().unwrap().take() {
+                h();
+            }
+        }
+        r
+    }
+    fn sync(&self) -> BackendResult<()> {
+        self.inner.sync()
+    }
+    fn single_writer(&self) -> BackendResult<SingleWriter> {
+        if let Some(h) = self.on_claim.lock().unwrap().take() {
+            h();
+        }
+        self.inner.single_writer()
+    }
+    fn get_versioned(&self, n: &str) -> BackendResult<(Bytes, ObjectVersion)> {
+        self.inner.get_versioned(n)
+    }
+    fn put_if(&self, n: &str, d: Bytes, c: PutIf) -> BackendResult<ObjectVersion> {
+        if n.starts_with("manifest") {
+            match self.manifest_mode.swap(0, Ordering::SeqCst) {
+                1 => return Err(io_err(n)),
+                2 => {
+                    let mut g = self.gate.lock().unwrap();
+                    g.0 = true;
+                    self.cv.notify_all();
+                    while !g.1 {
+                        g = self.cv.wait(g).unwrap();
+                    }
+                }
+                _ => {}
+            }
+        }
+        if n == "lease" {
+            self.lease_puts.fetch_add(1, Ordering::SeqCst);
+            if self.lease_mode.swap(0, Ordering::SeqCst) == 1 {
+                let _ = self.inner.put_if(n, d, c)?;
+                return Err(io_err(n));
+            }
+        }
+        self.inner.put_if(n, d, c)
+    }
+}
+
+fn named(tag: &str) -> (String, Arc<dyn Backend>) {
+    let name = format!("review-{tag}-{}", std::process::id());
+    (name.clone(), Arc::new(MemoryBackend::named(&name)))
+}
+fn writer(b: Arc<dyn Backend>) -> chest_core::Result<Chest<u64, Vec<u8>>> {
+    ChestBuilder::new().memory_budget(1 << 20).open_backend(b)
+}
+use chest_core::conformance::single_writer::expire_lease;
+
+/// Waits (bounded) for a timer-driven event, such as a lease renewal.
+fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A's manifest write fails without landing; A's next commit (gated, in
+/// flight while its lease expires) must not land above B's fence: A is
+/// fenced, B's flushes succeed, and every key the next open finds reads.
+#[test]
+fn a_failed_manifest_write_leaves_no_gap_above_the_fence() {
+    let (name, raw) = named("gap");
+    let hook = wrap(Arc::clone(&raw));
+    let a = writer(hook.clone() as Arc<dyn Backend>).unwrap();
+    a.insert(1, b"one".to_vec()).unwrap();
+    a.flush().unwrap();
+    hook.manifest_mode.store(1, Ordering::SeqCst);
+    a.insert(2, vec![2; 300_000]).unwrap();
+    assert!(a.flush().is_err(), "injected failure");
+    hook.manifest_mode.store(2, Ordering::SeqCst);
+    let mut report = Vec::new();
+    std::thread::scope(|s| {
+        let t = s.spawn(|| {
+            a.insert(3, vec![3; 300_000]).unwrap();
+            a.flush()
+        });
+        hook.arrived();
+        expire_lease(&*raw);
+        let b = writer(Arc::new(MemoryBackend::named(&name))).expect("B takes over");
+        report.push(format!("B opened with keys {:?}", b.len()));
+        hook.open();
+        report.push(format!(
+            "A's flush: {:?}",
+            t.join().unwrap().map_err(|e| e.kind())
+        ));
+        b.insert(4, b"four".to_vec()).unwrap();
+        let bf = b.flush();
+        report.push(format!(
+            "B's flush (the legit holder): {:?}",
+            bf.as_ref().map_err(|e| e.to_string())
+        ));
+        drop(b);
+    });
+    drop(a);
+    let names = raw.list("manifest").unwrap();
+    report.push(format!("manifests: {names:?}"));
+    eprintln!("{}", report.join("\n"));
+    // A, fenced, keeps its lease to expire (its last manifest write was
+    // refused, not lost); expire it as time would.
+    if raw.get_versioned("lease").is_ok() {
+        expire_lease(&*raw);
+    }
+    let c = writer(Arc::new(MemoryBackend::named(&name))).unwrap();
+    let mut keys: Vec<u64> = c.iter_keys().collect();
+    keys.sort_unstable();
+    report.push(format!("C's keys: {keys:?}"));
+    let mut bad = Vec::new();
+    for k in keys {
+        if let Err(e) = c.get(&k) {
+            bad.push(format!("key {k}: {e}"));
+        }
+    }
+    report.push(format!("unreadable: {bad:?}"));
+    let r = report.join("\n");
+    assert!(bad.is_empty(), "{r}");
+    assert!(r.contains("B's flush (the legit holder): Ok"), "{r}");
+}
+
+/// A renewal that reaches the store but reports an error (a timeout) does
+/// not fence the only writer: the next renewal finds its own record.
+#[test]
+fn a_renewal_that_landed_but_failed_keeps_the_lease() {
+    let (_name, raw) = named("renew");
+    let hook = wrap(raw);
+    let a: Chest<u64, Vec<u8>> = ChestBuilder::new()
+        .lease_ttl(Duration::from_millis(1200))
+        .open_backend(hook.clone() as Arc<dyn Backend>)
+        .unwrap();
+    let before = hook.lease_puts.load(Ordering::SeqCst);
+    hook.lease_mode.store(1, Ordering::SeqCst);
+    // The failing renewal, then one more.
+    wait_until("two renewals", || {
+        hook.lease_puts.load(Ordering::SeqCst) >= before + 2
+    });
+    a.insert(1, vec![1; 300_000]).unwrap();
+    a.flush().expect("the only writer, after one lost answer");
+}
+
+/// A reader opening while the writer flushes twice (every manifest it
+/// listed is gone by the time it reads them) lists again: it never opens an
+/// empty chest.
+#[test]
+fn a_reader_whose_listed_manifests_vanish_lists_again() {
+    let (name, raw) = named("reader");
+    let w = Arc::new(writer(Arc::clone(&raw)).unwrap());
+    for k in 0..10 {
+        w.insert(k, vec![k as u8; 100]).unwrap();
+    }
+    w.flush().unwrap();
+    w.insert(0, vec![9; 100]).unwrap();
+    w.flush().unwrap();
+    let hook = wrap(Arc::new(MemoryBackend::named(&name)));
+    let w2 = Arc::clone(&w);
+    *hook.on_list.lock().unwrap() = Some(Box::new(move || {
+        for i in 0..2 {
+            w2.insert(100 + i, vec![1; 10]).unwrap();
+            w2.flush().unwrap();
+        }
+    }));
+    let r: Chest<u64, Vec<u8>> = ChestBuilder::new()
+        .read_only(true)
+        .open_backend(hook as Arc<dyn Backend>)
+        .unwrap();
+    assert!(r.len() >= 10, "reader opened with {} keys", r.len());
+}
+
+/// The reader grace survives the writer's close: the next writer's open
+/// spares the objects of the manifests still within it.
+#[test]
+fn reader_grace_survives_the_writer_reopening() {
+    let (name, raw) = named("grace");
+    let w = writer(Arc::clone(&raw)).unwrap();
+    for k in 0..4 {
+        w.insert(k, vec![k as u8; 20_000]).unwrap();
+    }
+    w.flush().unwrap();
+    let r: Chest<u64, Vec<u8>> = ChestBuilder::new()
+        .read_only(true)
+        .open_backend(Arc::new(MemoryBackend::named(&name)))
+        .unwrap();
+    for k in 0..4 {
+        w.insert(k, vec![0xff; 30_000]).unwrap();
+    }
+    w.flush().unwrap();
+    w.insert(9, vec![1; 10]).unwrap();
+    w.flush().unwrap();
+    w.close().unwrap();
+    let w = writer(Arc::new(MemoryBackend::named(&name))).unwrap(); // default grace
+    let got = r.get(&1).map_err(|e| e.kind());
+    drop(w);
+    assert_eq!(
+        got.map(|v| v.map(|v| v[0])),
+        Ok(Some(1)),
+        "within the 60 s grace"
+    );
+}
+
+/// CreateNew: another writer creates and closes the chest between the first
+/// look and the lease; the open still fails with AlreadyExists.
+#[test]
+fn create_new_refuses_a_chest_created_meanwhile() {
+    let (name, raw) = named("createnew");
+    let hook = wrap(raw);
+    let n2 = name.clone();
+    *hook.on_claim.lock().unwrap() = Some(Box::new(move || {
+        let other = writer(Arc::new(MemoryBackend::named(&n2))).unwrap();
+        other.insert(7, b"seven".to_vec()).unwrap();
+        other.close().unwrap();
+    }));
+    let r = ChestBuilder::<u64, Vec<u8>>::new()
+        .mode(OpenMode::CreateNew)
+        .open_backend(hook as Arc<dyn Backend>);
+    match r {
+        Err(e) => assert_eq!(e.kind(), ErrorKind::AlreadyExists),
+        Ok(c) => panic!("CreateNew opened an existing chest with {} keys", c.len()),
+    }
+}
+
+/// Dropping a writer stops its lease renewer at once, not at the end of the
+/// renewer's wait (ttl / 6: here 20 s, far beyond the bound).
+#[test]
+fn drop_does_not_wait_for_the_renewal_period() {
+    for i in 0..4 {
+        let (_n, raw) = named(&format!("drop{i}"));
+        let c = ChestBuilder::<u64, Vec<u8>>::new()
+            .lease_ttl(Duration::from_secs(120))
+            .open_backend(raw)
+            .unwrap();
+        let t = Instant::now();
+        drop(c);
+        let took = t.elapsed();
+        assert!(took < Duration::from_secs(10), "a drop took {took:?}");
+    }
+}
