@@ -12,8 +12,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// Checks the chest's invariants, holding every shard's lock at once:
     /// - every key is in the shard its hash picks, and `len` counts them;
     /// - memory usage is the sum of the resident values' weights;
-    /// - a resident value is in its shard's eviction queue exactly when it
-    ///   is neither pinned nor being evicted, and the queue holds nothing else;
+    /// - every resident value that is neither pinned nor being evicted is in
+    ///   its shard's eviction order (largest first: exactly those; LRU may
+    ///   also hold stale copies, dropped when met — see `shard::Order`);
     /// - every stored copy an entry names is in a live object of the store,
     ///   which counts at least that many live records.
     ///
@@ -31,7 +32,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let mut resident = 0;
         let mut refs: HashMap<u32, u32> = HashMap::new();
         for (i, shard) in shards.iter().enumerate() {
-            let mut queued = 0;
+            shard.check_order().map_err(|e| format!("shard {i}: {e}"))?;
             for (key, slot) in shard.map.iter() {
                 len += 1;
                 if self.shard_of(key) != i {
@@ -44,16 +45,6 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                     Slot::Resident(r) => {
                         usage += r.weight;
                         resident += 1;
-                        let eligible = !r.pinned && !r.evicting;
-                        if eligible != shard.queued(key) {
-                            return Err(format!(
-                                "key {key:?}: resident (pinned {}, evicting {}) but {} the eviction queue",
-                                r.pinned,
-                                r.evicting,
-                                if eligible { "not in" } else { "in" }
-                            ));
-                        }
-                        queued += usize::from(eligible);
                         if quiescent && r.evicting {
                             return Err(format!("key {key:?} is still marked as being evicted"));
                         }
@@ -61,20 +52,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                     Slot::Loading(_) if quiescent => {
                         return Err(format!("key {key:?} is still marked as being loaded"));
                     }
-                    Slot::Loading(_) | Slot::Spilled(_) => {
-                        if shard.queued(key) {
-                            return Err(format!(
-                                "key {key:?} is not resident but in the eviction queue"
-                            ));
-                        }
-                    }
+                    Slot::Loading(_) | Slot::Spilled(_) => {}
                 }
-            }
-            if shard.queue_len() != queued {
-                return Err(format!(
-                    "shard {i}: {} keys in the eviction queue, {queued} expected",
-                    shard.queue_len()
-                ));
             }
         }
         if len != self.len.load(Ordering::Relaxed) {

@@ -2,7 +2,7 @@
 //! eviction order.
 
 use priority_queue::PriorityQueue;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
 use crate::entry::{Resident, Slot};
@@ -13,7 +13,11 @@ pub(crate) type FastHash = foldhash::fast::RandomState;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum EvictionPolicy {
-    /// The least recently used value (inserted, read or updated) goes first.
+    /// The least recently used value (inserted, read or updated) goes
+    /// first, as a CLOCK approximates it: values leave in the order they
+    /// came in (were inserted, loaded or updated), except that one read
+    /// since gets a second chance and goes to the back instead. A read costs
+    /// no reordering.
     #[default]
     LeastRecentlyUsed,
     /// The heaviest value goes first, as Python's `chest` did: frees the most
@@ -23,20 +27,40 @@ pub enum EvictionPolicy {
 
 pub(crate) struct Shard<K, V> {
     pub map: HashMap<K, Slot<V>, FastHash>,
-    /// Resident keys that are neither pinned nor evicting; the highest
-    /// priority is evicted first.
-    queue: PriorityQueue<K, u64, FastHash>,
+    /// The eviction order of the resident keys that are neither pinned nor
+    /// evicting.
+    order: Order<K>,
     clock: u64,
-    policy: EvictionPolicy,
+}
+
+/// The eviction order, by policy.
+enum Order<K> {
+    /// Least recently used, CLOCK-style: keys in the order they were queued
+    /// (inserted, loaded, updated), each with the tick it had then. A hit
+    /// only stamps the entry's tick (no queue operation); a key whose tick
+    /// is newer than its copy's when it reaches the front was used since:
+    /// it gets a second chance at the back instead of leaving. Copies of
+    /// keys that are no longer eligible (spilled, removed, pinned, evicting)
+    /// are dropped when met. Every eligible key has a copy; stale copies are
+    /// cleared by a rebuild when they outnumber the live ones. Every
+    /// operation is O(1) amortized (the priority queue this replaces cost a
+    /// heap operation per load and per stale pop).
+    Lru(VecDeque<(K, u64)>),
+    /// Largest first: a priority queue by weight.
+    Largest(PriorityQueue<K, u64, FastHash>),
 }
 
 impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     pub fn new(policy: EvictionPolicy) -> Self {
         Self {
             map: HashMap::default(),
-            queue: PriorityQueue::with_default_hasher(),
+            order: match policy {
+                EvictionPolicy::LeastRecentlyUsed => Order::Lru(VecDeque::new()),
+                EvictionPolicy::LargestFirst => {
+                    Order::Largest(PriorityQueue::with_default_hasher())
+                }
+            },
             clock: 0,
-            policy,
         }
     }
 
@@ -45,26 +69,53 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         self.clock
     }
 
-    fn priority(&self, r: &Resident<V>) -> u64 {
-        match self.policy {
-            EvictionPolicy::LeastRecentlyUsed => u64::MAX - r.tick,
-            EvictionPolicy::LargestFirst => r.weight as u64,
+    /// Whether a resident value may be chosen for eviction.
+    fn eligible(slot: Option<&Slot<V>>) -> Option<&Resident<V>> {
+        match slot {
+            Some(Slot::Resident(r)) if !r.pinned && !r.evicting => Some(r),
+            _ => None,
         }
     }
 
     /// Puts a resident key into the eviction order (or refreshes its place).
     pub fn enqueue(&mut self, key: &K) {
-        let Some(Slot::Resident(r)) = self.map.get(key) else {
+        let slot = self.map.get(key);
+        match &mut self.order {
+            Order::Lru(fifo) => {
+                if let Some(r) = Self::eligible(slot) {
+                    fifo.push_back((key.clone(), r.tick));
+                }
+                let live = self.map.len();
+                if fifo.len() > 2 * live + 64 {
+                    self.rebuild();
+                }
+            }
+            Order::Largest(queue) => match Self::eligible(slot) {
+                Some(r) => {
+                    let p = r.weight as u64;
+                    if queue.change_priority(key, p).is_none() {
+                        queue.push(key.clone(), p);
+                    }
+                }
+                None => {
+                    queue.remove(key);
+                }
+            },
+        }
+    }
+
+    /// Rebuilds the LRU order from the map, dropping stale copies.
+    fn rebuild(&mut self) {
+        let Order::Lru(fifo) = &mut self.order else {
             return;
         };
-        if r.pinned || r.evicting {
-            self.queue.remove(key);
-            return;
-        }
-        let p = self.priority(r);
-        if self.queue.change_priority(key, p).is_none() {
-            self.queue.push(key.clone(), p);
-        }
+        let mut live: Vec<(K, u64)> = self
+            .map
+            .iter()
+            .filter_map(|(k, slot)| Self::eligible(Some(slot)).map(|r| (k.clone(), r.tick)))
+            .collect();
+        live.sort_unstable_by_key(|&(_, tick)| tick);
+        *fifo = live.into();
     }
 
     /// [`enqueue`](Shard::enqueue) by a borrowed form of the key.
@@ -77,49 +128,92 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         }
     }
 
-    /// Whether `key` is in the eviction queue (for the invariant check).
-    pub fn queued<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> bool
+    /// Checks the eviction order against the map (for the invariant check):
+    /// every eligible key is in it, and (largest first) nothing else.
+    pub fn check_order(&self) -> std::result::Result<(), String>
     where
-        K: std::borrow::Borrow<Q>,
+        K: std::fmt::Debug,
     {
-        self.queue.get(key).is_some()
+        let queued: std::collections::HashSet<&K> = match &self.order {
+            Order::Lru(fifo) => fifo.iter().map(|(k, _)| k).collect(),
+            Order::Largest(queue) => queue.iter().map(|(k, _)| k).collect(),
+        };
+        for (key, slot) in &self.map {
+            let eligible = Self::eligible(Some(slot)).is_some();
+            if eligible && !queued.contains(key) {
+                return Err(format!(
+                    "key {key:?}: evictable but not in the eviction order"
+                ));
+            }
+            if let (Order::Largest(_), false, true) = (&self.order, eligible, queued.contains(key))
+            {
+                return Err(format!(
+                    "key {key:?}: not evictable but in the eviction order"
+                ));
+            }
+        }
+        if let Order::Largest(queue) = &self.order {
+            for (key, _) in queue.iter() {
+                if !self.map.contains_key(key) {
+                    return Err(format!(
+                        "key {key:?}: in the eviction order, not in the map"
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
-    /// Empties the eviction queue (the map is being emptied too).
+    /// Empties the eviction order (the map is being emptied too).
     pub fn clear_queue(&mut self) {
-        self.queue.clear();
+        match &mut self.order {
+            Order::Lru(fifo) => fifo.clear(),
+            Order::Largest(queue) => queue.clear(),
+        }
     }
 
-    /// Number of keys in the eviction queue.
-    pub fn queue_len(&self) -> usize {
-        self.queue.len()
-    }
-
+    /// Takes `key` out of the eviction order (it is pinned, evicting or
+    /// gone). Under LRU its copy is dropped lazily, when met.
     pub fn dequeue<Q: Hash + Eq + ?Sized>(&mut self, key: &Q)
     where
         K: std::borrow::Borrow<Q>,
     {
-        self.queue.remove(key);
+        if let Order::Largest(queue) = &mut self.order {
+            queue.remove(key);
+        }
     }
 
-    /// The next key to evict. Under LRU, reads only stamp `tick`; a key whose
-    /// queue priority is stale is moved to its true place and skipped.
+    /// The next key to evict (it stays in the map; the caller marks it).
     pub fn pop_coldest(&mut self) -> Option<K> {
-        loop {
-            let (key, &p) = self.queue.peek()?;
-            let actual = match self.map.get(key) {
-                Some(Slot::Resident(r)) if !r.pinned && !r.evicting => self.priority(r),
-                _ => {
-                    let key = key.clone();
-                    self.queue.remove(&key);
-                    continue;
+        match &mut self.order {
+            Order::Lru(fifo) => loop {
+                let (key, queued) = fifo.pop_front()?;
+                let Some(r) = Self::eligible(self.map.get(&key)) else {
+                    continue; // a stale copy
+                };
+                if r.tick <= queued {
+                    return Some(key);
                 }
-            };
-            if actual == p {
-                return self.queue.pop().map(|(k, _)| k);
-            }
-            let key = key.clone();
-            self.queue.change_priority(&key, actual);
+                // Touched since it was queued: its place is at the back.
+                let tick = r.tick;
+                fifo.push_back((key, tick));
+            },
+            Order::Largest(queue) => loop {
+                let (key, &p) = queue.peek()?;
+                let actual = match Self::eligible(self.map.get(key)) {
+                    Some(r) => r.weight as u64,
+                    None => {
+                        let key = key.clone();
+                        queue.remove(&key);
+                        continue;
+                    }
+                };
+                if actual == p {
+                    return queue.pop().map(|(k, _)| k);
+                }
+                let key = key.clone();
+                queue.change_priority(&key, actual);
+            },
         }
     }
 }
@@ -169,5 +263,75 @@ mod tests {
         }
         let order: Vec<u32> = std::iter::from_fn(|| s.pop_coldest()).collect();
         assert_eq!(order, vec![2, 3, 1]);
+    }
+
+    #[test]
+    fn lru_order_stays_whole_through_touches_pins_and_reinserts() {
+        let mut s: Shard<u32, u32> = Shard::new(EvictionPolicy::LeastRecentlyUsed);
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rand = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _ in 0..20_000 {
+            let k = rand(64) as u32;
+            match rand(6) {
+                0 | 1 => {
+                    // insert or overwrite
+                    let tick = s.tick();
+                    s.map
+                        .insert(k, Slot::Resident(Resident::new(Arc::new(k), 1, tick, None)));
+                    s.enqueue(&k);
+                }
+                2 => {
+                    // a hit: stamp only
+                    let tick = s.tick();
+                    if let Some(Slot::Resident(r)) = s.map.get_mut(&k) {
+                        r.tick = tick;
+                    }
+                }
+                3 => {
+                    // pin, or unpin and enqueue again
+                    if let Some(Slot::Resident(r)) = s.map.get_mut(&k) {
+                        r.pinned = !r.pinned;
+                        let pinned = r.pinned;
+                        if pinned {
+                            s.dequeue(&k);
+                        } else {
+                            s.enqueue(&k);
+                        }
+                    }
+                }
+                4 => {
+                    s.map.remove(&k);
+                    s.dequeue(&k);
+                }
+                _ => {
+                    // The victim is evictable, and was not touched since it
+                    // was last queued or passed over (a second chance).
+                    let got = s.pop_coldest();
+                    let evictable = s
+                        .map
+                        .values()
+                        .filter(|slot| matches!(slot, Slot::Resident(r) if !r.pinned))
+                        .count();
+                    assert_eq!(got.is_none(), evictable == 0);
+                    if let Some(k) = got {
+                        assert!(matches!(s.map.get(&k), Some(Slot::Resident(r)) if !r.pinned));
+                        s.map.remove(&k);
+                    }
+                }
+            }
+            s.check_order().unwrap();
+        }
+        let Order::Lru(fifo) = &s.order else {
+            unreachable!()
+        };
+        assert!(
+            fifo.len() <= 2 * s.map.len() + 64,
+            "stale copies are cleared"
+        );
     }
 }
