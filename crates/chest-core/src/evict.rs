@@ -6,13 +6,13 @@
 //! their weight is counted in `inflight`); they are serialized and written
 //! with no lock held (small ones packed together into one segment, large
 //! ones through one `put_many`), then each shard is locked again to apply
-//! the outcomes (see [`Chest::place`]). A flush writes its dirty values
+//! the outcomes (see [`Inner::place`]). A flush writes its dirty values
 //! through the same code, without evicting them.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::chest::{join, Chest, Key};
+use crate::chest::{join, Inner, Key};
 use crate::entry::Slot;
 use crate::error::{Error, Result};
 use crate::guard;
@@ -46,7 +46,7 @@ pub(crate) enum Outcome {
 /// victim goes back as not written: nothing stays marked `evicting`, and
 /// `inflight` is given back.
 struct Batch<'a, K: Key, V: Send + Sync + 'static, S: Serializer<V>> {
-    chest: &'a Chest<K, V, S>,
+    chest: &'a Inner<K, V, S>,
     victims: Vec<Victim<K, V>>,
     evict: bool,
 }
@@ -68,7 +68,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Drop for Batch<'_, K, V
     }
 }
 
-impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// Spills the coldest values until memory is within the budget (down to
     /// a low-water mark, so spills come in batches that pack well).
     pub(crate) fn enforce_budget(&self) -> Result<()> {

@@ -22,7 +22,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::chest::{join, lock, Chest, Key};
+use crate::chest::{join, lock, Chest, Inner, Key};
 use crate::entry::Slot;
 use crate::error::{Error, Result};
 use crate::evict::{Outcome, Victim};
@@ -46,7 +46,7 @@ impl Drop for Flushing<'_> {
     }
 }
 
-impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// Makes every entry durable: writes the values that have no stored copy,
     /// then the manifest. After a crash, a reopen sees the state of the last
     /// completed flush (or a later one).
@@ -56,7 +56,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// values stay in memory for the next flush. A value that cannot be
     /// serialized stays in memory and out of the manifest (its key is not
     /// durable until it can be written); the others are committed.
-    pub fn flush(&self) -> Result<()> {
+    pub(crate) fn flush(&self) -> Result<()> {
         self.check_writable()?;
         let _one_at_a_time = lock(&self.flush_lock);
         let seen = self.changes.load(Ordering::SeqCst);
@@ -238,4 +238,20 @@ fn push_entry<K: Key>(
     })?;
     manifest.push(key_buf, loc);
     Ok(())
+}
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
+    /// Makes every entry durable: waits for the values being written by the
+    /// background writers, writes the values that have no stored copy, then
+    /// the manifest. After a crash, a reopen sees the state of the last
+    /// completed flush (or a later one).
+    ///
+    /// Errors: if a value's write fails (disk full, network down), nothing
+    /// is committed — the last flush's state stays the durable one — and the
+    /// values stay in memory for the next flush. A value that cannot be
+    /// serialized stays in memory and out of the manifest (its key is not
+    /// durable until it can be written); the others are committed.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.flush()
+    }
 }
