@@ -32,6 +32,9 @@ pub(crate) struct Config {
     pub segment_bytes: usize,
     /// When over budget, evict down to `budget - evict_batch`.
     pub evict_batch: usize,
+    /// Background threads that write eviction batches (0: the evicting
+    /// call writes them itself).
+    pub writers: usize,
 }
 
 /// Whether opening creates a chest, finds one, or either.
@@ -106,6 +109,7 @@ impl<K: Key, V: Send + Sync + 'static> ChestBuilder<K, V, Cbor> {
                 large_value: 256 << 10,
                 segment_bytes: 8 << 20,
                 evict_batch: 0,
+                writers: 1,
             },
             serializer: Cbor,
             weigher: Arc::new(weigher),
@@ -204,6 +208,16 @@ impl<K: Key, V: Send + Sync + 'static, S> ChestBuilder<K, V, S> {
     /// ones are packed together into segments (default 256 KiB).
     pub fn large_value_bytes(mut self, bytes: usize) -> Self {
         self.config.large_value = bytes.clamp(1, 1 << 30);
+        self
+    }
+
+    /// Number of background threads that write the values evicted from
+    /// memory (default 1, started with the first eviction). The call that
+    /// evicts returns while they write; it waits only when they fall so far
+    /// behind that memory reaches the budget. With 0, the call that evicts
+    /// writes the batch itself and returns once it is written.
+    pub fn writer_threads(mut self, threads: usize) -> Self {
+        self.config.writers = threads.min(64);
         self
     }
 

@@ -12,7 +12,7 @@ use std::borrow::Borrow;
 use std::fmt::{self, Debug};
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -27,6 +27,7 @@ use crate::shard::{FastHash, Shard};
 use crate::stats::{Counters, Stats};
 use crate::store::Store;
 use crate::weigh::Weigh;
+use crate::writer::WriteBehind;
 
 /// What a key must be: serializable (keys are stored in the manifest as
 /// CBOR), hashable, cloneable and printable (errors name the key).
@@ -111,6 +112,10 @@ pub(crate) struct Inner<K: Key, V: Send + Sync + 'static, S: Serializer<V>> {
     pub(crate) poisoned: AtomicBool,
     /// Newer manifests found damaged and skipped at open.
     pub(crate) skipped_manifests: Vec<String>,
+    /// The background writers' queue and state.
+    pub(crate) wb: WriteBehind<K, V>,
+    /// This, as the writers it starts hold it.
+    pub(crate) me: Weak<Self>,
 }
 
 impl<K: Key, V: Weigh + Serialize + DeserializeOwned + Send + Sync + 'static> Chest<K, V, Cbor> {
@@ -173,6 +178,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             closed: AtomicBool::new(false),
             poisoned: AtomicBool::new(false),
             skipped_manifests: Vec::new(),
+            wb: WriteBehind::default(),
+            me: Weak::new(),
         }
     }
 
@@ -227,9 +234,12 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
 }
 
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
-    pub(crate) fn from_inner(inner: Inner<K, V, S>) -> Self {
+    pub(crate) fn from_inner(mut inner: Inner<K, V, S>) -> Self {
         Self {
-            inner: Arc::new(inner),
+            inner: Arc::new_cyclic(|me| {
+                inner.me = me.clone();
+                inner
+            }),
         }
     }
 
@@ -278,9 +288,13 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         guard::catch("weigher", key, || (self.inner.weigher)(value))
     }
 
-    /// Inserts or replaces a value. If this pushes memory over the budget,
-    /// the coldest values are spilled; an error of that spill is returned, but
-    /// the inserted value is kept (in memory) either way: nothing is lost.
+    /// Inserts or replaces a value. When memory nears the budget, the
+    /// coldest values are handed to the background writer to be spilled;
+    /// the insert returns while they are written, unless the writer has
+    /// fallen behind and memory is over the budget: then it waits for room.
+    /// Errors of earlier spills not yet reported (naming their keys) are
+    /// returned, but the inserted value is kept (in memory) either way, and
+    /// so are the values whose spill failed: nothing is lost.
     ///
     /// A value heavier than the whole budget is written straight to the
     /// backend (with no lock held); if that fails it is kept in memory and
@@ -297,7 +311,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         self.bump();
         drop(shard);
         self.inner.store.reap();
-        self.inner.enforce_budget()
+        self.inner.enforce_budget();
+        self.inner.report()
     }
 
     /// Writes a value heavier than the budget as an object of its own, then
@@ -482,13 +497,15 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     }
 
     /// Flushes (for a chest at a persistent location) and closes the chest,
-    /// returning the errors that dropping it would have to ignore.
+    /// returning the errors that dropping it would have to ignore (those of
+    /// background writes not yet reported included).
     pub fn close(self) -> Result<()> {
         self.inner.closed.store(true, Ordering::Relaxed);
         if self.inner.persistent && !self.inner.config.read_only {
             self.flush()
         } else {
-            Ok(())
+            self.inner.wait_written();
+            self.inner.report()
         }
     }
 
@@ -522,10 +539,22 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Drop for Chest<K, V, S>
             || self.inner.config.read_only
             || self.inner.closed.load(Ordering::Relaxed)
             || self.inner.poisoned.load(Ordering::SeqCst);
+        // The writers stop once the flush is over, even if it panics.
+        let _stop = StopWriters(&self.inner);
         if !skip {
             // Best effort; `close` returns the errors.
             let _ = self.flush();
         }
+    }
+}
+
+/// Stops a chest's background writers when dropped (see
+/// [`Inner::stop_writers`]).
+struct StopWriters<'a, K: Key, V: Send + Sync + 'static, S: Serializer<V>>(&'a Inner<K, V, S>);
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Drop for StopWriters<'_, K, V, S> {
+    fn drop(&mut self) {
+        self.0.stop_writers();
     }
 }
 

@@ -59,6 +59,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     pub(crate) fn flush(&self) -> Result<()> {
         self.check_writable()?;
         let _one_at_a_time = lock(&self.flush_lock);
+        // The batches the writers have in hand are placed first: the
+        // manifest is taken after them, and their values are not written twice.
+        self.wait_written();
+        let background = self.take_errors();
         let seen = self.changes.load(Ordering::SeqCst);
         if seen == self.flushed.load(Ordering::SeqCst) && !self.store.has_garbage() {
             // Nothing changed since the last flush (or the open): the
@@ -69,7 +73,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         let _entered = span.enter();
         let started = std::time::Instant::now();
         let written = self.counters.bytes_written.load(Ordering::Relaxed);
-        let errors = self.flush_changes();
+        let mut errors = self.flush_changes();
         self.store.reap();
         tracing::debug!(
             bytes_written = self.counters.bytes_written.load(Ordering::Relaxed) - written,
@@ -83,7 +87,11 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             tracing::warn!(error = %e, "flush");
         }
         if errors.is_empty() {
+            // Every value is durable, those whose background write failed
+            // included: their errors (counted in the stats) are over.
             self.flushed.store(seen, Ordering::SeqCst);
+        } else {
+            errors.extend(background);
         }
         #[cfg(debug_assertions)]
         if let Err(e) = self.check_invariants(false) {

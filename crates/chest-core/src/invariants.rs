@@ -17,17 +17,30 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// - every stored copy an entry names is in a live object of the store,
     ///   which counts at least that many live records.
     ///
+    /// - the values marked as being evicted weigh no more than the bytes
+    ///   counted in flight (which also count victims replaced or removed
+    ///   while their batch is written, until it is placed).
+    ///
     /// With `quiescent` (no call of the chest in progress, as between the
-    /// phases of a test) also: nothing is in flight, no value is marked as
-    /// being evicted or loaded, and the store's live objects are exactly
-    /// those the entries name, with exactly their number of records.
+    /// phases of a test) the background writes are waited for first; then
+    /// also: no batch is queued or being written, nothing is in flight, no
+    /// value is marked as being evicted or loaded, and the store's live
+    /// objects are exactly those the entries name, with exactly their
+    /// number of records.
     ///
     /// Returns what is wrong. For tests; it costs a pass over every key.
     pub(crate) fn check_invariants(&self, quiescent: bool) -> Result<(), String> {
+        if quiescent {
+            self.wait_written();
+            if !self.writes_idle() {
+                return Err("a batch is still queued or being written".into());
+            }
+        }
         let shards: Vec<_> = (0..self.shards.len()).map(|i| self.lock_shard(i)).collect();
         let mut len = 0;
         let mut usage = 0;
         let mut resident = 0;
+        let mut evicting = 0;
         let mut refs: HashMap<u32, u32> = HashMap::new();
         for (i, shard) in shards.iter().enumerate() {
             let mut queued = 0;
@@ -43,6 +56,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                     Slot::Resident(r) => {
                         usage += r.weight;
                         resident += 1;
+                        if r.evicting {
+                            evicting += r.weight;
+                        }
                         let eligible = !r.pinned && !r.evicting;
                         if eligible != shard.queued(key) {
                             return Err(format!(
@@ -94,6 +110,11 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         let inflight = self.inflight.load(Ordering::Relaxed);
         if quiescent && inflight != 0 {
             return Err(format!("{inflight} bytes still counted in flight"));
+        }
+        if evicting > inflight {
+            return Err(format!(
+                "values being evicted weigh {evicting}, but only {inflight} bytes are in flight"
+            ));
         }
         self.store.check_refs(&refs, quiescent)
     }

@@ -110,7 +110,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                             // The read succeeded; a failure to make room is
                             // counted in the stats and reported by the next
                             // insert or flush.
-                            let _ = self.inner.enforce_budget();
+                            self.inner.enforce_budget();
                             return Ok(Some(fetched));
                         }
                         None => continue,
@@ -296,7 +296,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 }
             }
         }
-        let _ = self.inner.enforce_budget(); // counted in the stats, as for `get`
+        self.inner.enforce_budget(); // errors: reported later, as for `get`
         match first_error {
             Some(e) => Err(e),
             None => Ok(loaded),

@@ -180,7 +180,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         weighed?;
         match heavy.flatten() {
             Some(victim) => self.inner.write_batch(vec![victim], true)?,
-            None => self.inner.enforce_budget()?,
+            None => {
+                self.inner.enforce_budget();
+                self.inner.report()?;
+            }
         }
         Ok(Some(out))
     }
@@ -275,7 +278,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         self.inner.store.reap();
         match heavy.flatten() {
             Some(victim) => self.inner.write_batch(vec![victim], true),
-            None => self.inner.enforce_budget(),
+            None => {
+                self.inner.enforce_budget();
+                self.inner.report()
+            }
         }
     }
 
