@@ -195,12 +195,12 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let mut shard = self.shard(key);
+        let mut shard = self.inner.shard(key);
         let tick = shard.tick();
         match shard.map.get_mut(key) {
             Some(crate::entry::Slot::Resident(r)) => {
                 r.tick = tick;
-                crate::stats::Counters::add(&self.counters.hits, 1);
+                crate::stats::Counters::add(&self.inner.counters.hits, 1);
                 Some(Arc::clone(&r.value))
             }
             _ => None,

@@ -36,6 +36,9 @@ pub(crate) struct Config {
     pub lease_ttl: std::time::Duration,
     /// How long dead objects stay for readers beside the writer.
     pub reader_grace: std::time::Duration,
+    /// Background threads that write eviction batches (0: the evicting
+    /// call writes them itself).
+    pub writers: usize,
 }
 
 /// Default time a dead object stays for readers beside a writer: 60 s.
@@ -118,6 +121,7 @@ impl<K: Key, V: Send + Sync + 'static> ChestBuilder<K, V, Cbor> {
                 evict_batch: 0,
                 lease_ttl: DEFAULT_LEASE_TTL,
                 reader_grace: DEFAULT_READER_GRACE,
+                writers: 1,
             },
             serializer: Cbor,
             weigher: Arc::new(weigher),
@@ -248,6 +252,16 @@ impl<K: Key, V: Send + Sync + 'static, S> ChestBuilder<K, V, S> {
     /// ones are packed together into segments (default 256 KiB).
     pub fn large_value_bytes(mut self, bytes: usize) -> Self {
         self.config.large_value = bytes.clamp(1, 1 << 30);
+        self
+    }
+
+    /// Number of background threads that write the values evicted from
+    /// memory (default 1, started with the first eviction). The call that
+    /// evicts returns while they write; it waits only when they fall so far
+    /// behind that memory reaches the budget. With 0, the call that evicts
+    /// writes the batch itself and returns once it is written.
+    pub fn writer_threads(mut self, threads: usize) -> Self {
+        self.config.writers = threads.min(64);
         self
     }
 

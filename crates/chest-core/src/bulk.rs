@@ -22,8 +22,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// # Ok::<(), chest_core::Error>(())
     /// ```
     pub fn iter_keys(&self) -> impl Iterator<Item = K> + '_ {
-        (0..self.shards.len()).flat_map(move |i| {
-            let keys: Vec<K> = self.lock_shard(i).map.keys().cloned().collect();
+        (0..self.inner.shards.len()).flat_map(move |i| {
+            let keys: Vec<K> = self.inner.lock_shard(i).map.keys().cloned().collect();
             keys
         })
     }
@@ -82,7 +82,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// # Ok::<(), chest_core::Error>(())
     /// ```
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) -> Result<()> {
-        self.check_writable()?;
+        self.inner.check_writable()?;
         let keys: Vec<K> = self.iter_keys().collect();
         for key in keys {
             let Some(value) = self.get(&key)? else {
@@ -109,9 +109,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// # Ok::<(), chest_core::Error>(())
     /// ```
     pub fn clear(&self) -> Result<()> {
-        self.check_writable()?;
-        for i in 0..self.shards.len() {
-            let mut shard = self.lock_shard(i);
+        self.inner.check_writable()?;
+        for i in 0..self.inner.shards.len() {
+            let mut shard = self.inner.lock_shard(i);
             if shard.map.is_empty() {
                 continue;
             }
@@ -120,15 +120,15 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             for (_, slot) in &drained {
                 self.unaccount(slot);
                 if let Some(loc) = slot.stored() {
-                    self.store.release(loc);
+                    self.inner.store.release(loc);
                 }
             }
-            self.len.fetch_sub(drained.len(), Ordering::Relaxed);
+            self.inner.len.fetch_sub(drained.len(), Ordering::Relaxed);
             self.bump();
             drop(shard);
             // Values are dropped with no lock held.
             drop(drained);
-            self.store.reap();
+            self.inner.store.reap();
         }
         Ok(())
     }

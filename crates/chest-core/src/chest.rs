@@ -12,7 +12,7 @@ use std::borrow::Borrow;
 use std::fmt::{self, Debug};
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -27,6 +27,7 @@ use crate::shard::{FastHash, Shard};
 use crate::stats::{Counters, Stats};
 use crate::store::Store;
 use crate::weigh::Weigh;
+use crate::writer::WriteBehind;
 
 /// What a key must be: serializable (keys are stored in the manifest as
 /// CBOR), hashable, cloneable and printable (errors name the key).
@@ -72,13 +73,22 @@ impl<T: Serialize + DeserializeOwned + Hash + Eq + Clone + Debug + Send + Sync +
 /// does not flush. A panic the chest cannot catch while it holds one of its
 /// locks makes it refuse further changes ([`Error::Poisoned`]).
 pub struct Chest<K: Key, V: Send + Sync + 'static, S: Serializer<V> = Cbor> {
+    /// The map and its machinery, shared with the chest's background
+    /// writers (see [`crate::writer`]), which are joined when the chest is
+    /// dropped.
+    pub(crate) inner: Arc<Inner<K, V, S>>,
+}
+
+/// What a [`Chest`] holds: everything its own calls and its background
+/// writers work on.
+pub(crate) struct Inner<K: Key, V: Send + Sync + 'static, S: Serializer<V>> {
     pub(crate) shards: Box<[Mutex<Shard<K, V>>]>,
     hasher: FastHash,
     pub(crate) store: Store,
     pub(crate) serializer: S,
     pub(crate) weigher: Weigher<V>,
     pub(crate) config: Config,
-    /// Sum of the weights of the resident values.
+    /// Sum of the weights of the resident values (those being written included).
     pub(crate) usage: AtomicUsize,
     /// Number of resident values (changed with `usage`, under the shard lock).
     pub(crate) resident: AtomicUsize,
@@ -89,7 +99,8 @@ pub struct Chest<K: Key, V: Send + Sync + 'static, S: Serializer<V> = Cbor> {
     pub(crate) flushed: AtomicU64,
     /// Weight of the last large value evicted (sizes eviction batches).
     pub(crate) recent_large: AtomicUsize,
-    /// Weight of the victims being spilled right now (still in memory).
+    /// Weight of the victims taken by eviction batches and not yet placed
+    /// (still in memory, counted in `usage` too).
     pub(crate) inflight: AtomicUsize,
     pub(crate) len: AtomicUsize,
     pub(crate) cursor: AtomicUsize,
@@ -101,6 +112,10 @@ pub struct Chest<K: Key, V: Send + Sync + 'static, S: Serializer<V> = Cbor> {
     pub(crate) poisoned: AtomicBool,
     /// Newer manifests found damaged and skipped at open.
     pub(crate) skipped_manifests: Vec<String>,
+    /// The background writers' queue and state.
+    pub(crate) wb: WriteBehind<K, V>,
+    /// This, as the writers it starts hold it.
+    pub(crate) me: Weak<Self>,
 }
 
 impl<K: Key, V: Weigh + Serialize + DeserializeOwned + Send + Sync + 'static> Chest<K, V, Cbor> {
@@ -131,7 +146,7 @@ pub(crate) fn join(mut errors: Vec<Error>) -> Result<()> {
     }
 }
 
-impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     pub(crate) fn new_empty(
         config: Config,
         serializer: S,
@@ -163,41 +178,21 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             closed: AtomicBool::new(false),
             poisoned: AtomicBool::new(false),
             skipped_manifests: Vec::new(),
+            wb: WriteBehind::default(),
+            me: Weak::new(),
         }
     }
 
-    /// Where the chest lives (its backend's location, usually a URL).
-    pub fn location(&self) -> &str {
+    pub(crate) fn location(&self) -> &str {
         self.store.location()
     }
 
-    /// The memory budget in bytes.
-    pub fn memory_budget(&self) -> usize {
-        self.config.budget
-    }
-
-    /// Bytes of values held in memory now (by their weight).
-    pub fn memory_usage(&self) -> usize {
+    pub(crate) fn memory_usage(&self) -> usize {
         self.usage.load(Ordering::Relaxed)
     }
 
-    /// Number of keys.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed)
-    }
-
-    /// `true` if the chest holds no key.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Newer manifests that were found damaged at open and skipped, falling
-    /// back to the newest readable one (each with what was wrong). Empty
-    /// unless a flush was cut short by a machine crash on a store that does
-    /// not make [`put_durable`](crate::Backend::put_durable) durable; then
-    /// the chest holds the state of the flush before it.
-    pub fn damaged_manifests(&self) -> &[String] {
-        &self.skipped_manifests
     }
 
     pub(crate) fn shard_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
@@ -236,46 +231,102 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     pub(crate) fn bump(&self) {
         self.changes.fetch_add(1, Ordering::SeqCst);
     }
+}
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
+    pub(crate) fn from_inner(mut inner: Inner<K, V, S>) -> Self {
+        Self {
+            inner: Arc::new_cyclic(|me| {
+                inner.me = me.clone();
+                inner
+            }),
+        }
+    }
+
+    /// Where the chest lives (its backend's location, usually a URL).
+    pub fn location(&self) -> &str {
+        self.inner.location()
+    }
+
+    /// The memory budget in bytes.
+    pub fn memory_budget(&self) -> usize {
+        self.inner.config.budget
+    }
+
+    /// Bytes of values held in memory now (by their weight), those being
+    /// written by the background writers included.
+    pub fn memory_usage(&self) -> usize {
+        self.inner.memory_usage()
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// `true` if the chest holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Newer manifests that were found damaged at open and skipped, falling
+    /// back to the newest readable one (each with what was wrong). Empty
+    /// unless a flush was cut short by a machine crash on a store that does
+    /// not make [`put_durable`](crate::Backend::put_durable) durable; then
+    /// the chest holds the state of the flush before it.
+    pub fn damaged_manifests(&self) -> &[String] {
+        &self.inner.skipped_manifests
+    }
+
+    /// Records a change of the map; called under the changed key's shard lock.
+    pub(crate) fn bump(&self) {
+        self.inner.bump();
+    }
 
     /// The weight of `value` (a panicking weigher is an error).
     pub(crate) fn weigh<Q: Debug + ?Sized>(&self, key: &Q, value: &V) -> Result<usize> {
-        guard::catch("weigher", key, || (self.weigher)(value))
+        guard::catch("weigher", key, || (self.inner.weigher)(value))
     }
 
-    /// Inserts or replaces a value. If this pushes memory over the budget,
-    /// the coldest values are spilled; an error of that spill is returned, but
-    /// the inserted value is kept (in memory) either way: nothing is lost.
+    /// Inserts or replaces a value. When memory nears the budget, the
+    /// coldest values are handed to the background writer to be spilled;
+    /// the insert returns while they are written, unless the writer has
+    /// fallen behind and memory is over the budget: then it waits for room.
+    /// Errors of earlier spills not yet reported (naming their keys) are
+    /// returned, but the inserted value is kept (in memory) either way, and
+    /// so are the values whose spill failed: nothing is lost.
     ///
     /// A value heavier than the whole budget is written straight to the
     /// backend (with no lock held); if that fails it is kept in memory and
     /// the error returned.
     pub fn insert(&self, key: K, value: V) -> Result<()> {
-        self.check_writable()?;
+        self.inner.check_writable()?;
         let weight = self.weigh(&key, &value)?;
         let value = Arc::new(value);
-        if weight > self.config.budget {
+        if weight > self.inner.config.budget {
             return self.insert_heavy(key, value, weight);
         }
-        let mut shard = self.shard(&key);
+        let mut shard = self.inner.shard(&key);
         self.put_resident(&mut shard, key, value, weight);
         self.bump();
         drop(shard);
-        self.store.reap();
-        self.enforce_budget()
+        self.inner.store.reap();
+        self.inner.enforce_budget();
+        self.inner.report()
     }
 
     /// Writes a value heavier than the budget as an object of its own, then
     /// points the key at it.
     fn insert_heavy(&self, key: K, value: Arc<V>, weight: usize) -> Result<()> {
-        let written = self.write_alone(&key, &value, weight);
-        let mut shard = self.shard(&key);
+        let written = self.inner.write_alone(&key, &value, weight);
+        let mut shard = self.inner.shard(&key);
         match written {
             Ok(loc) => {
                 let old = shard.map.insert(key.clone(), Slot::Spilled(loc));
                 self.forget(&mut shard, &key, old);
                 self.bump();
                 drop(shard);
-                self.store.reap();
+                self.inner.store.reap();
                 Ok(())
             }
             Err(e) => {
@@ -291,7 +342,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 }
                 self.bump();
                 drop(shard);
-                Counters::add(&self.counters.errors, 1);
+                Counters::add(&self.inner.counters.errors, 1);
                 Err(e)
             }
         }
@@ -308,8 +359,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let tick = shard.tick();
         let slot = Slot::Resident(Resident::new(value, weight, tick, None));
         let old = shard.map.insert(key.clone(), slot);
-        self.usage.fetch_add(weight, Ordering::Relaxed);
-        self.resident.fetch_add(1, Ordering::Relaxed);
+        self.inner.usage.fetch_add(weight, Ordering::Relaxed);
+        self.inner.resident.fetch_add(1, Ordering::Relaxed);
         self.forget(shard, &key, old);
         shard.enqueue(&key);
     }
@@ -318,8 +369,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// memory counters.
     pub(crate) fn unaccount(&self, old: &Slot<V>) {
         if let Slot::Resident(r) = old {
-            self.usage.fetch_sub(r.weight, Ordering::Relaxed);
-            self.resident.fetch_sub(1, Ordering::Relaxed);
+            self.inner.usage.fetch_sub(r.weight, Ordering::Relaxed);
+            self.inner.resident.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -328,12 +379,12 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     pub(crate) fn forget(&self, shard: &mut Shard<K, V>, key: &K, old: Option<Slot<V>>) {
         match old {
             None => {
-                self.len.fetch_add(1, Ordering::Relaxed);
+                self.inner.len.fetch_add(1, Ordering::Relaxed);
             }
             Some(old) => {
                 self.unaccount(&old);
                 if let Some(loc) = old.stored() {
-                    self.store.release(loc);
+                    self.inner.store.release(loc);
                 }
                 if !matches!(shard.map.get(key), Some(Slot::Resident(_))) {
                     shard.dequeue(key);
@@ -377,11 +428,11 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + Debug + ?Sized,
     {
-        self.check_writable()?;
-        let mut shard = self.shard(key);
+        self.inner.check_writable()?;
+        let mut shard = self.inner.shard(key);
         let removed = self.remove_slot(&mut shard, key);
         drop(shard);
-        self.store.reap();
+        self.inner.store.reap();
         Ok(removed.is_some())
     }
 
@@ -394,10 +445,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     {
         let old = shard.map.remove(key)?;
         shard.dequeue(key);
-        self.len.fetch_sub(1, Ordering::Relaxed);
+        self.inner.len.fetch_sub(1, Ordering::Relaxed);
         self.unaccount(&old);
         if let Some(loc) = old.stored() {
-            self.store.release(loc);
+            self.inner.store.release(loc);
         }
         self.bump();
         Some(old)
@@ -409,14 +460,14 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.shard(key).map.contains_key(key)
+        self.inner.shard(key).map.contains_key(key)
     }
 
     /// A snapshot of every key, in no particular order. No I/O.
     pub fn keys(&self) -> Vec<K> {
-        let mut keys = Vec::with_capacity(self.len());
-        for i in 0..self.shards.len() {
-            keys.extend(self.lock_shard(i).map.keys().cloned());
+        let mut keys = Vec::with_capacity(self.inner.len());
+        for i in 0..self.inner.shards.len() {
+            keys.extend(self.inner.lock_shard(i).map.keys().cloned());
         }
         keys
     }
@@ -426,7 +477,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// that reads several objects at once (S3), the next few values are
     /// prefetched together.
     pub fn iter(&self) -> impl Iterator<Item = Result<(K, Arc<V>)>> + '_ {
-        let window = self.store.backend().write_concurrency().max(1);
+        let window = self.inner.store.backend().write_concurrency().max(1);
         let mut keys = self.iter_keys();
         std::iter::from_fn(move || {
             let chunk: Vec<K> = keys.by_ref().take(window).collect();
@@ -446,28 +497,30 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     }
 
     /// Flushes (for a chest at a persistent location) and closes the chest,
-    /// returning the errors that dropping it would have to ignore.
+    /// returning the errors that dropping it would have to ignore (those of
+    /// background writes not yet reported included).
     pub fn close(self) -> Result<()> {
-        self.closed.store(true, Ordering::Relaxed);
-        if self.persistent && !self.config.read_only {
+        self.inner.closed.store(true, Ordering::Relaxed);
+        if self.inner.persistent && !self.inner.config.read_only {
             self.flush()
         } else {
-            Ok(())
+            self.inner.wait_written();
+            self.inner.report()
         }
     }
 
     /// A snapshot of the chest's state and counters.
     pub fn stats(&self) -> Stats {
         let mut stats = Stats {
-            len: self.len(),
+            len: self.inner.len(),
             memory_usage: self.memory_usage(),
-            memory_budget: self.config.budget,
-            objects: self.store.object_count(),
-            backend: self.store.backend().counters(),
+            memory_budget: self.inner.config.budget,
+            objects: self.inner.store.object_count(),
+            backend: self.inner.store.backend().counters(),
             ..Stats::default()
         };
-        stats.resident = self.resident.load(Ordering::Relaxed);
-        stats.fill(&self.counters);
+        stats.resident = self.inner.resident.load(Ordering::Relaxed);
+        stats.fill(&self.inner.counters);
         stats
     }
 }
@@ -481,11 +534,13 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Drop for Chest<K, V, S> {
     fn drop(&mut self) {
         let skip = std::thread::panicking()
-            || !self.config.flush_on_drop
-            || !self.persistent
-            || self.config.read_only
-            || self.closed.load(Ordering::Relaxed)
-            || self.poisoned.load(Ordering::SeqCst);
+            || !self.inner.config.flush_on_drop
+            || !self.inner.persistent
+            || self.inner.config.read_only
+            || self.inner.closed.load(Ordering::Relaxed)
+            || self.inner.poisoned.load(Ordering::SeqCst);
+        // The writers stop once the flush is over, even if it panics.
+        let _stop = StopWriters(&self.inner);
         if !skip {
             // Best effort; `close` returns the errors.
             let _ = self.flush();
@@ -493,13 +548,23 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Drop for Chest<K, V, S>
     }
 }
 
+/// Stops a chest's background writers when dropped (see
+/// [`Inner::stop_writers`]).
+struct StopWriters<'a, K: Key, V: Send + Sync + 'static, S: Serializer<V>>(&'a Inner<K, V, S>);
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Drop for StopWriters<'_, K, V, S> {
+    fn drop(&mut self) {
+        self.0.stop_writers();
+    }
+}
+
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Debug for Chest<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Chest")
-            .field("location", &self.store.location())
-            .field("len", &self.len.load(Ordering::Relaxed))
-            .field("memory_usage", &self.usage.load(Ordering::Relaxed))
-            .field("memory_budget", &self.config.budget)
+            .field("location", &self.inner.store.location())
+            .field("len", &self.inner.len.load(Ordering::Relaxed))
+            .field("memory_usage", &self.inner.usage.load(Ordering::Relaxed))
+            .field("memory_budget", &self.inner.config.budget)
             .finish()
     }
 }

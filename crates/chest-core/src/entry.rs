@@ -2,27 +2,40 @@
 //! lock or atomic guards each move.
 //!
 //! ```text
-//! from                      move                                     to
-//! ────────────────────────  ───────────────────────────────────────  ─────────────────────────
-//! (absent)                  insert                                   Resident dirty
-//! Resident dirty            an eviction batch takes it               Resident dirty, evicting
-//! Resident dirty, evicting  its write lands (no lock held meanwhile)  Spilled(loc)
-//!                           its write fails                          Resident dirty (queued)
-//!                           the serializer fails or panics           Resident dirty, pinned
-//! Resident dirty (any)      a flush writes it                        Resident clean(loc)
-//! Resident clean(loc)       an eviction takes it (no write)          Spilled(loc)
-//! Spilled(loc)              get / update / prefetch misses           Loading(loc)
-//! Loading(loc)              read and decoded, fits the budget        Resident clean(loc)
-//!                           heavier than the budget, or read failed  Spilled(loc)
-//! any                       insert, update                           Resident dirty
-//! any                       remove                                   (absent)
+//! from                      move (by whom)                               to
+//! ────────────────────────  ───────────────────────────────────────────  ─────────────────────────
+//! (absent)                  insert                                       Resident dirty
+//! Resident dirty            an eviction takes it (evicting call) and     Resident dirty, evicting
+//!                           hands its batch to the writer (queued)       (being written)
+//! Resident dirty, evicting  its write lands (writer; no lock meanwhile)  Spilled(loc)
+//!                           its write fails (writer)                     Resident dirty (queued)
+//!                           the serializer fails or panics (writer)      Resident dirty, pinned
+//!                           the chest is dropped before it is written    Resident dirty (queued)
+//!                           update (the caller; its write is released    Resident dirty (new value)
+//!                           when it lands: the update wins)
+//! Resident dirty (any)      a flush writes it                            Resident clean(loc)
+//!                           (evicting: stays evicting; when its write
+//!                           lands, the flush's copy is kept, it is
+//!                           evicted)
+//! Resident clean(loc)       an eviction takes it (no write)              Spilled(loc)
+//! Spilled(loc)              get / update / prefetch misses               Loading(loc)
+//! Loading(loc)              read and decoded, fits the budget            Resident clean(loc)
+//!                           heavier than the budget, or read failed      Spilled(loc)
+//! any                       insert, update                               Resident dirty
+//! any                       remove                                       (absent)
 //! ```
 //!
 //! - **Resident, dirty** (`stored: None`): the value exists only in memory.
 //!   It is in its shard's eviction queue unless it is *pinned* (its
 //!   serializer failed: it stays in memory until it is replaced, updated,
-//!   or a flush manages to write it) or *evicting* (taken by an eviction
-//!   batch that is writing it).
+//!   or a flush manages to write it) or *evicting*.
+//! - **Resident, dirty, evicting**: taken by an eviction batch, which the
+//!   chest's background writer (see [`crate::writer`]) serializes and
+//!   writes with no lock held. The value stays resident meanwhile: `get`
+//!   reads it from memory, `update` changes it (a copy, as the batch holds
+//!   a handle), and its weight counts in `usage` — and in `inflight` —
+//!   until the batch is placed, so the bytes in flight count against the
+//!   budget.
 //! - **Resident, clean** (`stored: Some(loc)`): an identical copy is stored
 //!   at `loc`; evicting it costs no write.
 //! - **Spilled(loc)**: only the stored copy exists (12 bytes in memory).
@@ -37,14 +50,20 @@
 //! load) and releases what it made instead of installing it.
 //!
 //! What guards what:
-//! - a slot, its place in the eviction queue, and the `usage`, `len` and
-//!   `inflight` counters' share of it change only under the shard's mutex;
+//! - a slot, its place in the eviction queue, its `evicting` and `pinned`
+//!   marks, and the `usage`, `resident`, `len` and `inflight` counters'
+//!   share of it change only under the shard's mutex (`inflight` grows when
+//!   a victim is marked `evicting`, and shrinks when its batch places it,
+//!   whatever became of the slot meanwhile);
 //! - the `changes` counter is bumped under the shard's mutex by every
 //!   insert, update and remove, after the change is in the map, so a flush
 //!   that reads it before visiting the shards either sees the change or
 //!   leaves `changes` ahead of what it committed (and the next flush writes);
 //! - the store's object table has its own mutex, always taken after a
-//!   shard's, never before; no I/O is done under either.
+//!   shard's, never before; no I/O is done under either;
+//! - the writers' queue, the batches not yet placed and the errors not yet
+//!   reported are under the write-behind mutex, a leaf taken with no other
+//!   lock held (see [`crate::writer`]).
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 

@@ -272,7 +272,8 @@ pub enum Error {
     /// it was (in memory if it was there), and the panic becomes this error.
     #[error("the {what} panicked on the value of key {key}: {message}")]
     Panicked {
-        /// What panicked: "serializer", "deserializer" or "weigher".
+        /// What panicked: "serializer", "deserializer", "weigher", or "backend"
+        /// (a write by a background writer; the key is the first of its batch).
         what: &'static str,
         /// The key, as `Debug` prints it.
         key: String,
@@ -328,9 +329,34 @@ pub enum Error {
         /// Why, and how to opt out.
         reason: String,
     },
+    /// Values could not be written to the backend (by an eviction, in the
+    /// background or not, or by a flush); they stay in memory, dirty, and
+    /// are written again by a later eviction or flush. Its kind is that of
+    /// `source`.
+    #[error(
+        "cannot write the value of key {key}{} (it stays in memory): {source}",
+        others_text(*.others)
+    )]
+    Write {
+        /// The key of the first value concerned, as `Debug` prints it.
+        key: String,
+        /// How many other values the same failed write held.
+        others: usize,
+        /// What failed (usually [`Error::Backend`]).
+        #[source]
+        source: Box<Error>,
+    },
     /// Several errors, e.g. one per value a `flush` could not write.
     #[error("{}", many(.0))]
     Many(Vec<Error>),
+}
+
+fn others_text(others: usize) -> String {
+    match others {
+        0 => String::new(),
+        1 => " and 1 other".to_string(),
+        n => format!(" and {n} others"),
+    }
 }
 
 fn many(errors: &[Error]) -> String {
@@ -470,6 +496,7 @@ impl Error {
             Error::Fenced { .. } => ErrorKind::Fenced,
             Error::StaleSnapshot { .. } => ErrorKind::StaleSnapshot,
             Error::NoSingleWriter { .. } => ErrorKind::NoSingleWriter,
+            Error::Write { source, .. } => source.kind(),
             Error::Many(_) => ErrorKind::Many,
         }
     }
@@ -480,6 +507,7 @@ impl Error {
     pub fn is_temporary(&self) -> bool {
         match self {
             Error::Backend(e) => e.is_temporary(),
+            Error::Write { source, .. } => source.is_temporary(),
             Error::Many(errors) => !errors.is_empty() && errors.iter().all(Error::is_temporary),
             _ => false,
         }
@@ -493,7 +521,8 @@ impl Error {
             | Error::Corrupt { key, .. }
             | Error::Key { key, .. }
             | Error::Panicked { key, .. }
-            | Error::StaleSnapshot { key, .. } => Some(key),
+            | Error::StaleSnapshot { key, .. }
+            | Error::Write { key, .. } => Some(key),
             _ => None,
         }
     }

@@ -3,16 +3,20 @@
 //!
 //! Victims are taken from the shards in turn, a little from each, under each
 //! shard's lock (they are marked `evicting` and leave the eviction queue;
-//! their weight is counted in `inflight`); they are serialized and written
-//! with no lock held (small ones packed together into one segment, large
-//! ones through one `put_many`), then each shard is locked again to apply
-//! the outcomes (see [`Chest::place`]). A flush writes its dirty values
-//! through the same code, without evicting them.
+//! their weight is counted in `inflight`), by the call that finds memory
+//! past the high mark (see [`crate::writer`] for the marks and the
+//! backpressure). The batch goes to the background writer, which
+//! serializes and writes it with no lock held (small values packed
+//! together into one segment, large ones through one `put_many`), then
+//! locks each shard again to apply the outcomes (see [`Inner::place`]).
+//! A value heavier than the budget is written by the call itself, and a
+//! flush writes its dirty values through the same code, without evicting
+//! them.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::chest::{join, Chest, Key};
+use crate::chest::{join, Inner, Key};
 use crate::entry::Slot;
 use crate::error::{Error, Result};
 use crate::guard;
@@ -46,7 +50,7 @@ pub(crate) enum Outcome {
 /// victim goes back as not written: nothing stays marked `evicting`, and
 /// `inflight` is given back.
 struct Batch<'a, K: Key, V: Send + Sync + 'static, S: Serializer<V>> {
-    chest: &'a Chest<K, V, S>,
+    chest: &'a Inner<K, V, S>,
     victims: Vec<Victim<K, V>>,
     evict: bool,
 }
@@ -68,17 +72,13 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Drop for Batch<'_, K, V
     }
 }
 
-impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
-    /// Spills the coldest values until memory is within the budget (down to
-    /// a low-water mark, so spills come in batches that pack well).
-    pub(crate) fn enforce_budget(&self) -> Result<()> {
-        let budget = self.config.budget;
-        if self.memory_usage() <= budget {
-            return Ok(());
-        }
-        let gap = self.low_water_gap();
-        let target = budget - gap;
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
+    /// Takes victims, a little from each shard in turn, until `usage -
+    /// inflight` is down to `target`: clean values are dropped at once,
+    /// dirty ones are returned, marked `evicting` and counted in flight.
+    pub(crate) fn pick_victims(&self, target: usize) -> Vec<Victim<K, V>> {
         let n = self.shards.len();
+        let gap = self.config.budget.saturating_sub(target);
         let chunk = (gap / n).max(1);
         let mut victims = Vec::new();
         let mut idle = 0;
@@ -91,16 +91,18 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             let taken = self.take_victims(i, chunk, target, &mut victims);
             idle = if taken > 0 { 0 } else { idle + 1 };
         }
-        if victims.is_empty() {
-            return Ok(());
-        }
-        self.write_batch(victims, true)
+        victims
     }
 
-    /// Writes `victims` with no lock held and applies the outcomes
-    /// (`evict`: drop written values from memory; otherwise keep them as
-    /// clean). Errors are counted and returned; failed values stay in memory.
+    /// Writes `victims` on this thread and applies the outcomes (`evict`:
+    /// drop written values from memory; otherwise keep them as clean).
+    /// Errors are counted and returned; failed values stay in memory.
     pub(crate) fn write_batch(&self, victims: Vec<Victim<K, V>>, evict: bool) -> Result<()> {
+        join(self.write_victims(victims, evict))
+    }
+
+    /// [`write_batch`](Inner::write_batch), with the errors as a list.
+    pub(crate) fn write_victims(&self, victims: Vec<Victim<K, V>>, evict: bool) -> Vec<Error> {
         let span = tracing::debug_span!("chest.evict", values = victims.len(), evict);
         let _entered = span.enter();
         let started = std::time::Instant::now();
@@ -124,13 +126,13 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         }
         self.store.reap();
         Counters::add(&self.counters.errors, errors.len() as u64);
-        join(errors)
+        errors
     }
 
     /// How far below the budget an eviction goes: 1/16 of the budget, or, on
     /// a backend that writes several objects at once, enough of the large
     /// values recently evicted to keep its writers busy (at most 1/4).
-    fn low_water_gap(&self) -> usize {
+    pub(crate) fn low_water_gap(&self) -> usize {
         let budget = self.config.budget;
         let base = self.config.evict_batch.min(budget);
         let writers = self.store.backend().write_concurrency();
@@ -310,7 +312,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                             outcomes[item] = Outcome::Written(loc);
                         }
                     }
-                    Err(e) => errors.push(e),
+                    Err(e) => errors.push(not_written(victims, &items, e)),
                 }
             }
             if !seg.is_empty() && (done || seg.bytes.len() >= self.config.segment_bytes) {
@@ -325,8 +327,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                         }
                     }
                     Err(e) => {
+                        errors.push(not_written(victims, &seg_items, e));
                         seg_items.clear();
-                        errors.push(e);
                     }
                 }
             }
@@ -351,6 +353,11 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             while let Some((v, outcome)) = iter.next_if(|(v, _)| v.shard == sid) {
                 self.place(&mut shard, v, outcome, evict);
             }
+        }
+        if evict {
+            // Memory was freed (or the values were given back): callers
+            // waiting for room look again.
+            self.wb.wake();
         }
     }
 
@@ -422,5 +429,18 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             }
             Outcome::WriteFailed => shard.enqueue(&v.key),
         }
+    }
+}
+
+/// The error of a write of the values `items` of `victims`, naming the
+/// first one's key.
+fn not_written<K: Key, V>(victims: &[Victim<K, V>], items: &[usize], source: Error) -> Error {
+    match items.first() {
+        Some(&first) => Error::Write {
+            key: format!("{:?}", victims[first].key),
+            others: items.len() - 1,
+            source: Box::new(source),
+        },
+        None => source,
     }
 }

@@ -22,7 +22,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::chest::{join, lock, Chest, Key};
+use crate::chest::{join, lock, Chest, Inner, Key};
 use crate::entry::Slot;
 use crate::error::{Error, Result};
 use crate::evict::{Outcome, Victim};
@@ -46,7 +46,7 @@ impl Drop for Flushing<'_> {
     }
 }
 
-impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// Makes every entry durable: writes the values that have no stored copy,
     /// then the manifest. After a crash, a reopen sees the state of the last
     /// completed flush (or a later one).
@@ -56,9 +56,13 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// values stay in memory for the next flush. A value that cannot be
     /// serialized stays in memory and out of the manifest (its key is not
     /// durable until it can be written); the others are committed.
-    pub fn flush(&self) -> Result<()> {
+    pub(crate) fn flush(&self) -> Result<()> {
         self.check_writable()?;
         let _one_at_a_time = lock(&self.flush_lock);
+        // The batches the writers have in hand are placed first: the
+        // manifest is taken after them, and their values are not written twice.
+        self.wait_written();
+        let background = self.take_errors();
         let seen = self.changes.load(Ordering::SeqCst);
         if seen == self.flushed.load(Ordering::SeqCst) && !self.store.has_garbage() {
             // Nothing changed since the last flush (or the open): the
@@ -69,7 +73,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let _entered = span.enter();
         let started = std::time::Instant::now();
         let written = self.counters.bytes_written.load(Ordering::Relaxed);
-        let errors = self.flush_changes();
+        let mut errors = self.flush_changes();
         self.store.reap();
         tracing::debug!(
             bytes_written = self.counters.bytes_written.load(Ordering::Relaxed) - written,
@@ -83,7 +87,11 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             tracing::warn!(error = %e, "flush");
         }
         if errors.is_empty() {
+            // Every value is durable, those whose background write failed
+            // included: their errors (counted in the stats) are over.
             self.flushed.store(seen, Ordering::SeqCst);
+        } else {
+            errors.extend(background);
         }
         #[cfg(debug_assertions)]
         if let Err(e) = self.check_invariants(false) {
@@ -238,4 +246,20 @@ fn push_entry<K: Key>(
     })?;
     manifest.push(key_buf, loc);
     Ok(())
+}
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
+    /// Makes every entry durable: waits for the values being written by the
+    /// background writers, writes the values that have no stored copy, then
+    /// the manifest. After a crash, a reopen sees the state of the last
+    /// completed flush (or a later one).
+    ///
+    /// Errors: if a value's write fails (disk full, network down), nothing
+    /// is committed — the last flush's state stays the durable one — and the
+    /// values stay in memory for the next flush. A value that cannot be
+    /// serialized stays in memory and out of the manifest (its key is not
+    /// durable until it can be written); the others are committed.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.flush()
+    }
 }

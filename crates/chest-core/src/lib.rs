@@ -53,6 +53,7 @@ mod stats;
 mod store;
 mod upsert;
 pub mod weigh;
+mod writer;
 
 #[cfg(feature = "tokio")]
 pub use async_chest::AsyncChest;

@@ -47,7 +47,7 @@ where
 {
     fn drop(&mut self) {
         if let Some(load) = self.load.take() {
-            let mut shard = self.chest.shard(self.key);
+            let mut shard = self.chest.inner.shard(self.key);
             if let Some(slot) = shard.map.get_mut(self.key) {
                 if matches!(slot, Slot::Loading(l) if Arc::ptr_eq(l, &load)) {
                     *slot = Slot::Spilled(load.loc);
@@ -68,13 +68,13 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         Q: Hash + Eq + Debug + ?Sized,
     {
         loop {
-            let mut shard = self.shard(key);
+            let mut shard = self.inner.shard(key);
             let tick = shard.tick();
             let waiting = match shard.map.get_mut(key) {
                 None => return Ok(None),
                 Some(Slot::Resident(r)) => {
                     r.tick = tick;
-                    Counters::add(&self.counters.hits, 1);
+                    Counters::add(&self.inner.counters.hits, 1);
                     return Ok(Some(Fetched {
                         value: Arc::clone(&r.value),
                         weight: r.weight,
@@ -89,7 +89,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                     let load = Load::new(loc);
                     *slot = Slot::Loading(Arc::clone(&load));
                     drop(shard);
-                    Counters::add(&self.counters.misses, 1);
+                    Counters::add(&self.inner.counters.misses, 1);
                     let guard = LoadGuard {
                         chest: self,
                         key,
@@ -98,19 +98,19 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                     let span = tracing::trace_span!("chest.load", object = loc.obj.get());
                     let _entered = span.enter();
                     let started = std::time::Instant::now();
-                    let read = self.store.read(loc);
+                    let read = self.inner.store.read(loc);
                     let finished = self.finish_load(guard, read);
                     match &finished {
                         Ok(_) => tracing::trace!(secs = started.elapsed().as_secs_f64(), "loaded"),
                         Err(e) => tracing::warn!(error = %e, "load"),
                     }
-                    self.store.reap();
+                    self.inner.store.reap();
                     match finished? {
                         Some(fetched) => {
                             // The read succeeded; a failure to make room is
                             // counted in the stats and reported by the next
                             // insert or flush.
-                            let _ = self.enforce_budget();
+                            self.inner.enforce_budget();
                             return Ok(Some(fetched));
                         }
                         None => continue,
@@ -118,7 +118,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 }
             };
             drop(shard);
-            Counters::add(&self.counters.misses, 1);
+            Counters::add(&self.inner.counters.misses, 1);
             if let Some((value, weight)) = waiting.wait() {
                 return Ok(Some(Fetched {
                     value,
@@ -151,14 +151,14 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let decoded = self
             .decode(key, loc, read)
             .and_then(|value| Ok((self.weigh(key, &value)?, Arc::new(value))));
-        let mut shard = self.shard(key);
+        let mut shard = self.inner.shard(key);
         let tick = shard.tick();
         let ours = matches!(shard.map.get(key), Some(Slot::Loading(l)) if Arc::ptr_eq(l, &load));
         guard.load = None;
         match decoded {
             Ok((weight, value)) => {
                 if ours {
-                    let fits = weight <= self.config.budget;
+                    let fits = weight <= self.inner.config.budget;
                     if let Some(slot) = shard.map.get_mut(key) {
                         *slot = if fits {
                             Slot::Resident(Resident::new(
@@ -172,8 +172,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                         };
                     }
                     if fits {
-                        self.usage.fetch_add(weight, Ordering::Relaxed);
-                        self.resident.fetch_add(1, Ordering::Relaxed);
+                        self.inner.usage.fetch_add(weight, Ordering::Relaxed);
+                        self.inner.resident.fetch_add(1, Ordering::Relaxed);
                         // The eviction order owns a copy of the key.
                         if let Some(k) = shard.map.get_key_value(key).map(|(k, _)| k.clone()) {
                             shard.enqueue(&k);
@@ -211,7 +211,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let object = || object_name(loc.obj);
         let bytes = read.map_err(|e| match e {
             ReadError::Backend(BackendError::NotFound { .. })
-                if self.config.read_only && self.store.snapshot_is_stale() =>
+                if self.inner.config.read_only && self.inner.store.snapshot_is_stale() =>
             {
                 Error::StaleSnapshot {
                     key: format!("{key:?}"),
@@ -233,10 +233,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 detail,
             },
         })?;
-        Counters::add(&self.counters.loads, 1);
-        Counters::add(&self.counters.bytes_read, bytes.len() as u64);
+        Counters::add(&self.inner.counters.loads, 1);
+        Counters::add(&self.inner.counters.bytes_read, bytes.len() as u64);
         guard::catch("deserializer", key, || {
-            self.serializer.deserialize_owned(bytes)
+            self.inner.serializer.deserialize_owned(bytes)
         })?
         .map_err(|source| Error::Deserialize {
             key: format!("{key:?}"),
@@ -275,7 +275,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     {
         let mut guards = Vec::new();
         for key in keys {
-            let mut shard = self.shard(key);
+            let mut shard = self.inner.shard(key);
             if let Some(slot @ Slot::Spilled(_)) = shard.map.get_mut(key) {
                 let Slot::Spilled(loc) = *slot else {
                     unreachable!()
@@ -293,7 +293,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             .iter()
             .filter_map(|g| g.load.as_ref().map(|l| l.loc))
             .collect();
-        let reads = self.store.read_many(&locs);
+        let reads = self.inner.store.read_many(&locs);
         let mut loaded = 0;
         let mut first_error = None;
         for (guard, read) in guards.into_iter().zip(reads) {
@@ -305,7 +305,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 }
             }
         }
-        let _ = self.enforce_budget(); // counted in the stats, as for `get`
+        self.inner.enforce_budget(); // errors: reported later, as for `get`
         match first_error {
             Some(e) => Err(e),
             None => Ok(loaded),

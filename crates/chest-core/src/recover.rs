@@ -9,7 +9,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::builder::{Config, OpenMode, Weigher};
-use crate::chest::{Chest, Key};
+use crate::chest::{Chest, Inner, Key};
 use crate::entry::Slot;
 use crate::error::{Error, Result};
 use crate::registry::OpenedBackend;
@@ -22,7 +22,21 @@ use crate::store::{Found, Loaded, Loc, Store};
 const FENCE_TRIES: usize = 5;
 
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
+    /// Opens the chest on a backend: recovers its index, then shares it
+    /// with the background writers to come.
     pub(crate) fn from_parts(
+        config: Config,
+        serializer: S,
+        weigher: Weigher<V>,
+        opened: OpenedBackend,
+    ) -> Result<Self> {
+        let inner = Inner::from_parts(config, serializer, weigher, opened)?;
+        Ok(Self::from_inner(inner))
+    }
+}
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
+    fn from_parts(
         config: Config,
         serializer: S,
         weigher: Weigher<V>,
@@ -45,12 +59,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             ),
             Err(e) => tracing::warn!(error = %e, "open failed"),
         }
-        if let Err(e) = recovered {
-            // Not opened: dropping it must not flush an empty index over the
-            // manifest it could not read.
-            chest.closed.store(true, Ordering::Relaxed);
-            return Err(e);
-        }
+        // Not opened: it is dropped without a flush (only a `Chest`
+        // flushes on drop), so an empty index never replaces the manifest
+        // it could not read.
+        recovered?;
         Ok(chest)
     }
 

@@ -49,7 +49,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         Q: Hash + Eq + Debug + ?Sized,
     {
         loop {
-            let shard = self.shard(key);
+            let shard = self.inner.shard(key);
             let found = match shard.map.get(key) {
                 None => Found::Absent,
                 Some(Slot::Resident(_)) => Found::Here,
@@ -67,7 +67,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 // Removed while it was being loaded: look again.
                 None => continue,
                 Some(fetched) => {
-                    let mut shard = self.shard(key);
+                    let mut shard = self.inner.shard(key);
                     let tick = shard.tick();
                     match shard.map.get_mut(key) {
                         Some(Slot::Resident(_)) => return Ok(Ok(shard)),
@@ -81,8 +81,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                                 tick,
                                 Some(fetched.loc),
                             ));
-                            self.usage.fetch_add(fetched.weight, Ordering::Relaxed);
-                            self.resident.fetch_add(1, Ordering::Relaxed);
+                            self.inner
+                                .usage
+                                .fetch_add(fetched.weight, Ordering::Relaxed);
+                            self.inner.resident.fetch_add(1, Ordering::Relaxed);
                             shard.enqueue_key(key);
                             return Ok(Ok(shard));
                         }
@@ -129,7 +131,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         V: Clone,
         D: FnOnce() -> V,
     {
-        self.check_writable()?;
+        self.inner.check_writable()?;
         let mut shard = match self.lock_resident(key)? {
             Ok(shard) => shard,
             Err(shard) => {
@@ -147,7 +149,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         };
         // Dirty before `f` runs, so a panic in `f` cannot leave a stale stored copy.
         if let Some(old) = r.stored.take() {
-            self.store.release(old);
+            self.inner.store.release(old);
         }
         r.pinned = false;
         r.evicting = false;
@@ -156,8 +158,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let weighed = self.weigh(key, &r.value);
         let weight = *weighed.as_ref().unwrap_or(&r.weight);
         let old_weight = std::mem::replace(&mut r.weight, weight);
-        self.usage.fetch_add(weight, Ordering::Relaxed);
-        self.usage.fetch_sub(old_weight, Ordering::Relaxed);
+        self.inner.usage.fetch_add(weight, Ordering::Relaxed);
+        self.inner.usage.fetch_sub(old_weight, Ordering::Relaxed);
         let k = shard
             .map
             .get_key_value(key)
@@ -167,18 +169,21 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         self.bump();
         // A value now heavier than the whole budget leaves memory at once
         // (unless `f` or the weigher failed: then it leaves by eviction).
-        let heavy = (weight > self.config.budget && outcome.is_ok() && weighed.is_ok())
-            .then(|| self.take_one(&mut shard, k));
+        let heavy = (weight > self.inner.config.budget && outcome.is_ok() && weighed.is_ok())
+            .then(|| self.inner.take_one(&mut shard, k));
         drop(shard);
-        self.store.reap();
+        self.inner.store.reap();
         let out = match outcome {
             Ok(out) => out,
             Err(payload) => resume_unwind(payload),
         };
         weighed?;
         match heavy.flatten() {
-            Some(victim) => self.write_batch(vec![victim], true)?,
-            None => self.enforce_budget()?,
+            Some(victim) => self.inner.write_batch(vec![victim], true)?,
+            None => {
+                self.inner.enforce_budget();
+                self.inner.report()?;
+            }
         }
         Ok(Some(out))
     }
@@ -231,7 +236,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// # Ok::<(), chest_core::Error>(())
     /// ```
     pub fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> V) -> Result<Arc<V>> {
-        self.check_writable()?;
+        self.inner.check_writable()?;
         let shard = match self.lock_resident(&key)? {
             Ok(mut shard) => {
                 let tick = shard.tick();
@@ -240,11 +245,11 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 };
                 r.tick = tick;
                 let value = Arc::clone(&r.value);
-                let heavy = r.weight > self.config.budget;
+                let heavy = r.weight > self.inner.config.budget;
                 let victim = heavy.then(|| self.take_clean_or_victim(&mut shard, &key));
                 drop(shard);
                 if let Some(Some(v)) = victim {
-                    self.write_batch(vec![v], true)?;
+                    self.inner.write_batch(vec![v], true)?;
                 }
                 return Ok(value);
             }
@@ -267,12 +272,16 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     ) -> Result<()> {
         self.put_resident(&mut shard, key.clone(), value, weight);
         self.bump();
-        let heavy = (weight > self.config.budget).then(|| self.take_one(&mut shard, key));
+        let heavy =
+            (weight > self.inner.config.budget).then(|| self.inner.take_one(&mut shard, key));
         drop(shard);
-        self.store.reap();
+        self.inner.store.reap();
         match heavy.flatten() {
-            Some(victim) => self.write_batch(vec![victim], true),
-            None => self.enforce_budget(),
+            Some(victim) => self.inner.write_batch(vec![victim], true),
+            None => {
+                self.inner.enforce_budget();
+                self.inner.report()
+            }
         }
     }
 
@@ -288,13 +297,13 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             if let Some(loc) = r.stored {
                 let w = r.weight;
                 *slot = Slot::Spilled(loc);
-                self.usage.fetch_sub(w, Ordering::Relaxed);
-                self.resident.fetch_sub(1, Ordering::Relaxed);
+                self.inner.usage.fetch_sub(w, Ordering::Relaxed);
+                self.inner.resident.fetch_sub(1, Ordering::Relaxed);
                 shard.dequeue(key);
                 return None;
             }
         }
-        self.take_one(shard, key.clone())
+        self.inner.take_one(shard, key.clone())
     }
 
     /// Replaces the value of `key`, returning the old one (loaded if it was
@@ -311,7 +320,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// # Ok::<(), chest_core::Error>(())
     /// ```
     pub fn replace(&self, key: K, value: V) -> Result<Option<Arc<V>>> {
-        self.check_writable()?;
+        self.inner.check_writable()?;
         let weight = self.weigh(&key, &value)?;
         let value = Arc::new(value);
         let shard = match self.lock_resident(&key)? {
@@ -344,13 +353,13 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + Debug + ?Sized,
     {
-        self.check_writable()?;
+        self.inner.check_writable()?;
         let Ok(mut shard) = self.lock_resident(key)? else {
             return Ok(None);
         };
         let old = self.remove_slot(&mut shard, key);
         drop(shard);
-        self.store.reap();
+        self.inner.store.reap();
         match old {
             Some(Slot::Resident(r)) => Ok(Some(r.value)),
             _ => unreachable!("the value was resident under the same lock"),

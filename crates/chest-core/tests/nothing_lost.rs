@@ -358,25 +358,42 @@ fn a_remove_during_a_flush_leaves_a_manifest_that_opens() {
 
 // ------------------------------------------------ 4. values stuck in memory
 
+/// A flush and an eviction write the same values at once. Evictions are
+/// written by the background writer, and a flush waits for the batches
+/// submitted before it, so the race is an eviction that begins while a flush
+/// writes (here its batch lands first; `write_behind.rs` has the other order).
 #[test]
 fn a_value_written_by_a_flush_and_an_eviction_at_once_is_still_evicted() {
     let b = GateBackend::new();
-    let budget = 10_000;
+    let budget = 16_000;
     let c = ChestBuilder::<u64, Vec<u8>>::new()
         .memory_budget(budget)
         .open_backend(b.clone())
         .unwrap();
-    c.insert(1, value(1, 3000)).unwrap();
-    c.insert(2, value(2, 3000)).unwrap();
-    c.insert(3, value(3, 3000)).unwrap();
-    // The next insert evicts; hold its write.
+    for k in 1..=3 {
+        c.insert(k, value(k, 3000)).unwrap();
+    }
+    assert_eq!(c.stats().spills, 0, "nothing evicted before the flush");
+    // The flush's write of the dirty values is held...
     b.arm(Op::Put, "data/", 0);
     std::thread::scope(|s| {
-        let inserting = s.spawn(|| c.insert(4, value(4, 3000)));
+        let flushing = s.spawn(|| c.flush());
         b.wait_entered();
-        c.flush().unwrap(); // writes the same dirty values
+        // ...while inserts evict the same values (the last one waits for
+        // the writer to store them: memory is over the budget).
+        for k in 4..=6 {
+            c.insert(k, value(k, 3000)).unwrap();
+        }
+        let deadline = std::time::Instant::now() + HANG;
+        while c.stats().evictions < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the eviction never landed"
+            );
+            std::thread::yield_now();
+        }
         b.release();
-        inserting.join().unwrap().unwrap();
+        flushing.join().unwrap().unwrap();
     });
     check(&c);
     assert!(c.memory_usage() <= budget);
@@ -396,6 +413,11 @@ fn a_value_written_by_a_flush_and_an_eviction_at_once_is_still_evicted() {
         );
     }
     check(&c);
+    c.close().unwrap();
+    let c = open(&b, budget);
+    for k in (1..=6).chain(10..40) {
+        assert_eq!(*c.get(&k).unwrap().unwrap(), value(k, 3000), "key {k}");
+    }
 }
 
 // ------------------------------------------------------------- 5. panics

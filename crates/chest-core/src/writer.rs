@@ -1,0 +1,348 @@
+//! Write-behind: eviction batches are serialized and written by background
+//! writer threads owned by the chest, so the call that evicts (an insert, a
+//! load) returns while the backend works.
+//!
+//! # The bound, and backpressure
+//!
+//! Values being written stay resident until their batch is placed: they
+//! are readable, updatable, and counted in `usage` (and in `inflight`).
+//! So the bytes in flight count against the budget, and the budget holds
+//! at the return of every call (within one value, as before): eviction
+//! starts *ahead* of the budget, when `usage - inflight` passes the high
+//! mark `budget - ahead` (`ahead` is one eviction batch, at most a quarter
+//! of the budget; none when a batch is more than half the budget, as with
+//! budgets of 128 KiB and less), and takes victims down to `high - batch`. While the
+//! writers keep up, no call waits. When they fall behind, `usage` reaches
+//! the budget: the call that finds `usage > budget` with bytes in flight
+//! waits on the `placed` condition variable until a batch is placed (then
+//! looks again), and stops waiting when nothing is in flight or a batch
+//! submitted since it began failed (its values stay in memory; the error,
+//! recorded before the batch counts as placed, is reported by that call). So the bytes
+//! in flight are at most the budget, memory never grows without bound, and
+//! no write is dropped.
+//!
+//! # Batches and errors
+//!
+//! A batch is numbered when it is submitted and stays in `unplaced` until
+//! its outcomes are placed ([`Inner::place_all`]): `flush` waits for every
+//! batch submitted before it began ([`Inner::wait_written`]), so its
+//! manifest is taken after them and names no object whose write has not
+//! completed. A failed write (or a serializer or backend panic, caught on
+//! the writer thread) leaves its values resident and dirty, back in the
+//! eviction queue (or pinned, if they cannot be serialized), and its error,
+//! naming the key, waits in `errors` for the next call that returns errors
+//! of the chest's writes: `insert` and the other writing calls, `flush`,
+//! `close`. A flush that writes those values itself and commits returns
+//! `Ok` (everything is durable; the errors were counted in the stats).
+//!
+//! # Threads
+//!
+//! Up to `Config::writers` threads (default 1), started when the first
+//! batch is submitted; with 0, or if a thread cannot be started, the
+//! evicting call writes its batch itself. A writer holds an `Arc` of the
+//! chest's [`Inner`]; the [`Chest`](crate::Chest)'s drop (after its flush)
+//! stops them, cancels the batches still queued (their values stay in
+//! memory, as after a failed write) and joins them, so no thread outlives
+//! its chest and none ever holds the last `Arc`.
+//!
+//! # Locks
+//!
+//! `WriteBehind::state` is a leaf: nothing else is locked while it is held.
+//! A writer places outcomes under the shard locks (as any evicting call
+//! did before), then takes `state` to mark the batch placed and wake the
+//! waiters. A waiter checks `usage`/`inflight` while holding `state`, and
+//! every placement that frees memory takes `state` before notifying, so a
+//! wake-up between the check and the wait cannot be missed.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use crate::chest::{join, lock, Inner, Key};
+use crate::error::{Error, Result};
+use crate::evict::{Outcome, Victim};
+use crate::guard::panic_message;
+use crate::serializer::Serializer;
+
+/// The name of the writer threads.
+pub(crate) const WRITER_THREAD: &str = "chest-writer";
+
+/// Background errors kept for the caller, at most (the rest are counted in
+/// the stats and logged).
+const MAX_KEPT_ERRORS: usize = 64;
+
+/// The background writers of one chest: their queue of batches, and what
+/// callers wait on.
+pub(crate) struct WriteBehind<K, V> {
+    state: Mutex<State<K, V>>,
+    /// Writers wait here for batches.
+    work: Condvar,
+    /// Callers wait here for batches to be placed (backpressure, flush).
+    placed: Condvar,
+}
+
+struct State<K, V> {
+    /// Batches submitted and not yet taken by a writer.
+    queue: VecDeque<Job<K, V>>,
+    /// Numbers of the batches submitted and not yet placed.
+    unplaced: BTreeSet<u64>,
+    next_seq: u64,
+    /// The number of the last batch that failed (in part), if any.
+    last_failed: Option<u64>,
+    /// Errors of batches not yet reported to a caller.
+    errors: Vec<Error>,
+    threads: Vec<JoinHandle<()>>,
+    /// Writers waiting for a batch.
+    idle: usize,
+    /// Set by the chest's drop: no new thread, queued batches are cancelled.
+    stopping: bool,
+}
+
+/// One eviction batch.
+pub(crate) struct Job<K, V> {
+    seq: u64,
+    victims: Vec<Victim<K, V>>,
+}
+
+impl<K, V> Default for WriteBehind<K, V> {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                unplaced: BTreeSet::new(),
+                next_seq: 0,
+                last_failed: None,
+                errors: Vec::new(),
+                threads: Vec::new(),
+                idle: 0,
+                stopping: false,
+            }),
+            work: Condvar::new(),
+            placed: Condvar::new(),
+        }
+    }
+}
+
+impl<K, V> WriteBehind<K, V> {
+    fn state(&self) -> MutexGuard<'_, State<K, V>> {
+        lock(&self.state)
+    }
+
+    /// Wakes the callers waiting for room: called after a placement that
+    /// freed memory, with no shard lock held.
+    pub(crate) fn wake(&self) {
+        drop(self.state());
+        self.placed.notify_all();
+    }
+}
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
+    /// Where eviction starts and where it stops: `(high, low)`.
+    pub(crate) fn marks(&self) -> (usize, usize) {
+        let budget = self.config.budget;
+        let gap = self.low_water_gap();
+        // With a budget so small that one batch is most of it, there is no
+        // room to write ahead: eviction starts at the budget, and the call
+        // that crosses it waits for the batch.
+        let ahead = if self.config.writers == 0 || gap > budget / 2 {
+            0
+        } else {
+            gap.min(budget / 4)
+        };
+        let high = budget - ahead;
+        (high, high.saturating_sub(gap))
+    }
+
+    /// Keeps memory within the budget: spills the coldest values when
+    /// `usage - inflight` passes the high mark, and, while `usage` is over
+    /// the budget and writes are in flight, waits for them (backpressure).
+    /// Errors of the writes are kept for [`Inner::report`]. Called with no
+    /// lock held.
+    pub(crate) fn enforce_budget(&self) {
+        let budget = self.config.budget;
+        let (high, low) = self.marks();
+        let inflight = || self.inflight.load(Ordering::Relaxed);
+        if self.memory_usage().saturating_sub(inflight()) <= high && self.memory_usage() <= budget {
+            return;
+        }
+        // Batches from this one on that fail end the wait: their values stay
+        // in memory, and retrying at once would fail again.
+        let since = self.wb.state().next_seq;
+        loop {
+            if self.memory_usage().saturating_sub(inflight()) > high {
+                let victims = self.pick_victims(low);
+                if !victims.is_empty() {
+                    self.submit(victims);
+                }
+            }
+            let st = self.wb.state();
+            // Nothing in flight: a batch whose values are placed counts
+            // until it is marked placed, with its errors kept.
+            let idle = inflight() == 0 && st.unplaced.is_empty();
+            let failed = st.last_failed.is_some_and(|seq| seq >= since);
+            if self.memory_usage() <= budget || idle || failed {
+                return;
+            }
+            // The writers are behind: wait for a batch to be placed.
+            let span = tracing::trace_span!("chest.backpressure");
+            let _entered = span.enter();
+            drop(
+                self.wb
+                    .placed
+                    .wait(st)
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+        }
+    }
+
+    /// Hands a batch to the writers (or writes it now, if there are none).
+    pub(crate) fn submit(&self, victims: Vec<Victim<K, V>>) {
+        let mut st = self.wb.state();
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        st.unplaced.insert(seq);
+        let job = Job { seq, victims };
+        if self.config.writers == 0 || st.stopping {
+            drop(st);
+            return self.run_job(job);
+        }
+        st.queue.push_back(job);
+        if st.idle == 0 && st.threads.len() < self.config.writers {
+            if let Some(me) = self.me.upgrade() {
+                // The writer reports to the subscriber of the thread that starts it.
+                let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+                let spawned = std::thread::Builder::new()
+                    .name(WRITER_THREAD.into())
+                    .spawn(move || {
+                        tracing::dispatcher::with_default(&dispatch, || me.writer_loop())
+                    });
+                match spawned {
+                    Ok(handle) => st.threads.push(handle),
+                    Err(e) => tracing::warn!(error = %e, "cannot start a writer thread"),
+                }
+            }
+        }
+        if st.threads.is_empty() {
+            // No writer: this thread writes the batch.
+            let job = st.queue.pop_back().expect("pushed above");
+            drop(st);
+            return self.run_job(job);
+        }
+        drop(st);
+        self.wb.work.notify_one();
+    }
+
+    /// A writer thread: writes batches until the chest stops it.
+    fn writer_loop(self: Arc<Self>) {
+        loop {
+            let job = {
+                let mut st = self.wb.state();
+                loop {
+                    if st.stopping {
+                        break None;
+                    }
+                    if let Some(job) = st.queue.pop_front() {
+                        break Some(job);
+                    }
+                    st.idle += 1;
+                    st = self
+                        .wb
+                        .work
+                        .wait(st)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    st.idle -= 1;
+                }
+            };
+            match job {
+                Some(job) => self.run_job(job),
+                None => return,
+            }
+        }
+    }
+
+    /// Writes and places one batch; keeps its errors for the caller. A
+    /// panic (of a backend: serializer panics are caught closer) is one of
+    /// them; the batch's guard has put its values back as not written.
+    fn run_job(&self, job: Job<K, V>) {
+        let first = job.victims.first().map(|v| format!("{:?}", v.key));
+        let errors = catch_unwind(AssertUnwindSafe(|| self.write_victims(job.victims, true)))
+            .unwrap_or_else(|payload| {
+                let error = Error::Panicked {
+                    what: "backend",
+                    key: first.unwrap_or_default(),
+                    message: panic_message(&*payload),
+                };
+                tracing::warn!(error = %error, "spill");
+                crate::stats::Counters::add(&self.counters.errors, 1);
+                vec![error]
+            });
+        self.finish_job(job.seq, errors);
+    }
+
+    /// Marks batch `seq` placed, keeps its errors, wakes the waiters.
+    fn finish_job(&self, seq: u64, errors: Vec<Error>) {
+        let mut st = self.wb.state();
+        st.unplaced.remove(&seq);
+        if !errors.is_empty() {
+            st.last_failed = st.last_failed.max(Some(seq));
+            let room = MAX_KEPT_ERRORS.saturating_sub(st.errors.len());
+            st.errors.extend(errors.into_iter().take(room));
+        }
+        drop(st);
+        self.wb.placed.notify_all();
+    }
+
+    /// Waits until every batch submitted before this call is placed.
+    pub(crate) fn wait_written(&self) {
+        let mut st = self.wb.state();
+        let before = st.next_seq;
+        while st.unplaced.first().is_some_and(|&seq| seq < before) {
+            st = self
+                .wb
+                .placed
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Whether no batch is queued or being written (for the invariant check).
+    pub(crate) fn writes_idle(&self) -> bool {
+        self.wb.state().unplaced.is_empty()
+    }
+
+    /// The errors of background writes not yet reported (and forgets them).
+    pub(crate) fn take_errors(&self) -> Vec<Error> {
+        std::mem::take(&mut self.wb.state().errors)
+    }
+
+    /// Returns the errors of background writes not yet reported.
+    pub(crate) fn report(&self) -> Result<()> {
+        join(self.take_errors())
+    }
+
+    /// Stops the writers: batches still queued are cancelled (their values
+    /// stay in memory, dirty), the one being written completes, and the
+    /// threads are joined. Called by the chest's drop, after its flush.
+    pub(crate) fn stop_writers(&self) {
+        let (threads, queued) = {
+            let mut st = self.wb.state();
+            st.stopping = true;
+            (
+                std::mem::take(&mut st.threads),
+                std::mem::take(&mut st.queue),
+            )
+        };
+        self.wb.work.notify_all();
+        for job in queued {
+            let outcomes = job.victims.iter().map(|_| Outcome::WriteFailed).collect();
+            self.place_all(job.victims, outcomes, true);
+            self.finish_job(job.seq, Vec::new());
+        }
+        for thread in threads {
+            // A writer's panics are caught in `run_job`.
+            let _ = thread.join();
+        }
+    }
+}
