@@ -23,7 +23,7 @@ use crate::guard;
 use crate::serializer::Serializer;
 use crate::shard::Shard;
 use crate::stats::Counters;
-use crate::store::{seal_whole, Loc, SegmentBuf};
+use crate::store::{seal_shared, seal_whole, Loc, SegmentBuf, WholeRecord};
 
 /// Large values are written in batches of at most this many bytes...
 const WHOLE_BATCH_BYTES: usize = 64 << 20;
@@ -242,15 +242,23 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     }
 
     /// Serializes a value: appended to `seg` as a record (`None`), or, if it
-    /// is large, as a record of its own to be an object alone (`Some`).
+    /// is large, as a record of its own to be an object alone (`Some`). A
+    /// large value that is its own encoding ([`Serializer::shared_bytes`])
+    /// is not copied: its bytes are checksummed and written in place.
     fn encode(
         &self,
         key: &K,
-        value: &V,
+        value: &Arc<V>,
         weight: usize,
         seg: &mut SegmentBuf,
-    ) -> Result<Option<Vec<u8>>> {
+    ) -> Result<Option<WholeRecord>> {
         let large = weight >= self.config.large_value;
+        if large {
+            let shared = guard::catch("serializer", key, || self.serializer.shared_bytes(value))?;
+            if let Some(bytes) = shared {
+                return Ok(Some(seal_shared(bytes)));
+            }
+        }
         let mut own = Vec::new();
         let buf = if large {
             own.reserve(weight.saturating_add(4).min(1 << 30));
@@ -282,7 +290,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         let mut outcomes: Vec<Outcome> = victims.iter().map(|_| Outcome::WriteFailed).collect();
         let mut seg = SegmentBuf::default();
         let mut seg_items = Vec::new();
-        let mut wholes: Vec<(usize, Vec<u8>)> = Vec::new();
+        let mut wholes: Vec<(usize, WholeRecord)> = Vec::new();
         let mut whole_bytes = 0;
         let last = victims.len().saturating_sub(1);
         for (idx, v) in victims.iter().enumerate() {
@@ -302,7 +310,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 && (done || whole_bytes >= WHOLE_BATCH_BYTES || wholes.len() >= WHOLE_BATCH_COUNT)
             {
                 whole_bytes = 0;
-                let (items, records): (Vec<usize>, Vec<Vec<u8>>) = wholes.drain(..).unzip();
+                let (items, records): (Vec<usize>, Vec<WholeRecord>) = wholes.drain(..).unzip();
                 let n: u64 = records.iter().map(|r| r.len() as u64 - 4).sum();
                 match self.store.write_wholes(records) {
                     Ok(locs) => {

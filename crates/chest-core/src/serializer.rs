@@ -51,6 +51,19 @@ pub trait Serializer<V>: Send + Sync + 'static {
     fn deserialize_owned(&self, bytes: bytes::Bytes) -> Result<V, BoxError> {
         self.deserialize(&bytes)
     }
+
+    /// The value's serialized form as bytes that share the value itself,
+    /// when a value is its own encoding (as with [`Raw`]): the chest then
+    /// checksums and writes those bytes in place, with no copy. `None` (the
+    /// default): the chest calls [`serialize`](Serializer::serialize).
+    /// Must equal what `serialize` would write.
+    fn shared_bytes(&self, value: &std::sync::Arc<V>) -> Option<bytes::Bytes>
+    where
+        V: Send + Sync + 'static,
+    {
+        let _ = value;
+        None
+    }
 }
 
 /// CBOR through `ciborium`: compact, self-describing, any `serde` type. The default.
@@ -128,6 +141,25 @@ where
         // Reuses the buffer when nothing else shares it.
         Ok(V::from(Vec::from(bytes)))
     }
+
+    /// The value's own bytes, shared with it (no copy).
+    fn shared_bytes(&self, value: &std::sync::Arc<V>) -> Option<bytes::Bytes>
+    where
+        V: Send + Sync + 'static,
+    {
+        Some(bytes::Bytes::from_owner(SharedValue(
+            std::sync::Arc::clone(value),
+        )))
+    }
+}
+
+/// A value shared as its own bytes (see [`Serializer::shared_bytes`]).
+struct SharedValue<V>(std::sync::Arc<V>);
+
+impl<V: AsRef<[u8]>> AsRef<[u8]> for SharedValue<V> {
+    fn as_ref(&self) -> &[u8] {
+        (*self.0).as_ref()
+    }
 }
 
 #[cfg(test)]
@@ -155,5 +187,16 @@ mod tests {
         assert!(Serializer::<Vec<f64>>::deserialize(&Cbor, &[0xff, 0x00]).is_err());
         #[cfg(feature = "json")]
         assert!(Serializer::<Vec<f64>>::deserialize(&Json, b"{").is_err());
+    }
+
+    #[test]
+    fn raw_shares_the_value_as_its_encoding() {
+        let v = std::sync::Arc::new(vec![7u8; 1 << 20]);
+        let shared = Serializer::<Vec<u8>>::shared_bytes(&Raw, &v).unwrap();
+        let mut serialized = Vec::new();
+        Raw.serialize(&*v, &mut serialized).unwrap();
+        assert_eq!(&shared[..], &serialized[..], "the same bytes as serialize");
+        assert_eq!(shared.as_ptr(), v.as_ptr(), "not a copy");
+        assert!(Serializer::<Vec<u8>>::shared_bytes(&Cbor, &v).is_none());
     }
 }

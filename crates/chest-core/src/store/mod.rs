@@ -35,7 +35,9 @@ use commit::Manifests;
 pub(crate) use commit::{Found, Loaded};
 use lease::Lease;
 use manifest::{Manifest, ManifestWriter};
-pub(crate) use record::{object_name, seal_whole, Loc, ReadError, SegmentBuf, WHOLE};
+pub(crate) use record::{
+    object_name, seal_shared, seal_whole, Loc, ReadError, SegmentBuf, WholeRecord, WHOLE,
+};
 use record::{parse_object_name, record_bytes, DATA_PREFIX};
 
 #[derive(Debug)]
@@ -277,9 +279,9 @@ impl Store {
     /// On a backend that [packs large values](Backend::packs_large_values)
     /// (a local directory), several records go into one object instead,
     /// written part by part with no joined copy, each a record of a segment.
-    pub fn write_wholes(&self, records: Vec<Vec<u8>>) -> Result<Vec<Loc>> {
+    pub fn write_wholes(&self, records: Vec<WholeRecord>) -> Result<Vec<Loc>> {
         self.writable()?;
-        let total: usize = records.iter().map(Vec::len).sum();
+        let total: usize = records.iter().map(WholeRecord::len).sum();
         if records.len() > 1 && self.backend.packs_large_values() && total < PACKED_MAX {
             return self.write_packed(records);
         }
@@ -291,7 +293,7 @@ impl Store {
         let objects = ids
             .iter()
             .zip(records)
-            .map(|(id, r)| (object_name(*id), Bytes::from(r)))
+            .map(|(id, r)| (object_name(*id), r.into_bytes()))
             .collect();
         if let Err(e) = self.backend.put_many(objects) {
             for id in &ids {
@@ -316,24 +318,22 @@ impl Store {
     }
 
     /// Writes sealed records as one object (a segment of large records).
-    fn write_packed(&self, records: Vec<Vec<u8>>) -> Result<Vec<Loc>> {
+    fn write_packed(&self, records: Vec<WholeRecord>) -> Result<Vec<Loc>> {
         let id = self.alloc()?;
         let mut locs = Vec::with_capacity(records.len());
         let mut offset = 0usize;
-        let parts: Vec<Bytes> = records
-            .into_iter()
-            .map(|r| {
-                // Checked by the caller: the whole object is under 4 GiB.
-                let len = (r.len() - record::CRC_LEN) as u32;
-                locs.push(Loc {
-                    obj: id,
-                    offset: offset as u32,
-                    len,
-                });
-                offset += r.len();
-                Bytes::from(r)
-            })
-            .collect();
+        let mut parts: Vec<Bytes> = Vec::with_capacity(records.len() * 2);
+        for r in records {
+            // Checked by the caller: the whole object is under 4 GiB.
+            let len = r.len();
+            locs.push(Loc {
+                obj: id,
+                offset: offset as u32,
+                len: (len - record::CRC_LEN) as u32,
+            });
+            offset += len;
+            r.into_parts(&mut parts);
+        }
         if let Err(e) = self.backend.put_parts(&object_name(id), parts) {
             // Possibly written: garbage now, removed by the next open if
             // this delete fails too.

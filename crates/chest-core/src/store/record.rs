@@ -79,11 +79,59 @@ impl SegmentBuf {
     }
 }
 
+/// A large value's record, ready to be written: its bytes and checksum.
+pub(crate) enum WholeRecord {
+    /// A serialized buffer with its checksum appended.
+    Owned(Vec<u8>),
+    /// Bytes shared with the value itself (not copied), and their checksum.
+    Shared(Bytes, [u8; CRC_LEN]),
+}
+
+impl WholeRecord {
+    /// Bytes of the record, checksum included.
+    pub fn len(&self) -> usize {
+        match self {
+            WholeRecord::Owned(v) => v.len(),
+            WholeRecord::Shared(b, _) => b.len() + CRC_LEN,
+        }
+    }
+
+    /// The record as one buffer (a shared record is copied into one).
+    pub fn into_bytes(self) -> Bytes {
+        match self {
+            WholeRecord::Owned(v) => Bytes::from(v),
+            WholeRecord::Shared(b, crc) => {
+                let mut v = Vec::with_capacity(b.len() + CRC_LEN);
+                v.extend_from_slice(&b);
+                v.extend_from_slice(&crc);
+                Bytes::from(v)
+            }
+        }
+    }
+
+    /// The record as parts to write one after the other (no copy).
+    pub fn into_parts(self, parts: &mut Vec<Bytes>) {
+        match self {
+            WholeRecord::Owned(v) => parts.push(Bytes::from(v)),
+            WholeRecord::Shared(b, crc) => {
+                parts.push(b);
+                parts.push(Bytes::copy_from_slice(&crc));
+            }
+        }
+    }
+}
+
 /// Appends the checksum to a serialized large value, making it a record.
-pub(crate) fn seal_whole(mut bytes: Vec<u8>) -> Vec<u8> {
+pub(crate) fn seal_whole(mut bytes: Vec<u8>) -> WholeRecord {
     let crc = crc32fast::hash(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
-    bytes
+    WholeRecord::Owned(bytes)
+}
+
+/// A record of a value's own bytes, checksummed in place.
+pub(crate) fn seal_shared(bytes: Bytes) -> WholeRecord {
+    let crc = crc32fast::hash(&bytes);
+    WholeRecord::Shared(bytes, crc.to_le_bytes())
 }
 
 /// Why a record could not be read.
