@@ -741,8 +741,7 @@ impl Backend for FsBackend {
         if len == 0 {
             return Ok(Bytes::new());
         }
-        let mut buf = vec![0u8; len];
-        read_exact_at(&file, &mut buf, range.start).map_err(|e| self.io("read", &path, e))?;
+        let buf = read_range(&file, len, range.start).map_err(|e| self.io("read", &path, e))?;
         Counters::add(&self.counters.bytes_read, len as u64);
         Ok(Bytes::from(buf))
     }
@@ -818,16 +817,49 @@ impl Backend for FsBackend {
     }
 }
 
+/// Reads `len` bytes at `offset` into a new buffer, without filling it
+/// with zeros first (on Unix: `pread` into the buffer's spare capacity).
 #[cfg(unix)]
-fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+fn read_range(file: &File, len: usize, offset: u64) -> io::Result<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    while buf.len() < len {
+        let done = buf.len();
+        let at = offset + done as u64;
+        let at = libc::off_t::try_from(at)
+            .map_err(|_| io::Error::new(ErrorKind::InvalidInput, "offset out of range"))?;
+        // SAFETY: the pointer and length describe the vector's spare
+        // capacity, which `pread` writes at most `len - done` bytes into;
+        // only the bytes it reports written are then counted as initialized.
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                buf.spare_capacity_mut().as_mut_ptr().cast(),
+                len - done,
+                at,
+            )
+        };
+        match n {
+            n if n > 0 => unsafe { buf.set_len(done + n as usize) },
+            0 => return Err(io::Error::from(ErrorKind::UnexpectedEof)),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(buf)
 }
 
 #[cfg(not(unix))]
-fn read_exact_at(mut file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+fn read_range(mut file: &File, len: usize, offset: u64) -> io::Result<Vec<u8>> {
     use std::io::{Seek, SeekFrom};
+    let mut buf = vec![0u8; len];
     file.seek(SeekFrom::Start(offset))?;
-    file.read_exact(buf)
+    file.read_exact(&mut buf)?;
+    Ok(buf)
 }
 
 /// Starts writing `file`'s dirty pages to the disk without waiting
