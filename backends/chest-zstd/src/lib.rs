@@ -48,6 +48,18 @@
 //! needs, and large objects are (de)compressed on several threads. The full
 //! layout is described on [`MAGIC`].
 //!
+//! # Threads
+//!
+//! The frames of one object (on `put`, `get`, and ranged reads spanning
+//! several frames), or of all objects of one `put_many` batch, are
+//! (de)compressed on up to [`ZstdOptions::threads`] threads (URL key
+//! `threads`, default: the CPUs, at most 8): the calling thread and helpers
+//! of one small pool shared by every zstd layer of the process, each taking
+//! the next frame, so frames of unequal cost spread evenly. Each frame is
+//! decompressed straight into its place in the returned buffer; compressed
+//! frames are copied once, into the stored object. Objects under 512 KiB
+//! or of one frame stay on the calling thread.
+//!
 //! # Limits
 //!
 //! A ranged read ([`get_range`](chest_core::Backend::get_range)) reads the
@@ -70,11 +82,12 @@
 
 mod codec;
 mod format;
+mod pool;
 
 use std::fmt;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use chest_core::backend::check_range;
@@ -93,18 +106,22 @@ pub const DEFAULT_FRAME_SIZE: usize = 256 << 10;
 pub const MIN_FRAME_SIZE: usize = 1 << 10;
 /// The largest frame size (1 GiB); larger requests are lowered to it.
 pub const MAX_FRAME_SIZE: usize = 1 << 30;
+/// The most threads one object is (de)compressed on; larger
+/// [`ZstdOptions::threads`] are lowered to it.
+pub const MAX_THREADS: usize = 64;
 
 /// Bytes read first by a ranged read: the header, the frame index of objects
 /// up to about 1 GiB (with the default frame size), and often the data too.
 const PROBE: u64 = 16 << 10;
-/// Objects at least this large are tested on samples before being
-/// compressed whole.
+/// Objects at least this large whose first frame does not shrink are tested
+/// on samples before their other frames are compressed.
 const SAMPLE_FROM: usize = 256 << 10;
 /// Size of each sample window, and how many are taken.
 const SAMPLE_WINDOW: usize = 32 << 10;
 const SAMPLE_WINDOWS: usize = 4;
-/// Objects at least this large are (de)compressed on several threads.
-const PARALLEL_FROM: usize = 1 << 20;
+/// Objects (or ranges, or batches of objects) at least this large are
+/// (de)compressed on several threads, when they have several frames.
+const PARALLEL_FROM: usize = 512 << 10;
 
 /// How a [`ZstdBackend`] compresses.
 ///
@@ -126,11 +143,18 @@ pub struct ZstdOptions {
     /// Store an object raw when compression would leave more than this
     /// fraction of its size (default 0.95: compression must save at least 5%).
     /// `0.0` never compresses; `f64::INFINITY` always compresses, even data
-    /// that grows. Large objects are first tested on a few 32 KiB samples at
-    /// a fast level, so incompressible data costs little time.
+    /// that grows. When the first frame of a large object does not shrink,
+    /// a few 32 KiB samples of the object are tried at a fast level, and if
+    /// they do not shrink either the rest is not compressed: incompressible
+    /// data costs little more than one frame per thread.
     pub max_ratio: f64,
-    /// Threads used to (de)compress one large object (default: the number of
-    /// CPUs, at most 8). 1 keeps everything on the calling thread.
+    /// Threads that (de)compress the frames of one object, or of one
+    /// `put_many` batch, at once: the calling thread and up to `threads - 1`
+    /// helpers from a pool shared by all zstd layers of the process (started
+    /// once, as many as the largest setting asks for, never one per call).
+    /// Used for objects and ranges of at least 512 KiB with two frames or
+    /// more. Default: the number of CPUs, at most 8; 1 keeps everything on
+    /// the calling thread. URL query key `threads`.
     pub threads: usize,
     /// Give every frame zstd's content checksum (default `true`), so damaged
     /// compressed bytes are an error instead of wrong data.
@@ -212,6 +236,19 @@ impl fmt::Debug for ZstdBackend {
     }
 }
 
+/// One object of a batch being encoded: its frames as they are compressed.
+struct Plan<'a> {
+    name: &'a str,
+    data: &'a [u8],
+    /// Store it raw (nothing to compress, or it does not compress).
+    raw: AtomicBool,
+    frames: Vec<Mutex<Option<std::io::Result<Vec<u8>>>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The result of encoding one object, for the counters.
 struct Encoded {
     bytes: Bytes,
@@ -231,7 +268,7 @@ impl ZstdBackend {
             } else {
                 opts.max_ratio
             },
-            threads: opts.threads.max(1),
+            threads: opts.threads.clamp(1, MAX_THREADS),
             checksum: opts.checksum,
         };
         Self {
@@ -245,9 +282,9 @@ impl ZstdBackend {
         }
     }
 
-    /// Wraps `inner` as the URL `zstd+…?level=N&frame_size=N` asks (the
-    /// function registered for the `zstd+` layer). Query keys other than
-    /// `level` and `frame_size` are left to the inner backend.
+    /// Wraps `inner` as the URL `zstd+…?level=N&frame_size=N&threads=N` asks
+    /// (the function registered for the `zstd+` layer). Query keys other than
+    /// `level`, `frame_size` and `threads` are left to the inner backend.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -463,92 +500,145 @@ impl ZstdBackend {
 
     /// Turns `data` into the stored form: compressed frames, or raw.
     fn encode(&self, name: &str, data: &[u8]) -> BackendResult<Encoded> {
-        self.encode_with(name, data, self.threads_for(data.len()))
+        let mut encoded = self.encode_batch(&[(name, data)])?;
+        Ok(encoded.pop().expect("one object in, one out"))
     }
 
-    /// Encodes several objects, on several threads when they are large
-    /// together (each object then on one thread).
-    fn encode_many(&self, objects: &[(String, Bytes)]) -> BackendResult<Vec<Encoded>> {
-        let total: usize = objects.iter().map(|(_, d)| d.len()).sum();
-        let groups = self.opts.threads.min(objects.len());
-        if groups <= 1 || total < PARALLEL_FROM {
-            return objects.iter().map(|(n, d)| self.encode(n, d)).collect();
-        }
-        let per_group = objects.len().div_ceil(groups);
-        let parts: Vec<BackendResult<Vec<Encoded>>> = std::thread::scope(|s| {
-            let handles: Vec<_> = objects
-                .chunks(per_group)
-                .map(|group| {
-                    s.spawn(move || {
-                        group
-                            .iter()
-                            .map(|(n, d)| self.encode_with(n, d, 1))
-                            .collect::<BackendResult<Vec<_>>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(self.other("a compression thread panicked".into(), None))
-                    })
-                })
-                .collect()
-        });
-        let mut out = Vec::with_capacity(objects.len());
-        for part in parts {
-            out.extend(part?);
-        }
-        Ok(out)
-    }
-
-    fn encode_with(&self, name: &str, data: &[u8], threads: usize) -> BackendResult<Encoded> {
-        let len = data.len();
-        let zstd_err = |e: std::io::Error| {
-            self.other(
-                format!("cannot compress object {name:?} ({len} bytes): {e}"),
-                Some(Box::new(e)),
-            )
-        };
-        if len == 0
-            || self.opts.max_ratio <= 0.0
-            || self.looks_incompressible(data).map_err(zstd_err)?
-        {
-            return Ok(self.encode_raw(data));
-        }
+    /// Encodes several objects. Their frames, all together, are compressed
+    /// on up to [`ZstdOptions::threads`] threads (each thread takes the next
+    /// frame), each into its own buffer; each object is then assembled once.
+    ///
+    /// Raw or compressed: an object is stored raw if compressing all of it
+    /// leaves more than `max_ratio` of its size. A large object whose first
+    /// frame does not shrink enough is also tested on a few samples at a
+    /// fast level; if they do not shrink either, its other frames are not
+    /// compressed (those already started are dropped) and it is stored raw.
+    fn encode_batch(&self, objects: &[(&str, &[u8])]) -> BackendResult<Vec<Encoded>> {
         let frame_size = self.opts.frame_size;
-        let count = u32::try_from(len.div_ceil(frame_size)).map_err(|_| {
-            self.other(
-                format!("object {name:?} ({len} bytes) needs more than 2^32 frames; raise the frame size"),
-                None,
+        let (level, checksum, max_ratio) =
+            (self.opts.level, self.opts.checksum, self.opts.max_ratio);
+        let mut plans = Vec::with_capacity(objects.len());
+        let mut jobs: Vec<(usize, usize)> = Vec::new();
+        let mut compressed_bytes = 0usize;
+        for (o, &(name, data)) in objects.iter().enumerate() {
+            let len = data.len();
+            let count = if len == 0 || max_ratio <= 0.0 {
+                0
+            } else {
+                u32::try_from(len.div_ceil(frame_size)).map_err(|_| {
+                    self.other(
+                        format!("object {name:?} ({len} bytes) needs more than 2^32 frames; raise the frame size"),
+                        None,
+                    )
+                })? as usize
+            };
+            jobs.extend((0..count).map(|f| (o, f)));
+            if count > 0 {
+                compressed_bytes += len;
+            }
+            plans.push(Plan {
+                name,
+                data,
+                raw: AtomicBool::new(count == 0),
+                frames: (0..count).map(|_| Mutex::new(None)).collect(),
+            });
+        }
+        let failed = AtomicBool::new(false);
+        let job = |j: usize| {
+            let (o, f) = jobs[j];
+            let plan = &plans[o];
+            if plan.raw.load(Ordering::Relaxed) || failed.load(Ordering::Relaxed) {
+                return;
+            }
+            let start = f * frame_size;
+            let part = &plan.data[start..(start + frame_size).min(plan.data.len())];
+            let mut result = codec::compress_frame(part, level, checksum);
+            match &result {
+                Ok(frame)
+                    if f == 0
+                        && plan.data.len() >= SAMPLE_FROM
+                        && frame.len() as f64 > max_ratio * part.len() as f64 =>
+                {
+                    match self.looks_incompressible(plan.data) {
+                        Ok(true) => plan.raw.store(true, Ordering::Relaxed),
+                        Ok(false) => {}
+                        Err(e) => result = Err(e),
+                    }
+                }
+                _ => {}
+            }
+            if result.is_err() {
+                failed.store(true, Ordering::Relaxed);
+            }
+            *lock(&plan.frames[f]) = Some(result);
+        };
+        let threads = self.threads_for(compressed_bytes);
+        pool::run(jobs.len(), threads, &job)
+            .map_err(|_| self.other("a compression thread panicked".into(), None))?;
+        // The first error, if any, fails the whole batch.
+        for plan in &plans {
+            for frame in &plan.frames {
+                let mut slot = lock(frame);
+                if let Some(Err(_)) = &*slot {
+                    let Some(Err(e)) = slot.take() else {
+                        unreachable!()
+                    };
+                    return Err(self.other(
+                        format!(
+                            "cannot compress object {:?} ({} bytes): {e}",
+                            plan.name,
+                            plan.data.len()
+                        ),
+                        Some(Box::new(e)),
+                    ));
+                }
+            }
+        }
+        Ok(plans.into_iter().map(|plan| self.assemble(plan)).collect())
+    }
+
+    /// The stored form of an object whose frames are compressed (or raw).
+    fn assemble(&self, plan: Plan<'_>) -> Encoded {
+        let data = plan.data;
+        if plan.raw.into_inner() {
+            return self.encode_raw(data);
+        }
+        let frames: Vec<Vec<u8>> = plan
+            .frames
+            .into_iter()
+            .map(
+                |m| match m.into_inner().unwrap_or_else(PoisonError::into_inner) {
+                    Some(Ok(frame)) => frame,
+                    _ => unreachable!("every frame compressed when no error was returned"),
+                },
             )
-        })?;
-        let index_len = format::FRAMES_FIXED_LEN + 4 * count as usize;
-        let mut out = Vec::new();
-        format::write_frames_header(&mut out, len as u64, frame_size as u32, count);
-        let sizes = codec::compress_parallel(
-            data,
-            frame_size,
-            self.opts.level,
-            self.opts.checksum,
-            threads,
+            .collect();
+        let count = frames.len();
+        let index_len = format::FRAMES_FIXED_LEN + 4 * count;
+        let stored = index_len + frames.iter().map(Vec::len).sum::<usize>();
+        // A frame is at most a little larger than its data (≤ 1 GiB), so its
+        // size fits the index's u32.
+        if stored as f64 > self.opts.max_ratio * (data.len() + format::BASE_LEN) as f64
+            || frames.iter().any(|f| u32::try_from(f.len()).is_err())
+        {
+            return self.encode_raw(data);
+        }
+        let sizes: Vec<u32> = frames.iter().map(|f| f.len() as u32).collect();
+        let mut out = Vec::with_capacity(stored);
+        format::write_frames_header(
             &mut out,
-        )
-        .map_err(zstd_err)?;
-        if out.len() as f64 > self.opts.max_ratio * (len + format::BASE_LEN) as f64 {
-            drop(out);
-            return Ok(self.encode_raw(data));
-        }
-        debug_assert_eq!(sizes.len(), count as usize);
+            data.len() as u64,
+            self.opts.frame_size as u32,
+            count as u32,
+        );
         format::fill_index(&mut out[..index_len], &sizes);
-        if out.capacity() - out.len() > out.len() / 8 {
-            out.shrink_to_fit();
+        for frame in frames {
+            out.extend_from_slice(&frame);
         }
-        Ok(Encoded {
+        Encoded {
             bytes: Bytes::from(out),
             compressed: true,
-        })
+        }
     }
 
     fn encode_raw(&self, data: &[u8]) -> Encoded {
@@ -615,7 +705,8 @@ impl Backend for ZstdBackend {
     }
 
     fn put_many(&self, objects: Vec<(String, Bytes)>) -> BackendResult<()> {
-        let encoded = self.encode_many(&objects)?;
+        let refs: Vec<(&str, &[u8])> = objects.iter().map(|(n, d)| (n.as_str(), &d[..])).collect();
+        let encoded = self.encode_batch(&refs)?;
         let lens: Vec<usize> = objects.iter().map(|(_, d)| d.len()).collect();
         let compressed: Vec<bool> = encoded.iter().map(|e| e.compressed).collect();
         let stored: Vec<(String, Bytes)> = objects
@@ -759,7 +850,7 @@ impl Backend for ZstdBackend {
     }
 }
 
-/// Reads `level` and `frame_size` from a `zstd+…` URL's query.
+/// Reads `level`, `frame_size` and `threads` from a `zstd+…` URL's query.
 fn options_from_url(url: &Url) -> chest_core::Result<ZstdOptions> {
     let invalid = |reason: String| chest_core::Error::InvalidUrl {
         url: url.to_string(),
@@ -793,6 +884,18 @@ fn options_from_url(url: &Url) -> chest_core::Result<ZstdOptions> {
                     })?;
                 opts.level = level;
             }
+            "threads" => {
+                opts.threads = value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|t| (1..=MAX_THREADS).contains(t))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "query key \"threads\"={value:?}: expected a number of threads from 1 to {MAX_THREADS}"
+                        ))
+                    })?;
+            }
             _ => {
                 opts.frame_size = parse_size(&value)
                     .filter(|s| (MIN_FRAME_SIZE..=MAX_FRAME_SIZE).contains(s))
@@ -824,7 +927,7 @@ fn parse_size(s: &str) -> Option<usize> {
 }
 
 /// Query keys of `zstd+` URLs, removed from the inner URL.
-const PARAMS: &[&str] = &["level", "frame_size"];
+const PARAMS: &[&str] = &["level", "frame_size", "threads"];
 
 fn wrap(url: &Url, inner: Arc<dyn Backend>) -> chest_core::Result<Arc<dyn Backend>> {
     Ok(Arc::new(ZstdBackend::from_url(url, inner)?))
