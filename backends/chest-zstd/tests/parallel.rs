@@ -1,0 +1,368 @@
+//! Objects whose frames are (de)compressed on several threads: round trips
+//! around frame boundaries, mixed frames, ranged reads, batches, callers at
+//! once, and damaged frames reported as errors naming the object.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chest_core::conformance::noise;
+use chest_core::{Backend, BackendError, MemoryBackend};
+use chest_zstd::{ZstdBackend, ZstdOptions};
+
+const FRAME: usize = 64 << 10;
+
+/// Compressible bytes (little-endian counters with a little noise), like W5's.
+fn counters(seed: u32, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 4);
+    let mut x = u64::from(seed) | 1;
+    let mut n = seed.wrapping_mul(1000);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let noise = if x & 7 == 0 {
+            (x >> 8) as u32 & 0xFF
+        } else {
+            0
+        };
+        out.extend_from_slice(&(n / 4 + noise).to_le_bytes());
+        n = n.wrapping_add(1);
+    }
+    out.truncate(len);
+    out
+}
+
+fn layer(mem: &MemoryBackend, threads: usize, frame_size: usize) -> ZstdBackend {
+    ZstdBackend::new(
+        Arc::new(mem.clone()),
+        ZstdOptions {
+            threads,
+            frame_size,
+            ..ZstdOptions::default()
+        },
+    )
+}
+
+fn counter(b: &dyn Backend, name: &str) -> u64 {
+    b.counters()
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map_or(0, |(_, v)| v)
+}
+
+/// Compressed size of each frame, from the stored object's index.
+fn frame_sizes(stored: &[u8]) -> Vec<usize> {
+    let count = u32::from_le_bytes(stored[24..28].try_into().unwrap()) as usize;
+    (0..count)
+        .map(|i| u32::from_le_bytes(stored[28 + 4 * i..32 + 4 * i].try_into().unwrap()) as usize)
+        .collect()
+}
+
+/// Offset of frame `i`'s compressed bytes in the stored object.
+fn frame_offset(stored: &[u8], i: usize) -> usize {
+    let sizes = frame_sizes(stored);
+    28 + 4 * sizes.len() + sizes[..i].iter().sum::<usize>()
+}
+
+#[test]
+fn sizes_around_frame_boundaries_round_trip_on_any_thread_count() {
+    let lens = [
+        FRAME - 1,
+        FRAME,
+        FRAME + 1,
+        (512 << 10) - 1, // just under the parallel threshold
+        512 << 10,
+        (512 << 10) + 1,
+        (1 << 20) + 4, // a chest record of a 1 MiB value: 16 frames and 4 bytes
+        9 * FRAME - 3,
+        3 << 20,
+    ];
+    for len in lens {
+        let data = Bytes::from(counters(len as u32, len));
+        let mut stored_by_one = None;
+        for threads in [1, 2, 3, 8] {
+            let mem = MemoryBackend::new();
+            let z = layer(&mem, threads, FRAME);
+            z.put("v", data.clone()).unwrap();
+            let info = z.object_info("v").unwrap();
+            assert!(info.compressed, "{len} bytes");
+            assert_eq!(info.frames as usize, len.div_ceil(FRAME), "{len} bytes");
+            assert_eq!(z.get("v").unwrap(), data, "{len} bytes, {threads} threads");
+            let stored = mem.get("v").unwrap();
+            // The stored bytes do not depend on the threads.
+            match &stored_by_one {
+                None => stored_by_one = Some(stored),
+                Some(one) => assert_eq!(one, &stored, "{len} bytes, {threads} threads"),
+            }
+            // Read by a layer with another thread count.
+            assert_eq!(
+                layer(&mem, 5 - threads.min(4), FRAME).get("v").unwrap(),
+                data
+            );
+        }
+    }
+}
+
+#[test]
+fn one_frame_and_many_frames() {
+    // One frame larger than the threshold: stays on one thread, reads back.
+    let data = Bytes::from(counters(1, 900 << 10));
+    let mem = MemoryBackend::new();
+    let z = layer(&mem, 4, 1 << 20);
+    z.put("one", data.clone()).unwrap();
+    assert_eq!(z.object_info("one").unwrap().frames, 1);
+    assert_eq!(z.get("one").unwrap(), data);
+    // 1,024 frames of 4 KiB.
+    let data = Bytes::from(counters(2, 4 << 20));
+    let z = layer(&mem, 3, 4 << 10);
+    z.put("many", data.clone()).unwrap();
+    assert_eq!(z.object_info("many").unwrap().frames, 1024);
+    assert_eq!(z.get("many").unwrap(), data);
+    for r in [0..(4 << 20) as u64, 4095..(3 << 20) + 1, 100_000..100_001] {
+        assert_eq!(
+            z.get_range("many", r.clone()).unwrap(),
+            data[r.start as usize..r.end as usize],
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
+fn ranged_reads_across_frame_boundaries_on_several_threads() {
+    let len = 40 * FRAME + 123;
+    let data = Bytes::from(counters(3, len));
+    let mem = MemoryBackend::new();
+    let z = layer(&mem, 3, FRAME);
+    z.put("r", data.clone()).unwrap();
+    let f = FRAME as u64;
+    let len = len as u64;
+    let ranges = [
+        0..len,
+        1..len - 1,
+        f - 1..f + 1,
+        f..9 * f,          // 8 whole frames, 512 KiB: parallel
+        f - 1..9 * f + 1,  // 10 frames, partial at both ends
+        3 * f + 7..31 * f, // many frames
+        39 * f..len,       // the last two frames
+        20 * f + 5..20 * f + 5,
+    ];
+    for r in ranges {
+        assert_eq!(
+            z.get_range("r", r.clone()).unwrap(),
+            data[r.start as usize..r.end as usize],
+            "{r:?}"
+        );
+    }
+    let many: Vec<(String, Option<std::ops::Range<u64>>)> = vec![
+        ("r".into(), Some(f / 2..30 * f)),
+        ("r".into(), None),
+        ("r".into(), Some(0..f + 1)),
+    ];
+    let got = z.get_many(many.clone());
+    for ((_, range), got) in many.into_iter().zip(got) {
+        let r = range.unwrap_or(0..len);
+        assert_eq!(got.unwrap(), data[r.start as usize..r.end as usize]);
+    }
+}
+
+#[test]
+fn incompressible_frames_mixed_with_compressible_ones() {
+    // Frames alternate noise and counters: each frame is its own zstd frame
+    // (noise frames end up as raw zstd blocks); the object as a whole still
+    // compresses, even though its first frame does not.
+    let mut data = Vec::new();
+    for i in 0..24u32 {
+        if i % 2 == 0 {
+            data.extend(noise(u64::from(i), FRAME));
+        } else {
+            data.extend(counters(i, FRAME));
+        }
+    }
+    data.extend(noise(99, 1000));
+    let data = Bytes::from(data);
+    let mem = MemoryBackend::new();
+    let z = layer(&mem, 2, FRAME);
+    z.put("mixed", data.clone()).unwrap();
+    let info = z.object_info("mixed").unwrap();
+    assert!(info.compressed);
+    assert_eq!(info.frames, 25);
+    assert!(info.stored_len < data.len() as u64 * 3 / 4, "{info:?}");
+    assert_eq!(z.get("mixed").unwrap(), data);
+    let r = FRAME as u64 - 10..5 * FRAME as u64 + 10;
+    assert_eq!(
+        z.get_range("mixed", r.clone()).unwrap(),
+        data[r.start as usize..r.end as usize]
+    );
+
+    // Compressible first frame, noise after: compressed, then found not to
+    // pay, stored raw.
+    let mut data = counters(5, FRAME);
+    data.extend(noise(5, 20 * FRAME));
+    let data = Bytes::from(data);
+    z.put("noisy", data.clone()).unwrap();
+    assert!(!z.object_info("noisy").unwrap().compressed);
+    assert_eq!(z.get("noisy").unwrap(), data);
+
+    // All noise: stored raw after the first frame and the samples.
+    let data = Bytes::from(noise(6, 3 << 20));
+    z.put("noise", data.clone()).unwrap();
+    assert!(!z.object_info("noise").unwrap().compressed);
+    assert_eq!(z.get("noise").unwrap(), data);
+    assert_eq!(counter(&z, "zstd.objects_raw"), 2);
+    assert_eq!(counter(&z, "zstd.objects_compressed"), 1);
+}
+
+#[test]
+fn put_many_spreads_the_frames_of_a_batch() {
+    let objects: Vec<(String, Bytes)> = [
+        (0usize, true),
+        (10, true),
+        (FRAME + 1, true),
+        ((1 << 20) + 4, true),
+        ((1 << 20) + 4, false),
+        (3 * FRAME, true),
+        (2 << 20, true),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, &(len, compressible))| {
+        let data = if compressible {
+            counters(i as u32, len)
+        } else {
+            noise(i as u64, len)
+        };
+        (format!("o{i}"), Bytes::from(data))
+    })
+    .collect();
+    let one = MemoryBackend::new();
+    let z1 = layer(&one, 1, FRAME);
+    for (n, d) in &objects {
+        z1.put(n, d.clone()).unwrap();
+    }
+    let many = MemoryBackend::new();
+    let z = layer(&many, 3, FRAME);
+    z.put_many(objects.clone()).unwrap();
+    for (n, d) in &objects {
+        assert_eq!(&z.get(n).unwrap(), d, "{n}");
+        assert_eq!(one.get(n).unwrap(), many.get(n).unwrap(), "{n}");
+    }
+    // Raw: the empty one, the 10 bytes (too short to shrink) and the noise.
+    assert_eq!(counter(&z, "zstd.objects_raw"), 3);
+    assert_eq!(counter(&z, "zstd.objects_compressed"), 4);
+}
+
+#[test]
+fn callers_at_once_share_the_helpers() {
+    let mem = MemoryBackend::new();
+    let z = Arc::new(layer(&mem, 2, FRAME));
+    std::thread::scope(|s| {
+        for t in 0..4u32 {
+            let z = Arc::clone(&z);
+            s.spawn(move || {
+                for i in 0..6u32 {
+                    let data = Bytes::from(counters(t * 100 + i, (1 << 20) + 4));
+                    let name = format!("t{t}/{i}");
+                    z.put(&name, data.clone()).unwrap();
+                    assert_eq!(z.get(&name).unwrap(), data);
+                }
+            });
+        }
+    });
+    assert_eq!(counter(&*z, "zstd.objects_compressed"), 24);
+}
+
+#[test]
+fn a_damaged_frame_in_the_middle_is_an_error_naming_the_object() {
+    let data = Bytes::from(counters(7, 32 * FRAME));
+    for threads in [1, 2, 4] {
+        let mem = MemoryBackend::new();
+        let z = layer(&mem, threads, FRAME);
+        z.put("dir/victim", data.clone()).unwrap();
+        let good = mem.get("dir/victim").unwrap().to_vec();
+
+        // One damaged frame.
+        let mut bad = good.clone();
+        let at = frame_offset(&bad, 13) + frame_sizes(&bad)[13] / 2;
+        bad[at] ^= 0x55;
+        mem.put("dir/victim", bad.into()).unwrap();
+        let err = z.get("dir/victim").unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, BackendError::Corrupt { .. }), "{err:?}");
+        assert!(msg.contains("\"dir/victim\""), "{msg}");
+        assert!(msg.contains("frame 13"), "{threads} threads: {msg}");
+        // Ranges over it fail the same way; ranges around it read.
+        let f = FRAME as u64;
+        let msg = z
+            .get_range("dir/victim", 2 * f..20 * f)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("frame 13") && msg.contains("dir/victim"),
+            "{msg}"
+        );
+        assert_eq!(
+            z.get_range("dir/victim", 0..13 * f).unwrap(),
+            data[..13 * FRAME]
+        );
+        assert_eq!(
+            z.get_range("dir/victim", 14 * f..32 * f).unwrap(),
+            data[14 * FRAME..]
+        );
+
+        // Two damaged frames: the first is named.
+        let mut bad = good.clone();
+        for i in [25, 6] {
+            let at = frame_offset(&bad, i) + 3;
+            bad[at] ^= 0xFF;
+        }
+        mem.put("dir/victim", bad.into()).unwrap();
+        let msg = z.get("dir/victim").unwrap_err().to_string();
+        assert!(msg.contains("frame 6"), "{threads} threads: {msg}");
+
+        // A frame whose content size disagrees with the index: the frames
+        // of 8 and 9 swapped (same total length), an error, not a panic.
+        let mut bad = good.clone();
+        let sizes = frame_sizes(&good);
+        let (a, b) = (frame_offset(&good, 8), frame_offset(&good, 10));
+        let mut swapped = good[a + sizes[8]..b].to_vec();
+        swapped.extend_from_slice(&good[a..a + sizes[8]]);
+        bad[a..b].copy_from_slice(&swapped);
+        mem.put("dir/victim", bad.into()).unwrap();
+        let msg = z.get("dir/victim").unwrap_err().to_string();
+        assert!(
+            msg.contains("dir/victim") && msg.contains("frame 8"),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn threads_url_key() {
+    let mem = || -> Arc<dyn Backend> { Arc::new(MemoryBackend::new()) };
+    let parse = |q: &str| url::Url::parse(&format!("zstd+memory://{q}")).unwrap();
+    let z = ZstdBackend::from_url(&parse("?threads=3&level=1"), mem()).unwrap();
+    assert_eq!((z.options().threads, z.options().level), (3, 1));
+    let z = ZstdBackend::from_url(&parse("?threads=1"), mem()).unwrap();
+    assert_eq!(z.options().threads, 1);
+    for q in [
+        "?threads=0",
+        "?threads=abc",
+        "?threads=65",
+        "?threads=",
+        "?threads=2&threads=2",
+    ] {
+        let msg = ZstdBackend::from_url(&parse(q), mem())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("threads"), "{q}: {msg}");
+    }
+    // Clamped in code.
+    let z = ZstdBackend::new(
+        mem(),
+        ZstdOptions {
+            threads: 1000,
+            ..ZstdOptions::default()
+        },
+    );
+    assert_eq!(z.options().threads, chest_zstd::MAX_THREADS);
+}
