@@ -86,7 +86,7 @@ mod pool;
 
 use std::fmt;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -242,8 +242,17 @@ struct Plan<'a> {
     data: &'a [u8],
     /// Store it raw (nothing to compress, or it does not compress).
     raw: AtomicBool,
+    /// Jobs of this object not yet done.
+    remaining: AtomicUsize,
     frames: Vec<Mutex<Option<std::io::Result<Vec<u8>>>>>,
+    /// Set once the object is assembled: the object, or `None` once given
+    /// to the sink.
+    done: Mutex<Option<BackendResult<Option<Encoded>>>>,
 }
+
+/// Where [`ZstdBackend::encode_batch`] hands each object (by its index in
+/// the batch) as soon as it is encoded.
+type Sink<'a> = &'a (dyn Fn(usize, Encoded) -> BackendResult<()> + Sync);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -500,24 +509,35 @@ impl ZstdBackend {
 
     /// Turns `data` into the stored form: compressed frames, or raw.
     fn encode(&self, name: &str, data: &[u8]) -> BackendResult<Encoded> {
-        let mut encoded = self.encode_batch(&[(name, data)])?;
+        let mut encoded = self.encode_batch(&[(name, data)], None)?;
         Ok(encoded.pop().expect("one object in, one out"))
     }
 
     /// Encodes several objects. Their frames, all together, are compressed
     /// on up to [`ZstdOptions::threads`] threads (each thread takes the next
-    /// frame), each into its own buffer; each object is then assembled once.
+    /// frame), each into its own buffer; the thread that finishes an
+    /// object's last frame assembles the object (one copy of the compressed
+    /// bytes) and, with a `sink`, hands it over there and then — so writing
+    /// one object overlaps compressing the next. Returns the objects not
+    /// given to a sink (all of them without one), in order; the first error
+    /// (in object order) fails the whole batch.
     ///
     /// Raw or compressed: an object is stored raw if compressing all of it
     /// leaves more than `max_ratio` of its size. A large object whose first
     /// frame does not shrink enough is also tested on a few samples at a
     /// fast level; if they do not shrink either, its other frames are not
     /// compressed (those already started are dropped) and it is stored raw.
-    fn encode_batch(&self, objects: &[(&str, &[u8])]) -> BackendResult<Vec<Encoded>> {
+    fn encode_batch(
+        &self,
+        objects: &[(&str, &[u8])],
+        sink: Option<Sink<'_>>,
+    ) -> BackendResult<Vec<Encoded>> {
         let frame_size = self.opts.frame_size;
         let (level, checksum, max_ratio) =
             (self.opts.level, self.opts.checksum, self.opts.max_ratio);
         let mut plans = Vec::with_capacity(objects.len());
+        // (object, frame); an object stored raw without trying has one job
+        // with frame `usize::MAX`.
         let mut jobs: Vec<(usize, usize)> = Vec::new();
         let mut compressed_bytes = 0usize;
         for (o, &(name, data)) in objects.iter().enumerate() {
@@ -532,87 +552,109 @@ impl ZstdBackend {
                     )
                 })? as usize
             };
-            jobs.extend((0..count).map(|f| (o, f)));
-            if count > 0 {
+            if count == 0 {
+                jobs.push((o, usize::MAX));
+            } else {
+                jobs.extend((0..count).map(|f| (o, f)));
                 compressed_bytes += len;
             }
             plans.push(Plan {
                 name,
                 data,
                 raw: AtomicBool::new(count == 0),
+                remaining: AtomicUsize::new(count.max(1)),
                 frames: (0..count).map(|_| Mutex::new(None)).collect(),
+                done: Mutex::new(None),
             });
         }
         let failed = AtomicBool::new(false);
         let job = |j: usize| {
             let (o, f) = jobs[j];
             let plan = &plans[o];
-            if plan.raw.load(Ordering::Relaxed) || failed.load(Ordering::Relaxed) {
-                return;
-            }
-            let start = f * frame_size;
-            let part = &plan.data[start..(start + frame_size).min(plan.data.len())];
-            let mut result = codec::compress_frame(part, level, checksum);
-            match &result {
-                Ok(frame)
-                    if f == 0
-                        && plan.data.len() >= SAMPLE_FROM
-                        && frame.len() as f64 > max_ratio * part.len() as f64 =>
-                {
-                    match self.looks_incompressible(plan.data) {
-                        Ok(true) => plan.raw.store(true, Ordering::Relaxed),
-                        Ok(false) => {}
-                        Err(e) => result = Err(e),
+            if f != usize::MAX
+                && !plan.raw.load(Ordering::Relaxed)
+                && !failed.load(Ordering::Relaxed)
+            {
+                let start = f * frame_size;
+                let part = &plan.data[start..(start + frame_size).min(plan.data.len())];
+                let mut result = codec::compress_frame(part, level, checksum);
+                match &result {
+                    Ok(frame)
+                        if f == 0
+                            && plan.data.len() >= SAMPLE_FROM
+                            && frame.len() as f64 > max_ratio * part.len() as f64 =>
+                    {
+                        match self.looks_incompressible(plan.data) {
+                            Ok(true) => plan.raw.store(true, Ordering::Relaxed),
+                            Ok(false) => {}
+                            Err(e) => result = Err(e),
+                        }
                     }
+                    _ => {}
                 }
-                _ => {}
+                *lock(&plan.frames[f]) = Some(result);
             }
-            if result.is_err() {
-                failed.store(true, Ordering::Relaxed);
+            if plan.remaining.fetch_sub(1, Ordering::AcqRel) == 1 && !failed.load(Ordering::Relaxed)
+            {
+                // This thread finished the object's last frame.
+                let finished = self.assemble(plan).and_then(|encoded| match sink {
+                    Some(sink) => sink(o, encoded).map(|()| None),
+                    None => Ok(Some(encoded)),
+                });
+                if finished.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                *lock(&plan.done) = Some(finished);
             }
-            *lock(&plan.frames[f]) = Some(result);
         };
         let threads = self.threads_for(compressed_bytes);
         pool::run(jobs.len(), threads, &job)
             .map_err(|_| self.other("a compression thread panicked".into(), None))?;
-        // The first error, if any, fails the whole batch.
-        for plan in &plans {
-            for frame in &plan.frames {
-                let mut slot = lock(frame);
-                if let Some(Err(_)) = &*slot {
-                    let Some(Err(e)) = slot.take() else {
-                        unreachable!()
-                    };
+        let mut out = Vec::with_capacity(plans.len());
+        let mut unfinished = None;
+        for plan in plans {
+            match plan
+                .done
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner)
+            {
+                Some(Ok(Some(encoded))) => out.push(encoded),
+                Some(Ok(None)) => {}
+                Some(Err(e)) => return Err(e),
+                None => unfinished = unfinished.or(Some(plan.name)),
+            }
+        }
+        match unfinished {
+            // Skipped after another object's error, which is returned above.
+            Some(name) => Err(self.other(format!("object {name:?} was not encoded"), None)),
+            None => Ok(out),
+        }
+    }
+
+    /// The stored form of an object whose frames are all compressed (or
+    /// which is to be stored raw), taking the frames out of `plan`.
+    fn assemble(&self, plan: &Plan<'_>) -> BackendResult<Encoded> {
+        let data = plan.data;
+        if plan.raw.load(Ordering::Relaxed) {
+            return Ok(self.encode_raw(data));
+        }
+        let mut frames = Vec::with_capacity(plan.frames.len());
+        for slot in &plan.frames {
+            match lock(slot).take() {
+                Some(Ok(frame)) => frames.push(frame),
+                Some(Err(e)) => {
                     return Err(self.other(
                         format!(
                             "cannot compress object {:?} ({} bytes): {e}",
                             plan.name,
-                            plan.data.len()
+                            data.len()
                         ),
                         Some(Box::new(e)),
-                    ));
+                    ))
                 }
+                None => unreachable!("an object is assembled once all its frames are done"),
             }
         }
-        Ok(plans.into_iter().map(|plan| self.assemble(plan)).collect())
-    }
-
-    /// The stored form of an object whose frames are compressed (or raw).
-    fn assemble(&self, plan: Plan<'_>) -> Encoded {
-        let data = plan.data;
-        if plan.raw.into_inner() {
-            return self.encode_raw(data);
-        }
-        let frames: Vec<Vec<u8>> = plan
-            .frames
-            .into_iter()
-            .map(
-                |m| match m.into_inner().unwrap_or_else(PoisonError::into_inner) {
-                    Some(Ok(frame)) => frame,
-                    _ => unreachable!("every frame compressed when no error was returned"),
-                },
-            )
-            .collect();
         let count = frames.len();
         let index_len = format::FRAMES_FIXED_LEN + 4 * count;
         let stored = index_len + frames.iter().map(Vec::len).sum::<usize>();
@@ -621,7 +663,7 @@ impl ZstdBackend {
         if stored as f64 > self.opts.max_ratio * (data.len() + format::BASE_LEN) as f64
             || frames.iter().any(|f| u32::try_from(f.len()).is_err())
         {
-            return self.encode_raw(data);
+            return Ok(self.encode_raw(data));
         }
         let sizes: Vec<u32> = frames.iter().map(|f| f.len() as u32).collect();
         let mut out = Vec::with_capacity(stored);
@@ -635,10 +677,10 @@ impl ZstdBackend {
         for frame in frames {
             out.extend_from_slice(&frame);
         }
-        Encoded {
+        Ok(Encoded {
             bytes: Bytes::from(out),
             compressed: true,
-        }
+        })
     }
 
     fn encode_raw(&self, data: &[u8]) -> Encoded {
@@ -704,10 +746,32 @@ impl Backend for ZstdBackend {
         Ok(())
     }
 
+    /// On a store that writes one object at a time
+    /// ([`write_concurrency`](Backend::write_concurrency) 1), each object is
+    /// written as soon as it is compressed, while the frames of the next
+    /// ones are compressed on the other threads; otherwise the batch is
+    /// compressed, then handed to the inner `put_many` at once.
     fn put_many(&self, objects: Vec<(String, Bytes)>) -> BackendResult<()> {
         let refs: Vec<(&str, &[u8])> = objects.iter().map(|(n, d)| (n.as_str(), &d[..])).collect();
-        let encoded = self.encode_batch(&refs)?;
         let lens: Vec<usize> = objects.iter().map(|(_, d)| d.len()).collect();
+        if self.inner.write_concurrency() <= 1 {
+            let written: Mutex<Vec<(usize, usize, bool)>> = Mutex::new(Vec::new());
+            let sink = |o: usize, e: Encoded| {
+                let (stored, compressed) = (e.bytes.len(), e.compressed);
+                self.inner.put(refs[o].0, e.bytes)?;
+                lock(&written).push((lens[o], stored, compressed));
+                Ok(())
+            };
+            self.encode_batch(&refs, Some(&sink))?;
+            for (len, stored, compressed) in
+                written.into_inner().unwrap_or_else(PoisonError::into_inner)
+            {
+                self.count(len, stored, compressed);
+            }
+            return Ok(());
+        }
+        let encoded = self.encode_batch(&refs, None)?;
+        drop(refs);
         let compressed: Vec<bool> = encoded.iter().map(|e| e.compressed).collect();
         let stored: Vec<(String, Bytes)> = objects
             .into_iter()

@@ -366,3 +366,100 @@ fn threads_url_key() {
     );
     assert_eq!(z.options().threads, chest_zstd::MAX_THREADS);
 }
+
+/// A memory store that refuses names containing "bad", says how many
+/// objects it writes at once, and counts its `put` and `put_many` calls.
+#[derive(Debug, Default)]
+struct Picky {
+    mem: MemoryBackend,
+    concurrency: usize,
+    puts: std::sync::atomic::AtomicUsize,
+    batches: std::sync::atomic::AtomicUsize,
+}
+
+impl Backend for Picky {
+    fn location(&self) -> &str {
+        "picky://"
+    }
+    fn put(&self, name: &str, data: Bytes) -> chest_core::BackendResult<()> {
+        self.puts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if name.contains("bad") {
+            return Err(BackendError::Other {
+                location: "picky://".into(),
+                message: format!("{name} refused"),
+                source: None,
+            });
+        }
+        self.mem.put(name, data)
+    }
+    fn put_many(&self, objects: Vec<(String, Bytes)>) -> chest_core::BackendResult<()> {
+        self.batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for (n, d) in objects {
+            self.put(&n, d)?;
+        }
+        Ok(())
+    }
+    fn get(&self, name: &str) -> chest_core::BackendResult<Bytes> {
+        self.mem.get(name)
+    }
+    fn get_range(
+        &self,
+        name: &str,
+        range: std::ops::Range<u64>,
+    ) -> chest_core::BackendResult<Bytes> {
+        self.mem.get_range(name, range)
+    }
+    fn delete(&self, name: &str) -> chest_core::BackendResult<()> {
+        self.mem.delete(name)
+    }
+    fn list(&self, prefix: &str) -> chest_core::BackendResult<Vec<String>> {
+        self.mem.list(prefix)
+    }
+    fn write_concurrency(&self) -> usize {
+        self.concurrency
+    }
+}
+
+#[test]
+fn put_many_writes_each_object_as_it_is_compressed_or_the_batch_at_once() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let batch = |bad: bool| -> Vec<(String, Bytes)> {
+        (0..5u32)
+            .map(|i| {
+                let name = if bad && i == 3 {
+                    "o3-bad".to_string()
+                } else {
+                    format!("o{i}")
+                };
+                (name, Bytes::from(counters(i, (1 << 20) + 4)))
+            })
+            .collect()
+    };
+    for concurrency in [1, 4] {
+        let picky = Arc::new(Picky {
+            concurrency,
+            ..Picky::default()
+        });
+        let z = ZstdBackend::new(
+            picky.clone(),
+            ZstdOptions {
+                threads: 2,
+                ..ZstdOptions::default()
+            },
+        );
+        z.put_many(batch(false)).unwrap();
+        for (n, d) in batch(false) {
+            assert_eq!(z.get(&n).unwrap(), d, "{n}");
+        }
+        assert_eq!(counter(&z, "zstd.objects_compressed"), 5);
+        // Store-at-once: one inner put_many; one at a time: a put each.
+        let batches = picky.batches.load(Relaxed);
+        assert_eq!(batches, usize::from(concurrency > 1), "{concurrency}");
+        assert_eq!(picky.puts.load(Relaxed), 5);
+        // A refused object fails the batch, naming it; nothing more is counted.
+        let msg = z.put_many(batch(true)).unwrap_err().to_string();
+        assert!(msg.contains("o3-bad refused"), "{msg}");
+        assert_eq!(counter(&z, "zstd.objects_compressed"), 5);
+    }
+}
