@@ -81,6 +81,7 @@
 #![warn(missing_docs)]
 
 mod codec;
+mod data;
 mod format;
 mod pool;
 
@@ -95,6 +96,7 @@ use chest_core::registry::Layer;
 use chest_core::{Backend, BackendError, BackendResult, ObjectVersion, PutIf, SingleWriter};
 use url::Url;
 
+use data::Data;
 use format::{Fault, Header, Kind, Layout};
 pub use format::{MAGIC, VERSION};
 
@@ -239,7 +241,7 @@ impl fmt::Debug for ZstdBackend {
 /// One object of a batch being encoded: its frames as they are compressed.
 struct Plan<'a> {
     name: &'a str,
-    data: &'a [u8],
+    data: Data<'a>,
     /// Store it raw (nothing to compress, or it does not compress).
     raw: AtomicBool,
     /// Jobs of this object not yet done.
@@ -509,7 +511,11 @@ impl ZstdBackend {
 
     /// Turns `data` into the stored form: compressed frames, or raw.
     fn encode(&self, name: &str, data: &[u8]) -> BackendResult<Encoded> {
-        let mut encoded = self.encode_batch(&[(name, data)], None)?;
+        self.encode_data(name, Data::one(data))
+    }
+
+    fn encode_data(&self, name: &str, data: Data<'_>) -> BackendResult<Encoded> {
+        let mut encoded = self.encode_batch(vec![(name, data)], None)?;
         Ok(encoded.pop().expect("one object in, one out"))
     }
 
@@ -527,9 +533,9 @@ impl ZstdBackend {
     /// frame does not shrink enough is also tested on a few samples at a
     /// fast level; if they do not shrink either, its other frames are not
     /// compressed (those already started are dropped) and it is stored raw.
-    fn encode_batch(
+    fn encode_batch<'a>(
         &self,
-        objects: &[(&str, &[u8])],
+        objects: Vec<(&'a str, Data<'a>)>,
         sink: Option<Sink<'_>>,
     ) -> BackendResult<Vec<Encoded>> {
         let frame_size = self.opts.frame_size;
@@ -540,7 +546,7 @@ impl ZstdBackend {
         // with frame `usize::MAX`.
         let mut jobs: Vec<(usize, usize)> = Vec::new();
         let mut compressed_bytes = 0usize;
-        for (o, &(name, data)) in objects.iter().enumerate() {
+        for (o, (name, data)) in objects.into_iter().enumerate() {
             let len = data.len();
             let count = if len == 0 || max_ratio <= 0.0 {
                 0
@@ -576,15 +582,17 @@ impl ZstdBackend {
                 && !failed.load(Ordering::Relaxed)
             {
                 let start = f * frame_size;
-                let part = &plan.data[start..(start + frame_size).min(plan.data.len())];
-                let mut result = codec::compress_frame(part, level, checksum);
+                let part = plan
+                    .data
+                    .slice(start..(start + frame_size).min(plan.data.len()));
+                let mut result = codec::compress_frame(&part, level, checksum);
                 match &result {
                     Ok(frame)
                         if f == 0
                             && plan.data.len() >= SAMPLE_FROM
                             && frame.len() as f64 > max_ratio * part.len() as f64 =>
                     {
-                        match self.looks_incompressible(plan.data) {
+                        match self.looks_incompressible(&plan.data) {
                             Ok(true) => plan.raw.store(true, Ordering::Relaxed),
                             Ok(false) => {}
                             Err(e) => result = Err(e),
@@ -634,7 +642,7 @@ impl ZstdBackend {
     /// The stored form of an object whose frames are all compressed (or
     /// which is to be stored raw), taking the frames out of `plan`.
     fn assemble(&self, plan: &Plan<'_>) -> BackendResult<Encoded> {
-        let data = plan.data;
+        let data = &plan.data;
         if plan.raw.load(Ordering::Relaxed) {
             return Ok(self.encode_raw(data));
         }
@@ -683,10 +691,10 @@ impl ZstdBackend {
         })
     }
 
-    fn encode_raw(&self, data: &[u8]) -> Encoded {
+    fn encode_raw(&self, data: &Data<'_>) -> Encoded {
         let mut out = Vec::with_capacity(format::BASE_LEN + data.len());
         format::write_raw_header(&mut out, data.len() as u64);
-        out.extend_from_slice(data);
+        data.extend_into(&mut out);
         Encoded {
             bytes: Bytes::from(out),
             compressed: false,
@@ -696,7 +704,7 @@ impl ZstdBackend {
     /// A quick look before compressing a large object: compresses a few
     /// windows spread over it at a fast level; if they do not shrink enough,
     /// the object is stored raw without compressing the rest.
-    fn looks_incompressible(&self, data: &[u8]) -> std::io::Result<bool> {
+    fn looks_incompressible(&self, data: &Data<'_>) -> std::io::Result<bool> {
         if data.len() < SAMPLE_FROM {
             return Ok(false);
         }
@@ -705,7 +713,7 @@ impl ZstdBackend {
         let mut packed = 0usize;
         for i in 0..SAMPLE_WINDOWS {
             let start = i * step;
-            packed += codec::compressed_len(&data[start..start + SAMPLE_WINDOW], level)?;
+            packed += codec::compressed_len(&data.slice(start..start + SAMPLE_WINDOW), level)?;
         }
         Ok(packed as f64 > self.opts.max_ratio * (SAMPLE_WINDOW * SAMPLE_WINDOWS) as f64)
     }
@@ -752,17 +760,22 @@ impl Backend for ZstdBackend {
     /// ones are compressed on the other threads; otherwise the batch is
     /// compressed, then handed to the inner `put_many` at once.
     fn put_many(&self, objects: Vec<(String, Bytes)>) -> BackendResult<()> {
-        let refs: Vec<(&str, &[u8])> = objects.iter().map(|(n, d)| (n.as_str(), &d[..])).collect();
+        let datas = || {
+            objects
+                .iter()
+                .map(|(n, d)| (n.as_str(), Data::one(d)))
+                .collect()
+        };
         let lens: Vec<usize> = objects.iter().map(|(_, d)| d.len()).collect();
         if self.inner.write_concurrency() <= 1 {
             let written: Mutex<Vec<(usize, usize, bool)>> = Mutex::new(Vec::new());
             let sink = |o: usize, e: Encoded| {
                 let (stored, compressed) = (e.bytes.len(), e.compressed);
-                self.inner.put(refs[o].0, e.bytes)?;
+                self.inner.put(&objects[o].0, e.bytes)?;
                 lock(&written).push((lens[o], stored, compressed));
                 Ok(())
             };
-            self.encode_batch(&refs, Some(&sink))?;
+            self.encode_batch(datas(), Some(&sink))?;
             for (len, stored, compressed) in
                 written.into_inner().unwrap_or_else(PoisonError::into_inner)
             {
@@ -770,8 +783,7 @@ impl Backend for ZstdBackend {
             }
             return Ok(());
         }
-        let encoded = self.encode_batch(&refs, None)?;
-        drop(refs);
+        let encoded = self.encode_batch(datas(), None)?;
         let compressed: Vec<bool> = encoded.iter().map(|e| e.compressed).collect();
         let stored: Vec<(String, Bytes)> = objects
             .into_iter()
@@ -801,15 +813,18 @@ impl Backend for ZstdBackend {
         self.inner.packs_large_values()
     }
 
-    /// Joins the parts and compresses the whole (the trait's default, named
-    /// here because a layer forwards every other method).
+    /// Compresses the parts as one object, frame by frame, without joining
+    /// them first (only a frame across a part boundary is copied together),
+    /// and puts the result in one piece.
     fn put_parts(&self, name: &str, parts: Vec<Bytes>) -> BackendResult<()> {
-        let mut joined = Vec::with_capacity(parts.iter().map(Bytes::len).sum());
-        for p in &parts {
-            joined.extend_from_slice(p);
-        }
+        let data = Data::parts(parts.iter().map(|p| &p[..]));
+        let len = data.len();
+        let encoded = self.encode_data(name, data)?;
         drop(parts);
-        self.put(name, Bytes::from(joined))
+        let stored = encoded.bytes.len();
+        self.inner.put(name, encoded.bytes)?;
+        self.count(len, stored, encoded.compressed);
+        Ok(())
     }
 
     /// The inner object's version: the version of the compressed bytes.

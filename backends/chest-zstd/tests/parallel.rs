@@ -463,3 +463,46 @@ fn put_many_writes_each_object_as_it_is_compressed_or_the_batch_at_once() {
         assert_eq!(counter(&z, "zstd.objects_compressed"), 5);
     }
 }
+
+#[test]
+fn put_parts_compresses_the_parts_as_one_object_without_joining_them() {
+    let whole = counters(11, 20 * FRAME + 77);
+    let cuts: [&[usize]; 4] = [
+        &[],                                       // one part
+        &[FRAME, 2 * FRAME, 10 * FRAME],           // on frame boundaries
+        &[5, FRAME + 3, FRAME + 3, 7 * FRAME - 1], // across frames, an empty part
+        &[(1 << 20) + 4, 2 * ((1 << 20) + 4)],     // chest records of 1 MiB values
+    ];
+    let joined = MemoryBackend::new();
+    layer(&joined, 1, FRAME)
+        .put("v", Bytes::from(whole.clone()))
+        .unwrap();
+    for threads in [1, 3] {
+        for cut in cuts {
+            let mut bounds = vec![0];
+            bounds.extend(cut.iter().copied().filter(|&c| c <= whole.len()));
+            bounds.push(whole.len());
+            let parts: Vec<Bytes> = bounds
+                .windows(2)
+                .map(|w| Bytes::copy_from_slice(&whole[w[0]..w[1]]))
+                .collect();
+            let mem = MemoryBackend::new();
+            let z = layer(&mem, threads, FRAME);
+            z.put_parts("v", parts).unwrap();
+            assert_eq!(mem.get("v").unwrap(), joined.get("v").unwrap(), "{cut:?}");
+            assert_eq!(z.get("v").unwrap(), whole);
+            let r = 5 * FRAME as u64 - 9..whole.len() as u64 - 1;
+            assert_eq!(
+                z.get_range("v", r.clone()).unwrap(),
+                whole[r.start as usize..r.end as usize]
+            );
+        }
+    }
+    // Noise in parts is stored raw, whole.
+    let noisy: Vec<Bytes> = (0..4).map(|i| Bytes::from(noise(i, 300_000))).collect();
+    let mem = MemoryBackend::new();
+    let z = layer(&mem, 2, FRAME);
+    z.put_parts("n", noisy.clone()).unwrap();
+    assert!(!z.object_info("n").unwrap().compressed);
+    assert_eq!(z.get("n").unwrap(), noisy.concat());
+}
