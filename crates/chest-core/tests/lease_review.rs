@@ -29,6 +29,7 @@ struct W {
     cv: Condvar,
     on_list: Mutex<Option<Hook>>,
     on_claim: Mutex<Option<Hook>>,
+    on_get_marker: Mutex<Option<Hook>>,
     lease_puts: AtomicUsize,
 }
 impl std::fmt::Debug for W {
@@ -45,6 +46,7 @@ fn wrap(inner: Arc<dyn Backend>) -> Arc<W> {
         cv: Condvar::new(),
         on_list: Mutex::new(None),
         on_claim: Mutex::new(None),
+        on_get_marker: Mutex::new(None),
         lease_puts: AtomicUsize::new(0),
     })
 }
@@ -82,7 +84,13 @@ impl Backend for W {
         self.inner.put_durable(n, d)
     }
     fn get(&self, n: &str) -> BackendResult<Bytes> {
-        self.inner.get(n)
+        let r = self.inner.get(n);
+        if n == "chest" {
+            if let Some(h) = self.on_get_marker.lock().unwrap().take() {
+                h();
+            }
+        }
+        r
     }
     fn get_range(&self, n: &str, r: std::ops::Range<u64>) -> BackendResult<Bytes> {
         self.inner.get_range(n, r)
@@ -332,4 +340,24 @@ fn drop_does_not_wait_for_the_renewal_period() {
         let took = t.elapsed();
         assert!(took < Duration::from_secs(10), "a drop took {took:?}");
     }
+}
+
+/// Another process creates the chest (marker, values, manifest, lease) just
+/// after this open found no marker: the open must not take the location for
+/// a foreign one. It looks again and finds a chest held by another writer.
+#[test]
+fn a_chest_created_while_an_open_looks_is_not_taken_for_foreign() {
+    let (name, raw) = named("appearing");
+    let hook = wrap(raw);
+    let other: Arc<Mutex<Option<Chest<u64, Vec<u8>>>>> = Arc::default();
+    let (n2, keep) = (name.clone(), Arc::clone(&other));
+    *hook.on_get_marker.lock().unwrap() = Some(Box::new(move || {
+        let c = writer(Arc::new(MemoryBackend::named(&n2))).unwrap();
+        c.insert(1, vec![1; 300_000]).unwrap();
+        c.flush().unwrap();
+        *keep.lock().unwrap() = Some(c);
+    }));
+    let err = writer(hook as Arc<dyn Backend>).expect_err("the other writer holds it");
+    assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
+    assert!(other.lock().unwrap().is_some(), "the hook ran");
 }

@@ -124,18 +124,20 @@ pub(crate) fn discover(backend: &dyn Backend, known: &mut Manifests) -> Result<F
     Err(manifest_error(
         backend.location(),
         format!(
-            "its manifests kept disappearing between listing and reading ({DISCOVER_TRIES} \
-             tries): a writer is flushing quickly; try again"
+            "it kept changing while it was read ({DISCOVER_TRIES} tries: manifests listed and \
+             then gone, or a chest appearing): a writer is busy there; try again"
         ),
     ))
 }
 
-/// How many times [`discover`] lists again when every manifest it listed
-/// was gone by the time it read it (a writer beside a reader moved on).
+/// How many times [`discover`] looks again when the location changed while
+/// it looked: every manifest it listed was gone by the time it read it (a
+/// writer beside a reader moved on), or a chest appeared (a writer created
+/// it).
 const DISCOVER_TRIES: usize = 5;
 
-/// One listing and reading; `None`: every manifest listed vanished before
-/// it could be read (so the answer is unknown, not "no chest").
+/// One listing and reading; `None`: the location changed while it looked
+/// (so the answer is unknown, not "no chest" nor "not a chest").
 fn discover_once(backend: &dyn Backend, known: &mut Manifests) -> Result<Option<Found>> {
     let location = backend.location();
     let mut vanished = false;
@@ -208,8 +210,16 @@ fn discover_once(backend: &dyn Backend, known: &mut Manifests) -> Result<Option<
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(e.into()),
     }
-    if backend.list("")?.iter().all(|n| is_lease_name(n)) {
+    let names = backend.list("")?;
+    if names.iter().all(|n| is_lease_name(n)) {
         Ok(Some(Found::Empty))
+    } else if names
+        .iter()
+        .any(|n| n == MARKER || parse_manifest_name(n).is_some())
+    {
+        // A writer created the chest while this looked (its marker or
+        // manifest appeared after the reads above): look again.
+        Ok(None)
     } else {
         Err(not_a_chest(backend, None))
     }
