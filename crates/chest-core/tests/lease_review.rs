@@ -349,7 +349,8 @@ fn drop_does_not_wait_for_the_renewal_period() {
 fn a_chest_created_while_an_open_looks_is_not_taken_for_foreign() {
     let (name, raw) = named("appearing");
     let hook = wrap(raw);
-    let other: Arc<Mutex<Option<Chest<u64, Vec<u8>>>>> = Arc::default();
+    type Held = Arc<Mutex<Option<Chest<u64, Vec<u8>>>>>;
+    let other: Held = Arc::default();
     let (n2, keep) = (name.clone(), Arc::clone(&other));
     *hook.on_get_marker.lock().unwrap() = Some(Box::new(move || {
         let c = writer(Arc::new(MemoryBackend::named(&n2))).unwrap();
