@@ -561,14 +561,27 @@ impl Inner {
         }
     }
 
-    async fn put(self: Arc<Self>, name: String, path: Path, data: Bytes) -> BackendResult<()> {
-        let len = data.len();
+    /// One object made of `parts`: a single request whose body is the parts
+    /// as they are, or (larger than `part_size`) a multipart upload of
+    /// their concatenation.
+    async fn put(
+        self: Arc<Self>,
+        name: String,
+        path: Path,
+        parts: Vec<Bytes>,
+    ) -> BackendResult<()> {
+        let len: usize = parts.iter().map(Bytes::len).sum();
         if len > self.config.part_size {
+            let data = chest_core::backend::join_parts(parts);
             self.put_multipart(&name, path, data).await?;
             Counters::add(&self.counters.multipart_uploads, 1);
         } else {
             self.store
-                .put_opts(&path, PutPayload::from(data), PutOptions::default())
+                .put_opts(
+                    &path,
+                    parts.into_iter().collect::<PutPayload>(),
+                    PutOptions::default(),
+                )
                 .await
                 .map_err(|e| self.map_err("put", &name, e))?;
         }
@@ -874,17 +887,32 @@ impl Backend for S3Backend {
     }
 
     fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
+        self.put_parts(name, vec![data])
+    }
+
+    /// One request whose body is the parts as they are (no joined copy).
+    fn put_parts(&self, name: &str, parts: Vec<Bytes>) -> BackendResult<()> {
         let path = self.inner.path(name)?;
         let inner = Arc::clone(&self.inner);
         let name = name.to_string();
-        self.run(inner.put(name, path, data))
+        self.run(inner.put(name, path, parts))
     }
 
     fn put_many(&self, objects: Vec<(String, Bytes)>) -> BackendResult<()> {
+        self.put_many_parts(
+            objects
+                .into_iter()
+                .map(|(name, data)| (name, vec![data]))
+                .collect(),
+        )
+    }
+
+    /// Objects in flight at once (`concurrency`), each sent as its parts.
+    fn put_many_parts(&self, objects: Vec<(String, Vec<Bytes>)>) -> BackendResult<()> {
         let mut jobs = Vec::with_capacity(objects.len());
-        for (name, data) in objects {
+        for (name, parts) in objects {
             let path = self.inner.path(&name)?;
-            jobs.push((name, path, data));
+            jobs.push((name, path, parts));
         }
         let inner = Arc::clone(&self.inner);
         let concurrency = inner.config.concurrency;

@@ -816,6 +816,18 @@ impl Backend for ZstdBackend {
     /// Compresses the parts as one object, frame by frame, without joining
     /// them first (only a frame across a part boundary is copied together),
     /// and puts the result in one piece.
+    /// Each object's parts are joined, then the batch goes through this
+    /// layer's `put_many` (the trait's default, named here because a layer
+    /// implements every method).
+    fn put_many_parts(&self, objects: Vec<(String, Vec<Bytes>)>) -> BackendResult<()> {
+        self.put_many(
+            objects
+                .into_iter()
+                .map(|(name, parts)| (name, chest_core::backend::join_parts(parts)))
+                .collect(),
+        )
+    }
+
     fn put_parts(&self, name: &str, parts: Vec<Bytes>) -> BackendResult<()> {
         let data = Data::parts(parts.iter().map(|p| &p[..]));
         let len = data.len();

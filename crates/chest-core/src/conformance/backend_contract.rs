@@ -221,6 +221,58 @@ fn assert_holds(b: &dyn Backend, model: &Model, when: &str) {
     }
 }
 
+/// `put_parts` and `put_many_parts` store the concatenation of the parts,
+/// whatever their number and sizes (none, empty ones, ones around 1 MiB),
+/// and replace an object whole.
+pub fn put_parts_round_trip(target: &dyn Target) {
+    let b = target.fresh().open().unwrap();
+    let shapes: [&[usize]; 5] = [
+        &[],
+        &[0],
+        &[5],
+        &[1 << 20, 4],
+        &[0, 100_000, 0, 3, (1 << 20) + 7],
+    ];
+    let mut seed = 900;
+    let mut made = |shape: &[usize]| -> (Vec<Bytes>, Bytes) {
+        let parts: Vec<Bytes> = shape
+            .iter()
+            .map(|&len| {
+                seed += 1;
+                bytes(seed, len)
+            })
+            .collect();
+        let whole: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        (parts, Bytes::from(whole))
+    };
+    for (i, shape) in shapes.iter().enumerate() {
+        let (parts, whole) = made(shape);
+        let name = format!("pp/one/{i}");
+        b.put_parts(&name, parts).unwrap();
+        assert_eq!(b.get(&name).unwrap(), whole, "put_parts of {shape:?}");
+    }
+    let mut expect = Vec::new();
+    let objects: Vec<(String, Vec<Bytes>)> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, shape)| {
+            let (parts, whole) = made(shape);
+            let name = format!("pp/many/{i}");
+            expect.push((name.clone(), whole));
+            (name, parts)
+        })
+        .collect();
+    b.put_many_parts(objects).unwrap();
+    // One of them again, replaced whole by a shorter object.
+    let (parts, whole) = made(&[3, 4]);
+    b.put_many_parts(vec![("pp/many/3".to_string(), parts)])
+        .unwrap();
+    expect[3].1 = whole;
+    for (name, whole) in expect {
+        assert_eq!(b.get(&name).unwrap(), whole, "put_many_parts: {name}");
+    }
+}
+
 /// `put_many` stores every object of a batch (empty, small and a few MiB,
 /// across "directories"), replaces objects with ones of other lengths, and
 /// an empty batch does nothing.

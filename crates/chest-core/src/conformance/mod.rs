@@ -133,6 +133,12 @@ impl Backend for KeepAlive {
     fn put_parts(&self, name: &str, parts: Vec<bytes::Bytes>) -> crate::BackendResult<()> {
         self.backend.put_parts(name, parts)
     }
+    fn put_many_parts(
+        &self,
+        objects: Vec<(String, Vec<bytes::Bytes>)>,
+    ) -> crate::BackendResult<()> {
+        self.backend.put_many_parts(objects)
+    }
     fn packs_large_values(&self) -> bool {
         self.backend.packs_large_values()
     }
@@ -223,7 +229,7 @@ macro_rules! conformance_tests {
             backend_contract: round_trip, empty_object, large_object, overwrite,
                 get_missing, delete_missing, get_range, get_many_in_order, list_prefixes, odd_names,
                 invalid_names, put_many_round_trip, put_many_failure_leaves_whole_objects,
-                put_durable_round_trip, get_many_mixed, sync_keeps_exact_contents,
+                put_durable_round_trip, put_parts_round_trip, get_many_mixed, sync_keeps_exact_contents,
                 list_after_deletes, range_edges, reports, threads_share_a_store;
             chest_behaviour: spill_under_budget, reopen_after_flush, iter_visits_every_key,
                 prefetch_loads_spilled_values,

@@ -272,8 +272,10 @@ impl Store {
             .collect())
     }
 
-    /// Writes several records (from [`seal_whole`]) as objects of their own,
-    /// through [`Backend::put_many`] so the backend may write them at once.
+    /// Writes several records (from [`seal_whole`] or [`seal_shared`]) as
+    /// objects of their own, through [`Backend::put_many_parts`] so the
+    /// backend may write them at once, and without joining a shared value's
+    /// bytes with its checksum.
     /// On failure, none counts as written.
     ///
     /// On a backend that [packs large values](Backend::packs_large_values)
@@ -293,9 +295,13 @@ impl Store {
         let objects = ids
             .iter()
             .zip(records)
-            .map(|(id, r)| (object_name(*id), r.into_bytes()))
+            .map(|(id, r)| {
+                let mut parts = Vec::with_capacity(2);
+                r.into_parts(&mut parts);
+                (object_name(*id), parts)
+            })
             .collect();
-        if let Err(e) = self.backend.put_many(objects) {
+        if let Err(e) = self.backend.put_many_parts(objects) {
             for id in &ids {
                 // Some may have been written; they are garbage now (and
                 // removed on the next open if this delete fails too).

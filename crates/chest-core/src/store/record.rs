@@ -96,19 +96,6 @@ impl WholeRecord {
         }
     }
 
-    /// The record as one buffer (a shared record is copied into one).
-    pub fn into_bytes(self) -> Bytes {
-        match self {
-            WholeRecord::Owned(v) => Bytes::from(v),
-            WholeRecord::Shared(b, crc) => {
-                let mut v = Vec::with_capacity(b.len() + CRC_LEN);
-                v.extend_from_slice(&b);
-                v.extend_from_slice(&crc);
-                Bytes::from(v)
-            }
-        }
-    }
-
     /// The record as parts to write one after the other (no copy).
     pub fn into_parts(self, parts: &mut Vec<Bytes>) {
         match self {
