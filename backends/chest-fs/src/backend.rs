@@ -682,6 +682,15 @@ impl Backend for FsBackend {
         self.put_object(name, &parts, self.opts.fsync)
     }
 
+    /// One object after the other, each written as its parts (as the
+    /// default `put_many` writes one after the other), with no joined copy.
+    fn put_many_parts(&self, objects: Vec<(String, Vec<Bytes>)>) -> BackendResult<()> {
+        for (name, parts) in objects {
+            self.put_object(&name, &parts, self.opts.fsync)?;
+        }
+        Ok(())
+    }
+
     /// `true`: values written together go into one file (one create, rename
     /// and fsync instead of one per value).
     fn packs_large_values(&self) -> bool {

@@ -195,7 +195,10 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trip(name in "[^/\u{0}]{1,40}") {
+        // At most 21 characters: a 4-byte character escapes to 12 bytes, so
+        // every such name fits the 255-byte limit (longer ones may not, and
+        // `length_limit` covers those).
+        fn round_trip(name in "[^/\u{0}]{1,21}") {
             let enc = encode_component(&name).unwrap();
             prop_assert!(!enc.starts_with('.'));
             prop_assert!(enc.bytes().all(|b| is_plain(b) || b == b'%'));
