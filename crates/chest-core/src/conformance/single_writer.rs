@@ -121,29 +121,7 @@ pub fn conditional_writes_race(target: &dyn Target) {
     let handles: Vec<Arc<dyn Backend>> = (0..THREADS).map(|_| loc.open().unwrap()).collect();
     for round in 0..ROUNDS {
         let name = format!("race/{round}");
-        let start = Barrier::new(THREADS);
-        let winners: Vec<usize> = std::thread::scope(|s| {
-            let tasks: Vec<_> = handles
-                .iter()
-                .enumerate()
-                .map(|(t, b)| {
-                    let (name, start) = (&name, &start);
-                    s.spawn(move || {
-                        start.wait();
-                        let data = Bytes::from(format!("create by {t}"));
-                        match b.put_if(name, data, PutIf::Absent) {
-                            Ok(_) => Some(t),
-                            Err(BackendError::Conflict { .. }) => None,
-                            Err(e) => panic!("thread {t}: {e}"),
-                        }
-                    })
-                })
-                .collect();
-            tasks
-                .into_iter()
-                .filter_map(|t| t.join().unwrap())
-                .collect()
-        });
+        let winners = race(&handles, &name, "create", |_| PutIf::Absent);
         assert_eq!(
             winners.len(),
             1,
@@ -151,29 +129,7 @@ pub fn conditional_writes_race(target: &dyn Target) {
         );
         let (got, version) = handles[0].get_versioned(&name).unwrap();
         assert_eq!(got, Bytes::from(format!("create by {}", winners[0])));
-        let start = Barrier::new(THREADS);
-        let winners: Vec<usize> = std::thread::scope(|s| {
-            let tasks: Vec<_> = handles
-                .iter()
-                .enumerate()
-                .map(|(t, b)| {
-                    let (name, start, version) = (&name, &start, &version);
-                    s.spawn(move || {
-                        start.wait();
-                        let data = Bytes::from(format!("swap by {t}"));
-                        match b.put_if(name, data, PutIf::Version(version.clone())) {
-                            Ok(_) => Some(t),
-                            Err(BackendError::Conflict { .. }) => None,
-                            Err(e) => panic!("thread {t}: {e}"),
-                        }
-                    })
-                })
-                .collect();
-            tasks
-                .into_iter()
-                .filter_map(|t| t.join().unwrap())
-                .collect()
-        });
+        let winners = race(&handles, &name, "swap", |_| PutIf::Version(version.clone()));
         assert_eq!(
             winners.len(),
             1,
@@ -184,6 +140,40 @@ pub fn conditional_writes_race(target: &dyn Target) {
             Bytes::from(format!("swap by {}", winners[0]))
         );
     }
+}
+
+/// Every handle, on a thread of its own and released at once, writes
+/// `"<what> by <thread>"` to `name` under `condition(thread)`; returns the
+/// threads whose write was accepted.
+fn race(
+    handles: &[Arc<dyn Backend>],
+    name: &str,
+    what: &str,
+    condition: impl Fn(usize) -> PutIf + Sync,
+) -> Vec<usize> {
+    let start = Barrier::new(handles.len());
+    std::thread::scope(|s| {
+        let tasks: Vec<_> = handles
+            .iter()
+            .enumerate()
+            .map(|(t, b)| {
+                let (start, condition) = (&start, &condition);
+                s.spawn(move || {
+                    start.wait();
+                    let data = Bytes::from(format!("{what} by {t}"));
+                    match b.put_if(name, data, condition(t)) {
+                        Ok(_) => Some(t),
+                        Err(BackendError::Conflict { .. }) => None,
+                        Err(e) => panic!("thread {t}: {e}"),
+                    }
+                })
+            })
+            .collect();
+        tasks
+            .into_iter()
+            .filter_map(|t| t.join().unwrap())
+            .collect()
+    })
 }
 
 fn writer(b: Arc<dyn Backend>) -> crate::Result<Chest<u64, Vec<u8>>> {

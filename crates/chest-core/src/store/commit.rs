@@ -141,13 +141,7 @@ const DISCOVER_TRIES: usize = 5;
 fn discover_once(backend: &dyn Backend, known: &mut Manifests) -> Result<Option<Found>> {
     let location = backend.location();
     let mut vanished = false;
-    let mut seqs: Vec<u64> = backend
-        .list(MANIFEST_PREFIX)?
-        .iter()
-        .filter_map(|n| parse_manifest_name(n))
-        .collect();
-    seqs.sort_unstable_by(|a, b| b.cmp(a));
-    seqs.dedup();
+    let seqs = manifest_numbers(backend)?;
     known.highest = seqs.first().copied();
     let mut skipped = Vec::new();
     for (i, &seq) in seqs.iter().enumerate() {
@@ -227,11 +221,19 @@ fn discover_once(backend: &dyn Backend, known: &mut Manifests) -> Result<Option<
 
 /// The number of the newest manifest in the location (`None`: none).
 pub(crate) fn newest(backend: &dyn Backend) -> Result<Option<u64>> {
-    Ok(backend
+    Ok(manifest_numbers(backend)?.first().copied())
+}
+
+/// The numbers of the manifests in the location, newest first.
+fn manifest_numbers(backend: &dyn Backend) -> Result<Vec<u64>> {
+    let mut seqs: Vec<u64> = backend
         .list(MANIFEST_PREFIX)?
         .iter()
         .filter_map(|n| parse_manifest_name(n))
-        .max())
+        .collect();
+    seqs.sort_unstable_by(|a, b| b.cmp(a));
+    seqs.dedup();
+    Ok(seqs)
 }
 
 /// The writer lease, or a scratch object of a backend's probe of its
@@ -315,62 +317,56 @@ fn commit_conditional(backend: &dyn Backend, known: &mut Manifests, data: Bytes)
     loop {
         let name = manifest_name(seq);
         known.highest = Some(known.highest.map_or(seq, |h| h.max(seq)));
-        let refused = match backend.put_if(&name, data.clone(), PutIf::Absent) {
-            Ok(_) => false,
-            Err(BackendError::Conflict { .. }) => true,
+        let found = match create_only(backend, &name, data.clone()) {
+            Ok(Created::Written) => {
+                known.uncertain = None;
+                return Ok(seq);
+            }
+            Ok(Created::Taken(found)) => found,
             Err(e) => {
                 known.uncertain = Some((seq, data));
-                return Err(e.into());
+                return Err(e);
             }
         };
-        if refused {
-            let found = match backend.get(&name) {
-                Ok(found) => Some(found),
-                Err(e) if e.is_not_found() => None,
-                Err(e) => {
-                    known.uncertain = Some((seq, data));
-                    return Err(e.into());
+        match known.uncertain.take() {
+            Some((s, earlier)) if s == seq && found.as_ref() == Some(&earlier) => {
+                // An earlier attempt landed after all: it is this writer's
+                // manifest; this one goes after it.
+                if let Some(previous) = known.current.replace(seq) {
+                    known.others.push(previous);
                 }
-            };
-            // Our own write, answered as refused when a request was retried.
-            let ours = found.as_ref() == Some(&data);
-            if !ours {
-                match known.uncertain.take() {
-                    Some((s, earlier)) if s == seq && found.as_ref() == Some(&earlier) => {
-                        // An earlier attempt landed after all: it is this
-                        // writer's manifest; this one goes after it.
-                        if let Some(previous) = known.current.replace(seq) {
-                            known.others.push(previous);
-                        }
-                        seq += 1;
-                        continue;
-                    }
-                    _ => {
-                        return Err(Error::Fenced {
-                            location: backend.location().to_string(),
-                            reason: format!(
-                                "another writer committed {name} first (it holds the writer \
-                                 lease now)"
-                            ),
-                        })
-                    }
-                }
+                seq += 1;
+            }
+            _ => {
+                return Err(Error::Fenced {
+                    location: backend.location().to_string(),
+                    reason: format!(
+                        "another writer committed {name} first (it holds the writer lease now)"
+                    ),
+                })
             }
         }
-        known.uncertain = None;
-        return Ok(seq);
     }
 }
 
-/// Writes `data` under `name` only if nothing has that name. `Ok(false)`:
-/// something else has it (a write of exactly these bytes is taken for our
-/// own, answered as refused when a request was retried).
-fn create_only(backend: &dyn Backend, name: &str, data: Bytes) -> Result<bool> {
+/// What a create-only write found.
+enum Created {
+    /// The object is ours: written now, or by an earlier attempt of this very
+    /// request (a retried request is answered as refused when its first
+    /// attempt went through, so identical bytes count as ours).
+    Written,
+    /// Something else has the name: its bytes (`None`: gone again since).
+    Taken(Option<Bytes>),
+}
+
+/// Writes `data` under `name` only if nothing has that name.
+fn create_only(backend: &dyn Backend, name: &str, data: Bytes) -> Result<Created> {
     match backend.put_if(name, data.clone(), PutIf::Absent) {
-        Ok(_) => Ok(true),
+        Ok(_) => Ok(Created::Written),
         Err(BackendError::Conflict { .. }) => match backend.get(name) {
-            Ok(found) => Ok(found == data),
-            Err(e) if e.is_not_found() => Ok(false),
+            Ok(found) if found == data => Ok(Created::Written),
+            Ok(found) => Ok(Created::Taken(Some(found))),
+            Err(e) if e.is_not_found() => Ok(Created::Taken(None)),
             Err(e) => Err(e.into()),
         },
         Err(e) => Err(e.into()),
@@ -384,7 +380,7 @@ pub(crate) fn fence(backend: &dyn Backend, known: &mut Manifests, raw: Bytes) ->
     let seq = known.next_seq();
     backend.sync()?;
     known.highest = Some(seq);
-    if !create_only(backend, &manifest_name(seq), raw)? {
+    if let Created::Taken(_) = create_only(backend, &manifest_name(seq), raw)? {
         return Ok(false);
     }
     // The fence is now the current manifest; the one it copies stays as

@@ -296,16 +296,10 @@ impl Lease {
             let s = self.shared.state();
             (s.record.epoch, s.record.token)
         };
-        let reason = match read(&*self.shared.backend)? {
-            Some(r) if r.epoch == epoch && r.token == token => return Ok(()),
-            Some(other) => format!(
-                "its writer lease (epoch {epoch}) was taken over by {}",
-                other.describe()
-            ),
-            None => format!("its writer lease (epoch {epoch}) was deleted by someone else"),
-        };
-        self.fence(reason.clone());
-        Err(self.shared.fenced(reason))
+        match read(&*self.shared.backend)? {
+            Some(r) if r.epoch == epoch && r.token == token => Ok(()),
+            found => Err(self.shared.lose(lost_reason(epoch, found.as_ref()))),
+        }
     }
 
     /// Leaves the lease to expire instead of releasing it on drop (see
@@ -409,19 +403,12 @@ impl Shared {
                 Some(_) => return Err(e.into()),
                 None => {
                     let reason = match read(&*self.backend) {
-                        Ok(Some(other)) => format!(
-                            "its writer lease (epoch {epoch}) was taken over by {}",
-                            other.describe()
-                        ),
-                        Ok(None) => {
-                            format!("its writer lease (epoch {epoch}) was deleted by someone else")
-                        }
+                        Ok(found) => lost_reason(epoch, found.as_ref()),
                         Err(e) => {
                             format!("its writer lease (epoch {epoch}) changed under it ({e})")
                         }
                     };
-                    self.state().fenced.get_or_insert(reason.clone());
-                    return Err(self.fenced(reason));
+                    return Err(self.lose(reason));
                 }
             }
         };
@@ -433,6 +420,13 @@ impl Shared {
         self.ids_below.store(record.ids_below, Ordering::Release);
         s.record = record;
         Ok(())
+    }
+
+    /// Fences the chest for `reason` (the first reason stays) and returns
+    /// the error to report.
+    fn lose(&self, reason: String) -> Error {
+        self.state().fenced.get_or_insert(reason.clone());
+        self.fenced(reason)
     }
 
     fn fenced(&self, reason: String) -> Error {
@@ -469,6 +463,18 @@ impl Shared {
                 Err(e) => tracing::warn!(error = %e, "renewing the writer lease failed; retrying"),
             }
         }
+    }
+}
+
+/// Why a lease of `epoch` is no longer ours, from what the lease object
+/// holds now (`None`: nothing).
+fn lost_reason(epoch: u64, found: Option<&Record>) -> String {
+    match found {
+        Some(other) => format!(
+            "its writer lease (epoch {epoch}) was taken over by {}",
+            other.describe()
+        ),
+        None => format!("its writer lease (epoch {epoch}) was deleted by someone else"),
     }
 }
 
