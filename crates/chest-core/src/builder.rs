@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::location::IntoLocation;
 use crate::registry::{self, OpenOptions, OpenedBackend};
 use crate::serializer::{Cbor, Serializer};
-use crate::shard::EvictionPolicy;
+use crate::shard::{Admission, EvictionPolicy};
 use crate::weigh::Weigh;
 
 /// Weighs a value for the memory budget.
@@ -21,6 +21,8 @@ pub type Weigher<V> = Arc<dyn Fn(&V) -> usize + Send + Sync>;
 pub(crate) struct Config {
     pub budget: usize,
     pub policy: EvictionPolicy,
+    /// Whether values `get` loads stay in memory.
+    pub admission: Admission,
     pub shards: usize,
     pub read_only: bool,
     pub mode: OpenMode,
@@ -112,6 +114,7 @@ impl<K: Key, V: Send + Sync + 'static> ChestBuilder<K, V, Cbor> {
             config: Config {
                 budget: DEFAULT_BUDGET,
                 policy: EvictionPolicy::default(),
+                admission: Admission::default(),
                 shards,
                 read_only: false,
                 mode: OpenMode::OpenOrCreate,
@@ -141,6 +144,15 @@ impl<K: Key, V: Send + Sync + 'static, S> ChestBuilder<K, V, S> {
     /// Which values leave memory first.
     pub fn eviction_policy(mut self, policy: EvictionPolicy) -> Self {
         self.config.policy = policy;
+        self
+    }
+
+    /// Whether a value that `get` loads from the backend stays in memory:
+    /// on its second load within a while (the default, so that values read
+    /// once do not push out the values in use), or on every load. See
+    /// [`Admission`].
+    pub fn admission(mut self, admission: Admission) -> Self {
+        self.config.admission = admission;
         self
     }
 

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::guard;
 use crate::location::IntoLocation;
 use crate::serializer::{Cbor, Serializer};
-use crate::shard::{FastHash, Shard};
+use crate::shard::{Admission, FastHash, Shard};
 use crate::stats::{Counters, Stats};
 use crate::store::Store;
 use crate::weigh::Weigh;
@@ -137,6 +137,18 @@ impl<K: Key, V: Weigh + Serialize + DeserializeOwned + Send + Sync + 'static> Ch
     }
 }
 
+/// Slots of each shard's doorkeeper (see [`Admission`]): about one per KiB
+/// of budget in all, between 1,024 and 65,536 (4 bytes each), 0 when every
+/// load is kept.
+fn recent_slots(config: &Config) -> usize {
+    match config.admission {
+        Admission::EveryRead => 0,
+        Admission::SecondRead => {
+            ((config.budget >> 10).clamp(1 << 10, 1 << 16) / config.shards).max(16)
+        }
+    }
+}
+
 /// Several errors as one: none, the only one, or [`Error::Many`].
 pub(crate) fn join(mut errors: Vec<Error>) -> Result<()> {
     match errors.len() {
@@ -155,7 +167,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         persistent: bool,
     ) -> Self {
         let shards = (0..config.shards)
-            .map(|_| Mutex::new(Shard::new(config.policy)))
+            .map(|_| Mutex::new(Shard::new(config.policy, recent_slots(&config))))
             .collect();
         Self {
             shards,
@@ -195,9 +207,13 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         self.len.load(Ordering::Relaxed)
     }
 
+    /// The hash of a key, as the chest spreads keys over its shards.
+    pub(crate) fn hash_of<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
     pub(crate) fn shard_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
-        let h = self.hasher.hash_one(key);
-        ((h >> 7) as usize) & (self.shards.len() - 1)
+        ((self.hash_of(key) >> 7) as usize) & (self.shards.len() - 1)
     }
 
     /// Locks shard `i`. A lock poisoned by a panic the chest could not
@@ -395,13 +411,16 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
 
     /// The value of `key`, loading it from the backend if it was spilled
     /// (with no lock held; concurrent readers of the key share one read).
-    /// A hit in memory copies nothing and does no I/O.
+    /// A hit in memory copies nothing and does no I/O. A loaded value stays
+    /// in memory as the chest's [`Admission`](crate::Admission) says: by
+    /// default when it is loaded a second time within a while, so that
+    /// values read once do not push out the values in use.
     pub fn get<Q>(&self, key: &Q) -> Result<Option<Arc<V>>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + Debug + ?Sized,
     {
-        Ok(self.fetch(key)?.map(|f| f.value))
+        Ok(self.fetch(key, false)?.map(|f| f.value))
     }
 
     /// Changes a value in place: `f` gets it mutably (loaded first if it was

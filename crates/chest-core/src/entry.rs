@@ -19,8 +19,10 @@
 //!                           evicted)
 //! Resident clean(loc)       an eviction takes it (no write)              Spilled(loc)
 //! Spilled(loc)              get / update / prefetch misses               Loading(loc)
-//! Loading(loc)              read and decoded, fits the budget            Resident clean(loc)
-//!                           heavier than the budget, or read failed      Spilled(loc)
+//! Loading(loc)              read and decoded, to be kept (see            Resident clean(loc)
+//!                           `Admission`) and fits the budget
+//!                           not kept, heavier than the budget, or the    Spilled(loc)
+//!                           read failed
 //! any                       insert, update                               Resident dirty
 //! any                       remove                                       (absent)
 //! ```

@@ -70,7 +70,7 @@ pub use raw::{RawChest, RawKey};
 #[cfg(feature = "json")]
 pub use serializer::Json;
 pub use serializer::{Cbor, Raw, Serializer};
-pub use shard::EvictionPolicy;
+pub use shard::{Admission, EvictionPolicy};
 pub use stats::Stats;
 pub use weigh::Weigh;
 

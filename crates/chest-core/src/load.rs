@@ -61,8 +61,9 @@ where
 
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// The value of `key`: from memory, from a load another thread is
-    /// making, or loaded now.
-    pub(crate) fn fetch<Q>(&self, key: &Q) -> Result<Option<Fetched<V>>>
+    /// making, or loaded now. A value loaded now stays in memory if `keep`,
+    /// or else as the chest's [`Admission`](crate::Admission) decides.
+    pub(crate) fn fetch<Q>(&self, key: &Q, keep: bool) -> Result<Option<Fetched<V>>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + Debug + ?Sized,
@@ -88,6 +89,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                     };
                     let load = Load::new(loc);
                     *slot = Slot::Loading(Arc::clone(&load));
+                    let keep = keep || shard.keep_load(self.inner.hash_of(key));
                     drop(shard);
                     Counters::add(&self.inner.counters.misses, 1);
                     let guard = LoadGuard {
@@ -99,7 +101,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                     let _entered = span.enter();
                     let started = std::time::Instant::now();
                     let read = self.inner.store.read(loc);
-                    let finished = self.finish_load(guard, read);
+                    let finished = self.finish_load(guard, read, keep);
                     match &finished {
                         Ok(_) => tracing::trace!(secs = started.elapsed().as_secs_f64(), "loaded"),
                         Err(e) => tracing::warn!(error = %e, "load"),
@@ -131,13 +133,15 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     }
 
     /// Decodes what was read for a guarded load and installs it: resident
-    /// and clean if it fits the budget, back to `Spilled` if not. `Ok(None)`
+    /// and clean if it is to be kept and fits the budget, back to `Spilled`
+    /// if not. `Ok(None)`
     /// if the read failed after the key changed meanwhile (the failure may
     /// come from that change): the caller looks again.
     pub(crate) fn finish_load<Q>(
         &self,
         mut guard: LoadGuard<'_, K, V, S, Q>,
         read: std::result::Result<Bytes, ReadError>,
+        keep: bool,
     ) -> Result<Option<Fetched<V>>>
     where
         K: Borrow<Q>,
@@ -158,7 +162,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         match decoded {
             Ok((weight, value)) => {
                 if ours {
-                    let fits = weight <= self.inner.config.budget;
+                    let fits = keep && weight <= self.inner.config.budget;
                     if let Some(slot) = shard.map.get_mut(key) {
                         *slot = if fits {
                             Slot::Resident(Resident::new(
@@ -297,7 +301,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let mut loaded = 0;
         let mut first_error = None;
         for (guard, read) in guards.into_iter().zip(reads) {
-            match self.finish_load(guard, read) {
+            match self.finish_load(guard, read, true) {
                 Ok(Some(_)) => loaded += 1,
                 Ok(None) => {}
                 Err(e) => {

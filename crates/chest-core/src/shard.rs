@@ -25,8 +25,70 @@ pub enum EvictionPolicy {
     LargestFirst,
 }
 
+/// Whether a value that `get` loads from the backend stays in memory.
+///
+/// Keeping every loaded value lets a scan of values read once push out the
+/// values in use (and, if those are dirty, write them): reading a chest
+/// bigger than its budget from end to end would cycle every value through
+/// memory for nothing. By default a loaded value is kept when it is read a
+/// second time within a while (the chest remembers the keys of recent loads
+/// it did not keep, a few thousand per chest, as 4-byte fingerprints), as
+/// 2Q and TinyLFU's doorkeeper do in caches.
+///
+/// `update`, [`prefetch`](crate::Chest::prefetch) and the values a
+/// `get_or_insert_with` style call loads are always kept: they say the value
+/// is wanted in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Admission {
+    /// Kept on its second load within a while; read once, a value is
+    /// handed to the caller and only the stored copy remains (the default).
+    #[default]
+    SecondRead,
+    /// Kept on every load, as Python's `chest` did: a value read stays in
+    /// memory, pushing out the coldest.
+    EveryRead,
+}
+
+/// Fingerprints of the keys loaded lately and not kept, for
+/// [`Admission::SecondRead`]: buckets of [`WAYS`] slots, a key's bucket
+/// chosen by its hash; a full bucket forgets its oldest entry (so the table
+/// never grows, and only forgets when [`WAYS`] newer keys met in a bucket).
+struct Recent {
+    slots: Box<[u32]>,
+}
+
+/// Slots per bucket of [`Recent`].
+const WAYS: usize = 4;
+
+impl Recent {
+    /// Whether the key of hash `h` was loaded lately (and forgets it if so);
+    /// otherwise remembers it.
+    fn seen_again(&mut self, h: u64) -> bool {
+        let buckets = self.slots.len() / WAYS;
+        let b = ((h >> 40) as usize) & (buckets - 1);
+        let bucket = &mut self.slots[b * WAYS..(b + 1) * WAYS];
+        let fingerprint = (h as u32) | 1; // 0 marks a free slot
+        if let Some(i) = bucket.iter().position(|&f| f == fingerprint) {
+            // Forget it: the key is kept now. The newer entries stay in order.
+            bucket[i..].rotate_left(1);
+            bucket[WAYS - 1] = 0;
+            return true;
+        }
+        // Newest first; the oldest (or a free slot) falls off the end.
+        bucket.rotate_right(1);
+        bucket[0] = fingerprint;
+        false
+    }
+}
+
 pub(crate) struct Shard<K, V> {
     pub map: HashMap<K, Slot<V>, FastHash>,
+    /// Keys loaded lately and not kept (allocated on first use; none for
+    /// [`Admission::EveryRead`]).
+    recent: Option<Recent>,
+    /// Slots of `recent` (a power of two), 0 to keep every load.
+    recent_slots: usize,
     /// The eviction order of the resident keys that are neither pinned nor
     /// evicting.
     order: Order<K>,
@@ -51,9 +113,17 @@ enum Order<K> {
 }
 
 impl<K: Hash + Eq + Clone, V> Shard<K, V> {
-    pub fn new(policy: EvictionPolicy) -> Self {
+    /// A shard whose doorkeeper (see [`Admission`]) remembers up to
+    /// `recent_slots` keys (rounded up to a power of two; 0: every load is kept).
+    pub fn new(policy: EvictionPolicy, recent_slots: usize) -> Self {
         Self {
             map: HashMap::default(),
+            recent: None,
+            recent_slots: if recent_slots == 0 {
+                0
+            } else {
+                recent_slots.max(WAYS).next_power_of_two()
+            },
             order: match policy {
                 EvictionPolicy::LeastRecentlyUsed => Order::Lru(VecDeque::new()),
                 EvictionPolicy::LargestFirst => {
@@ -62,6 +132,20 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             },
             clock: 0,
         }
+    }
+
+    /// Whether a value loaded now for the key of hash `h` should stay in
+    /// memory (see [`Admission`]).
+    pub fn keep_load(&mut self, h: u64) -> bool {
+        if self.recent_slots == 0 {
+            return true;
+        }
+        let slots = self.recent_slots;
+        self.recent
+            .get_or_insert_with(|| Recent {
+                slots: vec![0; slots].into_boxed_slice(),
+            })
+            .seen_again(h)
     }
 
     pub fn tick(&mut self) -> u64 {
@@ -232,8 +316,33 @@ mod tests {
     }
 
     #[test]
+    fn a_load_is_kept_the_second_time() {
+        let mut s: Shard<u32, u32> = Shard::new(EvictionPolicy::LeastRecentlyUsed, 64);
+        // Hashes of one bucket (bits 40.. equal), different fingerprints.
+        let h = |i: u64| (5u64 << 40) | (i << 1);
+        assert!(!s.keep_load(h(1)), "first load");
+        assert!(s.keep_load(h(1)), "second load");
+        assert!(
+            !s.keep_load(h(1)),
+            "kept, so forgotten: a third load starts over"
+        );
+        // A bucket remembers its last WAYS keys; the oldest is forgotten.
+        for i in 10..10 + WAYS as u64 + 1 {
+            assert!(!s.keep_load(h(i)));
+        }
+        assert!(!s.keep_load(h(10)), "the oldest was forgotten");
+        for i in 12..10 + WAYS as u64 + 1 {
+            assert!(s.keep_load(h(i)), "key {i} was remembered");
+        }
+        // Other buckets are independent; with no doorkeeper every load is kept.
+        assert!(!s.keep_load(6u64 << 40));
+        let mut every: Shard<u32, u32> = Shard::new(EvictionPolicy::LeastRecentlyUsed, 0);
+        assert!(every.keep_load(h(1)));
+    }
+
+    #[test]
     fn lru_pops_the_least_recently_touched() {
-        let mut s: Shard<u32, u32> = Shard::new(EvictionPolicy::LeastRecentlyUsed);
+        let mut s: Shard<u32, u32> = Shard::new(EvictionPolicy::LeastRecentlyUsed, 0);
         for k in 0..5u32 {
             let tick = s.tick();
             s.map.insert(
@@ -255,7 +364,7 @@ mod tests {
 
     #[test]
     fn largest_first_pops_by_weight() {
-        let mut s: Shard<u32, u32> = Shard::new(EvictionPolicy::LargestFirst);
+        let mut s: Shard<u32, u32> = Shard::new(EvictionPolicy::LargestFirst, 0);
         for (k, w) in [(1u32, 5usize), (2, 50), (3, 7)] {
             s.map
                 .insert(k, Slot::Resident(Resident::new(Arc::new(k), w, 0, None)));
@@ -267,7 +376,7 @@ mod tests {
 
     #[test]
     fn lru_order_stays_whole_through_touches_pins_and_reinserts() {
-        let mut s: Shard<u32, u32> = Shard::new(EvictionPolicy::LeastRecentlyUsed);
+        let mut s: Shard<u32, u32> = Shard::new(EvictionPolicy::LeastRecentlyUsed, 0);
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
         let mut rand = |n: u64| {
             x ^= x << 13;

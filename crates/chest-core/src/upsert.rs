@@ -60,7 +60,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 Found::Absent => return Ok(Err(shard)),
                 _ => {
                     drop(shard);
-                    self.fetch(key)?
+                    self.fetch(key, true)?
                 }
             };
             match fetched {

@@ -319,7 +319,12 @@ pub fn heavier_than_budget(target: &dyn Target) {
 /// A clean value (already stored, unchanged) is not written again when evicted again.
 pub fn clean_values_not_rewritten(target: &dyn Target) {
     let loc = target.fresh();
-    let c = open(&*loc, 16 << 10);
+    // Every load kept, so that every read evicts.
+    let c: Chest<u64, Bytes> = ChestBuilder::new()
+        .memory_budget(16 << 10)
+        .admission(crate::Admission::EveryRead)
+        .open_backend(loc.open().expect("open the backend"))
+        .expect("open the chest");
     for i in 0..64u64 {
         c.insert(i, value(i, 1024)).unwrap();
     }
@@ -342,6 +347,91 @@ pub fn clean_values_not_rewritten(target: &dyn Target) {
     assert!(after.evictions > before.evictions + 100);
     assert_eq!(after.spills, before.spills, "clean values were rewritten");
     assert_eq!(after.bytes_written, before.bytes_written);
+}
+
+/// By default a value `get` loads stays in memory on its second load, not
+/// its first (values read once do not push out others); `update` and
+/// `prefetch` keep it at once; with `Admission::EveryRead` every load stays.
+pub fn loads_are_kept_on_second_read(target: &dyn Target) {
+    let loc = target.fresh();
+    let c = open(&*loc, 64 << 10);
+    for i in 0..256u64 {
+        c.insert(i, value(i, 1024)).unwrap();
+    }
+    c.flush().unwrap();
+    // The early keys are spilled (the budget holds about 60 of them).
+    let spilled: Vec<u64> = (0..32).collect();
+    let resident = |c: &Chest<u64, Bytes>| c.stats().resident;
+    let before = c.stats();
+    for i in &spilled {
+        assert_eq!(*c.get(i).unwrap().unwrap(), value(*i, 1024));
+    }
+    let once = c.stats();
+    assert_eq!(
+        once.loads,
+        before.loads + 32,
+        "each first read loads: {once:?}"
+    );
+    assert_eq!(
+        once.evictions, before.evictions,
+        "read once, nothing was pushed out: {once:?}"
+    );
+    assert_eq!(resident(&c), before.resident);
+    for i in &spilled {
+        assert_eq!(*c.get(i).unwrap().unwrap(), value(*i, 1024));
+    }
+    let twice = c.stats();
+    assert_eq!(
+        twice.loads,
+        once.loads + 32,
+        "the second read loads again: {twice:?}"
+    );
+    let hits = twice.hits;
+    for i in &spilled {
+        assert_eq!(*c.get(i).unwrap().unwrap(), value(*i, 1024));
+    }
+    let third = c.stats();
+    assert_eq!(
+        third.loads, twice.loads,
+        "read twice, the values were kept: {third:?}"
+    );
+    assert_eq!(third.hits, hits + 32);
+    assert!(c.memory_usage() <= 64 << 10);
+
+    // `update` and `prefetch` keep what they load at once.
+    let (u, p) = (200u64, 201u64);
+    let mut cold: Vec<u64> = (100..164).collect();
+    cold.retain(|k| ![u, p].contains(k));
+    for k in &cold {
+        c.get(k).unwrap(); // first reads: not kept
+    }
+    for k in 0..64u64 {
+        c.insert(1000 + k, value(k, 1024)).unwrap(); // pushes 200 and 201 out
+    }
+    c.flush().unwrap();
+    let loads = c.stats().loads;
+    c.update(&u, |v| *v = value(7, 1024)).unwrap();
+    assert_eq!(c.prefetch([&p]).unwrap(), 1);
+    assert_eq!(c.stats().loads, loads + 2);
+    let hits = c.stats().hits;
+    assert_eq!(*c.get(&u).unwrap().unwrap(), value(7, 1024));
+    assert_eq!(*c.get(&p).unwrap().unwrap(), value(p, 1024));
+    assert_eq!(
+        c.stats().hits,
+        hits + 2,
+        "update and prefetch kept their loads"
+    );
+    drop(c);
+
+    let c: Chest<u64, Bytes> = ChestBuilder::new()
+        .memory_budget(64 << 10)
+        .admission(crate::Admission::EveryRead)
+        .open_backend(loc.open().expect("open the backend"))
+        .expect("open the chest");
+    let loads = c.stats().loads;
+    assert_eq!(*c.get(&5).unwrap().unwrap(), value(5, 1024));
+    assert_eq!(*c.get(&5).unwrap().unwrap(), value(5, 1024));
+    assert_eq!(c.stats().loads, loads + 1, "EveryRead keeps the first load");
 }
 
 /// Overwritten and removed small values leave garbage in their segments; a
