@@ -45,6 +45,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         let mut refs: HashMap<u32, u32> = HashMap::new();
         for (i, shard) in shards.iter().enumerate() {
             shard.check_order().map_err(|e| format!("shard {i}: {e}"))?;
+            shard.map.check().map_err(|e| format!("shard {i}: {e}"))?;
             for (key, slot) in shard.map.iter() {
                 len += 1;
                 if self.shard_of(key) != i {

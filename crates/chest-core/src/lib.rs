@@ -39,6 +39,7 @@ pub mod error;
 mod evict;
 mod flush;
 mod guard;
+mod index;
 mod invariants;
 mod load;
 mod location;

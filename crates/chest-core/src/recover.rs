@@ -210,9 +210,12 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 scope.spawn(move || {
                     let mut added = 0;
                     for (i, list) in (first..).zip(lists) {
+                        // Each list is freed once its shard is filled, so
+                        // the lists and the index are not all in memory at once.
+                        let list = std::mem::take(list);
                         let mut shard = this.lock_shard(i);
                         shard.map.reserve(list.len());
-                        for (key, loc) in list.drain(..) {
+                        for (key, loc) in list {
                             added +=
                                 usize::from(shard.map.insert(key, Slot::Spilled(loc)).is_none());
                         }

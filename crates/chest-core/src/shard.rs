@@ -2,10 +2,11 @@
 //! eviction order.
 
 use priority_queue::PriorityQueue;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::Hash;
 
 use crate::entry::{Resident, Slot};
+use crate::index::Index;
 
 pub(crate) type FastHash = foldhash::fast::RandomState;
 
@@ -83,7 +84,7 @@ impl Recent {
 }
 
 pub(crate) struct Shard<K, V> {
-    pub map: HashMap<K, Slot<V>, FastHash>,
+    pub map: Index<K, Slot<V>>,
     /// Keys loaded lately and not kept (allocated on first use; none for
     /// [`Admission::EveryRead`]).
     recent: Option<Recent>,
@@ -117,7 +118,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// `recent_slots` keys (rounded up to a power of two; 0: every load is kept).
     pub fn new(policy: EvictionPolicy, recent_slots: usize) -> Self {
         Self {
-            map: HashMap::default(),
+            map: Index::default(),
             recent: None,
             recent_slots: if recent_slots == 0 {
                 0
@@ -222,7 +223,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             Order::Lru(fifo) => fifo.iter().map(|(k, _)| k).collect(),
             Order::Largest(queue) => queue.iter().map(|(k, _)| k).collect(),
         };
-        for (key, slot) in &self.map {
+        for (key, slot) in self.map.iter() {
             let eligible = Self::eligible(Some(slot)).is_some();
             if eligible && !queued.contains(key) {
                 return Err(format!(
@@ -423,7 +424,8 @@ mod tests {
                     let got = s.pop_coldest();
                     let evictable = s
                         .map
-                        .values()
+                        .iter()
+                        .map(|(_, v)| v)
                         .filter(|slot| matches!(slot, Slot::Resident(r) if !r.pinned))
                         .count();
                     assert_eq!(got.is_none(), evictable == 0);

@@ -1,0 +1,253 @@
+//! The key index of a shard: a compact hash map, laid out as CPython's
+//! `dict` has been since 3.6.
+//!
+//! The entries (key and slot) sit densely in a vector; the hash table holds
+//! only their positions, 4 bytes each. A hash table must stay sparse — at
+//! most 7/8 full, and half of that just after it doubles — so keeping the
+//! 24-byte entries of a `u64` key out of it and only 4-byte positions in it
+//! makes the sparseness cheap: a reopened chest of 1,000,000 keys takes
+//! about 35 bytes a key instead of 52 (W4 in the benchmark).
+//!
+//! Removing a key moves the last entry into its place (and points the
+//! moved entry's bucket there), so the entries stay dense. Iteration order
+//! is unspecified, as with `HashMap`.
+
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash};
+
+use hashbrown::HashTable;
+
+use crate::shard::FastHash;
+
+/// A hash map of dense entries and a table of their positions.
+pub(crate) struct Index<K, V> {
+    /// Positions in `entries`, hashed by their entry's key.
+    table: HashTable<u32>,
+    entries: Vec<(K, V)>,
+    hasher: FastHash,
+}
+
+impl<K, V> Default for Index<K, V> {
+    fn default() -> Self {
+        Self {
+            table: HashTable::new(),
+            entries: Vec::new(),
+            hasher: FastHash::default(),
+        }
+    }
+}
+
+impl<K: Hash + Eq, V> Index<K, V> {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The position of `key`'s entry.
+    fn find<Q>(&self, key: &Q) -> Option<usize>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let entries = &self.entries;
+        self.table
+            .find(self.hasher.hash_one(key), |&i| {
+                entries[i as usize].0.borrow() == key
+            })
+            .map(|&i| i as usize)
+    }
+
+    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.find(key).map(|i| &self.entries[i].1)
+    }
+
+    pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.find(key).map(|i| &mut self.entries[i].1)
+    }
+
+    pub fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.find(key).map(|i| {
+            let (k, v) = &self.entries[i];
+            (k, v)
+        })
+    }
+
+    pub fn contains_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.find(key).is_some()
+    }
+
+    /// Sets `key`'s value; returns the value it replaced, if any.
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        let hash = self.hasher.hash_one(&key);
+        let Self {
+            table,
+            entries,
+            hasher,
+        } = self;
+        if let Some(&i) = table.find(hash, |&i| entries[i as usize].0 == key) {
+            return Some(std::mem::replace(&mut entries[i as usize].1, value));
+        }
+        let at = u32::try_from(entries.len()).expect("a shard holds fewer than 2^32 keys");
+        table.insert_unique(hash, at, |&i| hasher.hash_one(&entries[i as usize].0));
+        entries.push((key, value));
+        None
+    }
+
+    pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        let Self {
+            table,
+            entries,
+            hasher,
+        } = self;
+        let at = match table.find_entry(hash, |&i| entries[i as usize].0.borrow() == key) {
+            Ok(bucket) => bucket.remove().0 as usize,
+            Err(_) => return None,
+        };
+        let last = entries.len() - 1;
+        if at != last {
+            // The last entry moves to `at`: point its bucket there.
+            let moved = hasher.hash_one(&entries[last].0);
+            let bucket = table
+                .find_mut(moved, |&i| i as usize == last)
+                .expect("every entry has a bucket");
+            *bucket = at as u32;
+        }
+        let (_, value) = entries.swap_remove(at);
+        if entries.capacity() > 64 && entries.len() < entries.capacity() / 4 {
+            // Give back what mass removals left unused.
+            entries.shrink_to(entries.len() * 2);
+            table.shrink_to(entries.len(), |&i| hasher.hash_one(&entries[i as usize].0));
+        }
+        Some(value)
+    }
+
+    /// Makes room for exactly `additional` more entries (a reopen knows how
+    /// many keys it adds).
+    pub fn reserve(&mut self, additional: usize) {
+        let Self {
+            table,
+            entries,
+            hasher,
+        } = self;
+        table.reserve(additional, |&i| hasher.hash_one(&entries[i as usize].0));
+        entries.reserve_exact(additional);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.entries.iter().map(|(k, _)| k)
+    }
+
+    /// Removes and yields every entry.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, (K, V)> {
+        self.table.clear();
+        self.entries.drain(..)
+    }
+
+    /// Checks that the table and the entries agree: a bucket per entry,
+    /// pointing at it (for the chest's consistency check).
+    pub fn check(&self) -> Result<(), String> {
+        if self.table.len() != self.entries.len() {
+            return Err(format!(
+                "the index has {} buckets for {} entries",
+                self.table.len(),
+                self.entries.len()
+            ));
+        }
+        for (i, (k, _)) in self.entries.iter().enumerate() {
+            if self.find(k) != Some(i) {
+                return Err(format!("entry {i} of the index is not found where it is"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u16, u32),
+        Remove(u16),
+        Get(u16),
+        Drain,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (any::<u16>(), any::<u32>()).prop_map(|(k, v)| Op::Insert(k % 512, v)),
+            4 => any::<u16>().prop_map(|k| Op::Remove(k % 512)),
+            3 => any::<u16>().prop_map(|k| Op::Get(k % 512)),
+            1 => Just(Op::Drain),
+        ]
+    }
+
+    proptest! {
+        /// The index answers as `HashMap` does, whatever the operations.
+        #[test]
+        fn behaves_as_a_hash_map(ops in proptest::collection::vec(op(), 1..2000)) {
+            let mut index: Index<u16, u32> = Index::default();
+            let mut model: HashMap<u16, u32> = HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Insert(k, v) => prop_assert_eq!(index.insert(k, v), model.insert(k, v)),
+                    Op::Remove(k) => prop_assert_eq!(index.remove(&k), model.remove(&k)),
+                    Op::Get(k) => {
+                        prop_assert_eq!(index.get(&k), model.get(&k));
+                        prop_assert_eq!(index.contains_key(&k), model.contains_key(&k));
+                        if let Some(v) = index.get_mut(&k) {
+                            *v = v.wrapping_add(1);
+                            let m = model.get_mut(&k).unwrap();
+                            *m = m.wrapping_add(1);
+                        }
+                    }
+                    Op::Drain => {
+                        let mut drained: Vec<_> = index.drain().collect();
+                        let mut expected: Vec<_> = model.drain().collect();
+                        drained.sort_unstable();
+                        expected.sort_unstable();
+                        prop_assert_eq!(drained, expected);
+                    }
+                }
+                prop_assert_eq!(index.len(), model.len());
+            }
+            prop_assert_eq!(index.check(), Ok(()));
+            let mut all: Vec<_> = index.iter().map(|(k, v)| (*k, *v)).collect();
+            all.sort_unstable();
+            let mut expected: Vec<_> = model.into_iter().collect();
+            expected.sort_unstable();
+            prop_assert_eq!(all, expected);
+        }
+    }
+}
