@@ -118,15 +118,25 @@ impl<K: Hash + Eq, V> Index<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hasher.hash_one(key);
+        let entries = &self.entries;
+        let at = match self
+            .table
+            .find_entry(hash, |&i| entries[i as usize].0.borrow() == key)
+        {
+            Ok(bucket) => bucket.remove().0 as usize,
+            Err(_) => return None,
+        };
+        Some(self.remove_at(at))
+    }
+
+    /// Removes the entry at `at`, whose bucket is already gone: the last
+    /// entry moves into its place.
+    fn remove_at(&mut self, at: usize) -> V {
         let Self {
             table,
             entries,
             hasher,
         } = self;
-        let at = match table.find_entry(hash, |&i| entries[i as usize].0.borrow() == key) {
-            Ok(bucket) => bucket.remove().0 as usize,
-            Err(_) => return None,
-        };
         let last = entries.len() - 1;
         if at != last {
             // The last entry moves to `at`: point its bucket there.
@@ -142,19 +152,42 @@ impl<K: Hash + Eq, V> Index<K, V> {
             entries.shrink_to(entries.len() * 2);
             table.shrink_to(entries.len(), |&i| hasher.hash_one(&entries[i as usize].0));
         }
-        Some(value)
+        value
     }
 
-    /// Makes room for exactly `additional` more entries (a reopen knows how
-    /// many keys it adds).
-    pub fn reserve(&mut self, additional: usize) {
+    /// An index of `entries` (a reopen's keys, decoded into a vector that
+    /// becomes the index's own: no copy). A key given twice keeps its last
+    /// value.
+    pub fn from_entries(entries: Vec<(K, V)>) -> Self {
+        let mut index = Self {
+            table: HashTable::with_capacity(entries.len()),
+            entries,
+            hasher: FastHash::default(),
+        };
         let Self {
             table,
             entries,
             hasher,
-        } = self;
-        table.reserve(additional, |&i| hasher.hash_one(&entries[i as usize].0));
-        entries.reserve_exact(additional);
+        } = &mut index;
+        let mut repeated = Vec::new();
+        for (i, (key, _)) in entries.iter().enumerate() {
+            let hash = hasher.hash_one(key);
+            match table.find_mut(hash, |&j| entries[j as usize].0 == *key) {
+                // The later entry wins; the earlier one goes below.
+                Some(earlier) => repeated.push(std::mem::replace(earlier, i as u32)),
+                None => {
+                    let at = u32::try_from(i).expect("a shard holds fewer than 2^32 keys");
+                    table.insert_unique(hash, at, |&j| hasher.hash_one(&entries[j as usize].0));
+                }
+            }
+        }
+        // Remove the superseded entries, from the last position down (each
+        // removal moves the last entry, which is never one still to remove).
+        repeated.sort_unstable_by(|a, b| b.cmp(a));
+        for at in repeated {
+            index.remove_at(at as usize);
+        }
+        index
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
@@ -248,6 +281,27 @@ mod tests {
             let mut expected: Vec<_> = model.into_iter().collect();
             expected.sort_unstable();
             prop_assert_eq!(all, expected);
+        }
+    }
+
+    proptest! {
+        /// An index made of entries (keys possibly repeated) holds what
+        /// inserting them in order gives, and goes on working as a map.
+        #[test]
+        fn from_entries_keeps_the_last_of_each_key(
+            entries in proptest::collection::vec((0u16..300, any::<u32>()), 0..1500)
+        ) {
+            let mut index = Index::from_entries(entries.clone());
+            let model: HashMap<u16, u32> = entries.into_iter().collect();
+            prop_assert_eq!(index.check(), Ok(()));
+            prop_assert_eq!(index.len(), model.len());
+            for (k, v) in &model {
+                prop_assert_eq!(index.get(k), Some(v));
+            }
+            for k in 0..300u16 {
+                prop_assert_eq!(index.remove(&k), model.get(&k).copied());
+            }
+            prop_assert!(index.is_empty());
         }
     }
 }

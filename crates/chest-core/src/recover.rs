@@ -12,10 +12,11 @@ use crate::builder::{Config, OpenMode, Weigher};
 use crate::chest::{Chest, Inner, Key};
 use crate::entry::Slot;
 use crate::error::{Error, Result};
+use crate::index::Index;
 use crate::registry::OpenedBackend;
 use crate::serializer::Serializer;
 use crate::store::manifest::ManifestWriter;
-use crate::store::{Found, Loaded, Loc, Store};
+use crate::store::{Found, Loaded, Store};
 
 /// How many times a writer that took over an expired lease tries to put its
 /// fence in before the previous holder's commits.
@@ -179,7 +180,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         // from its own list (cache-friendly), on several threads.
         let n = self.shards.len();
         let per_shard = m.len / n + 1;
-        let mut lists: Vec<Vec<(K, Loc)>> = (0..n)
+        let mut lists: Vec<Vec<(K, Slot<V>)>> = (0..n)
             .map(|_| Vec::with_capacity(per_shard + per_shard / 8))
             .collect();
         // One scratch buffer for every key (`from_reader` zeroes 4 KiB a call).
@@ -197,7 +198,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                         ),
                     }
                 })?;
-            lists[self.shard_of(&key)].push((key, loc));
+            lists[self.shard_of(&key)].push((key, Slot::Spilled(loc)));
         }
         drop(m);
         let threads = std::thread::available_parallelism()
@@ -210,14 +211,17 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 scope.spawn(move || {
                     let mut added = 0;
                     for (i, list) in (first..).zip(lists) {
-                        // Each list is freed once its shard is filled, so
-                        // the lists and the index are not all in memory at once.
-                        let list = std::mem::take(list);
+                        // Each list becomes its shard's index as it is (no copy).
+                        let index = Index::from_entries(std::mem::take(list));
                         let mut shard = this.lock_shard(i);
-                        shard.map.reserve(list.len());
-                        for (key, loc) in list {
-                            added +=
-                                usize::from(shard.map.insert(key, Slot::Spilled(loc)).is_none());
+                        if shard.map.is_empty() {
+                            added += index.len();
+                            shard.map = index;
+                        } else {
+                            let mut index = index;
+                            for (key, slot) in index.drain() {
+                                added += usize::from(shard.map.insert(key, slot).is_none());
+                            }
                         }
                     }
                     this.len.fetch_add(added, Ordering::Relaxed);

@@ -117,23 +117,27 @@ impl ManifestWriter {
             return Err(id);
         }
         let objects = &self.objects;
-        let mut buf = Vec::with_capacity(64 + objects.len() * 12 + self.entries.len());
-        buf.extend_from_slice(MAGIC);
-        buf.extend_from_slice(&VERSION.to_le_bytes());
+        let mut head = Vec::with_capacity(64 + objects.len() * 12);
+        head.extend_from_slice(MAGIC);
+        head.extend_from_slice(&VERSION.to_le_bytes());
         let name = serializer.as_bytes();
         let name = &name[..name.len().min(u16::MAX as usize)];
-        buf.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        buf.extend_from_slice(name);
-        buf.extend_from_slice(&next_object.to_le_bytes());
-        buf.extend_from_slice(&(objects.len() as u32).to_le_bytes());
+        head.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        head.extend_from_slice(name);
+        head.extend_from_slice(&next_object.to_le_bytes());
+        head.extend_from_slice(&(objects.len() as u32).to_le_bytes());
         let mut ids: Vec<_> = objects.iter().collect();
         ids.sort_unstable();
         for (id, size) in ids {
-            buf.extend_from_slice(&id.to_le_bytes());
-            buf.extend_from_slice(&size.to_le_bytes());
+            head.extend_from_slice(&id.to_le_bytes());
+            head.extend_from_slice(&size.to_le_bytes());
         }
-        buf.extend_from_slice(&self.count.to_le_bytes());
-        buf.extend_from_slice(&self.entries);
+        head.extend_from_slice(&self.count.to_le_bytes());
+        // The entries' buffer becomes the manifest (the head moved in
+        // front): a manifest of a million keys is not held twice.
+        let mut buf = self.entries;
+        buf.reserve_exact(head.len() + 4);
+        buf.splice(0..0, head);
         let crc = crc32fast::hash(&buf);
         buf.extend_from_slice(&crc.to_le_bytes());
         Ok(buf)
