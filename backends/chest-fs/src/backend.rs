@@ -15,6 +15,9 @@ use chest_core::{Backend, BackendError, BackendResult, SingleWriter};
 use tempfile::TempDir;
 
 use crate::lock::DirLock;
+
+/// Open read handles (and sizes) by object name.
+type Handles = HashMap<String, (Arc<File>, u64), foldhash::fast::RandomState>;
 use crate::names::{decode_component, encode_component};
 
 /// Prefix of the temporary files a `put` writes before renaming them.
@@ -97,7 +100,7 @@ pub struct FsBackend {
     opts: FsOptions,
     dirty: Mutex<Dirty>,
     /// Open handles (and sizes) of recently range-read objects.
-    handles: Mutex<HashMap<PathBuf, (Arc<File>, u64)>>,
+    handles: Mutex<Handles>,
     counters: Counters,
     /// Dropped before `temp`, so the lock is released before the directory goes.
     _lock: Option<DirLock>,
@@ -359,7 +362,7 @@ impl FsBackend {
         let target = self.object_path(name)?;
         let tmp = self.write_temp(&target, parts, durable)?;
         let installed = self.install(name, &tmp, &target);
-        self.forget_handle(&target);
+        self.forget_handle(name);
         let created = match installed {
             Ok(created) => created,
             Err(e) => {
@@ -508,13 +511,13 @@ impl FsBackend {
     }
 
     /// Opens an object for reading: the file and its size.
-    fn handles(&self) -> MutexGuard<'_, HashMap<PathBuf, (Arc<File>, u64)>> {
+    fn handles(&self) -> MutexGuard<'_, Handles> {
         self.handles.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Forgets the cached read handle of a replaced or deleted object.
-    fn forget_handle(&self, path: &Path) {
-        self.handles().remove(path);
+    fn forget_handle(&self, name: &str) {
+        self.handles().remove(name);
     }
 
     fn open_object(&self, name: &str, path: &Path) -> BackendResult<(File, u64)> {
@@ -721,14 +724,15 @@ impl Backend for FsBackend {
     }
 
     fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
-        let path = self.object_path(name)?;
         let (file, size) = {
             // Opened under the lock, so a `put` or `delete` that forgets the
             // handle after replacing the file cannot race a stale one in.
+            // Looked up by name: a hit costs no path.
             let mut handles = self.handles();
-            if let Some(handle) = handles.get(&path) {
+            if let Some(handle) = handles.get(name) {
                 handle.clone()
             } else {
+                let path = self.object_path(name)?;
                 let (file, size) = self.open_object(name, &path)?;
                 let handle = (Arc::new(file), size);
                 if handles.len() >= MAX_HANDLES {
@@ -737,7 +741,7 @@ impl Backend for FsBackend {
                         handles.remove(&victim);
                     }
                 }
-                handles.insert(path.clone(), handle.clone());
+                handles.insert(name.to_string(), handle.clone());
                 handle
             }
         };
@@ -750,7 +754,11 @@ impl Backend for FsBackend {
         if len == 0 {
             return Ok(Bytes::new());
         }
-        let buf = read_range(&file, len, range.start).map_err(|e| self.io("read", &path, e))?;
+        let buf =
+            read_range(&file, len, range.start).map_err(|e| match self.object_path(name) {
+                Ok(path) => self.io("read", &path, e),
+                Err(invalid) => invalid,
+            })?;
         Counters::add(&self.counters.bytes_read, len as u64);
         Ok(Bytes::from(buf))
     }
@@ -759,7 +767,7 @@ impl Backend for FsBackend {
         self.check_writable(name)?;
         let path = self.object_path(name)?;
         let removed = fs::remove_file(&path);
-        self.forget_handle(&path);
+        self.forget_handle(name);
         match removed {
             Ok(()) => {}
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
