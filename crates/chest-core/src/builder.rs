@@ -135,7 +135,10 @@ impl<K: Key, V: Send + Sync + 'static> ChestBuilder<K, V, Cbor> {
 
 impl<K: Key, V: Send + Sync + 'static, S> ChestBuilder<K, V, S> {
     /// Bytes of values the chest keeps in memory before it spills the coldest.
-    /// A value heavier than the whole budget goes straight to the backend.
+    /// A value counts its weight (see [`Weigh`]) plus the chest's own
+    /// bookkeeping for it (about a hundred bytes), so the budget bounds the
+    /// memory the values really take. A value heavier than the whole budget
+    /// goes straight to the backend.
     pub fn memory_budget(mut self, bytes: usize) -> Self {
         self.config.budget = bytes;
         self

@@ -137,6 +137,18 @@ impl<K: Key, V: Weigh + Serialize + DeserializeOwned + Send + Sync + 'static> Ch
     }
 }
 
+/// Memory the chest holds for each value in memory beyond the value itself:
+/// its entry, the counts of its shared handle, its places in the eviction
+/// order and the allocator's headers of those allocations. Counted in the
+/// value's weight, so that the budget bounds what the process holds (for
+/// 100-byte values this is about as much again as the values).
+pub(crate) fn entry_overhead<K, V>() -> usize {
+    std::mem::size_of::<Resident<V>>()
+        + 2 * std::mem::size_of::<usize>()
+        + 2 * std::mem::size_of::<(K, u64)>()
+        + 3 * 16
+}
+
 /// Slots of each shard's doorkeeper (see [`Admission`]): about one per KiB
 /// of budget in all, between 1,024 and 65,536 (4 bytes each), 0 when every
 /// load is kept.
@@ -269,8 +281,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         self.inner.config.budget
     }
 
-    /// Bytes of values held in memory now (by their weight), those being
-    /// written by the background writers included.
+    /// Bytes of values held in memory now (by their weight, which adds the
+    /// chest's own bookkeeping of about a hundred bytes a value), those
+    /// being written by the background writers included.
     pub fn memory_usage(&self) -> usize {
         self.inner.memory_usage()
     }
@@ -300,8 +313,11 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     }
 
     /// The weight of `value` (a panicking weigher is an error).
+    /// The weight of a value in memory: what the weigher says, plus the
+    /// chest's own [`entry_overhead`] for it.
     pub(crate) fn weigh<Q: Debug + ?Sized>(&self, key: &Q, value: &V) -> Result<usize> {
         guard::catch("weigher", key, || (self.inner.weigher)(value))
+            .map(|w| w.saturating_add(entry_overhead::<K, V>()))
     }
 
     /// Inserts or replaces a value. When memory nears the budget, the

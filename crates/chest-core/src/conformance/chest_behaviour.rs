@@ -41,7 +41,7 @@ pub fn spill_under_budget(target: &dyn Target) {
     for i in 0..200u64 {
         c.insert(i, value(i, 4096)).unwrap();
         assert!(
-            c.memory_usage() <= budget + 4096 + 64,
+            c.memory_usage() <= budget + 4096 + 256,
             "memory {} over budget {budget} after insert {i}",
             c.memory_usage()
         );
@@ -354,12 +354,14 @@ pub fn clean_values_not_rewritten(target: &dyn Target) {
 /// `prefetch` keep it at once; with `Admission::EveryRead` every load stays.
 pub fn loads_are_kept_on_second_read(target: &dyn Target) {
     let loc = target.fresh();
-    let c = open(&*loc, 64 << 10);
-    for i in 0..256u64 {
+    // The budget holds about 200 of the 512 values, so eviction (which
+    // takes a little from each shard in turn) leaves the newest alone.
+    let c = open(&*loc, 256 << 10);
+    for i in 0..512u64 {
         c.insert(i, value(i, 1024)).unwrap();
     }
     c.flush().unwrap();
-    // The early keys are spilled (the budget holds about 60 of them).
+    // The early keys are spilled.
     let spilled: Vec<u64> = (0..32).collect();
     let resident = |c: &Chest<u64, Bytes>| c.stats().resident;
     let before = c.stats();
@@ -396,19 +398,12 @@ pub fn loads_are_kept_on_second_read(target: &dyn Target) {
         "read twice, the values were kept: {third:?}"
     );
     assert_eq!(third.hits, hits + 32);
-    assert!(c.memory_usage() <= 64 << 10);
 
-    // `update` and `prefetch` keep what they load at once.
+    assert!(c.memory_usage() <= 256 << 10);
+
+    // `update` and `prefetch` keep what they load at once (keys 200 and
+    // 201 are spilled: the newest 200 or so, from 312 on, are in memory).
     let (u, p) = (200u64, 201u64);
-    let mut cold: Vec<u64> = (100..164).collect();
-    cold.retain(|k| ![u, p].contains(k));
-    for k in &cold {
-        c.get(k).unwrap(); // first reads: not kept
-    }
-    for k in 0..64u64 {
-        c.insert(1000 + k, value(k, 1024)).unwrap(); // pushes 200 and 201 out
-    }
-    c.flush().unwrap();
     let loads = c.stats().loads;
     c.update(&u, |v| *v = value(7, 1024)).unwrap();
     assert_eq!(c.prefetch([&p]).unwrap(), 1);
@@ -424,7 +419,7 @@ pub fn loads_are_kept_on_second_read(target: &dyn Target) {
     drop(c);
 
     let c: Chest<u64, Bytes> = ChestBuilder::new()
-        .memory_budget(64 << 10)
+        .memory_budget(256 << 10)
         .admission(crate::Admission::EveryRead)
         .open_backend(loc.open().expect("open the backend"))
         .expect("open the chest");
