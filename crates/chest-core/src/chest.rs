@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::guard;
 use crate::location::IntoLocation;
 use crate::serializer::{Cbor, Serializer};
-use crate::shard::{Admission, FastHash, Shard};
+use crate::shard::{Admission, Shard, ShardHash};
 use crate::stats::{Counters, Stats};
 use crate::store::Store;
 use crate::weigh::Weigh;
@@ -83,7 +83,8 @@ pub struct Chest<K: Key, V: Send + Sync + 'static, S: Serializer<V> = Cbor> {
 /// writers work on.
 pub(crate) struct Inner<K: Key, V: Send + Sync + 'static, S: Serializer<V>> {
     pub(crate) shards: Box<[Mutex<Shard<K, V>>]>,
-    hasher: FastHash,
+    /// Picks each key's shard (see [`ShardHash`]).
+    hasher: ShardHash,
     pub(crate) store: Store,
     pub(crate) serializer: S,
     pub(crate) weigher: Weigher<V>,
@@ -183,7 +184,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             .collect();
         Self {
             shards,
-            hasher: FastHash::default(),
+            hasher: ShardHash::default(),
             store,
             serializer,
             weigher,

@@ -416,14 +416,23 @@ impl Store {
         }
     }
 
-    /// Whether the next commit would delete dead objects (a flush with no
-    /// changes then still commits, to free them).
+    /// Whether the next commit would bring dead objects closer to deletion
+    /// (a flush with no changes then still commits, to free them). It
+    /// deletes those that died before the newest manifest's flush began
+    /// (once their grace is over); and those that died since, which that
+    /// manifest may name, wait for it to be superseded: the next commit
+    /// does that, the one after deletes them.
+    ///
+    /// (Asking only for the first kind kept the segments a compaction
+    /// emptied for ever: they die during the compacting flush, so the next
+    /// flush found nothing its commit would delete and did not commit, and
+    /// no later flush with no changes did either.)
     pub fn has_garbage(&self) -> bool {
         let t = self.table();
         let (before, now) = (t.prev_begin, Instant::now());
         t.dead
             .iter()
-            .any(|&(_, died, at)| died < before && at + self.grace() <= now)
+            .any(|&(_, died, at)| died >= before || at + self.grace() <= now)
     }
 
     /// Marks the start of a flush; returns its epoch. Every flush that
