@@ -277,6 +277,28 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + Debug + ?Sized + 'q,
     {
+        let keys: Vec<&Q> = keys.into_iter().collect();
+        // Room first: the window's values would otherwise come in on top of
+        // a full memory tier (past the budget while they are read), and the
+        // eviction after them could push out some of the window itself.
+        let mut incoming = 0;
+        let mut spilled = 0;
+        for &key in &keys {
+            let mut shard = self.inner.shard(key);
+            let tick = shard.tick();
+            match shard.map.get_mut(key) {
+                // In memory already: used now, so it is the last to go.
+                Some(Slot::Resident(r)) => r.tick = tick,
+                Some(Slot::Spilled(loc)) => {
+                    incoming += self.inner.store.value_len(*loc);
+                    spilled += 1;
+                }
+                _ => {}
+            }
+        }
+        self.inner.make_room(incoming, spilled);
+        // Keys the room was made from (few: the window's resident values go
+        // last) are read with the others.
         let mut guards = Vec::new();
         for key in keys {
             let mut shard = self.inner.shard(key);

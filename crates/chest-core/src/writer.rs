@@ -197,6 +197,32 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         }
     }
 
+    /// Makes room for `incoming` bytes of `count` values about to be
+    /// loaded (a prefetch): spills the coldest values until `usage -
+    /// inflight` plus the incoming values stays under the high mark, so the
+    /// eviction after the load has nothing to do. Does not wait: the
+    /// caller's [`Inner::enforce_budget`] after the load applies
+    /// backpressure if dirty values had to be written.
+    pub(crate) fn make_room(&self, incoming: usize, count: usize) {
+        if incoming == 0 {
+            return;
+        }
+        let (high, _) = self.marks();
+        // A little for each value's weight beyond its bytes (its `Vec`, spare capacity).
+        let need = incoming
+            .saturating_add(incoming / 64)
+            .saturating_add(count.saturating_mul(256));
+        let target = high.saturating_sub(need);
+        let inflight = self.inflight.load(Ordering::Relaxed);
+        if self.memory_usage().saturating_sub(inflight) <= target {
+            return;
+        }
+        let victims = self.pick_victims(target);
+        if !victims.is_empty() {
+            self.submit(victims);
+        }
+    }
+
     /// Hands a batch to the writers (or writes it now, if there are none).
     pub(crate) fn submit(&self, victims: Vec<Victim<K, V>>) {
         let mut st = self.wb.state();

@@ -267,3 +267,43 @@ fn a_chest_that_does_not_flush_on_drop() {
         "dropped without a flush: the last flush"
     );
 }
+
+// A prefetched window that fits the budget makes room before it is read:
+// memory stays within the budget, and the gets that follow find the values.
+// (Most are hits; not all always: eviction takes a little from each shard
+// in turn, so a shard holding only window values may give one up.)
+#[test]
+fn prefetch_makes_room_first() {
+    const LEN: usize = 16 << 10;
+    let budget = 64 * LEN;
+    // Raw: a value's weight is about its stored bytes, which is what the
+    // room made ahead of the read is reckoned from.
+    let c = ChestBuilder::<u64, Vec<u8>>::new()
+        .serializer(chest_core::Raw)
+        .memory_budget(budget)
+        .open_backend(Arc::new(MemoryBackend::new()))
+        .unwrap();
+    for k in 0..256 {
+        c.insert(k, value(k, LEN)).unwrap();
+    }
+    c.flush().unwrap();
+    // Every key once, in an order that visits the shards unevenly.
+    let order: Vec<u64> = (0..256u64).map(|i| (i * 97) % 256).collect();
+    for window in order.chunks(16) {
+        c.prefetch(window).unwrap();
+        assert!(
+            c.memory_usage() <= budget,
+            "over the budget after a prefetch"
+        );
+        for k in window {
+            assert_eq!(*c.get(k).unwrap().unwrap(), value(*k, LEN), "key {k}");
+        }
+    }
+    let s = c.stats();
+    assert!(
+        s.misses < 16,
+        "{} of 256 prefetched values were evicted",
+        s.misses
+    );
+    c.check_invariants(true).unwrap();
+}

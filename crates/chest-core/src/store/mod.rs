@@ -350,6 +350,20 @@ impl Store {
         Ok(locs)
     }
 
+    /// Bytes of the value stored at `loc` (without its checksum), as far as
+    /// the object table knows (0 for an object it does not know).
+    pub fn value_len(&self, loc: Loc) -> usize {
+        if loc.len != WHOLE {
+            return loc.len as usize;
+        }
+        let size = self
+            .table()
+            .objects
+            .get(&loc.obj.get())
+            .map_or(0, |o| o.size);
+        (size as usize).saturating_sub(record::CRC_LEN)
+    }
+
     /// Reads a record and checks its checksum; returns the value's bytes.
     pub fn read(&self, loc: Loc) -> std::result::Result<Bytes, ReadError> {
         let record = match record::request(loc) {
