@@ -88,26 +88,35 @@ pub(crate) fn decompress_frame(frame: &[u8], dst: &mut [u8]) -> Result<(), Strin
     Ok(())
 }
 
-/// Decompresses consecutive frames into `out`, frame `i` filling
-/// `out[i * frame_size..]` (the last frame may be shorter), each frame
-/// straight into its place. Frames are spread over up to `threads` threads
-/// (the calling thread and helpers of the shared pool). An error names the
-/// first bad frame (counted from `first`).
+/// Decompresses consecutive frames into `out`, frame `i` filling the next
+/// `lens[i]` bytes (`out.len()` is their sum), each frame straight into its
+/// place. Frames are spread over up to `threads` threads (the calling thread
+/// and helpers of the shared pool). An error names the first bad frame
+/// (counted from `first`).
 pub(crate) fn decompress_frames(
     frames: &[&[u8]],
     out: &mut [u8],
-    frame_size: usize,
+    lens: &[usize],
     first: usize,
     threads: usize,
 ) -> Result<(), String> {
+    debug_assert_eq!(frames.len(), lens.len());
+    debug_assert_eq!(out.len(), lens.iter().sum::<usize>());
+    let mut dsts = Vec::with_capacity(lens.len());
+    let mut rest = out;
+    for &len in lens {
+        let (dst, tail) = rest.split_at_mut(len);
+        dsts.push(dst);
+        rest = tail;
+    }
     if threads <= 1 || frames.len() <= 1 {
-        for (i, (frame, dst)) in frames.iter().zip(out.chunks_mut(frame_size)).enumerate() {
+        for (i, (frame, dst)) in frames.iter().zip(dsts).enumerate() {
             decompress_frame(frame, dst).map_err(|e| format!("frame {}: {e}", first + i))?;
         }
         return Ok(());
     }
     // Each destination is taken once, by the thread that decompresses it.
-    let dsts: Vec<Mutex<&mut [u8]>> = out.chunks_mut(frame_size).map(Mutex::new).collect();
+    let dsts: Vec<Mutex<&mut [u8]>> = dsts.into_iter().map(Mutex::new).collect();
     let failed = AtomicBool::new(false);
     let errors: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
     let job = |i: usize| {

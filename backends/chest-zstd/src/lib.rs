@@ -42,11 +42,15 @@
 //! without the layer and read through it (or the reverse) is a clear error
 //! rather than garbage. Data that does not compress (ratio worse than
 //! [`ZstdOptions::max_ratio`]) is stored raw behind the header. Compressed
-//! data is cut into independent zstd frames of [`ZstdOptions::frame_size`]
-//! uncompressed bytes with an index in the header, so
-//! [`get_range`](Backend::get_range) reads and decompresses only the frames it
-//! needs, and large objects are (de)compressed on several threads. The full
-//! layout is described on [`MAGIC`].
+//! data is cut into independent zstd frames of at most
+//! [`ZstdOptions::frame_size`] uncompressed bytes with an index of their
+//! sizes in the header, so [`get_range`](Backend::get_range) reads and
+//! decompresses only the frames it needs, and large objects are
+//! (de)compressed on several threads. An object written from parts
+//! ([`put_parts`](Backend::put_parts), as a chest packs several values into
+//! one object) ends a frame at the end of every part, so a packed value's
+//! frames are its own. The full layout (format version 2; version 1, with
+//! frames of one size, is still read) is described on [`MAGIC`].
 //!
 //! # Threads
 //!
@@ -198,7 +202,8 @@ pub struct ObjectInfo {
     pub stored_len: u64,
     /// Number of zstd frames (0 when raw).
     pub frames: u32,
-    /// Uncompressed bytes per frame (0 when raw).
+    /// Uncompressed bytes per frame, at most (0 when raw): frames end earlier
+    /// at the end of a part written by `put_parts`, and at the end of the data.
     pub frame_size: u32,
 }
 
@@ -206,7 +211,7 @@ pub struct ObjectInfo {
 /// the header of the zstd layer.
 ///
 /// ```
-/// assert!(chest_zstd::is_zstd_object(b"CHZS\x01\x01..."));
+/// assert!(chest_zstd::is_zstd_object(b"CHZS\x02\x01..."));
 /// assert!(!chest_zstd::is_zstd_object(b"CHESTMAN"));
 /// ```
 pub fn is_zstd_object(bytes: &[u8]) -> bool {
@@ -242,6 +247,8 @@ impl fmt::Debug for ZstdBackend {
 struct Plan<'a> {
     name: &'a str,
     data: Data<'a>,
+    /// Frame `f` holds `data[bounds[f]..bounds[f + 1]]`.
+    bounds: Vec<usize>,
     /// Store it raw (nothing to compress, or it does not compress).
     raw: AtomicBool,
     /// Jobs of this object not yet done.
@@ -330,7 +337,9 @@ impl ZstdBackend {
                 frames: 0,
                 frame_size: 0,
             },
-            Kind::Frames { frame_size, count } => {
+            Kind::Frames {
+                frame_size, count, ..
+            } => {
                 let layout = self.layout(name, &header, &prefix)?;
                 ObjectInfo {
                     compressed: true,
@@ -496,16 +505,11 @@ impl ZstdBackend {
                 &stored[a..b]
             })
             .collect();
-        let len: usize = (first..last).map(|i| layout.frame_len(i)).sum();
+        let lens: Vec<usize> = (first..last).map(|i| layout.frame_len(i)).collect();
+        let len: usize = lens.iter().sum();
         let mut out = vec![0u8; len];
-        codec::decompress_frames(
-            &frames,
-            &mut out,
-            layout.frame_size as usize,
-            first,
-            self.threads_for(len),
-        )
-        .map_err(|e| self.fault(name, Fault::Corrupt(e)))?;
+        codec::decompress_frames(&frames, &mut out, &lens, first, self.threads_for(len))
+            .map_err(|e| self.fault(name, Fault::Corrupt(e)))?;
         Ok(out)
     }
 
@@ -538,7 +542,6 @@ impl ZstdBackend {
         objects: Vec<(&'a str, Data<'a>)>,
         sink: Option<Sink<'_>>,
     ) -> BackendResult<Vec<Encoded>> {
-        let frame_size = self.opts.frame_size;
         let (level, checksum, max_ratio) =
             (self.opts.level, self.opts.checksum, self.opts.max_ratio);
         let mut plans = Vec::with_capacity(objects.len());
@@ -548,16 +551,18 @@ impl ZstdBackend {
         let mut compressed_bytes = 0usize;
         for (o, (name, data)) in objects.into_iter().enumerate() {
             let len = data.len();
-            let count = if len == 0 || max_ratio <= 0.0 {
-                0
+            let bounds = if max_ratio <= 0.0 {
+                vec![0]
             } else {
-                u32::try_from(len.div_ceil(frame_size)).map_err(|_| {
-                    self.other(
-                        format!("object {name:?} ({len} bytes) needs more than 2^32 frames; raise the frame size"),
-                        None,
-                    )
-                })? as usize
+                data.frame_bounds(self.opts.frame_size)
             };
+            let count = bounds.len() - 1;
+            if u32::try_from(count).is_err() {
+                return Err(self.other(
+                    format!("object {name:?} ({len} bytes) needs more than 2^32 frames; raise the frame size"),
+                    None,
+                ));
+            }
             if count == 0 {
                 jobs.push((o, usize::MAX));
             } else {
@@ -567,6 +572,7 @@ impl ZstdBackend {
             plans.push(Plan {
                 name,
                 data,
+                bounds,
                 raw: AtomicBool::new(count == 0),
                 remaining: AtomicUsize::new(count.max(1)),
                 frames: (0..count).map(|_| Mutex::new(None)).collect(),
@@ -581,10 +587,7 @@ impl ZstdBackend {
                 && !plan.raw.load(Ordering::Relaxed)
                 && !failed.load(Ordering::Relaxed)
             {
-                let start = f * frame_size;
-                let part = plan
-                    .data
-                    .slice(start..(start + frame_size).min(plan.data.len()));
+                let part = plan.data.slice(plan.bounds[f]..plan.bounds[f + 1]);
                 let mut result = codec::compress_frame(&part, level, checksum);
                 match &result {
                     Ok(frame)
@@ -664,7 +667,7 @@ impl ZstdBackend {
             }
         }
         let count = frames.len();
-        let index_len = format::FRAMES_FIXED_LEN + 4 * count;
+        let index_len = format::FRAMES_FIXED_LEN + 8 * count;
         let stored = index_len + frames.iter().map(Vec::len).sum::<usize>();
         // A frame is at most a little larger than its data (≤ 1 GiB), so its
         // size fits the index's u32.
@@ -673,15 +676,20 @@ impl ZstdBackend {
         {
             return Ok(self.encode_raw(data));
         }
-        let sizes: Vec<u32> = frames.iter().map(|f| f.len() as u32).collect();
+        // Frames hold at most the frame size (≤ 1 GiB), so both sizes fit.
+        let sizes: Vec<(u32, u32)> = frames
+            .iter()
+            .zip(plan.bounds.windows(2))
+            .map(|(f, b)| ((b[1] - b[0]) as u32, f.len() as u32))
+            .collect();
         let mut out = Vec::with_capacity(stored);
         format::write_frames_header(
             &mut out,
             data.len() as u64,
             self.opts.frame_size as u32,
-            count as u32,
+            &sizes,
         );
-        format::fill_index(&mut out[..index_len], &sizes);
+        debug_assert_eq!(out.len(), index_len);
         for frame in frames {
             out.extend_from_slice(&frame);
         }
@@ -760,13 +768,43 @@ impl Backend for ZstdBackend {
     /// ones are compressed on the other threads; otherwise the batch is
     /// compressed, then handed to the inner `put_many` at once.
     fn put_many(&self, objects: Vec<(String, Bytes)>) -> BackendResult<()> {
+        self.put_many_parts(
+            objects
+                .into_iter()
+                .map(|(name, data)| (name, vec![data]))
+                .collect(),
+        )
+    }
+
+    fn get(&self, name: &str) -> BackendResult<Bytes> {
+        let stored = self.inner.get(name)?;
+        self.decode_whole(name, stored)
+    }
+
+    fn single_writer(&self) -> BackendResult<SingleWriter> {
+        self.inner.single_writer()
+    }
+
+    /// The inner backend's hint: packed values are compressed as one object,
+    /// in frames, so a ranged read still decompresses only its own frames.
+    fn packs_large_values(&self) -> bool {
+        self.inner.packs_large_values()
+    }
+
+    /// Each object is compressed from its parts as
+    /// [`put_parts`](Backend::put_parts) does (no joined copy), the batch as
+    /// [`put_many`](Backend::put_many) does it.
+    fn put_many_parts(&self, objects: Vec<(String, Vec<Bytes>)>) -> BackendResult<()> {
         let datas = || {
             objects
                 .iter()
-                .map(|(n, d)| (n.as_str(), Data::one(d)))
+                .map(|(n, parts)| (n.as_str(), Data::parts(parts.iter().map(|p| &p[..]))))
                 .collect()
         };
-        let lens: Vec<usize> = objects.iter().map(|(_, d)| d.len()).collect();
+        let lens: Vec<usize> = objects
+            .iter()
+            .map(|(_, parts)| parts.iter().map(Bytes::len).sum())
+            .collect();
         if self.inner.write_concurrency() <= 1 {
             let written: Mutex<Vec<(usize, usize, bool)>> = Mutex::new(Vec::new());
             let sink = |o: usize, e: Encoded| {
@@ -798,36 +836,11 @@ impl Backend for ZstdBackend {
         Ok(())
     }
 
-    fn get(&self, name: &str) -> BackendResult<Bytes> {
-        let stored = self.inner.get(name)?;
-        self.decode_whole(name, stored)
-    }
-
-    fn single_writer(&self) -> BackendResult<SingleWriter> {
-        self.inner.single_writer()
-    }
-
-    /// The inner backend's hint: packed values are compressed as one object,
-    /// in frames, so a ranged read still decompresses only its own frames.
-    fn packs_large_values(&self) -> bool {
-        self.inner.packs_large_values()
-    }
-
-    /// Compresses the parts as one object, frame by frame, without joining
-    /// them first (only a frame across a part boundary is copied together),
-    /// and puts the result in one piece.
-    /// Each object's parts are joined, then the batch goes through this
-    /// layer's `put_many` (the trait's default, named here because a layer
-    /// implements every method).
-    fn put_many_parts(&self, objects: Vec<(String, Vec<Bytes>)>) -> BackendResult<()> {
-        self.put_many(
-            objects
-                .into_iter()
-                .map(|(name, parts)| (name, chest_core::backend::join_parts(parts)))
-                .collect(),
-        )
-    }
-
+    /// Compresses the parts as one object without joining them first, and
+    /// puts the result in one piece. A frame ends at the end of every part
+    /// (runs of parts under 4 KiB share frames, and only those are copied
+    /// together), so a ranged read of one part decompresses its own frames
+    /// only: a chest's packed values and their checksums.
     fn put_parts(&self, name: &str, parts: Vec<Bytes>) -> BackendResult<()> {
         let data = Data::parts(parts.iter().map(|p| &p[..]));
         let len = data.len();
@@ -889,12 +902,12 @@ impl Backend for ZstdBackend {
                 if range.start == range.end {
                     return Ok(Bytes::new());
                 }
-                let first = (range.start / layout.frame_size) as usize;
-                let last = ((range.end - 1) / layout.frame_size) as usize + 1;
+                let frames = layout.frames_for(range.clone());
+                let (first, last) = (frames.start, frames.end);
                 let stored =
                     self.stored_range(name, &prefix, layout.offsets[first]..layout.offsets[last])?;
                 let out = self.decompress(name, &layout, &stored, first, last)?;
-                let skip = (range.start - first as u64 * layout.frame_size) as usize;
+                let skip = (range.start - layout.starts[first]) as usize;
                 let out = Bytes::from(out);
                 Ok(out.slice(skip..skip + (range.end - range.start) as usize))
             }

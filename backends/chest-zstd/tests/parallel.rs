@@ -52,16 +52,23 @@ fn counter(b: &dyn Backend, name: &str) -> u64 {
 
 /// Compressed size of each frame, from the stored object's index.
 fn frame_sizes(stored: &[u8]) -> Vec<usize> {
-    let count = u32::from_le_bytes(stored[24..28].try_into().unwrap()) as usize;
-    (0..count)
-        .map(|i| u32::from_le_bytes(stored[28 + 4 * i..32 + 4 * i].try_into().unwrap()) as usize)
+    index(stored).into_iter().map(|(_, c)| c).collect()
+}
+
+/// The (uncompressed, compressed) size of each frame of a stored object
+/// (format version 2: both sizes in the index).
+fn index(stored: &[u8]) -> Vec<(usize, usize)> {
+    assert_eq!(stored[4], chest_zstd::VERSION);
+    let u32_at = |at: usize| u32::from_le_bytes(stored[at..at + 4].try_into().unwrap()) as usize;
+    (0..u32_at(24))
+        .map(|i| (u32_at(28 + 8 * i), u32_at(32 + 8 * i)))
         .collect()
 }
 
 /// Offset of frame `i`'s compressed bytes in the stored object.
 fn frame_offset(stored: &[u8], i: usize) -> usize {
     let sizes = frame_sizes(stored);
-    28 + 4 * sizes.len() + sizes[..i].iter().sum::<usize>()
+    28 + 8 * sizes.len() + sizes[..i].iter().sum::<usize>()
 }
 
 #[test]
@@ -473,12 +480,9 @@ fn put_parts_compresses_the_parts_as_one_object_without_joining_them() {
         &[5, FRAME + 3, FRAME + 3, 7 * FRAME - 1], // across frames, an empty part
         &[(1 << 20) + 4, 2 * ((1 << 20) + 4)],     // chest records of 1 MiB values
     ];
-    let joined = MemoryBackend::new();
-    layer(&joined, 1, FRAME)
-        .put("v", Bytes::from(whole.clone()))
-        .unwrap();
+    let one_thread = MemoryBackend::new();
     for threads in [1, 3] {
-        for cut in cuts {
+        for (c, cut) in cuts.iter().enumerate() {
             let mut bounds = vec![0];
             bounds.extend(cut.iter().copied().filter(|&c| c <= whole.len()));
             bounds.push(whole.len());
@@ -488,8 +492,29 @@ fn put_parts_compresses_the_parts_as_one_object_without_joining_them() {
                 .collect();
             let mem = MemoryBackend::new();
             let z = layer(&mem, threads, FRAME);
-            z.put_parts("v", parts).unwrap();
-            assert_eq!(mem.get("v").unwrap(), joined.get("v").unwrap(), "{cut:?}");
+            z.put_parts("v", parts.clone()).unwrap();
+            // The same bytes on any number of threads.
+            let first = format!("c{c}");
+            if threads == 1 {
+                layer(&one_thread, 1, FRAME)
+                    .put_parts(&first, parts)
+                    .unwrap();
+            }
+            let stored = mem.get("v").unwrap();
+            assert_eq!(stored, one_thread.get(&first).unwrap(), "{cut:?}");
+            // Frames end at every part's end (parts under 4 KiB shared).
+            let ends: Vec<usize> = index(&stored)
+                .iter()
+                .scan(0, |at, (plain, _)| {
+                    *at += plain;
+                    Some(*at)
+                })
+                .collect();
+            for w in bounds.windows(2).filter(|w| w[1] - w[0] >= 4096) {
+                assert!(ends.contains(&w[0]) || w[0] == 0, "{cut:?}: {w:?}");
+                assert!(ends.contains(&w[1]), "{cut:?}: {w:?}");
+            }
+            assert!(index(&stored).iter().all(|&(plain, _)| plain <= FRAME));
             assert_eq!(z.get("v").unwrap(), whole);
             let r = 5 * FRAME as u64 - 9..whole.len() as u64 - 1;
             assert_eq!(

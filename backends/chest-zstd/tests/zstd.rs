@@ -9,7 +9,7 @@ use bytes::Bytes;
 use chest_core::registry::{open_backend, OpenOptions};
 use chest_core::{Backend, BackendError, BackendResult, Chest, MemoryBackend};
 use chest_fs as _; // registers `file:`
-use chest_zstd::{ZstdBackend, ZstdOptions, MAGIC};
+use chest_zstd::{ZstdBackend, ZstdOptions, DEFAULT_FRAME_SIZE, MAGIC};
 use proptest::prelude::*;
 
 /// Random bytes: incompressible, reproducible.
@@ -229,7 +229,7 @@ fn zstd_objects_start_with_the_magic() {
     for name in ["c", "r", "e"] {
         let raw = mem.get(name).unwrap();
         assert!(chest_zstd::is_zstd_object(&raw), "{name}");
-        assert_eq!(&raw[..5], b"CHZS\x01");
+        assert_eq!(&raw[..5], b"CHZS\x02");
     }
 }
 
@@ -380,10 +380,157 @@ fn newer_format_versions_are_refused_by_name() {
     let z = zstd_over(&mem, ZstdOptions::default());
     z.put("v", text(1000).into()).unwrap();
     let mut bad = mem.get("v").unwrap().to_vec();
-    bad[4] = 2;
+    assert_eq!(bad[4], chest_zstd::VERSION);
+    bad[4] = 3;
     mem.put("v", bad.into()).unwrap();
     let msg = z.get("v").unwrap_err().to_string();
-    assert!(msg.contains("format version 2"), "{msg}");
+    assert!(
+        msg.contains("format version 3") && msg.contains("newer"),
+        "{msg}"
+    );
+}
+
+/// Hex to bytes.
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Objects written by chest-zstd 0.1 before version 2 (format version 1,
+/// frames of one size): `put` of the 2600 bytes below with frames of 1 KiB,
+/// and of 10 bytes of noise (stored raw). Users have data in this format.
+const V1_FRAMES: &str = "43485a5301010000280a000000000000000000000004000003000000590000005c0000004b00000028b52ffd6400035d0200e063686573742d7a737464207631202162696472752c7b72756521773013000327000e044c0038103001e040c00480030113000e044c0038103001e040c004c081e4cc0400981488692a01deff9b6f28b52ffd640003750200e06573742d7a73746420763120636872752c7b727565217730216269641500c0800028801b02a0006e088002b821000ae0860028801b02a0006e088002b821000ae086001402e606004c4adc530956f9520928b52ffd642801ed01003402752c7b72756521773021626964727a7374642076312063686573742d73742d7a737464090004500036104001d8400005b081560605004c4a053a95fe6d9930";
+const V1_RAW: &str = "43485a53010000000a000000000000008f13a2075ce144903bd6";
+
+#[test]
+fn version_1_objects_still_read() {
+    let data: Vec<u8> = (0..2600u32)
+        .map(|i| b"chest-zstd v1 "[(i % 14) as usize] ^ ((i / 97) as u8 & 1))
+        .collect();
+    let mem = MemoryBackend::new();
+    mem.put("f", unhex(V1_FRAMES).into()).unwrap();
+    mem.put("r", unhex(V1_RAW).into()).unwrap();
+    for threads in [1, 2] {
+        let z = zstd_over(
+            &mem,
+            ZstdOptions {
+                threads,
+                frame_size: 4096, // the reader's setting does not matter
+                ..ZstdOptions::default()
+            },
+        );
+        let info = z.object_info("f").unwrap();
+        assert_eq!(
+            (
+                info.compressed,
+                info.len,
+                info.stored_len,
+                info.frames,
+                info.frame_size
+            ),
+            (true, 2600, 296, 3, 1024)
+        );
+        assert_eq!(z.get("f").unwrap(), data);
+        for a in (0..=2600u64)
+            .step_by(37)
+            .chain([1023, 1024, 1025, 2047, 2048, 2599])
+        {
+            for b in (a..=2600)
+                .step_by(53)
+                .chain([a, 1024.max(a), 2048.max(a), 2600])
+            {
+                assert_eq!(
+                    z.get_range("f", a..b).unwrap(),
+                    data[a as usize..b as usize],
+                    "{a}..{b}"
+                );
+            }
+        }
+        assert_eq!(
+            z.get_many(vec![("f".into(), None), ("f".into(), Some(1000..1100))])
+                .into_iter()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>(),
+            vec![
+                Bytes::from(data.clone()),
+                Bytes::copy_from_slice(&data[1000..1100])
+            ]
+        );
+        assert_eq!(&z.get("r").unwrap()[..], &unhex(V1_RAW)[16..]);
+        assert_eq!(&z.get_range("r", 3..7).unwrap()[..], &unhex(V1_RAW)[19..23]);
+    }
+    // Damaged version 1 headers are errors: a count that does not match.
+    let mut bad = unhex(V1_FRAMES);
+    bad[24] = 4;
+    mem.put("f", bad.into()).unwrap();
+    let z = zstd_over(&mem, ZstdOptions::default());
+    assert!(matches!(z.get("f"), Err(BackendError::Corrupt { .. })));
+    assert!(matches!(
+        z.get_range("f", 0..10),
+        Err(BackendError::Corrupt { .. })
+    ));
+}
+
+/// The (uncompressed, compressed) size of every frame of a version 2 object.
+fn index_v2(stored: &[u8]) -> Vec<(u64, u64)> {
+    assert_eq!(stored[4], 2);
+    let u32_at = |at: usize| u64::from(u32::from_le_bytes(stored[at..at + 4].try_into().unwrap()));
+    (0..u32_at(24) as usize)
+        .map(|i| (u32_at(28 + 8 * i), u32_at(32 + 8 * i)))
+        .collect()
+}
+
+#[test]
+fn packed_values_are_read_from_their_own_frames() {
+    // A chest's segment of large values: [value][crc] records one after the
+    // other, written as parts. Record k starts 4·k bytes past a multiple of
+    // the frame size, yet its value fills its own frames.
+    const V: usize = 1 << 20;
+    let spy = Arc::new(Spy::default());
+    let z = ZstdBackend::new(spy.clone(), ZstdOptions::default());
+    let values: Vec<Vec<u8>> = (0..3)
+        .map(|i| text(V + 1000 * i)[1000 * i..].to_vec())
+        .collect();
+    let mut parts = Vec::new();
+    for v in &values {
+        parts.push(Bytes::from(v.clone()));
+        parts.push(Bytes::copy_from_slice(&(v.len() as u32).to_le_bytes()));
+    }
+    let whole: Vec<u8> = parts.concat();
+    z.put_parts("seg", parts).unwrap();
+    let stored = spy.mem.get("seg").unwrap();
+    let index = index_v2(&stored);
+    let f = DEFAULT_FRAME_SIZE as u64;
+    let per_record = [f, f, f, f, 4];
+    let plain: Vec<u64> = index.iter().map(|e| e.0).collect();
+    assert_eq!(plain, per_record.repeat(3));
+    assert_eq!(z.object_info("seg").unwrap().frames, 15);
+    assert_eq!(z.get("seg").unwrap(), whole);
+    let data_start = 28 + 8 * index.len() as u64;
+    for k in 0..3 {
+        let start = (k * (V + 4)) as u64;
+        spy.take();
+        // The value and its checksum, as a chest reads them.
+        let r = start..start + V as u64 + 4;
+        assert_eq!(
+            z.get_range("seg", r.clone()).unwrap(),
+            whole[r.start as usize..r.end as usize]
+        );
+        let (read, _) = spy.take();
+        let frames: u64 = index[5 * k..5 * k + 5].iter().map(|e| e.1).sum();
+        let frames_at = data_start + index[..5 * k].iter().map(|e| e.1).sum::<u64>();
+        // The probe, then the record's frames beyond it.
+        let expect = 16 * 1024 + (frames_at + frames).saturating_sub(16 * 1024).min(frames);
+        assert_eq!(read, expect, "record {k}");
+        // The value alone: its four frames.
+        let r = start + 1..start + V as u64;
+        assert_eq!(
+            z.get_range("seg", r.clone()).unwrap(),
+            whole[r.start as usize..r.end as usize]
+        );
+    }
 }
 
 #[test]
