@@ -38,7 +38,8 @@
 /// and their checksums into one object) ends a frame at the end of every part
 /// (runs of parts under 4 KiB share frames) and every F bytes within a part,
 /// so a value packed at any offset is read by decompressing only its own
-/// frames. A writer writes version 2 only; a reader refuses versions,
+/// frames. A writer writes frames objects as version 2 and raw objects
+/// (the same in both) as version 1; a reader refuses versions,
 /// modes and flags it does not know, and headers whose numbers do not add
 /// up, before allocating anything from them.
 ///
@@ -205,10 +206,12 @@ impl Header {
     }
 }
 
-/// Writes the header of a raw object.
+/// Writes the header of a raw object. Raw objects are the same in both
+/// versions, so they are stamped version 1: a chest-zstd that reads only
+/// version 1 still reads them.
 pub(crate) fn write_raw_header(out: &mut Vec<u8>, len: u64) {
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&[VERSION, MODE_RAW, 0, 0]);
+    out.extend_from_slice(&[VERSION_1, MODE_RAW, 0, 0]);
     out.extend_from_slice(&len.to_le_bytes());
 }
 
@@ -377,12 +380,12 @@ mod tests {
         let mut v = Vec::new();
         write_raw_header(&mut v, 42);
         assert_eq!(v.len(), BASE_LEN);
-        assert_eq!(v[4], VERSION);
+        assert_eq!(v[4], VERSION_1, "raw objects are written as version 1");
         let h = Header::parse(&v).unwrap();
         assert_eq!(h.len, 42);
         assert_eq!(h.kind, Kind::Raw);
         assert_eq!(h.data_start(), 16);
-        v[4] = VERSION_1; // raw objects read the same in both versions
+        v[4] = VERSION; // raw objects read the same in both versions
         assert_eq!(Header::parse(&v).unwrap().kind, Kind::Raw);
     }
 
