@@ -70,7 +70,9 @@
 //! - `put` of an object up to `part_size` is one `PutObject`; a larger one is a
 //!   multipart upload whose parts (of `part_size` bytes) go up `concurrency` at
 //!   a time, completed atomically (a reader sees the old or the new object).
-//! - `put_many` uploads up to `concurrency` objects at once.
+//! - `put_many` uploads up to `concurrency` objects at once, and `get_many`
+//!   fetches up to `concurrency` at once, each counted over every call of
+//!   the backend (a chest's writer and reader threads share them).
 //! - `get_range` is one ranged `GetObject`; a range past the end is
 //!   [`BackendError::RangeOutOfBounds`].
 //! - `list` pages through `ListObjectsV2` with a plain string prefix.
@@ -178,6 +180,13 @@ struct Inner {
     counters: Arc<Counters>,
     /// What the probe of conditional writes found (run once, when first needed).
     conditional: OnceLock<Conditional>,
+    /// `concurrency` permits: the objects of all `put_many` calls in
+    /// flight at once (several writer threads share them, so one batch's
+    /// last uploads overlap the next batch's first without exceeding it).
+    puts: tokio::sync::Semaphore,
+    /// `concurrency` permits for the objects of all `get_many` calls (a
+    /// chest's background read-ahead overlaps its windows).
+    gets: tokio::sync::Semaphore,
 }
 
 impl fmt::Debug for S3Backend {
@@ -283,6 +292,8 @@ impl S3Backend {
         let backend = Self {
             inner: Arc::new(Inner {
                 endpoint: config.endpoint_for_messages(),
+                puts: tokio::sync::Semaphore::new(config.concurrency),
+                gets: tokio::sync::Semaphore::new(config.concurrency),
                 config,
                 location,
                 root,
@@ -907,7 +918,8 @@ impl Backend for S3Backend {
         )
     }
 
-    /// Objects in flight at once (`concurrency`), each sent as its parts.
+    /// Objects in flight at once (`concurrency`, shared by every caller),
+    /// each sent as its parts.
     fn put_many_parts(&self, objects: Vec<(String, Vec<Bytes>)>) -> BackendResult<()> {
         let mut jobs = Vec::with_capacity(objects.len());
         for (name, parts) in objects {
@@ -917,13 +929,22 @@ impl Backend for S3Backend {
         let inner = Arc::clone(&self.inner);
         let concurrency = inner.config.concurrency;
         self.run(async move {
-            let results: Vec<BackendResult<()>> = futures::stream::iter(
-                jobs.into_iter()
-                    .map(|(name, path, data)| Arc::clone(&inner).put(name, path, data)),
-            )
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
+            let results: Vec<BackendResult<()>> =
+                futures::stream::iter(jobs.into_iter().map(|(name, path, data)| {
+                    let inner = Arc::clone(&inner);
+                    async move {
+                        // Never closed: an error here cannot happen, but is not unwrapped.
+                        let _permit = inner
+                            .puts
+                            .acquire()
+                            .await
+                            .map_err(|e| inner.other(format!("put_many: {e}"), None))?;
+                        Arc::clone(&inner).put(name, path, data).await
+                    }
+                }))
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
             let failed = results.iter().filter(|r| r.is_err()).count();
             match results.into_iter().find_map(Result::err) {
                 None => Ok(()),
@@ -964,6 +985,12 @@ impl Backend for S3Backend {
                     let inner = Arc::clone(&inner);
                     async move {
                         let path = path?;
+                        // Never closed: an error here cannot happen, but is not unwrapped.
+                        let _permit = inner
+                            .gets
+                            .acquire()
+                            .await
+                            .map_err(|e| inner.other(format!("get_many: {e}"), None))?;
                         match range {
                             Some(range) => inner.get_range(&name, path, range).await,
                             None => inner.get(&name, path).await,

@@ -333,7 +333,7 @@ impl ZstdBackend {
             Kind::Raw => ObjectInfo {
                 compressed: false,
                 len: header.len,
-                stored_len: header.len + header.data_start(),
+                stored_len: header.len.saturating_add(header.data_start()),
                 frames: 0,
                 frame_size: 0,
             },
@@ -373,14 +373,15 @@ impl ZstdBackend {
         let header = Header::parse(&stored).map_err(|f| self.fault(name, f))?;
         match header.kind {
             Kind::Raw => {
-                let expect = header.data_start() + header.len;
-                if stored.len() as u64 != expect {
+                // A damaged length near 2^64 must not wrap into a match.
+                let expect = header.data_start().checked_add(header.len);
+                if expect != Some(stored.len() as u64) {
                     return Err(self.fault(
                         name,
                         Fault::Corrupt(format!(
                             "the header says {} bytes of data, the object holds {}",
                             header.len,
-                            stored.len() as u64 - header.data_start()
+                            (stored.len() as u64).saturating_sub(header.data_start())
                         )),
                     ));
                 }

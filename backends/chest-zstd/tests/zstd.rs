@@ -303,6 +303,26 @@ fn chest_written_plain_and_opened_through_zstd_fails_clearly() {
     assert!(msg.contains("manifest"), "{msg}");
 }
 
+/// A stored (incompressible) object whose header claims a length near
+/// 2^64: an error naming the object, not an overflow.
+#[test]
+fn a_raw_object_claiming_an_impossible_length_is_corrupt() {
+    let mem = MemoryBackend::new();
+    let z = zstd_over(&mem, ZstdOptions::default());
+    z.put("v", noise(1, 10_000).into()).unwrap();
+    assert!(!z.object_info("v").unwrap().compressed, "stored as it is");
+    let mut bad = mem.get("v").unwrap().to_vec();
+    for len in [u64::MAX, u64::MAX - 15, 1 << 63] {
+        // The data length is the header's bytes 8..16.
+        bad[8..16].copy_from_slice(&len.to_le_bytes());
+        mem.put("v", Bytes::from(bad.clone())).unwrap();
+        let e = z.get("v").unwrap_err();
+        assert!(matches!(e, BackendError::Corrupt { .. }), "{len}: {e:?}");
+        assert!(e.to_string().contains("\"v\""), "{e}");
+        let _ = z.object_info("v");
+    }
+}
+
 #[test]
 fn corrupted_objects_are_errors_not_panics() {
     let data = text(40_000);

@@ -39,8 +39,9 @@ pub(crate) struct Config {
     /// How long dead objects stay for readers beside the writer.
     pub reader_grace: std::time::Duration,
     /// Background threads that write eviction batches (0: the evicting
-    /// call writes them itself).
-    pub writers: usize,
+    /// call writes them itself; `None`: chosen by the backend, see
+    /// [`ChestBuilder::writer_threads`]).
+    pub writers: Option<usize>,
 }
 
 /// Default time a dead object stays for readers beside a writer: 60 s.
@@ -124,7 +125,7 @@ impl<K: Key, V: Send + Sync + 'static> ChestBuilder<K, V, Cbor> {
                 evict_batch: 0,
                 lease_ttl: DEFAULT_LEASE_TTL,
                 reader_grace: DEFAULT_READER_GRACE,
-                writers: 1,
+                writers: None,
             },
             serializer: Cbor,
             weigher: Arc::new(weigher),
@@ -271,12 +272,18 @@ impl<K: Key, V: Send + Sync + 'static, S> ChestBuilder<K, V, S> {
     }
 
     /// Number of background threads that write the values evicted from
-    /// memory (default 1, started with the first eviction). The call that
-    /// evicts returns while they write; it waits only when they fall so far
-    /// behind that memory reaches the budget. With 0, the call that evicts
-    /// writes the batch itself and returns once it is written.
+    /// memory, started with the first eviction. The call that evicts
+    /// returns while they write; it waits only when they fall so far behind
+    /// that memory reaches the budget. With 0, the call that evicts writes
+    /// the batch itself and returns once it is written.
+    ///
+    /// The default is 1, or 2 on a backend that writes several objects at
+    /// once ([`Backend::write_concurrency`](crate::Backend::write_concurrency)
+    /// above 1, as S3): there a batch's last, slowest uploads would
+    /// otherwise leave the connections idle until the next batch starts.
+    /// The backend still bounds the requests in flight.
     pub fn writer_threads(mut self, threads: usize) -> Self {
-        self.config.writers = threads.min(64);
+        self.config.writers = Some(threads.min(64));
         self
     }
 

@@ -22,6 +22,7 @@ use crate::entry::{Resident, Slot};
 use crate::error::{Error, Result};
 use crate::guard;
 use crate::location::IntoLocation;
+use crate::readahead::ReadAhead;
 use crate::serializer::{Cbor, Serializer};
 use crate::shard::{Admission, Shard, ShardHash};
 use crate::stats::{Counters, Stats};
@@ -115,6 +116,8 @@ pub(crate) struct Inner<K: Key, V: Send + Sync + 'static, S: Serializer<V>> {
     pub(crate) skipped_manifests: Vec<String>,
     /// The background writers' queue and state.
     pub(crate) wb: WriteBehind<K, V>,
+    /// The background readers' queue and state.
+    pub(crate) ra: ReadAhead<K, V>,
     /// This, as the writers it starts hold it.
     pub(crate) me: Weak<Self>,
 }
@@ -173,12 +176,19 @@ pub(crate) fn join(mut errors: Vec<Error>) -> Result<()> {
 
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     pub(crate) fn new_empty(
-        config: Config,
+        mut config: Config,
         serializer: S,
         weigher: Weigher<V>,
         store: Store,
         persistent: bool,
     ) -> Self {
+        config.writers = Some(config.writers.unwrap_or_else(|| {
+            if store.backend().write_concurrency() > 1 {
+                2
+            } else {
+                1
+            }
+        }));
         let shards = (0..config.shards)
             .map(|_| Mutex::new(Shard::new(config.policy, recent_slots(&config))))
             .collect();
@@ -204,12 +214,20 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             poisoned: AtomicBool::new(false),
             skipped_manifests: Vec::new(),
             wb: WriteBehind::default(),
+            ra: ReadAhead::default(),
             me: Weak::new(),
         }
     }
 
     pub(crate) fn location(&self) -> &str {
         self.store.location()
+    }
+
+    /// The weight of `key`'s `value`: the weigher's answer (a panic in it
+    /// is an error) plus the chest's own bookkeeping for an entry.
+    pub(crate) fn weigh<Q: Debug + ?Sized>(&self, key: &Q, value: &V) -> Result<usize> {
+        guard::catch("weigher", key, || (self.weigher)(value))
+            .map(|w| w.saturating_add(entry_overhead::<K, V>()))
     }
 
     pub(crate) fn memory_usage(&self) -> usize {
@@ -317,8 +335,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// The weight of a value in memory: what the weigher says, plus the
     /// chest's own [`entry_overhead`] for it.
     pub(crate) fn weigh<Q: Debug + ?Sized>(&self, key: &Q, value: &V) -> Result<usize> {
-        guard::catch("weigher", key, || (self.inner.weigher)(value))
-            .map(|w| w.saturating_add(entry_overhead::<K, V>()))
+        self.inner.weigh(key, value)
     }
 
     /// Inserts or replaces a value. When memory nears the budget, the
@@ -590,6 +607,8 @@ struct StopWriters<'a, K: Key, V: Send + Sync + 'static, S: Serializer<V>>(&'a I
 
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Drop for StopWriters<'_, K, V, S> {
     fn drop(&mut self) {
+        // Readers first: a reader making room may hand the writers a batch.
+        self.0.stop_readers();
         self.0.stop_writers();
     }
 }

@@ -18,7 +18,8 @@
 //!                           lands, the flush's copy is kept, it is
 //!                           evicted)
 //! Resident clean(loc)       an eviction takes it (no write)              Spilled(loc)
-//! Spilled(loc)              get / update / prefetch misses               Loading(loc)
+//! Spilled(loc)              get / update / prefetch misses, read_ahead   Loading(loc)
+//!                           (its job then waits for a reader thread)
 //! Loading(loc)              read and decoded, to be kept (see            Resident clean(loc)
 //!                           `Admission`) and fits the budget
 //!                           not kept, heavier than the budget, or the    Spilled(loc)
@@ -41,8 +42,10 @@
 //! - **Resident, clean** (`stored: Some(loc)`): an identical copy is stored
 //!   at `loc`; evicting it costs no write.
 //! - **Spilled(loc)**: only the stored copy exists (12 bytes in memory).
-//! - **Loading(load)**: a reader is reading `loc` outside the lock; other
-//!   readers of the key wait for that one read instead of making their own.
+//! - **Loading(load)**: a reader is reading `loc` outside the lock (or a
+//!   read-ahead job waits for a background reader, see
+//!   [`crate::readahead`]); other readers of the key wait for that one read
+//!   instead of making their own.
 //!
 //! `insert`, `update` and `remove` may hit a key in any state: they replace
 //! the slot (or change the value in place) and release the stored copy the

@@ -23,7 +23,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     ///   while their batch is written, until it is placed).
     ///
     /// With `quiescent` (no call of the chest in progress, as between the
-    /// phases of a test) the background writes are waited for first; then
+    /// phases of a test) the background reads and writes are waited for first; then
     /// also: no batch is queued or being written, nothing is in flight, no
     /// value is marked as being evicted or loaded, and the store's live
     /// objects are exactly those the entries name, with exactly their
@@ -32,6 +32,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// Returns what is wrong. For tests; it costs a pass over every key.
     pub(crate) fn check_invariants(&self, quiescent: bool) -> Result<(), String> {
         if quiescent {
+            // Reads ahead first: making room for them may hand the writers a batch.
+            self.wait_read();
             self.wait_written();
             if !self.writes_idle() {
                 return Err("a batch is still queued or being written".into());

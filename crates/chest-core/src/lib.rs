@@ -46,6 +46,7 @@ mod location;
 pub mod memory;
 #[cfg(feature = "json")]
 pub mod raw;
+mod readahead;
 mod recover;
 pub mod registry;
 pub mod serializer;

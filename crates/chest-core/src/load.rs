@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::chest::{Chest, Key};
+use crate::chest::{Chest, Inner, Key};
 use crate::entry::{Load, Resident, Slot};
 use crate::error::{BackendError, Error, Result};
 use crate::guard;
@@ -35,9 +35,9 @@ where
     K: Borrow<Q>,
     Q: Hash + Eq,
 {
-    chest: &'a Chest<K, V, S>,
-    key: &'a Q,
-    load: Option<Arc<Load<V>>>,
+    pub(crate) chest: &'a Inner<K, V, S>,
+    pub(crate) key: &'a Q,
+    pub(crate) load: Option<Arc<Load<V>>>,
 }
 
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>, Q: Hash + Eq + ?Sized> Drop
@@ -47,7 +47,7 @@ where
 {
     fn drop(&mut self) {
         if let Some(load) = self.load.take() {
-            let mut shard = self.chest.inner.shard(self.key);
+            let mut shard = self.chest.shard(self.key);
             if let Some(slot) = shard.map.get_mut(self.key) {
                 if matches!(slot, Slot::Loading(l) if Arc::ptr_eq(l, &load)) {
                     *slot = Slot::Spilled(load.loc);
@@ -93,7 +93,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                     drop(shard);
                     Counters::add(&self.inner.counters.misses, 1);
                     let guard = LoadGuard {
-                        chest: self,
+                        chest: &self.inner,
                         key,
                         load: Some(load),
                     };
@@ -101,7 +101,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                     let _entered = span.enter();
                     let started = std::time::Instant::now();
                     let read = self.inner.store.read(loc);
-                    let finished = self.finish_load(guard, read, keep);
+                    let finished = self.inner.finish_load(guard, read, keep);
                     match &finished {
                         Ok(_) => tracing::trace!(secs = started.elapsed().as_secs_f64(), "loaded"),
                         Err(e) => tracing::warn!(error = %e, "load"),
@@ -132,6 +132,81 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         }
     }
 
+    /// Loads the given keys' values into memory ahead of use, reading them
+    /// from the backend at once where it can (S3: concurrent requests).
+    /// Prefetch a window that fits the budget: values beyond it push out
+    /// others. Returns how many were loaded; keys that are absent, already
+    /// in memory or being loaded are skipped.
+    ///
+    /// ```
+    /// use chest_core::Chest;
+    ///
+    /// let c: Chest<u32, Vec<u8>> = Chest::builder().memory_budget(64 << 10).open("memory://")?;
+    /// for i in 0..64 {
+    ///     c.insert(i, vec![i as u8; 4096])?;
+    /// }
+    /// let window: Vec<u32> = (0..8).collect();
+    /// c.prefetch(&window)?;                 // one batch of reads
+    /// let hits = c.stats().hits;
+    /// for i in &window {
+    ///     c.get(i)?;                        // served from memory
+    /// }
+    /// assert_eq!(c.stats().hits, hits + 8);
+    /// # Ok::<(), chest_core::Error>(())
+    /// ```
+    pub fn prefetch<'q, Q>(&self, keys: impl IntoIterator<Item = &'q Q>) -> Result<usize>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + Debug + ?Sized + 'q,
+    {
+        let keys: Vec<&Q> = keys.into_iter().collect();
+        // Room first: the window's values would otherwise come in on top of
+        // a full memory tier (past the budget while they are read), and the
+        // eviction after them could push out some of the window itself.
+        self.make_room_for(keys.iter().copied());
+        // Keys the room was made from (few: the window's resident values go
+        // last) are read with the others.
+        let mut guards = Vec::new();
+        for key in keys {
+            let mut shard = self.inner.shard(key);
+            if let Some(slot @ Slot::Spilled(_)) = shard.map.get_mut(key) {
+                let Slot::Spilled(loc) = *slot else {
+                    unreachable!()
+                };
+                let load = Load::new(loc);
+                *slot = Slot::Loading(Arc::clone(&load));
+                guards.push(LoadGuard {
+                    chest: &self.inner,
+                    key,
+                    load: Some(load),
+                });
+            }
+        }
+        let locs: Vec<Loc> = guards
+            .iter()
+            .filter_map(|g| g.load.as_ref().map(|l| l.loc))
+            .collect();
+        let reads = self.inner.store.read_many(&locs);
+        let mut loaded = 0;
+        let mut first_error = None;
+        for (guard, read) in guards.into_iter().zip(reads) {
+            match self.inner.finish_load(guard, read, true) {
+                Ok(Some(_)) => loaded += 1,
+                Ok(None) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        self.inner.enforce_budget(); // errors: reported later, as for `get`
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(loaded),
+        }
+    }
+}
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// Decodes what was read for a guarded load and installs it: resident
     /// and clean if it is to be kept and fits the budget, back to `Spilled`
     /// if not. `Ok(None)`
@@ -155,14 +230,14 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let decoded = self
             .decode(key, loc, read)
             .and_then(|value| Ok((self.weigh(key, &value)?, Arc::new(value))));
-        let mut shard = self.inner.shard(key);
+        let mut shard = self.shard(key);
         let tick = shard.tick();
         let ours = matches!(shard.map.get(key), Some(Slot::Loading(l)) if Arc::ptr_eq(l, &load));
         guard.load = None;
         match decoded {
             Ok((weight, value)) => {
                 if ours {
-                    let fits = keep && weight <= self.inner.config.budget;
+                    let fits = keep && weight <= self.config.budget;
                     if let Some(slot) = shard.map.get_mut(key) {
                         *slot = if fits {
                             Slot::Resident(Resident::new(
@@ -176,11 +251,21 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                         };
                     }
                     if fits {
-                        self.inner.usage.fetch_add(weight, Ordering::Relaxed);
-                        self.inner.resident.fetch_add(1, Ordering::Relaxed);
+                        self.usage.fetch_add(weight, Ordering::Relaxed);
+                        self.resident.fetch_add(1, Ordering::Relaxed);
                         // The eviction order owns a copy of the key.
                         if let Some(k) = shard.map.get_key_value(key).map(|(k, _)| k.clone()) {
                             shard.enqueue(&k);
+                        }
+                        // Loaded because it is wanted (read now, or soon: a
+                        // prefetch, a read-ahead): it counts as used once
+                        // queued, so the values queued before it that were
+                        // not used since go first. Otherwise a window read
+                        // ahead would be the first to go when the next one
+                        // makes room, before the values already used.
+                        let used = shard.tick();
+                        if let Some(Slot::Resident(r)) = shard.map.get_mut(key) {
+                            r.tick = used;
                         }
                     }
                 }
@@ -215,7 +300,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let object = || object_name(loc.obj);
         let bytes = read.map_err(|e| match e {
             ReadError::Backend(BackendError::NotFound { .. })
-                if self.inner.config.read_only && self.inner.store.snapshot_is_stale() =>
+                if self.config.read_only && self.store.snapshot_is_stale() =>
             {
                 Error::StaleSnapshot {
                     key: format!("{key:?}"),
@@ -237,10 +322,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 detail,
             },
         })?;
-        Counters::add(&self.inner.counters.loads, 1);
-        Counters::add(&self.inner.counters.bytes_read, bytes.len() as u64);
+        Counters::add(&self.counters.loads, 1);
+        Counters::add(&self.counters.bytes_read, bytes.len() as u64);
         guard::catch("deserializer", key, || {
-            self.inner.serializer.deserialize_owned(bytes)
+            self.serializer.deserialize_owned(bytes)
         })?
         .map_err(|source| Error::Deserialize {
             key: format!("{key:?}"),
@@ -248,94 +333,6 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             location: self.location().to_string(),
             source,
         })
-    }
-
-    /// Loads the given keys' values into memory ahead of use, reading them
-    /// from the backend at once where it can (S3: concurrent requests).
-    /// Prefetch a window that fits the budget: values beyond it push out
-    /// others. Returns how many were loaded; keys that are absent, already
-    /// in memory or being loaded are skipped.
-    ///
-    /// ```
-    /// use chest_core::Chest;
-    ///
-    /// let c: Chest<u32, Vec<u8>> = Chest::builder().memory_budget(64 << 10).open("memory://")?;
-    /// for i in 0..64 {
-    ///     c.insert(i, vec![i as u8; 4096])?;
-    /// }
-    /// let window: Vec<u32> = (0..8).collect();
-    /// c.prefetch(&window)?;                 // one batch of reads
-    /// let hits = c.stats().hits;
-    /// for i in &window {
-    ///     c.get(i)?;                        // served from memory
-    /// }
-    /// assert_eq!(c.stats().hits, hits + 8);
-    /// # Ok::<(), chest_core::Error>(())
-    /// ```
-    pub fn prefetch<'q, Q>(&self, keys: impl IntoIterator<Item = &'q Q>) -> Result<usize>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + Debug + ?Sized + 'q,
-    {
-        let keys: Vec<&Q> = keys.into_iter().collect();
-        // Room first: the window's values would otherwise come in on top of
-        // a full memory tier (past the budget while they are read), and the
-        // eviction after them could push out some of the window itself.
-        let mut incoming = 0;
-        let mut spilled = 0;
-        for &key in &keys {
-            let mut shard = self.inner.shard(key);
-            let tick = shard.tick();
-            match shard.map.get_mut(key) {
-                // In memory already: used now, so it is the last to go.
-                Some(Slot::Resident(r)) => r.tick = tick,
-                Some(Slot::Spilled(loc)) => {
-                    incoming += self.inner.store.value_len(*loc);
-                    spilled += 1;
-                }
-                _ => {}
-            }
-        }
-        self.inner.make_room(incoming, spilled);
-        // Keys the room was made from (few: the window's resident values go
-        // last) are read with the others.
-        let mut guards = Vec::new();
-        for key in keys {
-            let mut shard = self.inner.shard(key);
-            if let Some(slot @ Slot::Spilled(_)) = shard.map.get_mut(key) {
-                let Slot::Spilled(loc) = *slot else {
-                    unreachable!()
-                };
-                let load = Load::new(loc);
-                *slot = Slot::Loading(Arc::clone(&load));
-                guards.push(LoadGuard {
-                    chest: self,
-                    key,
-                    load: Some(load),
-                });
-            }
-        }
-        let locs: Vec<Loc> = guards
-            .iter()
-            .filter_map(|g| g.load.as_ref().map(|l| l.loc))
-            .collect();
-        let reads = self.inner.store.read_many(&locs);
-        let mut loaded = 0;
-        let mut first_error = None;
-        for (guard, read) in guards.into_iter().zip(reads) {
-            match self.finish_load(guard, read, true) {
-                Ok(Some(_)) => loaded += 1,
-                Ok(None) => {}
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        self.inner.enforce_budget(); // errors: reported later, as for `get`
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(loaded),
-        }
     }
 }
 

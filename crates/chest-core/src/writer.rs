@@ -37,7 +37,8 @@
 //!
 //! # Threads
 //!
-//! Up to `Config::writers` threads (default 1), started when the first
+//! Up to `Config::writers` threads (default 1; 2 on a backend with a
+//! `write_concurrency` above 1), started when the first
 //! batch is submitted; with 0, or if a thread cannot be started, the
 //! evicting call writes its batch itself. A writer holds an `Arc` of the
 //! chest's [`Inner`]; the [`Chest`](crate::Chest)'s drop (after its flush)
@@ -139,6 +140,11 @@ impl<K, V> WriteBehind<K, V> {
 }
 
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
+    /// The number of writer threads (resolved when the chest is made).
+    fn writers(&self) -> usize {
+        self.config.writers.unwrap_or(1)
+    }
+
     /// Where eviction starts and where it stops: `(high, low)`.
     pub(crate) fn marks(&self) -> (usize, usize) {
         let budget = self.config.budget;
@@ -146,7 +152,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         // With a budget so small that one batch is most of it, there is no
         // room to write ahead: eviction starts at the budget, and the call
         // that crosses it waits for the batch.
-        let ahead = if self.config.writers == 0 || gap > budget / 2 {
+        let ahead = if self.writers() == 0 || gap > budget / 2 {
             0
         } else {
             gap.min(budget / 4)
@@ -207,12 +213,15 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         if incoming == 0 {
             return;
         }
-        let (high, _) = self.marks();
+        let (high, low) = self.marks();
         // A little for each value's weight beyond its bytes (its `Vec`, spare capacity).
         let need = incoming
             .saturating_add(incoming / 64)
             .saturating_add(count.saturating_mul(256));
-        let target = high.saturating_sub(need);
+        // A window that does not fit under the high mark cannot be made
+        // room for: emptying the memory tier would only cost writes (and the
+        // window's own values push each other out anyway). Evict as usual.
+        let target = if need >= high { low } else { high - need };
         let inflight = self.inflight.load(Ordering::Relaxed);
         if self.memory_usage().saturating_sub(inflight) <= target {
             return;
@@ -230,12 +239,12 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         st.next_seq += 1;
         st.unplaced.insert(seq);
         let job = Job { seq, victims };
-        if self.config.writers == 0 || st.stopping {
+        if self.writers() == 0 || st.stopping {
             drop(st);
             return self.run_job(job);
         }
         st.queue.push_back(job);
-        if st.idle == 0 && st.threads.len() < self.config.writers {
+        if st.idle == 0 && st.threads.len() < self.writers() {
             if let Some(me) = self.me.upgrade() {
                 // The writer reports to the subscriber of the thread that starts it.
                 let dispatch = tracing::dispatcher::get_default(|d| d.clone());

@@ -41,11 +41,20 @@ struct Gate {
     inner: MemoryBackend,
     state: Mutex<GateState>,
     cv: Condvar,
+    /// Claims to write several objects at once (`write_concurrency` 4).
+    wide: bool,
 }
 
 impl Gate {
     fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    fn wide() -> Arc<Self> {
+        Arc::new(Self {
+            wide: true,
+            ..Self::default()
+        })
     }
 
     /// Holds (or lets through) the writer's puts, or the others'.
@@ -65,13 +74,23 @@ impl Gate {
 
     /// Waits until a put of the writer (or of another thread) is held.
     fn wait_blocked(&self, writer: bool) {
+        self.wait_blocked_n(writer, 1);
+    }
+
+    /// Waits until `n` puts of writers (or of other threads) are held.
+    fn wait_blocked_n(&self, writer: bool, n: usize) {
         let s = self.state.lock().unwrap();
         let i = usize::from(!writer);
         let (_s, timeout) = self
             .cv
-            .wait_timeout_while(s, HANG, |s| s.blocked[i] == 0)
+            .wait_timeout_while(s, HANG, |s| s.blocked[i] < n)
             .unwrap();
-        assert!(!timeout.timed_out(), "the held put never came");
+        assert!(!timeout.timed_out(), "the held puts never came ({n})");
+    }
+
+    /// Puts held now: of writers, of others.
+    fn blocked(&self) -> [usize; 2] {
+        self.state.lock().unwrap().blocked
     }
 
     fn gate(&self, name: &str) -> BackendResult<()> {
@@ -138,13 +157,22 @@ impl Backend for Gate {
     fn list(&self, prefix: &str) -> BackendResult<Vec<String>> {
         self.inner.list(prefix)
     }
+    fn write_concurrency(&self) -> usize {
+        if self.wide {
+            4
+        } else {
+            1
+        }
+    }
 }
 
-/// Values of 64 KiB (weighed by their length) in a budget of 1 MiB: the
-/// writer is handed a batch (the two coldest values) once memory passes
-/// 960 KiB, i.e. by the 16th insert, which fills the budget.
+/// Values of 64 KiB (weighed by their length, plus the chest's own
+/// bookkeeping of a hundred or so bytes each) in a budget of 1 MiB and room
+/// for that bookkeeping: the writer is handed a batch (the two coldest
+/// values) once memory passes the high mark (the budget less 1/16), i.e. by
+/// the 16th insert, which fills the budget; the 17th goes over it.
 const LEN: usize = 64 << 10;
-const BUDGET: usize = 1 << 20;
+const BUDGET: usize = (1 << 20) + 16 * 256;
 
 fn open(backend: &Arc<Gate>) -> Chest<u64, Vec<u8>> {
     ChestBuilder::<u64, Vec<u8>>::with_weigher(Vec::len)
@@ -562,4 +590,90 @@ fn a_serializer_panicking_on_the_writer_thread_loses_nothing() {
     for k in 0..40 {
         assert_eq!(*c.get(&k).unwrap().unwrap(), value(k), "key {k}");
     }
+}
+
+/// Inserts 16 values with the writers held (the first batch is held), then
+/// one more on another thread: memory passes the high mark again, a second
+/// batch is handed over, and the insert waits (memory is at the budget).
+/// Returns how many batches were being written at once (waiting until
+/// `expected` are, if more than one), then lets them through and checks
+/// every value, in memory, after a flush, and reopened.
+fn batches_at_once(b: &Arc<Gate>, writers: Option<usize>, expected: usize) -> usize {
+    let open = || {
+        let builder = ChestBuilder::<u64, Vec<u8>>::with_weigher(Vec::len).memory_budget(BUDGET);
+        let builder = match writers {
+            Some(n) => builder.writer_threads(n),
+            None => builder,
+        };
+        builder.open_backend(b.clone() as Arc<dyn Backend>).unwrap()
+    };
+    let c = open();
+    let _release = Release(b);
+    b.hold(true, true);
+    for k in 0..16 {
+        c.insert(k, value(k)).unwrap();
+    }
+    b.wait_blocked(true);
+    assert_eq!(b.blocked()[0], 1, "one batch so far");
+    let at_once = std::thread::scope(|s| {
+        // A failed assertion in here lets the held insert go before the
+        // scope joins it.
+        let _release = Release(b);
+        let (tx, rx) = mpsc::channel();
+        let c = &c;
+        s.spawn(move || {
+            // Twice as heavy, so that memory passes the high mark again.
+            c.insert(16, big(16)).unwrap();
+            tx.send(()).unwrap();
+        });
+        until("the second batch", || {
+            c.contains_key(&16) && c.memory_usage() > BUDGET
+        });
+        // The insert that handed over the second batch waits for room; a
+        // second writer (if any) is held in the gate by then, or soon.
+        if expected > 1 {
+            b.wait_blocked_n(true, expected);
+        }
+        let at_once = b.blocked()[0];
+        assert!(rx.try_recv().is_err(), "the insert did not wait");
+        check(c, false);
+        b.hold(true, false);
+        rx.recv_timeout(HANG).expect("the insert never resumed");
+        at_once
+    });
+    check(&c, true);
+    assert!(c.memory_usage() <= BUDGET);
+    for k in 0..16 {
+        assert_eq!(*c.get(&k).unwrap().unwrap(), value(k), "key {k}");
+    }
+    assert_eq!(*c.get(&16).unwrap().unwrap(), big(16));
+    c.flush().unwrap();
+    check(&c, true);
+    c.close().unwrap();
+    let c = open();
+    assert_eq!(c.len(), 17);
+    for k in 0..16 {
+        assert_eq!(*c.get(&k).unwrap().unwrap(), value(k), "key {k} reopened");
+    }
+    assert_eq!(*c.get(&16).unwrap().unwrap(), big(16), "reopened");
+    at_once
+}
+
+fn big(k: u64) -> Vec<u8> {
+    [value(k), value(k + 1000)].concat()
+}
+
+// On a backend that writes several objects at once, two writers by default:
+// a second batch is written while the first is still on its way.
+#[test]
+fn a_wide_backend_gets_two_writers_that_write_batches_at_once() {
+    assert_eq!(batches_at_once(&Gate::wide(), None, 2), 2);
+}
+
+// One writer (the default on a one-at-a-time backend, or asked for): the
+// second batch waits in the queue while the first is written.
+#[test]
+fn one_writer_writes_one_batch_at_a_time() {
+    assert_eq!(batches_at_once(&Gate::new(), None, 1), 1);
+    assert_eq!(batches_at_once(&Gate::wide(), Some(1), 1), 1);
 }

@@ -176,7 +176,7 @@ mod s3 {
 
     use chest::s3::{S3Config, RETRY_TIMEOUT};
 
-    /// Keys the chest side prefetches at a time: chest-s3's default concurrency.
+    /// Keys the chest side reads ahead at a time: chest-s3's default concurrency.
     const READ_AHEAD: usize = 8;
     use chest::{Chest, ChestBuilder, Raw};
     use futures::{StreamExt, TryStreamExt};
@@ -482,11 +482,18 @@ mod s3 {
         let (stats, secs, peak) = measured(|| {
             let (c, o) = timed(|| open(loc, p.budget))?;
             open_secs = o;
-            // Read ahead a window as wide as the backend's concurrency, as
+            // Windows as wide as the backend's concurrency, the next one
+            // read ahead (in the background) while this one is checked, as
             // the baseline keeps that many GETs in flight.
-            for window in order.chunks(READ_AHEAD) {
-                c.prefetch(window)?;
-                for &k in window {
+            let windows: Vec<&[u64]> = order.chunks(READ_AHEAD).collect();
+            if let Some(first) = windows.first() {
+                c.read_ahead(first.iter().copied());
+            }
+            for (i, window) in windows.iter().enumerate() {
+                if let Some(next) = windows.get(i + 1) {
+                    c.read_ahead(next.iter().copied());
+                }
+                for &k in *window {
                     values.verify_get(&c, k)?;
                 }
             }

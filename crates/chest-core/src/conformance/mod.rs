@@ -233,6 +233,7 @@ macro_rules! conformance_tests {
                 list_after_deletes, range_edges, reports, threads_share_a_store;
             chest_behaviour: spill_under_budget, reopen_after_flush, iter_visits_every_key,
                 prefetch_loads_spilled_values,
+                read_ahead_loads_spilled_values,
                 overwrite_spilled,
                 remove_spilled, mutate_spilled_persists, unserializable_stays_in_memory,
                 heavier_than_budget, clean_values_not_rewritten, loads_are_kept_on_second_read, garbage_is_compacted, corrupt_value_names_key,

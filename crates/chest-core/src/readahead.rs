@@ -1,0 +1,340 @@
+//! Read-ahead: [`Chest::read_ahead`] starts loading spilled values on a
+//! background reader and returns at once, so that a caller who knows which
+//! keys come next keeps the backend busy while it works on the values it
+//! has (the next window is on its way while this one is used).
+//!
+//! # States and locks
+//!
+//! A key handed to the reader is `Loading`, set under its shard's lock as a
+//! `get` miss sets it (see [`crate::entry`]): a `get` of it waits for that
+//! load instead of reading again, and an insert, update or remove replaces
+//! the slot as for any load (the reader then sees that the slot no longer
+//! holds its load, and installs nothing). The reader reads with no lock
+//! held and installs each value under its shard's lock
+//! ([`Inner::finish_load`]), kept (as [`Chest::prefetch`] keeps).
+//! `ReadAhead::state` is a leaf: nothing else is locked while it is held.
+//!
+//! # Errors
+//!
+//! A read that fails, or a value that cannot be decoded, puts the slot back
+//! to `Spilled`: the `get` waiting for it (or the next one) reads it again
+//! itself and returns the error, naming the key. The reader counts the
+//! failure in the stats (`errors`) and logs it; nothing is lost, as a read
+//! changes nothing stored.
+//!
+//! # Threads
+//!
+//! Up to [`READERS`] threads (`chest-reader`), started with the first job:
+//! two, so that one window's last, slowest reads overlap the next window's
+//! first. The chest's drop stops them: queued jobs are abandoned (their keys
+//! go back to `Spilled`), the jobs being read complete, and the threads are
+//! joined, so none outlives its chest.
+
+use std::borrow::Borrow;
+use std::collections::VecDeque;
+use std::hash::Hash;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use crate::chest::{lock, Chest, Inner, Key};
+use crate::entry::{Load, Slot};
+use crate::guard::panic_message;
+use crate::load::LoadGuard;
+use crate::serializer::Serializer;
+use crate::stats::Counters;
+use crate::store::Loc;
+
+/// The name of the reader threads.
+pub(crate) const READER_THREAD: &str = "chest-reader";
+
+/// Reader threads of a chest, at most.
+pub(crate) const READERS: usize = 2;
+
+/// The background readers of one chest: their queue of jobs.
+pub(crate) struct ReadAhead<K, V> {
+    state: Mutex<State<K, V>>,
+    /// Readers wait here for jobs.
+    work: Condvar,
+    /// [`Inner::wait_read`] waits here for the jobs to be done.
+    done: Condvar,
+}
+
+struct State<K, V> {
+    queue: VecDeque<Job<K, V>>,
+    /// Jobs submitted and not yet done (queued or being read).
+    active: usize,
+    threads: Vec<JoinHandle<()>>,
+    /// Readers waiting for a job.
+    idle: usize,
+    /// Set by the chest's drop: no new thread, queued jobs are abandoned.
+    stopping: bool,
+}
+
+/// Keys made `Loading` by one [`Chest::read_ahead`], with their loads.
+struct Job<K, V> {
+    loads: Vec<(K, Arc<Load<V>>)>,
+}
+
+impl<K, V> Default for ReadAhead<K, V> {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                active: 0,
+                threads: Vec::new(),
+                idle: 0,
+                stopping: false,
+            }),
+            work: Condvar::new(),
+            done: Condvar::new(),
+        }
+    }
+}
+
+impl<K, V> ReadAhead<K, V> {
+    fn state(&self) -> MutexGuard<'_, State<K, V>> {
+        lock(&self.state)
+    }
+}
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
+    /// Starts loading the given keys' values in the background and returns
+    /// at once: each is read (together, where the backend reads several
+    /// objects at once) and kept in memory, and a `get` of a key still on
+    /// its way waits for its load instead of reading it again. Returns how
+    /// many loads were started; keys that are absent, in memory or being
+    /// loaded are skipped.
+    ///
+    /// Room is made first, as for [`prefetch`](Chest::prefetch): keep the
+    /// keys read ahead (those on their way and those not yet used) to what
+    /// fits the budget, or they push each other out. A failed read is
+    /// reported by the `get` of its key, which reads it again itself.
+    ///
+    /// ```
+    /// use chest_core::Chest;
+    ///
+    /// let c: Chest<u32, Vec<u8>> = Chest::builder().memory_budget(64 << 10).open("memory://")?;
+    /// for i in 0..64 {
+    ///     c.insert(i, vec![i as u8; 4096])?;
+    /// }
+    /// let keys: Vec<u32> = (0..64).collect();
+    /// let mut windows = keys.chunks(4);
+    /// let mut next = windows.next();
+    /// if let Some(first) = next {
+    ///     c.read_ahead(first.iter().copied());
+    /// }
+    /// while let Some(window) = next {
+    ///     next = windows.next();
+    ///     if let Some(following) = next {
+    ///         c.read_ahead(following.iter().copied()); // on its way while this window is used
+    ///     }
+    ///     for k in window {
+    ///         assert_eq!(c.get(k)?.unwrap()[0], *k as u8);
+    ///     }
+    /// }
+    /// # Ok::<(), chest_core::Error>(())
+    /// ```
+    pub fn read_ahead(&self, keys: impl IntoIterator<Item = K>) -> usize {
+        let keys: Vec<K> = keys.into_iter().collect();
+        self.make_room_for(keys.iter());
+        let mut loads = Vec::new();
+        for key in keys {
+            let mut shard = self.inner.shard(&key);
+            if let Some(slot @ Slot::Spilled(_)) = shard.map.get_mut(&key) {
+                let Slot::Spilled(loc) = *slot else {
+                    unreachable!()
+                };
+                let load = Load::new(loc);
+                *slot = Slot::Loading(Arc::clone(&load));
+                drop(shard);
+                loads.push((key, load));
+            }
+        }
+        let started = loads.len();
+        if started > 0 {
+            self.inner.submit_reads(Job { loads });
+        }
+        started
+    }
+
+    /// Makes room for the spilled values of `keys` about to be loaded, and
+    /// marks their resident ones as used now (they are the last to go).
+    pub(crate) fn make_room_for<'q, Q>(&self, keys: impl Iterator<Item = &'q Q>)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized + 'q,
+    {
+        let mut incoming = 0;
+        let mut spilled = 0;
+        for key in keys {
+            let mut shard = self.inner.shard(key);
+            let tick = shard.tick();
+            match shard.map.get_mut(key) {
+                Some(Slot::Resident(r)) => r.tick = tick,
+                Some(Slot::Spilled(loc)) => {
+                    incoming += self.inner.store.value_len(*loc);
+                    spilled += 1;
+                }
+                _ => {}
+            }
+        }
+        self.inner.make_room(incoming, spilled);
+    }
+}
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
+    /// Hands a job to the readers (or reads it now, if no reader can start).
+    fn submit_reads(&self, job: Job<K, V>) {
+        let mut st = self.ra.state();
+        if st.stopping {
+            drop(st);
+            return abandon(self, job);
+        }
+        st.active += 1;
+        st.queue.push_back(job);
+        if st.idle == 0 && st.threads.len() < READERS {
+            if let Some(me) = self.me.upgrade() {
+                // The reader reports to the subscriber of the thread that starts it.
+                let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+                let spawned = std::thread::Builder::new()
+                    .name(READER_THREAD.into())
+                    .spawn(move || {
+                        tracing::dispatcher::with_default(&dispatch, || me.reader_loop())
+                    });
+                match spawned {
+                    Ok(handle) => st.threads.push(handle),
+                    Err(e) => tracing::warn!(error = %e, "cannot start a reader thread"),
+                }
+            }
+        }
+        if st.threads.is_empty() {
+            // No reader: this thread reads the job.
+            let job = st.queue.pop_back().expect("pushed above");
+            drop(st);
+            return self.read_job(job);
+        }
+        drop(st);
+        self.ra.work.notify_one();
+    }
+
+    /// A reader thread: reads jobs until the chest stops it.
+    fn reader_loop(self: Arc<Self>) {
+        loop {
+            let job = {
+                let mut st = self.ra.state();
+                loop {
+                    if st.stopping {
+                        break None;
+                    }
+                    if let Some(job) = st.queue.pop_front() {
+                        break Some(job);
+                    }
+                    st.idle += 1;
+                    st = self
+                        .ra
+                        .work
+                        .wait(st)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    st.idle -= 1;
+                }
+            };
+            match job {
+                Some(job) => self.read_job(job),
+                None => return,
+            }
+        }
+    }
+
+    /// Reads one job's values and installs them (kept). A panic (of a
+    /// backend, a deserializer or a weigher) is counted and logged; the
+    /// guards put the keys it did not finish back to `Spilled`.
+    fn read_job(&self, job: Job<K, V>) {
+        let first = job.loads.first().map(|(k, _)| format!("{k:?}"));
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let guards: Vec<LoadGuard<'_, K, V, S, K>> = job
+                .loads
+                .iter()
+                .map(|(key, load)| LoadGuard {
+                    chest: self,
+                    key,
+                    load: Some(Arc::clone(load)),
+                })
+                .collect();
+            let locs: Vec<Loc> = job.loads.iter().map(|(_, load)| load.loc).collect();
+            let reads = self.store.read_many(&locs);
+            for (guard, read) in guards.into_iter().zip(reads) {
+                if let Err(e) = self.finish_load(guard, read, true) {
+                    // The `get` of this key reads it again and reports it.
+                    tracing::warn!(error = %e, "read-ahead");
+                    Counters::add(&self.counters.errors, 1);
+                }
+            }
+        }));
+        if let Err(payload) = outcome {
+            tracing::warn!(
+                key = first.unwrap_or_default(),
+                message = panic_message(&*payload),
+                "read-ahead panicked"
+            );
+            Counters::add(&self.counters.errors, 1);
+        }
+        self.store.reap();
+        // Errors of the writes this causes are reported by the next insert or flush.
+        self.enforce_budget();
+        self.ra.state().active -= 1;
+        self.ra.done.notify_all();
+    }
+
+    /// Waits until every read-ahead job submitted is done (for the
+    /// invariant check of a quiescent chest).
+    pub(crate) fn wait_read(&self) {
+        let mut st = self.ra.state();
+        while st.active > 0 {
+            st = self
+                .ra
+                .done
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Stops the readers: queued jobs are abandoned (their keys go back to
+    /// `Spilled`), the ones being read complete, the threads are joined.
+    /// Called by the chest's drop.
+    pub(crate) fn stop_readers(&self) {
+        let (threads, queued) = {
+            let mut st = self.ra.state();
+            st.stopping = true;
+            (
+                std::mem::take(&mut st.threads),
+                std::mem::take(&mut st.queue),
+            )
+        };
+        self.ra.work.notify_all();
+        for job in queued {
+            abandon(self, job);
+            self.ra.state().active -= 1;
+        }
+        self.ra.done.notify_all();
+        for thread in threads {
+            // A reader's panics are caught in `read_job`.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Gives up a job not read: its keys go back to `Spilled` (the guards'
+/// drop), and whoever waits for them reads them itself.
+fn abandon<K: Key, V: Send + Sync + 'static, S: Serializer<V>>(
+    chest: &Inner<K, V, S>,
+    job: Job<K, V>,
+) {
+    for (key, load) in &job.loads {
+        drop(LoadGuard::<'_, K, V, S, K> {
+            chest,
+            key,
+            load: Some(Arc::clone(load)),
+        });
+    }
+}
