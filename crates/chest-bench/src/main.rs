@@ -395,8 +395,9 @@ fn notes() -> Vec<Value> {
          built with chest-s3's settings (endpoint, region, path-style, http, timeouts, retries, \
          connection reuse), putting and getting the same 4 MiB objects with chest-s3's \
          concurrency (8, buffer_unordered); 'object_store-1' does it one at a time (info). \
-         The chest reads in windows of 8 keys: `read_ahead` of the next window (a concurrent \
-         batch of GETs in the background), then `get` of each key of this one. The chest's stats (spills, objects, s3_* counters) \
+         The chest reads in windows of 4 keys: `read_ahead` of the window after next (a \
+         concurrent batch of GETs in the background; 8 keys on their way), then `get` of \
+         each key of this one. The chest's stats (spills, objects, s3_* counters) \
          and its insert stalls (inserts over 1 ms) are in the JSON. W5-s3 runs the same chest \
          side on compressible values through zstd+s3:// and plain s3://.",
         "Peak RSS is VmHWM of the side's child process per phase (reset between phases; the \

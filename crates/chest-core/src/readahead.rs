@@ -24,9 +24,11 @@
 //!
 //! # Threads
 //!
-//! Up to [`READERS`] threads (`chest-reader`), started with the first job:
-//! two, so that one window's last, slowest reads overlap the next window's
-//! first. The chest's drop stops them: queued jobs are abandoned (their keys
+//! Up to [`READERS`] threads (`chest-reader`), started as jobs come: a few,
+//! so that a caller who reads two or three windows ahead has them all on
+//! their way, one window's last, slowest reads overlapping the next
+//! windows' first (the backend bounds the requests in flight, S3 over all
+//! calls). The chest's drop stops them: queued jobs are abandoned (their keys
 //! go back to `Spilled`), the jobs being read complete, and the threads are
 //! joined, so none outlives its chest.
 
@@ -49,7 +51,7 @@ use crate::store::Loc;
 pub(crate) const READER_THREAD: &str = "chest-reader";
 
 /// Reader threads of a chest, at most.
-pub(crate) const READERS: usize = 2;
+pub(crate) const READERS: usize = 4;
 
 /// The background readers of one chest: their queue of jobs.
 pub(crate) struct ReadAhead<K, V> {

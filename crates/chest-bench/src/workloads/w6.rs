@@ -482,15 +482,17 @@ mod s3 {
         let (stats, secs, peak) = measured(|| {
             let (c, o) = timed(|| open(loc, p.budget))?;
             open_secs = o;
-            // Windows as wide as the backend's concurrency, the next one
-            // read ahead (in the background) while this one is checked, as
-            // the baseline keeps that many GETs in flight.
-            let windows: Vec<&[u64]> = order.chunks(READ_AHEAD).collect();
-            if let Some(first) = windows.first() {
-                c.read_ahead(first.iter().copied());
+            // As many keys read ahead (in the background) as the backend
+            // has requests in flight, as the baseline keeps that many GETs
+            // in flight: in windows of half as many, the next two on their
+            // way while this one is checked, so that a window's last reads
+            // overlap the next ones' first.
+            let windows: Vec<&[u64]> = order.chunks(READ_AHEAD / 2).collect();
+            for window in windows.iter().take(2) {
+                c.read_ahead(window.iter().copied());
             }
             for (i, window) in windows.iter().enumerate() {
-                if let Some(next) = windows.get(i + 1) {
+                if let Some(next) = windows.get(i + 2) {
                     c.read_ahead(next.iter().copied());
                 }
                 for &k in *window {
