@@ -283,11 +283,12 @@ fn a_chest_dropped_with_reads_on_their_way_loses_nothing() {
     let c = filled(&b);
     let _release = Release(&b);
     b.set(|s| s.hold = true);
-    // Two readers held, a third window queued behind them.
-    assert_eq!(c.read_ahead(0..2), 2);
-    assert_eq!(c.read_ahead(2..4), 2);
-    b.wait_blocked(2);
-    assert_eq!(c.read_ahead(4..6), 2);
+    // Every reader (4) held, a fifth window queued behind them.
+    for w in 0..4 {
+        assert_eq!(c.read_ahead(2 * w..2 * w + 2), 2);
+    }
+    b.wait_blocked(4);
+    assert_eq!(c.read_ahead(8..10), 2);
     c.insert(100, value(100)).unwrap();
     std::thread::scope(|s| {
         let (tx, rx) = mpsc::channel();
