@@ -45,6 +45,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_RETRIES: usize = 5;
 /// Default bound on objects (in `put_many`) and parts (in a multipart upload) in flight (`concurrency`).
 pub const DEFAULT_CONCURRENCY: usize = 8;
+
+/// The most requests `concurrency` may allow in flight.
+pub const MAX_CONCURRENCY: usize = 1024;
 /// Default size above which an object goes up as a multipart upload, and the size of its parts (`part_size`).
 pub const DEFAULT_PART_SIZE: usize = 8 << 20;
 /// Smallest accepted `part_size`: S3 refuses parts under 5 MiB (except the last one).
@@ -336,8 +339,11 @@ impl S3Config {
             object_store::path::Path::parse(&self.prefix)
                 .map_err(|e| format!("prefix {:?}: {e}", self.prefix))?;
         }
-        if self.concurrency == 0 {
-            return Err("concurrency must be at least 1".into());
+        if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
+            return Err(format!(
+                "concurrency {} is outside 1..={MAX_CONCURRENCY}",
+                self.concurrency
+            ));
         }
         if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&self.part_size) {
             return Err(format!(
@@ -622,12 +628,14 @@ mod tests {
 
     #[test]
     fn bad_urls_say_why() {
-        let cases: [(&str, &str); 9] = [
+        let cases: [(&str, &str); 11] = [
             ("s3://b?nope=1", "unknown query key \"nope\""),
             ("s3:///p", "no bucket"),
             ("s3://b//x", "empty"),
             ("s3://b?part_size=1M", "part_size"),
             ("s3://b?concurrency=0", "concurrency"),
+            ("s3://b?concurrency=1025", "concurrency"),
+            ("s3://b?concurrency=18446744073709551615", "concurrency"),
             ("s3://b?timeout=-1", "timeout"),
             ("s3://b?endpoint=ftp://x", "not an http"),
             ("s3://b?access_key_id=a", "no secret access key"),

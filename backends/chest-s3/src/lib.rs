@@ -27,7 +27,7 @@
 //! | `connect_timeout` | bound on establishing a connection (`5`, `2.5s`, `500ms`, `1m`; a bare number is seconds) | `5s` |
 //! | `timeout` | bound on one request, from connecting to the end of its body | `30s` |
 //! | `retries` | retries of a request that failed transiently | `5` |
-//! | `concurrency` | objects in flight in `put_many`; parts in flight in one multipart upload | `8` |
+//! | `concurrency` | objects in flight in `put_many` and `get_many` (over all calls); parts in flight in one multipart upload; 1 to 1024 | `8` |
 //! | `part_size` | objects larger than this go up as multipart uploads in parts of this size (`8MiB`, `16M`, bytes; 5 MiB to 5 GiB) | `8MiB` |
 //! | `reuse_connections` | keep idle connections for later requests (see [`S3Config::reuse_connections`]) | `true`, except `false` for a plain-`http` loopback endpoint |
 //! | `lock` | `lease`: a chest keeps the prefix to one writer with a lease (needs a server that honours conditional writes); `none`: the user guarantees one writer (see [One writer](#one-writer)) | `lease` |

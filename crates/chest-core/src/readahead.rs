@@ -195,7 +195,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         }
         st.active += 1;
         st.queue.push_back(job);
-        if st.idle == 0 && st.threads.len() < READERS {
+        // More jobs waiting than readers waiting (an idle reader that was
+        // notified counts as idle until it takes the lock again).
+        if st.queue.len() > st.idle && st.threads.len() < READERS {
             if let Some(me) = self.me.upgrade() {
                 // The reader reports to the subscriber of the thread that starts it.
                 let dispatch = tracing::dispatcher::get_default(|d| d.clone());
@@ -248,11 +250,13 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         }
     }
 
-    /// Reads one job's values and installs them (kept). A panic (of a
-    /// backend, a deserializer or a weigher) is counted and logged; the
-    /// guards put the keys it did not finish back to `Spilled`.
+    /// Reads one job's values and installs them (kept). A panic anywhere in
+    /// it (a backend, a deserializer, a weigher, a key's `Debug` or `Hash`)
+    /// is counted and logged, and the reader goes on: the guards, made
+    /// first, put the keys not yet installed back to `Spilled` (their
+    /// waiters read them themselves), and the job counts as done.
     fn read_job(&self, job: Job<K, V>) {
-        let first = job.loads.first().map(|(k, _)| format!("{k:?}"));
+        let _done = JobDone(&self.ra);
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let guards: Vec<LoadGuard<'_, K, V, S, K>> = job
                 .loads
@@ -272,20 +276,14 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                     Counters::add(&self.counters.errors, 1);
                 }
             }
+            self.store.reap();
+            // Errors of the writes this causes are reported by the next insert or flush.
+            self.enforce_budget();
         }));
         if let Err(payload) = outcome {
-            tracing::warn!(
-                key = first.unwrap_or_default(),
-                message = panic_message(&*payload),
-                "read-ahead panicked"
-            );
+            tracing::warn!(message = panic_message(&*payload), "read-ahead panicked");
             Counters::add(&self.counters.errors, 1);
         }
-        self.store.reap();
-        // Errors of the writes this causes are reported by the next insert or flush.
-        self.enforce_budget();
-        self.ra.state().active -= 1;
-        self.ra.done.notify_all();
     }
 
     /// Waits until every read-ahead job submitted is done (for the
@@ -323,6 +321,17 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             // A reader's panics are caught in `read_job`.
             let _ = thread.join();
         }
+    }
+}
+
+/// Marks a job done when dropped (however its reading ended) and wakes
+/// [`Inner::wait_read`].
+struct JobDone<'a, K, V>(&'a ReadAhead<K, V>);
+
+impl<K, V> Drop for JobDone<'_, K, V> {
+    fn drop(&mut self) {
+        self.0.state().active -= 1;
+        self.0.done.notify_all();
     }
 }
 

@@ -244,7 +244,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             return self.run_job(job);
         }
         st.queue.push_back(job);
-        if st.idle == 0 && st.threads.len() < self.writers() {
+        // More batches waiting than writers waiting (an idle writer that was
+        // notified counts as idle until it takes the lock again).
+        if st.queue.len() > st.idle && st.threads.len() < self.writers() {
             if let Some(me) = self.me.upgrade() {
                 // The writer reports to the subscriber of the thread that starts it.
                 let dispatch = tracing::dispatcher::get_default(|d| d.clone());

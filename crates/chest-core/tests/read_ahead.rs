@@ -27,6 +27,8 @@ struct GateState {
     /// Reads of values fail: those of the readers only, or all of them.
     fail_reader: bool,
     fail_all: bool,
+    /// Reads of values by the readers panic.
+    panic_reader: bool,
 }
 
 /// A memory backend whose reads of values (`data/…`) can be held and made
@@ -69,6 +71,10 @@ impl Gate {
             self.cv.notify_all();
             s = self.cv.wait_while(s, |s| s.hold).unwrap();
             s.blocked -= 1;
+        }
+        if reader && s.panic_reader {
+            drop(s);
+            panic!("the backend panicked on a read ahead");
         }
         if s.fail_all || (reader && s.fail_reader) {
             return Err(BackendError::Io {
@@ -307,4 +313,29 @@ fn a_chest_dropped_with_reads_on_their_way_loses_nothing() {
         assert_eq!(*c.get(&k).unwrap().unwrap(), value(k), "key {k}");
     }
     check(&c, true);
+}
+
+#[test]
+fn a_backend_panicking_on_a_read_ahead_loses_nothing_and_the_reader_goes_on() {
+    let b = Gate::new();
+    let c = filled(&b);
+    b.set(|s| s.panic_reader = true);
+    let errors = c.stats().errors;
+    assert_eq!(c.read_ahead(0..4), 4);
+    // The gets read the values themselves (the panicked loads went back to
+    // spilled), and the job counts as done: the quiescent check returns.
+    for k in 0..4 {
+        assert_eq!(*c.get(&k).unwrap().unwrap(), value(k), "key {k}");
+    }
+    check(&c, true);
+    assert!(c.stats().errors > errors, "the panic was counted");
+    // The readers still work.
+    b.set(|s| s.panic_reader = false);
+    let loads = c.stats().loads;
+    assert_eq!(c.read_ahead(4..8), 4);
+    for k in 4..8 {
+        assert_eq!(*c.get(&k).unwrap().unwrap(), value(k), "key {k}");
+    }
+    check(&c, true);
+    assert_eq!(c.stats().loads, loads + 4, "read once each, by the readers");
 }
