@@ -171,6 +171,13 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V> + 'static> AsyncChest<K,
         blocking(move || c.prefetch(keys.iter())).await
     }
 
+    /// [`Chest::read_ahead`]: returns once the loads are handed to the
+    /// chest's reader threads (making room for them may write).
+    pub async fn read_ahead(&self, keys: Vec<K>) -> usize {
+        let c = Arc::clone(&self.inner);
+        blocking(move || c.read_ahead(keys)).await
+    }
+
     /// [`Chest::flush`].
     pub async fn flush(&self) -> Result<()> {
         let c = Arc::clone(&self.inner);

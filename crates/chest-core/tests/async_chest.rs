@@ -39,6 +39,14 @@ async fn many_tasks(c: AsyncChest<u64, Vec<u8>>) {
     let mut expected = value(5);
     expected.push(1);
     assert_eq!(*c.get(5).await.unwrap().unwrap(), expected);
+    // Read ahead in the background, then read: every value right.
+    let window: Vec<u64> = (0..20).map(|i| 3 * 100 + i).collect();
+    c.read_ahead(window.clone()).await;
+    for &k in &window {
+        let mut expected = value(k);
+        expected.push(1);
+        assert_eq!(*c.get(k).await.unwrap().unwrap(), expected, "key {k}");
+    }
     assert!(c.take(5).await.unwrap().is_some());
     assert!(!c.remove(5).await.unwrap());
     chest.check_invariants(true).unwrap();
