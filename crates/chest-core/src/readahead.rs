@@ -33,9 +33,11 @@
 //! joined, so none outlives its chest.
 
 use std::borrow::Borrow;
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::hash::Hash;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
@@ -60,6 +62,11 @@ pub(crate) struct ReadAhead<K, V> {
     work: Condvar,
     /// [`Inner::wait_read`] waits here for the jobs to be done.
     done: Condvar,
+    /// Stored bytes of the values handed to the readers and not yet
+    /// installed (or given up): room is made for them as for a window about
+    /// to be read, so that windows on their way do not overshoot the high
+    /// mark together.
+    pub(crate) incoming: AtomicUsize,
 }
 
 struct State<K, V> {
@@ -76,6 +83,8 @@ struct State<K, V> {
 /// Keys made `Loading` by one [`Chest::read_ahead`], with their loads.
 struct Job<K, V> {
     loads: Vec<(K, Arc<Load<V>>)>,
+    /// Their stored bytes, counted in [`ReadAhead::incoming`].
+    bytes: usize,
 }
 
 impl<K, V> Default for ReadAhead<K, V> {
@@ -90,6 +99,7 @@ impl<K, V> Default for ReadAhead<K, V> {
             }),
             work: Condvar::new(),
             done: Condvar::new(),
+            incoming: AtomicUsize::new(0),
         }
     }
 }
@@ -155,7 +165,12 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         }
         let started = loads.len();
         if started > 0 {
-            self.inner.submit_reads(Job { loads });
+            let bytes = loads
+                .iter()
+                .map(|(_, load)| self.inner.store.value_len(load.loc))
+                .sum();
+            self.inner.ra.incoming.fetch_add(bytes, Ordering::Relaxed);
+            self.inner.submit_reads(Job { loads, bytes });
         }
         started
     }
@@ -256,7 +271,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// first, put the keys not yet installed back to `Spilled` (their
     /// waiters read them themselves), and the job counts as done.
     fn read_job(&self, job: Job<K, V>) {
-        let _done = JobDone(&self.ra);
+        let done = JobDone {
+            ra: &self.ra,
+            bytes: Cell::new(job.bytes),
+        };
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let guards: Vec<LoadGuard<'_, K, V, S, K>> = job
                 .loads
@@ -270,7 +288,12 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             let locs: Vec<Loc> = job.loads.iter().map(|(_, load)| load.loc).collect();
             let reads = self.store.read_many(&locs);
             for (guard, read) in guards.into_iter().zip(reads) {
-                if let Err(e) = self.finish_load(guard, read, true) {
+                let loc = guard.load.as_ref().map(|l| l.loc);
+                let finished = self.finish_load(guard, read, true);
+                if let Some(loc) = loc {
+                    done.installed(self.store.value_len(loc));
+                }
+                if let Err(e) = finished {
                     // The `get` of this key reads it again and reports it.
                     tracing::warn!(error = %e, "read-ahead");
                     Counters::add(&self.counters.errors, 1);
@@ -324,14 +347,30 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     }
 }
 
-/// Marks a job done when dropped (however its reading ended) and wakes
-/// [`Inner::wait_read`].
-struct JobDone<'a, K, V>(&'a ReadAhead<K, V>);
+/// Marks a job done when dropped (however its reading ended): gives back
+/// its bytes not yet installed and wakes [`Inner::wait_read`].
+struct JobDone<'a, K, V> {
+    ra: &'a ReadAhead<K, V>,
+    /// The job's bytes still counted in `incoming`.
+    bytes: Cell<usize>,
+}
+
+impl<K, V> JobDone<'_, K, V> {
+    /// A value of `len` stored bytes is installed (or given up).
+    fn installed(&self, len: usize) {
+        let len = len.min(self.bytes.get());
+        self.bytes.set(self.bytes.get() - len);
+        self.ra.incoming.fetch_sub(len, Ordering::Relaxed);
+    }
+}
 
 impl<K, V> Drop for JobDone<'_, K, V> {
     fn drop(&mut self) {
-        self.0.state().active -= 1;
-        self.0.done.notify_all();
+        self.ra
+            .incoming
+            .fetch_sub(self.bytes.get(), Ordering::Relaxed);
+        self.ra.state().active -= 1;
+        self.ra.done.notify_all();
     }
 }
 
@@ -348,4 +387,5 @@ fn abandon<K: Key, V: Send + Sync + 'static, S: Serializer<V>>(
             load: Some(Arc::clone(load)),
         });
     }
+    chest.ra.incoming.fetch_sub(job.bytes, Ordering::Relaxed);
 }

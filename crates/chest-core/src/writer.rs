@@ -214,6 +214,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             return;
         }
         let (high, low) = self.marks();
+        // The values read ahead and still on their way come in too.
+        let incoming = incoming.saturating_add(self.ra.incoming.load(Ordering::Relaxed));
         // A little for each value's weight beyond its bytes (its `Vec`, spare capacity).
         let need = incoming
             .saturating_add(incoming / 64)
