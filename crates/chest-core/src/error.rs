@@ -329,6 +329,18 @@ pub enum Error {
         /// Why, and how to opt out.
         reason: String,
     },
+    /// A spilled value could not be read from the backend (a `get`,
+    /// `update` or `prefetch` of it): the backend failed (I/O, network,
+    /// access), and nothing changed. Its kind, and whether trying again may
+    /// help, are those of `source`.
+    #[error("cannot read the value of key {key}: {source}")]
+    Read {
+        /// The key, as `Debug` prints it.
+        key: String,
+        /// What failed (an [`Error::Backend`]).
+        #[source]
+        source: Box<Error>,
+    },
     /// Values could not be written to the backend (by an eviction, in the
     /// background or not, or by a flush); they stay in memory, dirty, and
     /// are written again by a later eviction or flush. Its kind is that of
@@ -496,7 +508,7 @@ impl Error {
             Error::Fenced { .. } => ErrorKind::Fenced,
             Error::StaleSnapshot { .. } => ErrorKind::StaleSnapshot,
             Error::NoSingleWriter { .. } => ErrorKind::NoSingleWriter,
-            Error::Write { source, .. } => source.kind(),
+            Error::Write { source, .. } | Error::Read { source, .. } => source.kind(),
             Error::Many(_) => ErrorKind::Many,
         }
     }
@@ -507,7 +519,7 @@ impl Error {
     pub fn is_temporary(&self) -> bool {
         match self {
             Error::Backend(e) => e.is_temporary(),
-            Error::Write { source, .. } => source.is_temporary(),
+            Error::Write { source, .. } | Error::Read { source, .. } => source.is_temporary(),
             Error::Many(errors) => !errors.is_empty() && errors.iter().all(Error::is_temporary),
             _ => false,
         }
@@ -522,6 +534,7 @@ impl Error {
             | Error::Key { key, .. }
             | Error::Panicked { key, .. }
             | Error::StaleSnapshot { key, .. }
+            | Error::Read { key, .. }
             | Error::Write { key, .. } => Some(key),
             _ => None,
         }

@@ -314,7 +314,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 location: self.location().to_string(),
                 detail: "the object is missing".into(),
             },
-            ReadError::Backend(e) => Error::Backend(e),
+            ReadError::Backend(e) => Error::Read {
+                key: format!("{key:?}"),
+                source: Box::new(Error::Backend(e)),
+            },
             ReadError::Corrupt(detail) => Error::Corrupt {
                 key: format!("{key:?}"),
                 object: object(),

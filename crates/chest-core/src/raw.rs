@@ -452,7 +452,10 @@ impl RawChest {
             ReadError::Backend(BackendError::NotFound { .. }) => {
                 corrupt("the object is missing".into())
             }
-            ReadError::Backend(e) => Error::Backend(e),
+            ReadError::Backend(e) => Error::Read {
+                key: entry.key.to_string(),
+                source: Box::new(Error::Backend(e)),
+            },
             ReadError::Corrupt(detail) => corrupt(detail),
         })
     }

@@ -332,6 +332,7 @@ fn error_kind(e: &Error) -> String {
         Error::Backend(BackendError::NotFound { .. }) => "missing object".into(),
         Error::Backend(BackendError::RangeOutOfBounds { .. }) => "range out of bounds".into(),
         Error::Backend(_) => "backend error".into(),
+        Error::Read { source, .. } => error_kind(source),
         Error::Key { .. } => "undecodable key".into(),
         Error::Many(errors) => errors.first().map_or("no error".into(), error_kind),
         other => format!("{other:?}")

@@ -251,6 +251,9 @@ fn a_failed_read_ahead_is_reported_by_the_get_of_its_key() {
     assert_eq!(c.read_ahead(4..8), 4);
     let e = c.get(&5).unwrap_err();
     assert!(e.to_string().contains("the disk went away"), "{e}");
+    assert!(matches!(e, chest_core::Error::Read { .. }), "{e:?}");
+    assert_eq!(e.key(), Some("5"), "{e}");
+    assert_eq!(e.kind(), chest_core::ErrorKind::Io, "{e}");
     // Healed: everything reads, nothing was lost.
     b.set(|s| s.fail_all = false);
     for k in 0..KEYS {
