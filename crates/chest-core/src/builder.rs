@@ -278,7 +278,7 @@ impl<K: Key, V: Send + Sync + 'static, S> ChestBuilder<K, V, S> {
     /// the batch itself and returns once it is written.
     ///
     /// The default is 1, or 2 on a backend that writes several objects at
-    /// once ([`Backend::write_concurrency`](crate::Backend::write_concurrency)
+    /// once ([`crate::Backend::write_concurrency`]
     /// above 1, as S3): there a batch's last, slowest uploads would
     /// otherwise leave the connections idle until the next batch starts.
     /// The backend still bounds the requests in flight.

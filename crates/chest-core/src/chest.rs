@@ -75,13 +75,13 @@ impl<T: Serialize + DeserializeOwned + Hash + Eq + Clone + Debug + Send + Sync +
 /// locks makes it refuse further changes ([`Error::Poisoned`]).
 pub struct Chest<K: Key, V: Send + Sync + 'static, S: Serializer<V> = Cbor> {
     /// The map and its machinery, shared with the chest's background
-    /// writers (see [`crate::writer`]), which are joined when the chest is
-    /// dropped.
+    /// writers and readers (see [`crate::writer`], [`crate::readahead`]),
+    /// which are joined when the chest is dropped.
     pub(crate) inner: Arc<Inner<K, V, S>>,
 }
 
 /// What a [`Chest`] holds: everything its own calls and its background
-/// writers work on.
+/// writers and readers work on.
 pub(crate) struct Inner<K: Key, V: Send + Sync + 'static, S: Serializer<V>> {
     pub(crate) shards: Box<[Mutex<Shard<K, V>>]>,
     /// Picks each key's shard (see [`ShardHash`]).
@@ -118,7 +118,7 @@ pub(crate) struct Inner<K: Key, V: Send + Sync + 'static, S: Serializer<V>> {
     pub(crate) wb: WriteBehind<K, V>,
     /// The background readers' queue and state.
     pub(crate) ra: ReadAhead<K, V>,
-    /// This, as the writers it starts hold it.
+    /// This, as the writers and readers it starts hold it.
     pub(crate) me: Weak<Self>,
 }
 
@@ -446,7 +446,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// The value of `key`, loading it from the backend if it was spilled
     /// (with no lock held; concurrent readers of the key share one read).
     /// A hit in memory copies nothing and does no I/O. A loaded value stays
-    /// in memory as the chest's [`Admission`](crate::Admission) says: by
+    /// in memory as the chest's [`crate::Admission`] says: by
     /// default when it is loaded a second time within a while, so that
     /// values read once do not push out the values in use.
     pub fn get<Q>(&self, key: &Q) -> Result<Option<Arc<V>>>
@@ -592,7 +592,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Drop for Chest<K, V, S>
             || self.inner.config.read_only
             || self.inner.closed.load(Ordering::Relaxed)
             || self.inner.poisoned.load(Ordering::SeqCst);
-        // The writers stop once the flush is over, even if it panics.
+        // The readers and writers stop once the flush is over, even if it panics.
         let _stop = StopWriters(&self.inner);
         if !skip {
             // Best effort; `close` returns the errors.
@@ -601,8 +601,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Drop for Chest<K, V, S>
     }
 }
 
-/// Stops a chest's background writers when dropped (see
-/// [`Inner::stop_writers`]).
+/// Stops a chest's background readers, then its writers, when dropped (see
+/// [`Inner::stop_readers`] and [`Inner::stop_writers`]).
 struct StopWriters<'a, K: Key, V: Send + Sync + 'static, S: Serializer<V>>(&'a Inner<K, V, S>);
 
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Drop for StopWriters<'_, K, V, S> {

@@ -28,7 +28,7 @@ pub(crate) struct Fetched<V> {
 }
 
 /// A slot turned `Loading` by this thread. If it is dropped without
-/// [`Chest::finish_load`] (a panic in a backend), the slot goes back to
+/// [`Inner::finish_load`] (a panic in a backend), the slot goes back to
 /// `Spilled` and the waiters try again themselves.
 pub(crate) struct LoadGuard<'a, K: Key, V: Send + Sync + 'static, S: Serializer<V>, Q: ?Sized>
 where
