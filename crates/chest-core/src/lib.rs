@@ -34,6 +34,7 @@ mod bulk;
 mod chest;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod crew;
 mod entry;
 pub mod error;
 mod evict;

@@ -34,14 +34,13 @@
 
 use std::borrow::Borrow;
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::hash::Hash;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
 
 use crate::chest::{lock, Chest, Inner, Key};
+use crate::crew::{next_job, Crew};
 use crate::entry::{Load, Slot};
 use crate::guard::panic_message;
 use crate::load::LoadGuard;
@@ -70,14 +69,11 @@ pub(crate) struct ReadAhead<K, V> {
 }
 
 struct State<K, V> {
-    queue: VecDeque<Job<K, V>>,
+    /// The reader threads and the jobs not yet taken by one; stopped by the
+    /// chest's drop (queued jobs are abandoned).
+    crew: Crew<Job<K, V>>,
     /// Jobs submitted and not yet done (queued or being read).
     active: usize,
-    threads: Vec<JoinHandle<()>>,
-    /// Readers waiting for a job.
-    idle: usize,
-    /// Set by the chest's drop: no new thread, queued jobs are abandoned.
-    stopping: bool,
 }
 
 /// Keys made `Loading` by one [`Chest::read_ahead`], with their loads.
@@ -91,11 +87,8 @@ impl<K, V> Default for ReadAhead<K, V> {
     fn default() -> Self {
         Self {
             state: Mutex::new(State {
-                queue: VecDeque::new(),
+                crew: Crew::default(),
                 active: 0,
-                threads: Vec::new(),
-                idle: 0,
-                stopping: false,
             }),
             work: Condvar::new(),
             done: Condvar::new(),
@@ -204,64 +197,27 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// Hands a job to the readers (or reads it now, if no reader can start).
     fn submit_reads(&self, job: Job<K, V>) {
         let mut st = self.ra.state();
-        if st.stopping {
+        if st.crew.stopping() {
             drop(st);
             return abandon(self, job);
         }
         st.active += 1;
-        st.queue.push_back(job);
-        // More jobs waiting than readers waiting (an idle reader that was
-        // notified counts as idle until it takes the lock again).
-        if st.queue.len() > st.idle && st.threads.len() < READERS {
-            if let Some(me) = self.me.upgrade() {
-                // The reader reports to the subscriber of the thread that starts it.
-                let dispatch = tracing::dispatcher::get_default(|d| d.clone());
-                let spawned = std::thread::Builder::new()
-                    .name(READER_THREAD.into())
-                    .spawn(move || {
-                        tracing::dispatcher::with_default(&dispatch, || me.reader_loop())
-                    });
-                match spawned {
-                    Ok(handle) => st.threads.push(handle),
-                    Err(e) => tracing::warn!(error = %e, "cannot start a reader thread"),
-                }
-            }
-        }
-        if st.threads.is_empty() {
-            // No reader: this thread reads the job.
-            let job = st.queue.pop_back().expect("pushed above");
-            drop(st);
-            return self.read_job(job);
-        }
+        let me = &self.me;
+        let unstarted = st.crew.push(job, READERS, READER_THREAD, || {
+            me.upgrade().map(|me| move || me.reader_loop())
+        });
         drop(st);
-        self.ra.work.notify_one();
+        match unstarted {
+            // No reader: this thread reads the job.
+            Some(job) => self.read_job(job),
+            None => self.ra.work.notify_one(),
+        }
     }
 
     /// A reader thread: reads jobs until the chest stops it.
     fn reader_loop(self: Arc<Self>) {
-        loop {
-            let job = {
-                let mut st = self.ra.state();
-                loop {
-                    if st.stopping {
-                        break None;
-                    }
-                    if let Some(job) = st.queue.pop_front() {
-                        break Some(job);
-                    }
-                    st.idle += 1;
-                    st = self
-                        .ra
-                        .work
-                        .wait(st)
-                        .unwrap_or_else(PoisonError::into_inner);
-                    st.idle -= 1;
-                }
-            };
-            match job {
-                Some(job) => self.read_job(job),
-                None => return,
-            }
+        while let Some(job) = next_job(self.ra.state(), &self.ra.work, |st| &mut st.crew) {
+            self.read_job(job);
         }
     }
 
@@ -326,14 +282,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// `Spilled`), the ones being read complete, the threads are joined.
     /// Called by the chest's drop.
     pub(crate) fn stop_readers(&self) {
-        let (threads, queued) = {
-            let mut st = self.ra.state();
-            st.stopping = true;
-            (
-                std::mem::take(&mut st.threads),
-                std::mem::take(&mut st.queue),
-            )
-        };
+        let (threads, queued) = self.ra.state().crew.stop();
         self.ra.work.notify_all();
         for job in queued {
             abandon(self, job);

@@ -55,13 +55,13 @@
 //! every placement that frees memory takes `state` before notifying, so a
 //! wake-up between the check and the wait cannot be missed.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
 
 use crate::chest::{join, lock, Inner, Key};
+use crate::crew::{next_job, Crew};
 use crate::error::{Error, Result};
 use crate::evict::{Outcome, Victim};
 use crate::guard::panic_message;
@@ -85,8 +85,9 @@ pub(crate) struct WriteBehind<K, V> {
 }
 
 struct State<K, V> {
-    /// Batches submitted and not yet taken by a writer.
-    queue: VecDeque<Job<K, V>>,
+    /// The writer threads and the batches submitted and not yet taken by
+    /// one; stopped by the chest's drop (queued batches are cancelled).
+    crew: Crew<Job<K, V>>,
     /// Numbers of the batches submitted and not yet placed.
     unplaced: BTreeSet<u64>,
     next_seq: u64,
@@ -94,11 +95,6 @@ struct State<K, V> {
     last_failed: Option<u64>,
     /// Errors of batches not yet reported to a caller.
     errors: Vec<Error>,
-    threads: Vec<JoinHandle<()>>,
-    /// Writers waiting for a batch.
-    idle: usize,
-    /// Set by the chest's drop: no new thread, queued batches are cancelled.
-    stopping: bool,
 }
 
 /// One eviction batch.
@@ -111,14 +107,11 @@ impl<K, V> Default for WriteBehind<K, V> {
     fn default() -> Self {
         Self {
             state: Mutex::new(State {
-                queue: VecDeque::new(),
+                crew: Crew::default(),
                 unplaced: BTreeSet::new(),
                 next_seq: 0,
                 last_failed: None,
                 errors: Vec::new(),
-                threads: Vec::new(),
-                idle: 0,
-                stopping: false,
             }),
             work: Condvar::new(),
             placed: Condvar::new(),
@@ -241,63 +234,26 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         st.next_seq += 1;
         st.unplaced.insert(seq);
         let job = Job { seq, victims };
-        if self.writers() == 0 || st.stopping {
+        if self.writers() == 0 || st.crew.stopping() {
             drop(st);
             return self.run_job(job);
         }
-        st.queue.push_back(job);
-        // More batches waiting than writers waiting (an idle writer that was
-        // notified counts as idle until it takes the lock again).
-        if st.queue.len() > st.idle && st.threads.len() < self.writers() {
-            if let Some(me) = self.me.upgrade() {
-                // The writer reports to the subscriber of the thread that starts it.
-                let dispatch = tracing::dispatcher::get_default(|d| d.clone());
-                let spawned = std::thread::Builder::new()
-                    .name(WRITER_THREAD.into())
-                    .spawn(move || {
-                        tracing::dispatcher::with_default(&dispatch, || me.writer_loop())
-                    });
-                match spawned {
-                    Ok(handle) => st.threads.push(handle),
-                    Err(e) => tracing::warn!(error = %e, "cannot start a writer thread"),
-                }
-            }
-        }
-        if st.threads.is_empty() {
-            // No writer: this thread writes the batch.
-            let job = st.queue.pop_back().expect("pushed above");
-            drop(st);
-            return self.run_job(job);
-        }
+        let me = &self.me;
+        let unstarted = st.crew.push(job, self.writers(), WRITER_THREAD, || {
+            me.upgrade().map(|me| move || me.writer_loop())
+        });
         drop(st);
-        self.wb.work.notify_one();
+        match unstarted {
+            // No writer: this thread writes the batch.
+            Some(job) => self.run_job(job),
+            None => self.wb.work.notify_one(),
+        }
     }
 
     /// A writer thread: writes batches until the chest stops it.
     fn writer_loop(self: Arc<Self>) {
-        loop {
-            let job = {
-                let mut st = self.wb.state();
-                loop {
-                    if st.stopping {
-                        break None;
-                    }
-                    if let Some(job) = st.queue.pop_front() {
-                        break Some(job);
-                    }
-                    st.idle += 1;
-                    st = self
-                        .wb
-                        .work
-                        .wait(st)
-                        .unwrap_or_else(PoisonError::into_inner);
-                    st.idle -= 1;
-                }
-            };
-            match job {
-                Some(job) => self.run_job(job),
-                None => return,
-            }
+        while let Some(job) = next_job(self.wb.state(), &self.wb.work, |st| &mut st.crew) {
+            self.run_job(job);
         }
     }
 
@@ -365,14 +321,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// stay in memory, dirty), the one being written completes, and the
     /// threads are joined. Called by the chest's drop, after its flush.
     pub(crate) fn stop_writers(&self) {
-        let (threads, queued) = {
-            let mut st = self.wb.state();
-            st.stopping = true;
-            (
-                std::mem::take(&mut st.threads),
-                std::mem::take(&mut st.queue),
-            )
-        };
+        let (threads, queued) = self.wb.state().crew.stop();
         self.wb.work.notify_all();
         for job in queued {
             let outcomes = job.victims.iter().map(|_| Outcome::WriteFailed).collect();
