@@ -34,6 +34,9 @@ const WHOLE_BATCH_COUNT: usize = 32;
 pub(crate) struct Victim<K, V> {
     pub shard: usize,
     pub key: K,
+    /// Where the key was in its shard's index (a hint, see
+    /// [`Index::get_hinted`](crate::index::Index::get_hinted)).
+    pub at: u32,
     pub value: Arc<V>,
     pub weight: usize,
 }
@@ -160,10 +163,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             if self.memory_usage().saturating_sub(pending) <= target {
                 break;
             }
-            let Some(key) = shard.pop_coldest() else {
+            let Some((key, at)) = shard.pop_coldest() else {
                 break;
             };
-            let Some(slot) = shard.map.get_mut(&key) else {
+            let Some(slot) = shard.map.get_mut_hinted(&key, at) else {
                 continue;
             };
             let Slot::Resident(r) = slot else { continue };
@@ -178,7 +181,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                     Counters::add(&self.counters.evictions, 1);
                 }
                 None => {
-                    if let Some(v) = self.victim_of(i, slot, key) {
+                    if let Some(v) = self.victim_of(i, slot, key, at) {
                         victims.push(v);
                     }
                 }
@@ -191,11 +194,12 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     pub(crate) fn take_one(&self, shard: &mut Shard<K, V>, key: K) -> Option<Victim<K, V>> {
         shard.dequeue(&key);
         let i = self.shard_of(&key);
-        let slot = shard.map.get_mut(&key)?;
-        self.victim_of(i, slot, key)
+        let at = shard.map.position(&key)?;
+        let slot = shard.map.get_mut_hinted(&key, at)?;
+        self.victim_of(i, slot, key, at)
     }
 
-    fn victim_of(&self, shard: usize, slot: &mut Slot<V>, key: K) -> Option<Victim<K, V>> {
+    fn victim_of(&self, shard: usize, slot: &mut Slot<V>, key: K, at: u32) -> Option<Victim<K, V>> {
         let Slot::Resident(r) = slot else { return None };
         if r.stored.is_some() || r.pinned || r.evicting {
             return None;
@@ -209,6 +213,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             shard,
             value: Arc::clone(&r.value),
             key,
+            at,
             weight: r.weight,
         })
     }
@@ -385,7 +390,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         if evict {
             self.inflight.fetch_sub(v.weight, Ordering::Relaxed);
         }
-        let slot = match shard.map.get_mut(&v.key) {
+        let slot = match shard.map.get_mut_hinted(&v.key, v.at) {
             Some(slot @ Slot::Resident(_)) => slot,
             _ => {
                 if let Outcome::Written(loc) = outcome {

@@ -122,7 +122,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             let dirty = {
                 let shard = self.lock_shard(i);
                 let mut dirty = Vec::new();
-                for (key, slot) in shard.map.iter() {
+                for (at, (key, slot)) in shard.map.iter().enumerate() {
                     if let Some(loc) = slot.stored() {
                         if let Err(e) = push_entry(&mut manifest, &mut key_buf, key, loc) {
                             errors.push(e);
@@ -131,6 +131,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                         dirty.push(Victim {
                             shard: i,
                             key: key.clone(),
+                            at: at as u32,
                             value: Arc::clone(&r.value),
                             weight: r.weight,
                         });

@@ -60,6 +60,37 @@ impl<K: Hash + Eq, V> Index<K, V> {
             .map(|&i| i as usize)
     }
 
+    /// Where `key`'s entry is now, as a hint for the `_hinted` lookups.
+    pub fn position<Q>(&self, key: &Q) -> Option<u32>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.find(key).map(|i| i as u32)
+    }
+
+    /// The position of `key`'s entry: `hint` if the entry there holds
+    /// `key` (one access to the entries, which are dense: no hashing, no
+    /// probe of the table), or else found by its hash. A hint is where the
+    /// key was once; it goes stale when a removal moves the last entry into
+    /// the removed one's place, and a stale hint only costs the probe.
+    fn find_hinted(&self, key: &K, hint: u32) -> Option<usize> {
+        match self.entries.get(hint as usize) {
+            Some((k, _)) if k == key => Some(hint as usize),
+            _ => self.find(key),
+        }
+    }
+
+    /// [`get`](Index::get), starting at the position `hint`.
+    pub fn get_hinted(&self, key: &K, hint: u32) -> Option<&V> {
+        self.find_hinted(key, hint).map(|i| &self.entries[i].1)
+    }
+
+    /// [`get_mut`](Index::get_mut), starting at the position `hint`.
+    pub fn get_mut_hinted(&mut self, key: &K, hint: u32) -> Option<&mut V> {
+        self.find_hinted(key, hint).map(|i| &mut self.entries[i].1)
+    }
+
     pub fn get<Q>(&self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
@@ -190,6 +221,8 @@ impl<K: Hash + Eq, V> Index<K, V> {
         index
     }
 
+    /// The entries in the order of their positions (the `n`th yielded is
+    /// at position `n`, as [`position`](Index::position) gives it).
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.entries.iter().map(|(k, v)| (k, v))
     }
@@ -258,8 +291,12 @@ mod tests {
                     Op::Remove(k) => prop_assert_eq!(index.remove(&k), model.remove(&k)),
                     Op::Get(k) => {
                         prop_assert_eq!(index.get(&k), model.get(&k));
+                        // Any hint, right, stale or out of range, finds the same.
+                        for hint in [index.position(&k).unwrap_or(0), u32::from(k), u32::MAX] {
+                            prop_assert_eq!(index.get_hinted(&k, hint), model.get(&k));
+                        }
                         prop_assert_eq!(index.contains_key(&k), model.contains_key(&k));
-                        if let Some(v) = index.get_mut(&k) {
+                        if let Some(v) = index.get_mut_hinted(&k, u32::from(k) / 2) {
                             *v = v.wrapping_add(1);
                             let m = model.get_mut(&k).unwrap();
                             *m = m.wrapping_add(1);

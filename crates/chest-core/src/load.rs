@@ -17,11 +17,13 @@ use crate::error::{BackendError, Error, Result};
 use crate::guard;
 use crate::serializer::Serializer;
 use crate::stats::Counters;
-use crate::store::{object_name, Loc, ReadError};
+use crate::store::{object_name, Loc, ReadError, WHOLE};
 
 /// A value as `fetch` found or loaded it.
 pub(crate) struct Fetched<V> {
     pub value: Arc<V>,
+    /// Its weight; 0 for a value read through without being kept (see
+    /// [`Inner::read_through`]), which only `get` asks for and does not use.
     pub weight: usize,
     /// Where it was loaded from (meaningful for loaded values only).
     pub loc: Loc,
@@ -83,13 +85,28 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                     }));
                 }
                 Some(Slot::Loading(load)) => Arc::clone(load),
-                Some(slot @ Slot::Spilled(_)) => {
-                    let Slot::Spilled(loc) = *slot else {
-                        unreachable!()
-                    };
-                    let load = Load::new(loc);
-                    *slot = Slot::Loading(Arc::clone(&load));
+                Some(Slot::Spilled(loc)) => {
+                    let loc = *loc;
                     let keep = keep || shard.keep_load(self.inner.hash_of(key));
+                    if !keep && loc.len != WHOLE {
+                        // A small value not to be kept: read through. Nothing
+                        // in memory changes, so the slot stays `Spilled` and
+                        // no load is published. (A large one is loaded the
+                        // long way, so that concurrent misses of it share
+                        // one read, which then costs more than the rest.)
+                        drop(shard);
+                        Counters::add(&self.inner.counters.misses, 1);
+                        let span = tracing::trace_span!("chest.load", object = loc.obj.get());
+                        let _entered = span.enter();
+                        match self.inner.read_through(key, loc)? {
+                            Some(fetched) => return Ok(Some(fetched)),
+                            None => continue,
+                        }
+                    }
+                    let load = Load::new(loc);
+                    if let Some(slot) = shard.map.get_mut(key) {
+                        *slot = Slot::Loading(Arc::clone(&load));
+                    }
                     drop(shard);
                     Counters::add(&self.inner.counters.misses, 1);
                     let guard = LoadGuard {
@@ -207,6 +224,53 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
 }
 
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
+    /// Reads the value stored at `loc` for `key`, spilled there when the
+    /// caller looked, without making it resident: the slot is not touched,
+    /// so a read of a small value that is not to be kept costs no load to
+    /// publish, no second lookup and no wake-up of waiters (`get` of many
+    /// small values on a chest much larger than its budget, W2). Concurrent
+    /// misses of one key each read it.
+    ///
+    /// The read runs with no lock held, so the key may change meanwhile (an
+    /// insert, a remove, a compaction moving its record): objects are never
+    /// rewritten and their ids never reused, so bytes that read back whole
+    /// are the value the key had when the caller looked, a `get` ordered
+    /// before the change. A read that fails is reported only if the key
+    /// still refers to `loc`; otherwise the failure may come from the change
+    /// (its object deleted) and `Ok(None)` tells the caller to look again.
+    pub(crate) fn read_through<Q>(&self, key: &Q, loc: Loc) -> Result<Option<Fetched<V>>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + Debug + ?Sized,
+    {
+        let read = self.store.read(loc);
+        match self.decode(key, loc, read) {
+            Ok(value) => {
+                tracing::trace!("read through");
+                Ok(Some(Fetched {
+                    value: Arc::new(value),
+                    weight: 0,
+                    loc,
+                }))
+            }
+            Err(e) => {
+                let shard = self.shard(key);
+                let still = match shard.map.get(key) {
+                    Some(Slot::Spilled(l)) => *l == loc,
+                    Some(Slot::Loading(load)) => load.loc == loc,
+                    _ => false,
+                };
+                drop(shard);
+                if still {
+                    tracing::warn!(error = %e, "read");
+                    Err(e)
+                } else {
+                    Ok(None)
+                }
+            }
+        }
+    }
+
     /// Decodes what was read for a guarded load and installs it: resident
     /// and clean if it is to be kept and fits the budget, back to `Spilled`
     /// if not. `Ok(None)`

@@ -90,6 +90,9 @@ impl Recent {
     }
 }
 
+/// A position hint that is never right (see [`Index::get_hinted`]).
+pub(crate) const NO_HINT: u32 = u32::MAX;
+
 pub(crate) struct Shard<K, V> {
     pub map: Index<K, Slot<V>>,
     /// Keys loaded lately and not kept (allocated on first use; none for
@@ -114,8 +117,11 @@ enum Order<K> {
     /// are dropped when met. Every eligible key has a copy; stale copies are
     /// cleared by a rebuild when they outnumber the live ones. Every
     /// operation is O(1) amortized (the priority queue this replaces cost a
-    /// heap operation per load and per stale pop).
-    Lru(VecDeque<(K, u64)>),
+    /// heap operation per load and per stale pop). Each copy also holds the
+    /// key's position in the index when queued (a hint: see
+    /// [`Index::get_hinted`]), so that taking the coldest keys walks the
+    /// dense entries instead of probing the hash table for each.
+    Lru(VecDeque<(K, u64, u32)>),
     /// Largest first: a priority queue by weight.
     Largest(PriorityQueue<K, u64, FastHash>),
 }
@@ -171,18 +177,19 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     /// Puts a resident key into the eviction order (or refreshes its place).
     pub fn enqueue(&mut self, key: &K) {
-        let slot = self.map.get(key);
         match &mut self.order {
             Order::Lru(fifo) => {
-                if let Some(r) = Self::eligible(slot) {
-                    fifo.push_back((key.clone(), r.tick));
+                let at = self.map.position(key);
+                let slot = at.and_then(|at| self.map.get_hinted(key, at));
+                if let (Some(r), Some(at)) = (Self::eligible(slot), at) {
+                    fifo.push_back((key.clone(), r.tick, at));
                 }
                 let live = self.map.len();
                 if fifo.len() > 2 * live + 64 {
                     self.rebuild();
                 }
             }
-            Order::Largest(queue) => match Self::eligible(slot) {
+            Order::Largest(queue) => match Self::eligible(self.map.get(key)) {
                 Some(r) => {
                     let p = r.weight as u64;
                     if queue.change_priority(key, p).is_none() {
@@ -201,12 +208,15 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         let Order::Lru(fifo) = &mut self.order else {
             return;
         };
-        let mut live: Vec<(K, u64)> = self
+        let mut live: Vec<(K, u64, u32)> = self
             .map
             .iter()
-            .filter_map(|(k, slot)| Self::eligible(Some(slot)).map(|r| (k.clone(), r.tick)))
+            .enumerate()
+            .filter_map(|(at, (k, slot))| {
+                Self::eligible(Some(slot)).map(|r| (k.clone(), r.tick, at as u32))
+            })
             .collect();
-        live.sort_unstable_by_key(|&(_, tick)| tick);
+        live.sort_unstable_by_key(|&(_, tick, _)| tick);
         *fifo = live.into();
     }
 
@@ -227,7 +237,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         K: std::fmt::Debug,
     {
         let queued: std::collections::HashSet<&K> = match &self.order {
-            Order::Lru(fifo) => fifo.iter().map(|(k, _)| k).collect(),
+            Order::Lru(fifo) => fifo.iter().map(|(k, _, _)| k).collect(),
             Order::Largest(queue) => queue.iter().map(|(k, _)| k).collect(),
         };
         for (key, slot) in self.map.iter() {
@@ -275,20 +285,21 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         }
     }
 
-    /// The next key to evict (it stays in the map; the caller marks it).
-    pub fn pop_coldest(&mut self) -> Option<K> {
+    /// The next key to evict (it stays in the map; the caller marks it),
+    /// with a hint of its position in the index ([`NO_HINT`] if none).
+    pub fn pop_coldest(&mut self) -> Option<(K, u32)> {
         match &mut self.order {
             Order::Lru(fifo) => loop {
-                let (key, queued) = fifo.pop_front()?;
-                let Some(r) = Self::eligible(self.map.get(&key)) else {
+                let (key, queued, at) = fifo.pop_front()?;
+                let Some(r) = Self::eligible(self.map.get_hinted(&key, at)) else {
                     continue; // a stale copy
                 };
                 if r.tick <= queued {
-                    return Some(key);
+                    return Some((key, at));
                 }
                 // Touched since it was queued: its place is at the back.
                 let tick = r.tick;
-                fifo.push_back((key, tick));
+                fifo.push_back((key, tick, at));
             },
             Order::Largest(queue) => loop {
                 let (key, &p) = queue.peek()?;
@@ -301,7 +312,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                     }
                 };
                 if actual == p {
-                    return queue.pop().map(|(k, _)| k);
+                    return queue.pop().map(|(k, _)| (k, NO_HINT));
                 }
                 let key = key.clone();
                 queue.change_priority(&key, actual);
@@ -366,7 +377,7 @@ mod tests {
                 r.tick = tick;
             }
         }
-        let order: Vec<u32> = std::iter::from_fn(|| s.pop_coldest()).collect();
+        let order: Vec<u32> = std::iter::from_fn(|| s.pop_coldest().map(|(k, _)| k)).collect();
         assert_eq!(order, vec![2, 3, 4, 0, 1]);
     }
 
@@ -378,7 +389,7 @@ mod tests {
                 .insert(k, Slot::Resident(Resident::new(Arc::new(k), w, 0, None)));
             s.enqueue(&k);
         }
-        let order: Vec<u32> = std::iter::from_fn(|| s.pop_coldest()).collect();
+        let order: Vec<u32> = std::iter::from_fn(|| s.pop_coldest().map(|(k, _)| k)).collect();
         assert_eq!(order, vec![2, 3, 1]);
     }
 
@@ -436,8 +447,12 @@ mod tests {
                         .filter(|slot| matches!(slot, Slot::Resident(r) if !r.pinned))
                         .count();
                     assert_eq!(got.is_none(), evictable == 0);
-                    if let Some(k) = got {
+                    if let Some((k, at)) = got {
                         assert!(matches!(s.map.get(&k), Some(Slot::Resident(r)) if !r.pinned));
+                        // The hint is where the key is, or stale: never another key.
+                        assert!(
+                            matches!(s.map.get_hinted(&k, at), Some(Slot::Resident(r)) if !r.pinned)
+                        );
                         s.map.remove(&k);
                     }
                 }

@@ -39,7 +39,16 @@ pub(crate) fn record_bytes(loc: Loc) -> u64 {
 
 /// The name of value object `id`: `data/` and 8 lowercase hex digits.
 pub(crate) fn object_name(id: NonZeroU32) -> String {
-    format!("{DATA_PREFIX}{:08x}", id.get())
+    // By hand: this names the object of every read, where `format!` took
+    // 3% of the time of W2's reads.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut name = String::with_capacity(DATA_PREFIX.len() + 8);
+    name.push_str(DATA_PREFIX);
+    let id = id.get();
+    for shift in (0..8).rev() {
+        name.push(char::from(HEX[((id >> (shift * 4)) & 0xf) as usize]));
+    }
+    name
 }
 
 /// The id of a value object's name; `None` for any name the chest did not
@@ -174,6 +183,12 @@ mod tests {
     #[test]
     fn only_the_chests_own_names_are_object_names() {
         let id = NonZeroU32::new(0x1a2b).unwrap();
+        assert_eq!(object_name(id), "data/00001a2b");
+        assert_eq!(object_name(NonZeroU32::MAX), "data/ffffffff");
+        assert_eq!(
+            object_name(NonZeroU32::new(0x9c0f_e3d7).unwrap()),
+            "data/9c0fe3d7"
+        );
         assert_eq!(parse_object_name(&object_name(id)), Some(id));
         for other in [
             "data/results.csv",

@@ -1,0 +1,265 @@
+//! Reads through: a `get` of a spilled value that is not to be kept
+//! ([`Admission::SecondRead`], its first read) reads the stored record with
+//! no lock held and leaves the key as it was, spilled. Meanwhile the key
+//! may change; these tests order each such race with a gate — a backend
+//! whose reads of values by one named thread block (or fail) until the test
+//! says — never with sleeps; a bounded wait only turns a hang into a
+//! failure.
+
+use std::ops::Range;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chest_core::{
+    Admission, Backend, BackendError, BackendResult, Chest, ChestBuilder, Error, MemoryBackend, Raw,
+};
+
+/// How long a test waits for something that must happen before it calls it
+/// a hang (a liveness bound, not an ordering device).
+const HANG: Duration = Duration::from_secs(20);
+
+/// The thread whose reads the gate holds.
+const READING: &str = "reading";
+
+#[derive(Debug, Default)]
+struct GateState {
+    /// Reads of values by [`READING`] wait while this is set.
+    hold: bool,
+    /// Reads held now.
+    blocked: usize,
+    /// Reads of values fail.
+    fail: bool,
+    /// Reads of values that reached the inner backend.
+    reads: usize,
+}
+
+/// A memory backend whose reads of values (`data/…`) can be held and made
+/// to fail.
+#[derive(Debug, Default)]
+struct Gate {
+    inner: MemoryBackend,
+    state: Mutex<GateState>,
+    cv: Condvar,
+}
+
+impl Gate {
+    fn set(&self, f: impl FnOnce(&mut GateState)) {
+        f(&mut self.state.lock().unwrap());
+        self.cv.notify_all();
+    }
+
+    fn reads(&self) -> usize {
+        self.state.lock().unwrap().reads
+    }
+
+    /// Waits until a read of [`READING`] is held.
+    fn wait_blocked(&self) {
+        let s = self.state.lock().unwrap();
+        let (_s, timeout) = self
+            .cv
+            .wait_timeout_while(s, HANG, |s| s.blocked == 0)
+            .unwrap();
+        assert!(!timeout.timed_out(), "the read was never held");
+    }
+
+    fn gate(&self, name: &str) -> BackendResult<()> {
+        if !name.starts_with("data/") {
+            return Ok(());
+        }
+        let mut s = self.state.lock().unwrap();
+        if s.hold && std::thread::current().name() == Some(READING) {
+            s.blocked += 1;
+            self.cv.notify_all();
+            s = self.cv.wait_while(s, |s| s.hold).unwrap();
+            s.blocked -= 1;
+        }
+        if s.fail {
+            return Err(BackendError::Io {
+                location: "gate://".into(),
+                op: "read",
+                path: name.into(),
+                source: std::io::Error::other("the disk went away"),
+            });
+        }
+        s.reads += 1;
+        Ok(())
+    }
+}
+
+/// Lets a held read through when dropped, so that a failed assertion ends
+/// the test instead of hanging it.
+struct Release<'a>(&'a Gate);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.set(|s| s.hold = false);
+    }
+}
+
+impl Backend for Gate {
+    fn location(&self) -> &str {
+        "gate://"
+    }
+    fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
+        self.inner.put(name, data)
+    }
+    fn get(&self, name: &str) -> BackendResult<Bytes> {
+        self.gate(name)?;
+        self.inner.get(name)
+    }
+    fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
+        self.gate(name)?;
+        self.inner.get_range(name, range)
+    }
+    fn delete(&self, name: &str) -> BackendResult<()> {
+        self.inner.delete(name)
+    }
+    fn list(&self, prefix: &str) -> BackendResult<Vec<String>> {
+        self.inner.list(prefix)
+    }
+}
+
+/// Values of 16 KiB, packed into segments (below the 256 KiB of a large
+/// value), 8 of them in a budget of 64 KiB: key 0, the first in, is the
+/// first out, and every read of a spilled value is read through (its first
+/// read: [`Admission::SecondRead`]).
+const BUDGET: usize = 64 << 10;
+const LEN: usize = 16 << 10;
+const KEYS: u64 = 8;
+
+/// A chest of [`KEYS`] values, `k` being `[k; LEN]`, written and settled:
+/// key 0 is spilled.
+fn open(gate: &Arc<Gate>) -> Chest<u64, Vec<u8>, Raw> {
+    let c = ChestBuilder::<u64, Vec<u8>>::with_weigher(Vec::len)
+        .serializer(Raw)
+        .memory_budget(BUDGET)
+        .admission(Admission::SecondRead)
+        .shards(1)
+        .open_backend(gate.clone() as Arc<dyn Backend>)
+        .unwrap();
+    for k in 0..KEYS {
+        c.insert(k, vec![k as u8; LEN]).unwrap();
+    }
+    c.check_invariants(true).unwrap();
+    assert!(c.stats().resident < KEYS as usize, "{:?}", c.stats());
+    c
+}
+
+/// Starts `get(key)` on the thread [`READING`] and waits until its read is
+/// held by the gate.
+fn held_get(
+    c: &Arc<Chest<u64, Vec<u8>, Raw>>,
+    gate: &Arc<Gate>,
+    key: u64,
+) -> std::thread::JoinHandle<chest_core::Result<Option<Vec<u8>>>> {
+    gate.set(|s| s.hold = true);
+    let reader = Arc::clone(c);
+    let handle = std::thread::Builder::new()
+        .name(READING.into())
+        .spawn(move || reader.get(&key).map(|v| v.map(|v| v.to_vec())))
+        .unwrap();
+    gate.wait_blocked();
+    handle
+}
+
+#[test]
+fn a_value_read_once_is_read_through_and_stays_spilled() {
+    let gate = Arc::new(Gate::default());
+    let c = open(&gate);
+    let before = c.stats();
+    let reads = gate.reads();
+    assert_eq!(*c.get(&0).unwrap().unwrap(), vec![0; LEN]);
+    let after = c.stats();
+    assert_eq!(gate.reads(), reads + 1);
+    assert_eq!(after.loads, before.loads + 1);
+    assert_eq!(after.misses, before.misses + 1);
+    // Nothing in memory changed: the value was handed over, not kept.
+    assert_eq!(after.resident, before.resident);
+    assert_eq!(after.memory_usage, before.memory_usage);
+    c.check_invariants(true).unwrap();
+    // Read again soon: now it is kept, and the next read is a hit.
+    assert_eq!(*c.get(&0).unwrap().unwrap(), vec![0; LEN]);
+    assert_eq!(gate.reads(), reads + 2);
+    let hits = c.stats().hits;
+    assert_eq!(*c.get(&0).unwrap().unwrap(), vec![0; LEN]);
+    assert_eq!(c.stats().hits, hits + 1);
+    assert_eq!(gate.reads(), reads + 2);
+    c.check_invariants(true).unwrap();
+}
+
+#[test]
+fn a_key_replaced_while_its_value_is_read_through_reads_again() {
+    // The read is held; every key is removed, which deletes the segments
+    // (never named by a manifest), and key 0 is inserted again. The held
+    // read then finds its object gone: that is no error of the key's, which
+    // is looked up again and found where it is now.
+    let gate = Arc::new(Gate::default());
+    let c = Arc::new(open(&gate));
+    let release = Release(&gate);
+    let get = held_get(&c, &gate, 0);
+    for k in 0..KEYS {
+        assert!(c.remove(&k).unwrap());
+    }
+    c.insert(0, vec![100; LEN]).unwrap();
+    drop(release);
+    let got = get
+        .join()
+        .unwrap()
+        .expect("no error: the key changed, not its object");
+    assert_eq!(got, Some(vec![100; LEN]));
+    c.check_invariants(true).unwrap();
+}
+
+#[test]
+fn a_key_removed_while_its_value_is_read_through_is_then_absent() {
+    let gate = Arc::new(Gate::default());
+    let c = Arc::new(open(&gate));
+    let release = Release(&gate);
+    let get = held_get(&c, &gate, 0);
+    for k in 0..KEYS {
+        assert!(c.remove(&k).unwrap());
+    }
+    drop(release);
+    // The object is gone when the read goes on: the key is looked up again
+    // and is absent.
+    assert_eq!(get.join().unwrap().unwrap(), None);
+    c.check_invariants(true).unwrap();
+}
+
+#[test]
+fn a_value_whose_object_outlives_a_removal_reads_as_it_was() {
+    // Flushed: the manifest names the objects, so removing the keys keeps
+    // them until the next manifest is durable. The held read then reads the
+    // value the key had when the get looked it up — a get ordered before
+    // the removal.
+    let gate = Arc::new(Gate::default());
+    let c = Arc::new(open(&gate));
+    c.flush().unwrap();
+    let release = Release(&gate);
+    let get = held_get(&c, &gate, 0);
+    for k in 0..KEYS {
+        assert!(c.remove(&k).unwrap());
+    }
+    drop(release);
+    assert_eq!(get.join().unwrap().unwrap(), Some(vec![0; LEN]));
+    assert!(!c.contains_key(&0));
+    c.check_invariants(true).unwrap();
+}
+
+#[test]
+fn a_failed_read_through_names_the_key_and_loses_nothing() {
+    let gate = Arc::new(Gate::default());
+    let c = open(&gate);
+    gate.set(|s| s.fail = true);
+    let err = c.get(&0).unwrap_err();
+    assert!(
+        matches!(&err, Error::Read { key, .. } if key == "0"),
+        "{err}"
+    );
+    assert_eq!(err.key(), Some("0"));
+    assert!(c.contains_key(&0));
+    gate.set(|s| s.fail = false);
+    assert_eq!(*c.get(&0).unwrap().unwrap(), vec![0; LEN]);
+    c.check_invariants(true).unwrap();
+}
