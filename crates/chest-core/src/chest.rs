@@ -444,7 +444,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     }
 
     /// The value of `key`, loading it from the backend if it was spilled
-    /// (with no lock held; concurrent readers of the key share one read).
+    /// (with no lock held; concurrent readers of a large value, or of one to
+    /// be kept, share one read).
     /// A hit in memory copies nothing and does no I/O. A loaded value stays
     /// in memory as the chest's [`crate::Admission`] says: by
     /// default when it is loaded a second time within a while, so that

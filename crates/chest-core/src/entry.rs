@@ -20,6 +20,9 @@
 //! Resident clean(loc)       an eviction takes it (no write)              Spilled(loc)
 //! Spilled(loc)              get / update / prefetch misses, read_ahead   Loading(loc)
 //!                           (its job then waits for a reader thread)
+//!                           a get miss of a small value not to be kept   Spilled(loc) (unchanged)
+//!                           (read through: no lock held, nothing
+//!                           published; see `Inner::read_through`)
 //! Loading(loc)              read and decoded, to be kept (see            Resident clean(loc)
 //!                           `Admission`) and fits the budget
 //!                           not kept, heavier than the budget, or the    Spilled(loc)

@@ -194,8 +194,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     pub(crate) fn take_one(&self, shard: &mut Shard<K, V>, key: K) -> Option<Victim<K, V>> {
         shard.dequeue(&key);
         let i = self.shard_of(&key);
-        let at = shard.map.position(&key)?;
-        let slot = shard.map.get_mut_hinted(&key, at)?;
+        let (at, slot) = shard.map.get_mut_positioned(&key)?;
         self.victim_of(i, slot, key, at)
     }
 

@@ -9,8 +9,10 @@
 //! about 35 bytes a key instead of 52 (W4 in the benchmark).
 //!
 //! Removing a key moves the last entry into its place (and points the
-//! moved entry's bucket there), so the entries stay dense. Iteration order
-//! is unspecified, as with `HashMap`.
+//! moved entry's bucket there), so the entries stay dense. Iteration goes
+//! by position: insertion order, until removals move entries. A position is
+//! also a hint for finding a key again without the hash table (see
+//! [`Index::get_hinted`]).
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
@@ -60,13 +62,23 @@ impl<K: Hash + Eq, V> Index<K, V> {
             .map(|&i| i as usize)
     }
 
-    /// Where `key`'s entry is now, as a hint for the `_hinted` lookups.
-    pub fn position<Q>(&self, key: &Q) -> Option<u32>
+    /// Where `key`'s entry is now (a hint for the `_hinted` lookups), and
+    /// its value.
+    pub fn get_positioned<Q>(&self, key: &Q) -> Option<(u32, &V)>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.find(key).map(|i| i as u32)
+        self.find(key).map(|i| (i as u32, &self.entries[i].1))
+    }
+
+    /// [`get_positioned`](Index::get_positioned), the value mutable.
+    pub fn get_mut_positioned<Q>(&mut self, key: &Q) -> Option<(u32, &mut V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.find(key).map(|i| (i as u32, &mut self.entries[i].1))
     }
 
     /// The position of `key`'s entry: `hint` if the entry there holds
@@ -222,7 +234,7 @@ impl<K: Hash + Eq, V> Index<K, V> {
     }
 
     /// The entries in the order of their positions (the `n`th yielded is
-    /// at position `n`, as [`position`](Index::position) gives it).
+    /// at position `n`, as [`get_positioned`](Index::get_positioned) gives it).
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.entries.iter().map(|(k, v)| (k, v))
     }
@@ -292,7 +304,9 @@ mod tests {
                     Op::Get(k) => {
                         prop_assert_eq!(index.get(&k), model.get(&k));
                         // Any hint, right, stale or out of range, finds the same.
-                        for hint in [index.position(&k).unwrap_or(0), u32::from(k), u32::MAX] {
+                        let at = index.get_positioned(&k).map(|(at, _)| at);
+                        prop_assert_eq!(at.is_some(), model.contains_key(&k));
+                        for hint in [at.unwrap_or(0), u32::from(k), u32::MAX] {
                             prop_assert_eq!(index.get_hinted(&k, hint), model.get(&k));
                         }
                         prop_assert_eq!(index.contains_key(&k), model.contains_key(&k));

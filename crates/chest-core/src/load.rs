@@ -1,7 +1,11 @@
 //! Reads of spilled values: `get` misses, `update` of a spilled value and
-//! `prefetch`. The read and the decoding happen with no lock held; the slot
-//! is `Loading` meanwhile, so concurrent readers of the key wait for this
-//! one read (see [`crate::entry`]).
+//! `prefetch`. The read and the decoding happen with no lock held. A value
+//! to be kept in memory, or a large one, is *loaded*: the slot is `Loading`
+//! meanwhile, so concurrent readers of the key wait for this one read (see
+//! [`crate::entry`]). A small value that is not to be kept is *read
+//! through* ([`Inner::read_through`]): the slot stays `Spilled`, and
+//! concurrent readers each read it (cheaper, for a small value, than
+//! publishing one read to the others).
 
 use std::borrow::Borrow;
 use std::fmt::Debug;
@@ -17,7 +21,7 @@ use crate::error::{BackendError, Error, Result};
 use crate::guard;
 use crate::serializer::Serializer;
 use crate::stats::Counters;
-use crate::store::{object_name, Loc, ReadError, WHOLE};
+use crate::store::{object_name, Loc, ReadError};
 
 /// A value as `fetch` found or loaded it.
 pub(crate) struct Fetched<V> {
@@ -88,12 +92,13 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 Some(Slot::Spilled(loc)) => {
                     let loc = *loc;
                     let keep = keep || shard.keep_load(self.inner.hash_of(key));
-                    if !keep && loc.len != WHOLE {
+                    if !keep && (loc.len as usize) < self.inner.config.large_value {
                         // A small value not to be kept: read through. Nothing
                         // in memory changes, so the slot stays `Spilled` and
-                        // no load is published. (A large one is loaded the
-                        // long way, so that concurrent misses of it share
-                        // one read, which then costs more than the rest.)
+                        // no load is published. (A large one, in a segment
+                        // or an object of its own, is loaded the long way,
+                        // so that concurrent misses of it share one read,
+                        // which then costs more than the rest.)
                         drop(shard);
                         Counters::add(&self.inner.counters.misses, 1);
                         let span = tracing::trace_span!("chest.load", object = loc.obj.get());

@@ -6,7 +6,8 @@
 //! # States and locks
 //!
 //! A key handed to the reader is `Loading`, set under its shard's lock as a
-//! `get` miss sets it (see [`crate::entry`]): a `get` of it waits for that
+//! `get` miss of a value to be kept sets it (see [`crate::entry`]): a `get`
+//! of it waits for that
 //! load instead of reading again, and an insert, update or remove replaces
 //! the slot as for any load (the reader then sees that the slot no longer
 //! holds its load, and installs nothing). The reader reads with no lock

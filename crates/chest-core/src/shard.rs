@@ -179,10 +179,10 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     pub fn enqueue(&mut self, key: &K) {
         match &mut self.order {
             Order::Lru(fifo) => {
-                let at = self.map.position(key);
-                let slot = at.and_then(|at| self.map.get_hinted(key, at));
-                if let (Some(r), Some(at)) = (Self::eligible(slot), at) {
-                    fifo.push_back((key.clone(), r.tick, at));
+                if let Some((at, slot)) = self.map.get_positioned(key) {
+                    if let Some(r) = Self::eligible(Some(slot)) {
+                        fifo.push_back((key.clone(), r.tick, at));
+                    }
                 }
                 let live = self.map.len();
                 if fifo.len() > 2 * live + 64 {

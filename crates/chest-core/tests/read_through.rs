@@ -7,7 +7,7 @@
 //! failure.
 
 use std::ops::Range;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -39,6 +39,9 @@ struct GateState {
 #[derive(Debug, Default)]
 struct Gate {
     inner: MemoryBackend,
+    /// Declares that large values are packed into segments (as a local
+    /// directory does), rather than written as objects of their own.
+    packs: bool,
     state: Mutex<GateState>,
     cv: Condvar,
 }
@@ -118,6 +121,9 @@ impl Backend for Gate {
     fn list(&self, prefix: &str) -> BackendResult<Vec<String>> {
         self.inner.list(prefix)
     }
+    fn packs_large_values(&self) -> bool {
+        self.packs
+    }
 }
 
 /// Values of 16 KiB, packed into segments (below the 256 KiB of a large
@@ -131,8 +137,14 @@ const KEYS: u64 = 8;
 /// A chest of [`KEYS`] values, `k` being `[k; LEN]`, written and settled:
 /// key 0 is spilled.
 fn open(gate: &Arc<Gate>) -> Chest<u64, Vec<u8>, Raw> {
+    open_with(gate, 256 << 10)
+}
+
+/// [`open`], values of `large` bytes and more being large.
+fn open_with(gate: &Arc<Gate>, large: usize) -> Chest<u64, Vec<u8>, Raw> {
     let c = ChestBuilder::<u64, Vec<u8>>::with_weigher(Vec::len)
         .serializer(Raw)
+        .large_value_bytes(large)
         .memory_budget(BUDGET)
         .admission(Admission::SecondRead)
         .shards(1)
@@ -185,6 +197,73 @@ fn a_value_read_once_is_read_through_and_stays_spilled() {
     assert_eq!(*c.get(&0).unwrap().unwrap(), vec![0; LEN]);
     assert_eq!(c.stats().hits, hits + 1);
     assert_eq!(gate.reads(), reads + 2);
+    c.check_invariants(true).unwrap();
+}
+
+/// Runs `f` on a thread of its own; its result, or a failure if it takes
+/// longer than [`HANG`].
+fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(HANG)
+        .unwrap_or_else(|_| panic!("{what}: no answer within {HANG:?}"))
+}
+
+#[test]
+fn concurrent_gets_of_a_small_value_read_it_each() {
+    // The first get's read is held; a second get of the key does not wait
+    // for it (there is no load to wait for) but reads on its own.
+    let gate = Arc::new(Gate::default());
+    let c = Arc::new(open(&gate));
+    let release = Release(&gate);
+    let first = held_get(&c, &gate, 0);
+    let reads = gate.reads();
+    let other = Arc::clone(&c);
+    let second = bounded("a get beside a held read", move || {
+        other.get(&0).map(|v| v.map(|v| v.to_vec()))
+    });
+    assert_eq!(second.unwrap(), Some(vec![0; LEN]));
+    assert_eq!(gate.reads(), reads + 1);
+    drop(release);
+    assert_eq!(first.join().unwrap().unwrap(), Some(vec![0; LEN]));
+    assert_eq!(gate.reads(), reads + 2);
+    c.check_invariants(true).unwrap();
+}
+
+#[test]
+fn concurrent_misses_of_a_large_value_in_a_segment_share_one_read() {
+    // Values of 16 KiB are large here (from 4 KiB on), and the backend packs
+    // large values into segments: their records are not objects of their
+    // own, but they are still loaded once for all the readers.
+    let gate = Arc::new(Gate {
+        packs: true,
+        ..Gate::default()
+    });
+    let c = Arc::new(open_with(&gate, 4 << 10));
+    let misses = c.stats().misses;
+    let release = Release(&gate);
+    let first = held_get(&c, &gate, 0);
+    let reads = gate.reads();
+    let other = Arc::clone(&c);
+    let second = std::thread::spawn(move || other.get(&0).map(|v| v.map(|v| v.to_vec())));
+    // The second get has counted its miss: it waits for the held load (or,
+    // were it to read through, reads on its own, which the count of reads
+    // below would show).
+    let waited = std::time::Instant::now();
+    while c.stats().misses < misses + 2 {
+        assert!(waited.elapsed() < HANG, "the second get never missed");
+        std::thread::yield_now();
+    }
+    drop(release);
+    assert_eq!(first.join().unwrap().unwrap(), Some(vec![0; LEN]));
+    assert_eq!(second.join().unwrap().unwrap(), Some(vec![0; LEN]));
+    assert_eq!(
+        gate.reads(),
+        reads + 1,
+        "the misses read the value more than once"
+    );
     c.check_invariants(true).unwrap();
 }
 
@@ -250,9 +329,10 @@ fn a_value_whose_object_outlives_a_removal_reads_as_it_was() {
 #[test]
 fn a_failed_read_through_names_the_key_and_loses_nothing() {
     let gate = Arc::new(Gate::default());
-    let c = open(&gate);
+    let c = Arc::new(open(&gate));
     gate.set(|s| s.fail = true);
-    let err = c.get(&0).unwrap_err();
+    let other = Arc::clone(&c);
+    let err = bounded("a failed read", move || other.get(&0).map(|_| ())).unwrap_err();
     assert!(
         matches!(&err, Error::Read { key, .. } if key == "0"),
         "{err}"
