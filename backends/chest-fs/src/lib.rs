@@ -11,6 +11,7 @@
 //! | `file:///abs/dir`, `/abs/dir`, `rel/dir` | the directory, created if missing |
 //! | `file:///abs/dir?fsync=always` | the same, every `put` durable before it returns |
 //! | `file:///abs/dir?fsync=never` | the same, never fsynced (scratch data) |
+//! | `file:///abs/dir?mmap=true` | the same, small values read from files mapped into memory ([`FsOptions::mmap`]) |
 //! | (none: [`Chest::temp`](chest_core::Chest::temp)) | a new directory under the system's temporary directory, removed on drop |
 //!
 //! ```
@@ -112,6 +113,7 @@
 mod backend;
 mod lock;
 pub mod names;
+mod reads;
 
 use std::sync::Arc;
 
@@ -124,10 +126,12 @@ pub use lock::LOCK_FILE;
 
 /// Opens the directory a `file://` URL names (the `file` scheme's factory).
 ///
-/// The only query key is `fsync`: `flush` (the default: every chest flush
-/// fsyncs what it wrote), `always` (or `true`: every object fsynced as it is
-/// written) or `never` (or `false`: no fsync at all, for scratch data); any
-/// other key or value is an [`Error::InvalidUrl`]. The store is persistent.
+/// Query keys: `fsync`, `flush` (the default: every chest flush fsyncs what
+/// it wrote), `always` (or `true`: every object fsynced as it is written) or
+/// `never` (or `false`: no fsync at all, for scratch data); and `mmap`,
+/// `true` to read small values from files mapped into memory (see
+/// [`FsOptions::mmap`]) or `false` (the default). Any other key or value is
+/// an [`Error::InvalidUrl`]. The store is persistent.
 pub fn open_url(url: &Url, opts: &OpenOptions) -> chest_core::Result<OpenedBackend> {
     let path = url.to_file_path().map_err(|()| Error::InvalidUrl {
         url: url.to_string(),
@@ -135,7 +139,7 @@ pub fn open_url(url: &Url, opts: &OpenOptions) -> chest_core::Result<OpenedBacke
                  (or `localhost`)"
             .into(),
     })?;
-    let query = Query::parse(url, &["fsync"])?;
+    let query = Query::parse(url, &["fsync", "mmap"])?;
     let (fsync, sync_on_flush) = match query.get("fsync").map(str::to_ascii_lowercase).as_deref() {
         None | Some("flush") => (false, true),
         Some("always" | "true" | "1" | "yes" | "on") => (true, true),
@@ -147,6 +151,16 @@ pub fn open_url(url: &Url, opts: &OpenOptions) -> chest_core::Result<OpenedBacke
             })
         }
     };
+    let mmap = match query.get("mmap").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false" | "0" | "no" | "off") => false,
+        Some("true" | "1" | "yes" | "on") => true,
+        Some(other) => {
+            return Err(Error::InvalidUrl {
+                url: url.to_string(),
+                reason: format!("query key \"mmap\"={other:?}: use true or false"),
+            })
+        }
+    };
     let backend = FsBackend::open(
         &path,
         FsOptions {
@@ -154,6 +168,7 @@ pub fn open_url(url: &Url, opts: &OpenOptions) -> chest_core::Result<OpenedBacke
             read_only: opts.read_only,
             fsync,
             sync_on_flush,
+            mmap,
         },
     )?;
     Ok(OpenedBackend {

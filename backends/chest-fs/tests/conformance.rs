@@ -11,9 +11,11 @@ use chest_core::{Backend, Result};
 use chest_fs::{FsBackend, FsOptions};
 use tempfile::TempDir;
 
-/// Hands out fresh temporary directories, with or without `fsync`.
+/// Hands out fresh temporary directories, with or without `fsync`, with
+/// ranges read through maps or not.
 struct FsTarget {
     fsync: bool,
+    mmap: bool,
 }
 
 /// One temporary directory, removed when the location and every backend
@@ -21,6 +23,7 @@ struct FsTarget {
 struct FsLocation {
     dir: Arc<TempDir>,
     fsync: bool,
+    mmap: bool,
 }
 
 impl Target for FsTarget {
@@ -28,6 +31,7 @@ impl Target for FsTarget {
         Box::new(FsLocation {
             dir: Arc::new(tempfile::tempdir().expect("create a temporary directory")),
             fsync: self.fsync,
+            mmap: self.mmap,
         })
     }
 }
@@ -36,6 +40,7 @@ impl Location for FsLocation {
     fn open(&self) -> Result<Arc<dyn Backend>> {
         let opts = FsOptions {
             fsync: self.fsync,
+            mmap: self.mmap,
             ..FsOptions::default()
         };
         // A subdirectory, so `create` is exercised too.
@@ -47,11 +52,27 @@ impl Location for FsLocation {
     }
 }
 
-chest_core::conformance_tests!(FsTarget { fsync: false });
+chest_core::conformance_tests!(FsTarget {
+    fsync: false,
+    mmap: false
+});
 
 /// The same suite with `fsync` on: every put durable when it returns.
 mod fsync {
     use super::*;
 
-    chest_core::conformance_tests!(FsTarget { fsync: true });
+    chest_core::conformance_tests!(FsTarget {
+        fsync: true,
+        mmap: false
+    });
+}
+
+/// The same suite with ranges read from files mapped into memory.
+mod mmap {
+    use super::*;
+
+    chest_core::conformance_tests!(FsTarget {
+        fsync: false,
+        mmap: true
+    });
 }

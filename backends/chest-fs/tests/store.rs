@@ -257,8 +257,7 @@ fn read_only_store() {
         FsOptions {
             read_only: true,
             create: true,
-            fsync: false,
-            sync_on_flush: true,
+            ..FsOptions::default()
         },
     )
     .unwrap();
@@ -291,8 +290,7 @@ fn missing_directory() {
         FsOptions {
             read_only: true,
             create: true,
-            fsync: false,
-            sync_on_flush: true,
+            ..FsOptions::default()
         },
     ] {
         match FsBackend::open(&missing, opts) {
@@ -499,4 +497,47 @@ fn range_reads_see_replacements_and_deletions() {
             &i.to_le_bytes()
         );
     }
+}
+
+#[test]
+fn mapped_reads_keep_the_bytes_they_read() {
+    // With `mmap`, a ranged read is a slice of the mapped file. A `put`
+    // renames a new file over the object and a `delete` unlinks it: a slice
+    // read before keeps the bytes it had, and later reads see the change.
+    let dir = tempfile::tempdir().unwrap();
+    let b = FsBackend::open(
+        dir.path(),
+        FsOptions {
+            mmap: true,
+            ..FsOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(b.options().mmap);
+    b.put("data/1", Bytes::from(vec![1u8; 10_000])).unwrap();
+    let old = b.get_range("data/1", 100..200).unwrap();
+    assert_eq!(&old[..], &[1u8; 100][..]);
+    b.put("data/1", Bytes::from(vec![2u8; 50])).unwrap();
+    assert_eq!(&old[..], &[1u8; 100][..]);
+    assert_eq!(&b.get_range("data/1", 10..50).unwrap()[..], &[2u8; 40][..]);
+    assert!(matches!(
+        b.get_range("data/1", 100..200),
+        Err(BackendError::RangeOutOfBounds { .. })
+    ));
+    let replaced = b.get_range("data/1", 0..50).unwrap();
+    b.delete("data/1").unwrap();
+    assert_eq!(&old[..], &[1u8; 100][..]);
+    assert_eq!(&replaced[..], &[2u8; 50][..]);
+    assert!(matches!(
+        b.get_range("data/1", 0..1),
+        Err(BackendError::NotFound { .. })
+    ));
+    // An empty object cannot be mapped, and has nothing to read.
+    b.put("data/2", Bytes::new()).unwrap();
+    assert!(b.get_range("data/2", 0..0).unwrap().is_empty());
+    assert!(matches!(
+        b.get_range("data/2", 0..1),
+        Err(BackendError::RangeOutOfBounds { .. })
+    ));
+    assert_eq!(counter(&b, "fs.bytes_read"), 100 + 40 + 50);
 }

@@ -140,3 +140,35 @@ fn temp_stores_are_distinct() {
     a.backend.put("k", "a".into()).unwrap();
     assert!(b.backend.list("").unwrap().is_empty());
 }
+
+#[test]
+fn mmap_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = url_of(dir.path());
+    for (query, mapped) in [
+        ("", false),
+        ("?mmap=true", true),
+        ("?mmap=1", true),
+        ("?mmap=false", false),
+        ("?fsync=never&mmap=on", true),
+    ] {
+        let opened = open_backend(&format!("{base}{query}"), &OpenOptions::default()).unwrap();
+        let debug = format!("{:?}", opened.backend);
+        assert!(
+            debug.contains(&format!("mmap: {mapped}")),
+            "{query}: {debug}"
+        );
+        opened.backend.put("data/1", "hello".into()).unwrap();
+        assert_eq!(
+            &opened.backend.get_range("data/1", 1..4).unwrap()[..],
+            b"ell"
+        );
+    }
+    match open_backend(&format!("{base}?mmap=maybe"), &OpenOptions::default()) {
+        Err(Error::InvalidUrl { reason, .. }) => assert!(reason.contains("mmap"), "{reason}"),
+        other => panic!(
+            "expected an invalid URL, got {:?}",
+            other.map(|o| o.persistent)
+        ),
+    }
+}

@@ -380,7 +380,9 @@ fn notes() -> Vec<Value> {
          about the max.",
         "W2: every side is durable once, at the end of its insert phase (chest flush; \
          redb Durability::None then Immediate on the last commit; fjall persist(SyncAll)); \
-         keys inserted in ascending order; the read phase includes the reopen.",
+         keys inserted in ascending order; the read phase includes the reopen. \
+         'chest-mmap' (info) is the same chest on file://…?mmap=true: reads from mapped \
+         segment files, whose pages count in its peak RSS (outside the budget).",
         "W3: 1 thread: chest time ≤ 1.5 × the Mutex<HashMap>'s; 2 threads: chest throughput \
          ≥ 2 × its throughput.",
         "W5: values compress about 4:1; 'chest' goes through zstd+file:// (default level 3, \

@@ -104,7 +104,7 @@ impl Workload {
     pub fn sides(self) -> &'static [Side] {
         match self {
             Workload::W1 => &[Side::Chest, Side::ChestNoFsync, Side::Files],
-            Workload::W2 => &[Side::Chest, Side::Redb, Side::Fjall],
+            Workload::W2 => &[Side::Chest, Side::ChestMmap, Side::Redb, Side::Fjall],
             Workload::W3 => &[Side::Chest, Side::Mutex],
             Workload::W4 => &[Side::Chest],
             Workload::W5 => &[Side::Chest, Side::Zstd, Side::Plain, Side::Zstd1],
@@ -176,6 +176,9 @@ pub enum Side {
     Chest,
     /// W1: the chest on `file://…?fsync=never`.
     ChestNoFsync,
+    /// W2 (info): the chest on `file://…?mmap=true` (small values read from
+    /// mapped files, outside the budget).
+    ChestMmap,
     /// W5: the same chest on plain `file://` (W5-s3: `s3://`), uncompressed.
     Plain,
     /// W5: the zstd library compressing / decompressing the same values with
@@ -205,6 +208,7 @@ impl Side {
         match self {
             Side::Chest => "chest",
             Side::ChestNoFsync => "chest-nofsync",
+            Side::ChestMmap => "chest-mmap",
             Side::Plain => "chest-plain",
             Side::Zstd => "zstd",
             Side::Zstd1 => "zstd-1",

@@ -8,11 +8,14 @@
 //! chest's flush does: redb commits its batches with `Durability::None` and
 //! the last with `Durability::Immediate`; fjall persists with `SyncAll`.
 //! Keys are inserted in ascending order (the best case of both baselines).
+//! Information only: the same chest on `file://…?mmap=true`
+//! (`chest-mmap`), whose reads come from mapped segment files.
 
 use chest::{Chest, ChestBuilder, Raw};
 use redb::{Durability, ReadableDatabase, TableDefinition};
 use serde_json::Value;
 
+use super::w1::file_url;
 use super::{no_such_side, params_json, Side};
 use crate::common::{
     dir_size, location, measured, remove_dir, stats_json, timed, Ctx, Phase, Report, Result, Rng,
@@ -60,7 +63,14 @@ pub fn run(side: Side, ctx: &Ctx) -> Result<Report> {
     let mut report = Report::new(ID, side.name(), ctx);
     let read_seed = ctx.seed ^ 0xEAD5 ^ (u64::from(ctx.rep) << 32);
     match side {
-        Side::Chest => chest_side(&p, &values, &dir, read_seed, &mut report)?,
+        Side::Chest => {
+            let loc = location(&dir.join("chest"))?;
+            chest_side(&p, &values, &loc, read_seed, &mut report)?
+        }
+        Side::ChestMmap => {
+            let loc = format!("{}?mmap=true", file_url(&dir.join("chest"))?);
+            chest_side(&p, &values, &loc, read_seed, &mut report)?
+        }
         Side::Redb => redb_side(&p, &values, &dir, read_seed, &mut report)?,
         Side::Fjall => fjall_side(&p, &values, &dir, read_seed, &mut report)?,
         _ => return Err(no_such_side(ID, side)),
@@ -79,16 +89,16 @@ fn push(report: &mut Report, phase: &str, ops: u64, secs: f64, peak: Option<u64>
 fn chest_side(
     p: &Params,
     values: &Values,
-    dir: &std::path::Path,
+    loc: &str,
     read_seed: u64,
     report: &mut Report,
 ) -> Result<()> {
-    let loc = location(&dir.join("chest"))?;
+    report.info("location", loc);
     let open = || -> Result<Chest<u64, Vec<u8>, Raw>> {
         Ok(ChestBuilder::new()
             .serializer(Raw)
             .memory_budget(p.budget)
-            .open(&loc)?)
+            .open(loc)?)
     };
     let mut flush_secs = 0.0;
     let (stats, secs, peak) = measured(|| {
@@ -259,6 +269,22 @@ pub fn rows(ctx: &Ctx, reports: &[Report]) -> Vec<Row> {
             rows.push(row.goal(format!("≥ {FACTOR:.2} vs faster ({faster})"), holds));
         }
     }
+    // Reads from mapped files: faster, outside the budget (the pages read
+    // count in the resident memory), so information only.
+    let mmap = Side::ChestMmap.name();
+    for (phase, label) in [
+        ("read", "reopen+random get, mmap=true (info)"),
+        ("insert", "insert+flush, mmap=true (info)"),
+    ] {
+        rows.push(
+            Row::new(ID, label, "ops/s")
+                .chest(figures(reports, mmap, phase))
+                .baseline(
+                    Side::Redb.name(),
+                    figures(reports, Side::Redb.name(), phase),
+                ),
+        );
+    }
     let label = "peak RSS (lower is better)";
     rows.push(peak_row(
         ID,
@@ -272,5 +298,16 @@ pub fn rows(ctx: &Ctx, reports: &[Report]) -> Vec<Row> {
     fjall_peak.goal = "(same)".into();
     fjall_peak.holds = None;
     rows.push(fjall_peak);
+    let mut mmap_peak = peak_row(
+        ID,
+        "peak RSS, mmap=true (info)",
+        p.budget,
+        reports,
+        mmap,
+        Side::Redb.name(),
+    );
+    mmap_peak.goal = "— (mapped pages count)".into();
+    mmap_peak.holds = None;
+    rows.push(mmap_peak);
     rows
 }
