@@ -4,122 +4,17 @@
 //! makes them (the reader, `chest-reader`, or any other) — never with
 //! sleeps; a bounded wait only turns a hang into a failure.
 
-use std::ops::Range;
+mod common;
+
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use chest_core::{Backend, BackendError, BackendResult, Chest, ChestBuilder, MemoryBackend, Raw};
+use chest_core::{Backend, Chest, ChestBuilder, Raw};
+use common::gate::{Gate, Release, HANG};
 
-/// How long a test waits for something that must happen before it calls it
-/// a hang (a liveness bound, not an ordering device).
-const HANG: Duration = Duration::from_secs(20);
-
+/// The chest's background readers: the gated thread.
 const READER: &str = "chest-reader";
-
-#[derive(Debug, Default)]
-struct GateState {
-    /// Reads of values by the reader threads wait while this is set.
-    hold: bool,
-    /// Reads of values held now.
-    blocked: usize,
-    /// Reads of values fail: those of the readers only, or all of them.
-    fail_reader: bool,
-    fail_all: bool,
-    /// Reads of values by the readers panic.
-    panic_reader: bool,
-}
-
-/// A memory backend whose reads of values (`data/…`) can be held and made
-/// to fail.
-#[derive(Debug, Default)]
-struct Gate {
-    inner: MemoryBackend,
-    state: Mutex<GateState>,
-    cv: Condvar,
-}
-
-impl Gate {
-    fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
-    fn set(&self, f: impl FnOnce(&mut GateState)) {
-        f(&mut self.state.lock().unwrap());
-        self.cv.notify_all();
-    }
-
-    /// Waits until `n` reads of the readers are held.
-    fn wait_blocked(&self, n: usize) {
-        let s = self.state.lock().unwrap();
-        let (_s, timeout) = self
-            .cv
-            .wait_timeout_while(s, HANG, |s| s.blocked < n)
-            .unwrap();
-        assert!(!timeout.timed_out(), "the held reads never came ({n})");
-    }
-
-    fn gate(&self, name: &str) -> BackendResult<()> {
-        if !name.starts_with("data/") {
-            return Ok(());
-        }
-        let reader = std::thread::current().name() == Some(READER);
-        let mut s = self.state.lock().unwrap();
-        if reader && s.hold {
-            s.blocked += 1;
-            self.cv.notify_all();
-            s = self.cv.wait_while(s, |s| s.hold).unwrap();
-            s.blocked -= 1;
-        }
-        if reader && s.panic_reader {
-            drop(s);
-            panic!("the backend panicked on a read ahead");
-        }
-        if s.fail_all || (reader && s.fail_reader) {
-            return Err(BackendError::Io {
-                location: "gate://".into(),
-                op: "read",
-                path: name.into(),
-                source: std::io::Error::other("the disk went away"),
-            });
-        }
-        Ok(())
-    }
-}
-
-/// Lets every held read through when dropped, so that a failed assertion
-/// ends the test instead of hanging it.
-struct Release<'a>(&'a Gate);
-
-impl Drop for Release<'_> {
-    fn drop(&mut self) {
-        self.0.set(|s| s.hold = false);
-    }
-}
-
-impl Backend for Gate {
-    fn location(&self) -> &str {
-        "gate://"
-    }
-    fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
-        self.inner.put(name, data)
-    }
-    fn get(&self, name: &str) -> BackendResult<Bytes> {
-        self.gate(name)?;
-        self.inner.get(name)
-    }
-    fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
-        self.gate(name)?;
-        self.inner.get_range(name, range)
-    }
-    fn delete(&self, name: &str) -> BackendResult<()> {
-        self.inner.delete(name)
-    }
-    fn list(&self, prefix: &str) -> BackendResult<Vec<String>> {
-        self.inner.list(prefix)
-    }
-}
 
 /// Values of 16 KiB in a budget of 256 KiB: 64 of them spill all but the
 /// last dozen or so.
@@ -173,7 +68,7 @@ fn check(c: &Chest<u64, Vec<u8>, Raw>, quiescent: bool) {
 
 #[test]
 fn read_ahead_returns_while_its_reads_are_made_and_a_get_waits_for_them() {
-    let b = Gate::new();
+    let b = Gate::new(READER);
     let c = filled(&b);
     let _release = Release(&b);
     b.set(|s| s.hold = true);
@@ -214,7 +109,7 @@ fn read_ahead_returns_while_its_reads_are_made_and_a_get_waits_for_them() {
 
 #[test]
 fn keys_absent_in_memory_or_on_their_way_are_skipped() {
-    let b = Gate::new();
+    let b = Gate::new(READER);
     let c = filled(&b);
     let _release = Release(&b);
     b.set(|s| s.hold = true);
@@ -231,10 +126,10 @@ fn keys_absent_in_memory_or_on_their_way_are_skipped() {
 
 #[test]
 fn a_failed_read_ahead_is_reported_by_the_get_of_its_key() {
-    let b = Gate::new();
+    let b = Gate::new(READER);
     let c = filled(&b);
     // The reader's reads fail; the get reads again itself, and succeeds.
-    b.set(|s| s.fail_reader = true);
+    b.set(|s| s.fail_gated = true);
     let errors = c.stats().errors;
     assert_eq!(c.read_ahead(0..4), 4);
     for k in 0..4 {
@@ -245,7 +140,7 @@ fn a_failed_read_ahead_is_reported_by_the_get_of_its_key() {
     check(&c, true);
     // Every read fails: the get returns the error, naming the key.
     b.set(|s| {
-        s.fail_reader = false;
+        s.fail_gated = false;
         s.fail_all = true;
     });
     assert_eq!(c.read_ahead(4..8), 4);
@@ -264,7 +159,7 @@ fn a_failed_read_ahead_is_reported_by_the_get_of_its_key() {
 
 #[test]
 fn an_insert_over_a_key_on_its_way_wins() {
-    let b = Gate::new();
+    let b = Gate::new(READER);
     let c = filled(&b);
     let _release = Release(&b);
     b.set(|s| s.hold = true);
@@ -288,7 +183,7 @@ fn an_insert_over_a_key_on_its_way_wins() {
 
 #[test]
 fn a_chest_dropped_with_reads_on_their_way_loses_nothing() {
-    let b = Gate::new();
+    let b = Gate::new(READER);
     let c = filled(&b);
     let _release = Release(&b);
     b.set(|s| s.hold = true);
@@ -320,9 +215,9 @@ fn a_chest_dropped_with_reads_on_their_way_loses_nothing() {
 
 #[test]
 fn a_backend_panicking_on_a_read_ahead_loses_nothing_and_the_reader_goes_on() {
-    let b = Gate::new();
+    let b = Gate::new(READER);
     let c = filled(&b);
-    b.set(|s| s.panic_reader = true);
+    b.set(|s| s.panic_gated = true);
     let errors = c.stats().errors;
     assert_eq!(c.read_ahead(0..4), 4);
     // The gets read the values themselves (the panicked loads went back to
@@ -333,7 +228,7 @@ fn a_backend_panicking_on_a_read_ahead_loses_nothing_and_the_reader_goes_on() {
     check(&c, true);
     assert!(c.stats().errors > errors, "the panic was counted");
     // The readers still work.
-    b.set(|s| s.panic_reader = false);
+    b.set(|s| s.panic_gated = false);
     let loads = c.stats().loads;
     assert_eq!(c.read_ahead(4..8), 4);
     for k in 4..8 {

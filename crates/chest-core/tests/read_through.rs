@@ -6,125 +6,15 @@
 //! says — never with sleeps; a bounded wait only turns a hang into a
 //! failure.
 
-use std::ops::Range;
-use std::sync::{mpsc, Arc, Condvar, Mutex};
-use std::time::Duration;
+mod common;
 
-use bytes::Bytes;
-use chest_core::{
-    Admission, Backend, BackendError, BackendResult, Chest, ChestBuilder, Error, MemoryBackend, Raw,
-};
+use std::sync::{mpsc, Arc};
 
-/// How long a test waits for something that must happen before it calls it
-/// a hang (a liveness bound, not an ordering device).
-const HANG: Duration = Duration::from_secs(20);
+use chest_core::{Admission, Backend, Chest, ChestBuilder, Error, Raw};
+use common::gate::{Gate, Release, HANG};
 
 /// The thread whose reads the gate holds.
 const READING: &str = "reading";
-
-#[derive(Debug, Default)]
-struct GateState {
-    /// Reads of values by [`READING`] wait while this is set.
-    hold: bool,
-    /// Reads held now.
-    blocked: usize,
-    /// Reads of values fail.
-    fail: bool,
-    /// Reads of values that reached the inner backend.
-    reads: usize,
-}
-
-/// A memory backend whose reads of values (`data/…`) can be held and made
-/// to fail.
-#[derive(Debug, Default)]
-struct Gate {
-    inner: MemoryBackend,
-    /// Declares that large values are packed into segments (as a local
-    /// directory does), rather than written as objects of their own.
-    packs: bool,
-    state: Mutex<GateState>,
-    cv: Condvar,
-}
-
-impl Gate {
-    fn set(&self, f: impl FnOnce(&mut GateState)) {
-        f(&mut self.state.lock().unwrap());
-        self.cv.notify_all();
-    }
-
-    fn reads(&self) -> usize {
-        self.state.lock().unwrap().reads
-    }
-
-    /// Waits until a read of [`READING`] is held.
-    fn wait_blocked(&self) {
-        let s = self.state.lock().unwrap();
-        let (_s, timeout) = self
-            .cv
-            .wait_timeout_while(s, HANG, |s| s.blocked == 0)
-            .unwrap();
-        assert!(!timeout.timed_out(), "the read was never held");
-    }
-
-    fn gate(&self, name: &str) -> BackendResult<()> {
-        if !name.starts_with("data/") {
-            return Ok(());
-        }
-        let mut s = self.state.lock().unwrap();
-        if s.hold && std::thread::current().name() == Some(READING) {
-            s.blocked += 1;
-            self.cv.notify_all();
-            s = self.cv.wait_while(s, |s| s.hold).unwrap();
-            s.blocked -= 1;
-        }
-        if s.fail {
-            return Err(BackendError::Io {
-                location: "gate://".into(),
-                op: "read",
-                path: name.into(),
-                source: std::io::Error::other("the disk went away"),
-            });
-        }
-        s.reads += 1;
-        Ok(())
-    }
-}
-
-/// Lets a held read through when dropped, so that a failed assertion ends
-/// the test instead of hanging it.
-struct Release<'a>(&'a Gate);
-
-impl Drop for Release<'_> {
-    fn drop(&mut self) {
-        self.0.set(|s| s.hold = false);
-    }
-}
-
-impl Backend for Gate {
-    fn location(&self) -> &str {
-        "gate://"
-    }
-    fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
-        self.inner.put(name, data)
-    }
-    fn get(&self, name: &str) -> BackendResult<Bytes> {
-        self.gate(name)?;
-        self.inner.get(name)
-    }
-    fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
-        self.gate(name)?;
-        self.inner.get_range(name, range)
-    }
-    fn delete(&self, name: &str) -> BackendResult<()> {
-        self.inner.delete(name)
-    }
-    fn list(&self, prefix: &str) -> BackendResult<Vec<String>> {
-        self.inner.list(prefix)
-    }
-    fn packs_large_values(&self) -> bool {
-        self.packs
-    }
-}
 
 /// Values of 16 KiB, packed into segments (below the 256 KiB of a large
 /// value), 8 of them in a budget of 64 KiB: key 0, the first in, is the
@@ -171,13 +61,13 @@ fn held_get(
         .name(READING.into())
         .spawn(move || reader.get(&key).map(|v| v.map(|v| v.to_vec())))
         .unwrap();
-    gate.wait_blocked();
+    gate.wait_blocked(1);
     handle
 }
 
 #[test]
 fn a_value_read_once_is_read_through_and_stays_spilled() {
-    let gate = Arc::new(Gate::default());
+    let gate = Gate::new(READING);
     let c = open(&gate);
     let before = c.stats();
     let reads = gate.reads();
@@ -200,6 +90,13 @@ fn a_value_read_once_is_read_through_and_stays_spilled() {
     c.check_invariants(true).unwrap();
 }
 
+/// Removes every key, which deletes the objects no manifest names.
+fn remove_all(c: &Chest<u64, Vec<u8>, Raw>) {
+    for k in 0..KEYS {
+        assert!(c.remove(&k).unwrap());
+    }
+}
+
 /// Runs `f` on a thread of its own; its result, or a failure if it takes
 /// longer than [`HANG`].
 fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -215,7 +112,7 @@ fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static
 fn concurrent_gets_of_a_small_value_read_it_each() {
     // The first get's read is held; a second get of the key does not wait
     // for it (there is no load to wait for) but reads on its own.
-    let gate = Arc::new(Gate::default());
+    let gate = Gate::new(READING);
     let c = Arc::new(open(&gate));
     let release = Release(&gate);
     let first = held_get(&c, &gate, 0);
@@ -237,10 +134,7 @@ fn concurrent_misses_of_a_large_value_in_a_segment_share_one_read() {
     // Values of 16 KiB are large here (from 4 KiB on), and the backend packs
     // large values into segments: their records are not objects of their
     // own, but they are still loaded once for all the readers.
-    let gate = Arc::new(Gate {
-        packs: true,
-        ..Gate::default()
-    });
+    let gate = Gate::with_packing(READING, true);
     let c = Arc::new(open_with(&gate, 4 << 10));
     let misses = c.stats().misses;
     let release = Release(&gate);
@@ -273,13 +167,11 @@ fn a_key_replaced_while_its_value_is_read_through_reads_again() {
     // (never named by a manifest), and key 0 is inserted again. The held
     // read then finds its object gone: that is no error of the key's, which
     // is looked up again and found where it is now.
-    let gate = Arc::new(Gate::default());
+    let gate = Gate::new(READING);
     let c = Arc::new(open(&gate));
     let release = Release(&gate);
     let get = held_get(&c, &gate, 0);
-    for k in 0..KEYS {
-        assert!(c.remove(&k).unwrap());
-    }
+    remove_all(&c);
     c.insert(0, vec![100; LEN]).unwrap();
     drop(release);
     let got = get
@@ -292,13 +184,11 @@ fn a_key_replaced_while_its_value_is_read_through_reads_again() {
 
 #[test]
 fn a_key_removed_while_its_value_is_read_through_is_then_absent() {
-    let gate = Arc::new(Gate::default());
+    let gate = Gate::new(READING);
     let c = Arc::new(open(&gate));
     let release = Release(&gate);
     let get = held_get(&c, &gate, 0);
-    for k in 0..KEYS {
-        assert!(c.remove(&k).unwrap());
-    }
+    remove_all(&c);
     drop(release);
     // The object is gone when the read goes on: the key is looked up again
     // and is absent.
@@ -312,14 +202,12 @@ fn a_value_whose_object_outlives_a_removal_reads_as_it_was() {
     // them until the next manifest is durable. The held read then reads the
     // value the key had when the get looked it up — a get ordered before
     // the removal.
-    let gate = Arc::new(Gate::default());
+    let gate = Gate::new(READING);
     let c = Arc::new(open(&gate));
     c.flush().unwrap();
     let release = Release(&gate);
     let get = held_get(&c, &gate, 0);
-    for k in 0..KEYS {
-        assert!(c.remove(&k).unwrap());
-    }
+    remove_all(&c);
     drop(release);
     assert_eq!(get.join().unwrap().unwrap(), Some(vec![0; LEN]));
     assert!(!c.contains_key(&0));
@@ -328,9 +216,9 @@ fn a_value_whose_object_outlives_a_removal_reads_as_it_was() {
 
 #[test]
 fn a_failed_read_through_names_the_key_and_loses_nothing() {
-    let gate = Arc::new(Gate::default());
+    let gate = Gate::new(READING);
     let c = Arc::new(open(&gate));
-    gate.set(|s| s.fail = true);
+    gate.set(|s| s.fail_all = true);
     let other = Arc::clone(&c);
     let err = bounded("a failed read", move || other.get(&0).map(|_| ())).unwrap_err();
     assert!(
@@ -339,7 +227,7 @@ fn a_failed_read_through_names_the_key_and_loses_nothing() {
     );
     assert_eq!(err.key(), Some("0"));
     assert!(c.contains_key(&0));
-    gate.set(|s| s.fail = false);
+    gate.set(|s| s.fail_all = false);
     assert_eq!(*c.get(&0).unwrap().unwrap(), vec![0; LEN]);
     c.check_invariants(true).unwrap();
 }
