@@ -11,7 +11,7 @@
 //! | `file:///abs/dir`, `/abs/dir`, `rel/dir` | the directory, created if missing |
 //! | `file:///abs/dir?fsync=always` | the same, every `put` durable before it returns |
 //! | `file:///abs/dir?fsync=never` | the same, never fsynced (scratch data) |
-//! | `file:///abs/dir?mmap=true` | the same, small values read from files mapped into memory ([`FsOptions::mmap`]) |
+//! | `file:///abs/dir?mmap=true` | the same, packed values read out of files mapped into memory, on Unix ([`FsOptions::mmap`]) |
 //! | (none: [`Chest::temp`](chest_core::Chest::temp)) | a new directory under the system's temporary directory, removed on drop |
 //!
 //! ```
@@ -126,12 +126,14 @@ pub use lock::LOCK_FILE;
 
 /// Opens the directory a `file://` URL names (the `file` scheme's factory).
 ///
-/// Query keys: `fsync`, `flush` (the default: every chest flush fsyncs what
-/// it wrote), `always` (or `true`: every object fsynced as it is written) or
-/// `never` (or `false`: no fsync at all, for scratch data); and `mmap`,
-/// `true` to read small values from files mapped into memory (see
-/// [`FsOptions::mmap`]) or `false` (the default). Any other key or value is
-/// an [`Error::InvalidUrl`]. The store is persistent.
+/// Query keys:
+/// - `fsync`: `flush` (the default: every chest flush fsyncs what it wrote),
+///   `always` (or `true`: every object fsynced as it is written) or `never`
+///   (or `false`: no fsync at all, for scratch data);
+/// - `mmap`: `true` to read packed values out of files mapped into memory
+///   (on Unix; see [`FsOptions::mmap`]) or `false` (the default).
+///
+/// Any other key or value is an [`Error::InvalidUrl`]. The store is persistent.
 pub fn open_url(url: &Url, opts: &OpenOptions) -> chest_core::Result<OpenedBackend> {
     let path = url.to_file_path().map_err(|()| Error::InvalidUrl {
         url: url.to_string(),

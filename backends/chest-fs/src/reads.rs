@@ -1,7 +1,7 @@
 //! Ranged reads: the open read handles of recently read objects, and how a
 //! range is read through one — a `pread` into a new buffer, or, with
-//! [`FsOptions::mmap`](crate::FsOptions::mmap), a slice of the file mapped
-//! into memory (no system call and no copy once the pages are mapped).
+//! [`FsOptions::mmap`](crate::FsOptions::mmap) on Unix, a copy out of the
+//! file mapped into memory (no system call once the pages are mapped).
 //!
 //! # Why a map is safe here
 //!
@@ -10,10 +10,17 @@
 //! file and renames it over the name, and a `delete` unlinks it, so a map
 //! keeps showing the bytes the object had when it was mapped (the old inode
 //! lives on while mapped). Another program that writes into a chest's files
-//! in place breaks that, as it breaks every promise of the chest; with a
-//! map, a file cut short underneath it, or a disk error while a page is
-//! read, ends the process with `SIGBUS` instead of an error. That is why
-//! mapping is an option.
+//! in place (or into the file an object's symbolic link points to) breaks
+//! that, as it breaks every promise of the chest; with a map, a file cut
+//! short underneath it, or a disk error while a page is read, ends the
+//! process with `SIGBUS` instead of an error. That is why mapping is an
+//! option. The bytes read are copied out of the map, so nothing handed out
+//! keeps a file mapped (or a deleted file's space taken), and a fault can
+//! only happen inside the read. Only the cached handles hold maps, at most
+//! [`MAX_HANDLES`] of them.
+//!
+//! Not on Windows, which refuses to replace or delete a mapped file: there
+//! (and wherever a file cannot be mapped) reads use the file itself.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -39,18 +46,20 @@ pub(crate) enum Handle {
 }
 
 impl Handle {
-    /// Opens `file` of `size` bytes for reads: mapped if `mmap` (and not
-    /// empty: an empty file cannot be mapped, and has nothing to read).
-    pub fn new(file: File, size: u64, mmap: bool) -> io::Result<Self> {
-        if mmap && size > 0 {
+    /// Opens `file` of `size` bytes for reads: mapped if `mmap`, on Unix,
+    /// and not empty (an empty file cannot be mapped, and has nothing to
+    /// read). A file that cannot be mapped (some FUSE file systems, the
+    /// address space or the count of maps exhausted) is read with `pread`.
+    pub fn new(file: File, size: u64, mmap: bool) -> Self {
+        if mmap && cfg!(unix) && size > 0 {
             // SAFETY: the store never truncates or rewrites an object's
             // file in place (see the module's docs); a `put` renames a new
             // file over it, which leaves this map's inode as it was.
-            let map = unsafe { Mmap::map(&file)? };
-            Ok(Handle::Map(Arc::new(map)))
-        } else {
-            Ok(Handle::File(Arc::new(file), size))
+            if let Ok(map) = unsafe { Mmap::map(&file) } {
+                return Handle::Map(Arc::new(map));
+            }
         }
+        Handle::File(Arc::new(file), size)
     }
 
     /// The object's size when it was opened.
@@ -73,19 +82,11 @@ impl Handle {
             Handle::Map(map) => {
                 let start = usize::try_from(range.start)
                     .map_err(|_| io::Error::new(ErrorKind::InvalidInput, "offset out of range"))?;
-                // The bytes stay mapped while any slice of them is alive.
-                Ok(Bytes::from_owner(Mapped(Arc::clone(map))).slice(start..start + len))
+                // Copied out: a slice sharing the map would keep the whole
+                // file mapped for as long as a value holds it.
+                Ok(Bytes::copy_from_slice(&map[start..start + len]))
             }
         }
-    }
-}
-
-/// A map shared by the slices read from it.
-struct Mapped(Arc<Mmap>);
-
-impl AsRef<[u8]> for Mapped {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
     }
 }
 

@@ -514,12 +514,17 @@ fn mapped_reads_keep_the_bytes_they_read() {
     )
     .unwrap();
     assert!(b.options().mmap);
+    let file = dir.path().join("data/1");
     b.put("data/1", Bytes::from(vec![1u8; 10_000])).unwrap();
     let old = b.get_range("data/1", 100..200).unwrap();
     assert_eq!(&old[..], &[1u8; 100][..]);
+    assert_eq!(mappings_of(&file), ["mapped"], "the read maps the file");
     b.put("data/1", Bytes::from(vec![2u8; 50])).unwrap();
     assert_eq!(&old[..], &[1u8; 100][..]);
     assert_eq!(&b.get_range("data/1", 10..50).unwrap()[..], &[2u8; 40][..]);
+    // The replaced file's map is gone (a slice read from it holds none),
+    // and the new file is mapped.
+    assert_eq!(mappings_of(&file), ["mapped"]);
     assert!(matches!(
         b.get_range("data/1", 100..200),
         Err(BackendError::RangeOutOfBounds { .. })
@@ -540,4 +545,37 @@ fn mapped_reads_keep_the_bytes_they_read() {
         Err(BackendError::RangeOutOfBounds { .. })
     ));
     assert_eq!(counter(&b, "fs.bytes_read"), 100 + 40 + 50);
+    assert!(
+        mappings_of(&file).is_empty(),
+        "the deleted file is unmapped"
+    );
+
+    // Without the option, reads do not map.
+    let plain = tempfile::tempdir().unwrap();
+    let p = open(plain.path());
+    p.put("data/1", Bytes::from(vec![3u8; 10_000])).unwrap();
+    assert_eq!(&p.get_range("data/1", 0..10).unwrap()[..], &[3u8; 10][..]);
+    assert!(mappings_of(&plain.path().join("data/1")).is_empty());
+}
+
+/// The process's maps of `file`, from `/proc/self/maps`: "mapped", or
+/// "deleted" for a map of a file since removed or replaced. Elsewhere than
+/// Linux, as the test expects ("mapped" for a live map, none once gone).
+fn mappings_of(file: &Path) -> Vec<&'static str> {
+    if !cfg!(target_os = "linux") {
+        return Vec::new();
+    }
+    let file = file.to_str().unwrap();
+    fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            let rest = line.split_once(file)?.1;
+            Some(if rest.contains("(deleted)") {
+                "deleted"
+            } else {
+                "mapped"
+            })
+        })
+        .collect()
 }
