@@ -382,7 +382,10 @@ fn notes() -> Vec<Value> {
          redb Durability::None then Immediate on the last commit; fjall persist(SyncAll)); \
          keys inserted in ascending order; the read phase includes the reopen. \
          'chest-mmap' (info) is the same chest on file://…?mmap=true: reads from mapped \
-         segment files, whose pages count in its peak RSS (outside the budget).",
+         segment files, whose pages count in its peak RSS (outside the budget). \
+         'random pread of its records' (info) is the floor of a read path with a system \
+         call per value: as many preads of one record at random offsets of the chest's own \
+         segment files, in its process after it closed.",
         "W3: 1 thread: chest time ≤ 1.5 × the Mutex<HashMap>'s; 2 threads: chest throughput \
          ≥ 2 × its throughput.",
         "W5: values compress about 4:1; 'chest' goes through zstd+file:// (default level 3, \

@@ -9,7 +9,9 @@
 //! the last with `Durability::Immediate`; fjall persists with `SyncAll`.
 //! Keys are inserted in ascending order (the best case of both baselines).
 //! Information only: the same chest on `file://…?mmap=true`
-//! (`chest-mmap`), whose reads come from mapped segment files.
+//! (`chest-mmap`), whose reads come from mapped segment files; and the
+//! floor of reads with a system call each (a `pread` per value of the
+//! chest's own files).
 
 use chest::{Chest, ChestBuilder, Raw};
 use redb::{Durability, ReadableDatabase, TableDefinition};
@@ -65,7 +67,9 @@ pub fn run(side: Side, ctx: &Ctx) -> Result<Report> {
     match side {
         Side::Chest => {
             let loc = location(&dir.join("chest"))?;
-            chest_side(&p, &values, &loc, read_seed, &mut report)?
+            chest_side(&p, &values, &loc, read_seed, &mut report)?;
+            #[cfg(unix)]
+            pread_floor(&p, &dir.join("chest").join("data"), read_seed, &mut report)?;
         }
         Side::ChestMmap => {
             let loc = format!("{}?mmap=true", file_url(&dir.join("chest"))?);
@@ -238,6 +242,42 @@ fn fjall_side(
     Ok(())
 }
 
+/// The floor of a read path with a system call per value: as many reads
+/// as the chest made, each a `pread` of one record (the value and its
+/// checksum) at a random offset of a random one of the chest's own segment
+/// files, into a new buffer, nothing else. Measured in the chest's process
+/// after it closed, its files still in the page cache.
+#[cfg(unix)]
+fn pread_floor(p: &Params, data: &std::path::Path, seed: u64, report: &mut Report) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let record = VALUE_LEN + 4;
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(data)? {
+        let path = entry?.path();
+        let len = std::fs::metadata(&path)?.len();
+        if len >= record as u64 {
+            files.push((std::fs::File::open(&path)?, len - record as u64));
+        }
+    }
+    if files.is_empty() {
+        return Err(format!("no segment files under {}", data.display()).into());
+    }
+    let mut rng = Rng::new(seed ^ 0xF1002);
+    let mut sum = 0u64;
+    let ((), secs) = timed(|| {
+        for _ in 0..p.reads {
+            let (file, last) = &files[rng.below(files.len() as u64) as usize];
+            let mut buf = vec![0u8; record];
+            file.read_exact_at(&mut buf, rng.below(last + 1))?;
+            sum = sum.wrapping_add(u64::from(buf[0]));
+        }
+        Ok(())
+    })?;
+    std::hint::black_box(sum);
+    push(report, "pread floor", p.reads, secs, None);
+    Ok(())
+}
+
 pub fn rows(ctx: &Ctx, reports: &[Report]) -> Vec<Row> {
     let p = Params::new(ctx);
     let chest = Side::Chest.name();
@@ -269,6 +309,12 @@ pub fn rows(ctx: &Ctx, reports: &[Report]) -> Vec<Row> {
             rows.push(row.goal(format!("≥ {FACTOR:.2} vs faster ({faster})"), holds));
         }
     }
+    // The floor of reads with a system call each, on the chest's own files.
+    rows.push(
+        Row::new(ID, "random pread of its records (info: the floor)", "ops/s")
+            .chest(figures(reports, chest, "pread floor"))
+            .baseline(Side::Redb.name(), figures(reports, Side::Redb.name(), "read")),
+    );
     // Reads from mapped files: faster, outside the budget (the pages read
     // count in the resident memory), so information only.
     let mmap = Side::ChestMmap.name();
