@@ -299,3 +299,73 @@ fn a_chest_opens_from_a_path() {
     let c: Chest<u64, String> = Chest::open(path.to_str().unwrap()).unwrap();
     assert_eq!(c.len(), 1);
 }
+
+#[test]
+fn mapped_reads_through_compaction_corruption_and_reopen() {
+    // `?mmap=true`: values packed into segments are read out of mapped
+    // files, through compaction (which reads them and deletes the sparse
+    // segments), a reopen, and a corrupted file (a clear error, as without
+    // maps).
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("{}?mmap=true", url_of(dir.path()));
+    let open =
+        || -> Chest<u64, Vec<u8>> { Chest::builder().memory_budget(64 << 10).open(&url).unwrap() };
+    let c = open();
+    for k in 0..2000u64 {
+        c.insert(k, bytes(k, 300)).unwrap();
+    }
+    c.flush().unwrap();
+    for k in (0..2000u64).step_by(7) {
+        assert_eq!(*c.get(&k).unwrap().unwrap(), bytes(k, 300), "key {k}");
+    }
+    // Most of every segment dies: the next flush compacts them.
+    for k in 0..2000u64 {
+        if k % 5 != 0 {
+            assert!(c.remove(&k).unwrap());
+        }
+    }
+    let before = data_files(dir.path());
+    c.flush().unwrap();
+    // Nothing was dirty: new segments come from compaction (the old ones
+    // go once no manifest names them).
+    let after = data_files(dir.path());
+    assert!(after.iter().any(|f| !before.contains(f)), "compacted");
+    for k in (0..2000u64).step_by(5) {
+        assert_eq!(*c.get(&k).unwrap().unwrap(), bytes(k, 300), "key {k}");
+    }
+    assert!(c.stats().loads > 0, "{:?}", c.stats());
+    c.close().unwrap();
+
+    let c = open();
+    assert_eq!(c.len(), 400);
+    for k in 0..2000u64 {
+        let got = c.get(&k).unwrap();
+        assert_eq!(got.is_some(), k % 5 == 0, "key {k}");
+        if let Some(v) = got {
+            assert_eq!(*v, bytes(k, 300), "key {k}");
+        }
+    }
+    drop(c);
+
+    // One byte flipped in every segment (same length): a checksum error
+    // naming a key, not a crash.
+    for file in data_files(dir.path()) {
+        let mut raw = std::fs::read(&file).unwrap();
+        let at = raw.len() / 2;
+        raw[at] ^= 0x40;
+        std::fs::write(&file, &raw).unwrap();
+    }
+    let c = open();
+    let errors: Vec<Error> = (0..2000u64)
+        .step_by(5)
+        .filter_map(|k| c.get(&k).err())
+        .collect();
+    assert!(
+        !errors.is_empty(),
+        "a flipped byte in every segment is found"
+    );
+    for e in &errors {
+        assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
+        assert!(e.to_string().contains("checksum"), "{e}");
+    }
+}

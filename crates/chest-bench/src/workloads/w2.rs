@@ -313,7 +313,10 @@ pub fn rows(ctx: &Ctx, reports: &[Report]) -> Vec<Row> {
     rows.push(
         Row::new(ID, "random pread of its records (info: the floor)", "ops/s")
             .chest(figures(reports, chest, "pread floor"))
-            .baseline(Side::Redb.name(), figures(reports, Side::Redb.name(), "read")),
+            .baseline(
+                Side::Redb.name(),
+                figures(reports, Side::Redb.name(), "read"),
+            ),
     );
     // Reads from mapped files: faster, outside the budget (the pages read
     // count in the resident memory), so information only.
