@@ -149,7 +149,7 @@ impl<K: Key, V: Weigh + Serialize + DeserializeOwned + Send + Sync + 'static> Ch
 pub(crate) fn entry_overhead<K, V>() -> usize {
     std::mem::size_of::<Resident<V>>()
         + 2 * std::mem::size_of::<usize>()
-        + 2 * std::mem::size_of::<(K, u64)>()
+        + 2 * std::mem::size_of::<crate::shard::Queued<K>>()
         + 3 * 16
 }
 

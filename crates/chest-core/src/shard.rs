@@ -93,6 +93,10 @@ impl Recent {
 /// A position hint that is never right (see [`Index::get_hinted`]).
 pub(crate) const NO_HINT: u32 = u32::MAX;
 
+/// A key's copy in the LRU queue: the key, its tick when queued, and its
+/// position in the index then (a hint).
+pub(crate) type Queued<K> = (K, u64, u32);
+
 pub(crate) struct Shard<K, V> {
     pub map: Index<K, Slot<V>>,
     /// Keys loaded lately and not kept (allocated on first use; none for
@@ -121,7 +125,7 @@ enum Order<K> {
     /// key's position in the index when queued (a hint: see
     /// [`Index::get_hinted`]), so that taking the coldest keys walks the
     /// dense entries instead of probing the hash table for each.
-    Lru(VecDeque<(K, u64, u32)>),
+    Lru(VecDeque<Queued<K>>),
     /// Largest first: a priority queue by weight.
     Largest(PriorityQueue<K, u64, FastHash>),
 }
@@ -208,7 +212,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         let Order::Lru(fifo) = &mut self.order else {
             return;
         };
-        let mut live: Vec<(K, u64, u32)> = self
+        let mut live: Vec<Queued<K>> = self
             .map
             .iter()
             .enumerate()
