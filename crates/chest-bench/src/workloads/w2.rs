@@ -309,28 +309,26 @@ pub fn rows(ctx: &Ctx, reports: &[Report]) -> Vec<Row> {
             rows.push(row.goal(format!("≥ {FACTOR:.2} vs faster ({faster})"), holds));
         }
     }
-    // The floor of reads with a system call each, on the chest's own files.
-    rows.push(
-        Row::new(ID, "random pread of its records (info: the floor)", "ops/s")
-            .chest(figures(reports, chest, "pread floor"))
-            .baseline(
-                Side::Redb.name(),
-                figures(reports, Side::Redb.name(), "read"),
-            ),
-    );
-    // Reads from mapped files: faster, outside the budget (the pages read
-    // count in the resident memory), so information only.
+    // Information only, against redb: the floor of reads with a system call
+    // each (on the chest's own files), and reads from mapped files (faster,
+    // outside the budget: the pages read count in the resident memory).
     let mmap = Side::ChestMmap.name();
-    for (phase, label) in [
-        ("read", "reopen+random get, mmap=true (info)"),
-        ("insert", "insert+flush, mmap=true (info)"),
+    for (side, phase, base_phase, label) in [
+        (
+            chest,
+            "pread floor",
+            "read",
+            "random pread of its records (info: the floor)",
+        ),
+        (mmap, "read", "read", "reopen+random get, mmap=true (info)"),
+        (mmap, "insert", "insert", "insert+flush, mmap=true (info)"),
     ] {
         rows.push(
             Row::new(ID, label, "ops/s")
-                .chest(figures(reports, mmap, phase))
+                .chest(figures(reports, side, phase))
                 .baseline(
                     Side::Redb.name(),
-                    figures(reports, Side::Redb.name(), phase),
+                    figures(reports, Side::Redb.name(), base_phase),
                 ),
         );
     }
