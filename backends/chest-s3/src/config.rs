@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use chest_core::registry::Query;
-use chest_core::{Error, Result};
+use chest_core::{redact_url, Error, Result};
 use url::Url;
 
 /// The query keys an `s3://` URL accepts; any other key is an error.
@@ -61,7 +61,7 @@ pub const RETRY_TIMEOUT: Duration = Duration::from_secs(60);
 ///
 /// Usually made from a URL by [`S3Config::from_url`]; the fields can also be set
 /// directly before [`S3Backend::open`](crate::S3Backend::open). `Debug` does not
-/// print the secret key or the session token.
+/// print the secret key or the session token (it shows the access key id).
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct S3Config {
@@ -125,11 +125,11 @@ pub enum Lock {
 
 impl fmt::Debug for S3Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let redacted = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        let redacted = |s: &Option<String>| s.as_ref().map(|_| chest_core::REDACTED);
         f.debug_struct("S3Config")
             .field("bucket", &self.bucket)
             .field("prefix", &self.prefix)
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &self.endpoint.as_deref().map(redact_url))
             .field("region", &self.region)
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &redacted(&self.secret_access_key))
@@ -183,7 +183,7 @@ impl S3Config {
     /// (for tests and for programs that keep their settings elsewhere).
     pub fn from_url_with_env(url: &Url, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let invalid = |reason: String| Error::InvalidUrl {
-            url: redact_url(url),
+            url: redact_url(url.as_str()).into_owned(),
             reason,
         };
         if url.scheme() != "s3" {
@@ -206,7 +206,7 @@ impl S3Config {
             ));
         }
         let prefix = parse_prefix(url).map_err(invalid)?;
-        let query = Query::parse(url, QUERY_KEYS).map_err(|e| redact_error(e, url))?;
+        let query = Query::parse(url, QUERY_KEYS)?;
         let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
         let from_query = |key: &str| non_empty(query.get(key).map(str::to_string));
 
@@ -216,10 +216,12 @@ impl S3Config {
             .or_else(|| non_empty(env("AWS_ENDPOINT")))
             .map(|e| e.trim_end_matches('/').to_string());
         if let Some(e) = &endpoint {
-            let parsed = Url::parse(e).map_err(|err| invalid(format!("endpoint {e:?}: {err}")))?;
+            let shown = redact_url(e);
+            let parsed =
+                Url::parse(e).map_err(|err| invalid(format!("endpoint {shown:?}: {err}")))?;
             if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
                 return Err(invalid(format!(
-                    "endpoint {e:?} is not an http:// or https:// URL"
+                    "endpoint {shown:?} is not an http:// or https:// URL"
                 )));
             }
         }
@@ -354,10 +356,20 @@ impl S3Config {
         if self.connect_timeout.is_zero() || self.timeout.is_zero() {
             return Err("timeouts must be longer than zero".into());
         }
-        if let (Some(e), false) = (&self.endpoint, self.allow_http) {
-            if e.to_ascii_lowercase().starts_with("http://") {
+        if let Some(e) = &self.endpoint {
+            // S3 takes credentials in signed headers: a user or password
+            // in the endpoint would only end up in messages.
+            if Url::parse(e).is_ok_and(|u| !u.username().is_empty() || u.password().is_some()) {
                 return Err(format!(
-                    "endpoint {e} is plain http but allow_http is false"
+                    "endpoint {} carries credentials: give them as access_key_id= and \
+                     secret_access_key= (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+                    redact_url(e)
+                ));
+            }
+            if !self.allow_http && e.to_ascii_lowercase().starts_with("http://") {
+                return Err(format!(
+                    "endpoint {} is plain http but allow_http is false",
+                    redact_url(e)
                 ));
             }
         }
@@ -365,7 +377,8 @@ impl S3Config {
     }
 
     /// The store's location for messages: `s3://bucket/prefix` with the
-    /// endpoint (never credentials).
+    /// endpoint (never credentials: the endpoint is shown through
+    /// [`redact_url`]).
     pub fn location(&self) -> String {
         let mut s = format!("s3://{}", self.bucket);
         if !self.prefix.is_empty() {
@@ -374,7 +387,7 @@ impl S3Config {
         }
         if let Some(e) = &self.endpoint {
             s.push_str(" at ");
-            s.push_str(e);
+            s.push_str(&redact_url(e));
         }
         s
     }
@@ -382,7 +395,7 @@ impl S3Config {
     /// The endpoint for messages (`AWS S3 (region ...)` without one).
     pub(crate) fn endpoint_for_messages(&self) -> String {
         match &self.endpoint {
-            Some(e) => e.clone(),
+            Some(e) => redact_url(e).into_owned(),
             None => format!(
                 "AWS S3 (region {})",
                 self.region.as_deref().unwrap_or("us-east-1")
@@ -489,38 +502,6 @@ pub(crate) fn parse_size(v: &str) -> std::result::Result<usize, String> {
         .ok_or_else(|| "the size is too large".to_string())
 }
 
-/// The URL with the values of secret query keys replaced, for messages.
-pub(crate) fn redact_url(url: &Url) -> String {
-    let secret = |k: &str| k == "secret_access_key" || k == "session_token";
-    if !url.query_pairs().any(|(k, _)| secret(&k)) {
-        return url.to_string();
-    }
-    let mut copy = url.clone();
-    let pairs: Vec<(String, String)> = url
-        .query_pairs()
-        .map(|(k, v)| {
-            let v = if secret(&k) {
-                "redacted".to_string()
-            } else {
-                v.into_owned()
-            };
-            (k.into_owned(), v)
-        })
-        .collect();
-    copy.query_pairs_mut().clear().extend_pairs(pairs);
-    copy.to_string()
-}
-
-fn redact_error(e: Error, url: &Url) -> Error {
-    match e {
-        Error::InvalidUrl { reason, .. } => Error::InvalidUrl {
-            url: redact_url(url),
-            reason,
-        },
-        other => other,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -620,10 +601,7 @@ mod tests {
         assert_eq!(c.concurrency, 3);
         assert_eq!(c.part_size, 16 << 20);
         let dbg = format!("{c:?}");
-        assert!(
-            dbg.contains("<redacted>") && !dbg.contains("\"s\""),
-            "{dbg}"
-        );
+        assert!(dbg.contains("***") && !dbg.contains("\"s\""), "{dbg}");
     }
 
     #[test]
@@ -653,6 +631,46 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("hunter2"), "{err}");
+        // every refusal of a URL carrying a secret, in the query or in an endpoint's userinfo
+        for url in [
+            "s3://b?secret_access_key=hunter2&session_token=hunter2&access_key_id=a&bogus=1",
+            "s3://b?access_key_id=a&secret_access_key=hunter2&concurrency=0",
+            "s3://b?access_key_id=a&secret_access_key=hunter2&allow_http=maybe",
+            "s3://b?session_token=hunter2&secret_access_key=hunter2",
+            "s3://b?endpoint=http://u:hunter2@h:1&access_key_id=a&secret_access_key=hunter2",
+            "s3://b?endpoint=http%3A%2F%2Fu%3Ahunter2%40h%3A1",
+            "s3://b?endpoint=ftp://u:hunter2@h",
+            "s3://u:hunter2@b?secret_access_key=hunter2",
+        ] {
+            let err = cfg(url, &[]).unwrap_err();
+            for text in [err.to_string(), format!("{err:?}")] {
+                assert!(
+                    !text.contains("hunter2") && text.contains("***"),
+                    "{url}: {text}"
+                );
+            }
+        }
+        let err = cfg("s3://b?endpoint=http://u:hunter2@h:1", &[]).unwrap_err();
+        assert!(err.to_string().contains("carries credentials"), "{err}");
+        // a configuration made by hand: its location, endpoint and Debug
+        let mut c = S3Config::new("b");
+        c.endpoint = Some("https://u:hunter2@h:1".into());
+        c.access_key_id = Some("AKID".into());
+        c.secret_access_key = Some("hunter2".into());
+        c.session_token = Some("hunter2".into());
+        let texts = [
+            c.location(),
+            c.endpoint_for_messages(),
+            format!("{c:?}"),
+            c.validate().unwrap_err(),
+        ];
+        for text in texts {
+            assert!(!text.contains("hunter2"), "{text}");
+        }
+        assert!(
+            format!("{c:?}").contains("AKID"),
+            "the access key id is shown"
+        );
     }
 
     #[test]

@@ -38,7 +38,9 @@
 //! environment. Without an access key, `object_store`'s AWS credential chain
 //! applies (`AWS_WEB_IDENTITY_TOKEN_FILE` with `AWS_ROLE_ARN`, ECS container
 //! credentials, then EC2 instance metadata). Secrets never appear in messages
-//! or in `Debug` output.
+//! or in `Debug` output: a URL is shown through [`chest_core::redact_url`]
+//! (`secret_access_key=***`, `session_token=***`; the access key id is
+//! shown), and an `endpoint` with a user or password in it is refused.
 //!
 //! ```no_run
 //! use chest_core::Backend;
@@ -323,7 +325,7 @@ impl S3Backend {
     /// Opens an `s3://` URL (a shortcut for [`S3Config::from_url`] and [`S3Backend::open`]).
     pub fn open_url(url: &str) -> chest_core::Result<Self> {
         let parsed = Url::parse(url).map_err(|e| chest_core::Error::InvalidUrl {
-            url: url.to_string(),
+            url: chest_core::redact_url(url).into_owned(),
             reason: e.to_string(),
         })?;
         Self::open(S3Config::from_url(&parsed)?)

@@ -6,8 +6,12 @@
 //! stored CBOR keys (`'"x"'`, `'[1,"a"]'`, `'{"id":3}'`).
 //!
 //! Exit codes: 0 ok, 1 problems found (a corrupt value, a missing key), 2 a
-//! usage error or a chest that could not be opened.
+//! usage error or a chest that could not be opened. An error is one line on
+//! stderr, each cause said once. A URL is always shown through
+//! [`chest::redact_url`]: no secret given in a URL (`secret_access_key`,
+//! `session_token`, a password) is ever printed.
 
+use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -113,7 +117,7 @@ impl Failure {
 
     fn open(url: &str, e: chest::Error) -> Self {
         Self {
-            what: format!("cannot open {url}"),
+            what: format!("cannot open {}", shown(url)),
             cause: Some(Box::new(e)),
             code: 2,
         }
@@ -142,16 +146,33 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            let mut line = format!("chest: {}", f.what);
-            let mut cause = f.cause.as_deref();
-            while let Some(c) = cause {
-                line.push_str(&format!(": {c}"));
-                cause = c.source();
-            }
-            eprintln!("{line}");
+            eprintln!("{}", error_line(&f));
             ExitCode::from(f.code)
         }
     }
+}
+
+/// `chest: what: cause: its cause...`, each cause said once: most errors
+/// (ours, `object_store`'s, `std::io`'s wrappers) already show their source
+/// in their own text, so a cause whose text the line holds is skipped.
+fn error_line(f: &Failure) -> String {
+    let mut line = format!("chest: {}", f.what);
+    let mut cause = f.cause.as_deref();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !text.is_empty() && !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    // One line, whatever a cause held.
+    line.replace(['\n', '\r'], " ")
+}
+
+/// A URL as messages and output show it: without its secrets.
+fn shown(url: &str) -> Cow<'_, str> {
+    chest::redact_url(url)
 }
 
 fn run(cli: &Cli) -> Outcome {
@@ -221,7 +242,7 @@ fn info(url: &str, as_json: bool) -> Outcome {
     let i = raw.info();
     if as_json {
         print_json(&json!({
-            "location": i.location,
+            "location": shown(&i.location),
             "keys": i.keys,
             "serializer": i.serializer,
             "objects": i.objects,
@@ -235,7 +256,7 @@ fn info(url: &str, as_json: bool) -> Outcome {
             "manifests": i.manifests,
         }));
     } else {
-        out!("location      {}", i.location);
+        out!("location      {}", shown(&i.location));
         out!("keys          {}", i.keys);
         out!(
             "serializer    {}",
@@ -302,7 +323,12 @@ fn get(url: &str, key_text: &str, format: Format, as_json: bool) -> Outcome {
     let raw = open(url)?;
     let bytes = match raw.get(&key) {
         Ok(Some(b)) => b,
-        Ok(None) => return Err(Failure::found(format!("no key {key} in {url}"), None)),
+        Ok(None) => {
+            return Err(Failure::found(
+                format!("no key {key} in {}", shown(url)),
+                None,
+            ))
+        }
         Err(e) => {
             return Err(Failure::found(
                 format!("cannot read the value of {key}"),
@@ -353,7 +379,9 @@ fn verify(url: &str, as_json: bool) -> Outcome {
             .iter()
             .map(|f| json!({"key": f.key.to_json(), "error": f.error.to_string()}))
             .collect();
-        print_json(&json!({"location": raw.location(), "checked": checked, "failed": failed}));
+        print_json(
+            &json!({"location": shown(raw.location()), "checked": checked, "failed": failed}),
+        );
     } else if failures.is_empty() {
         out!("{checked} values checked: every checksum matches");
     } else {
@@ -366,8 +394,9 @@ fn verify(url: &str, as_json: bool) -> Outcome {
     } else {
         Err(Failure::found(
             format!(
-                "{} of {checked} values in {url} failed verification",
-                failures.len()
+                "{} of {checked} values in {} failed verification",
+                failures.len(),
+                shown(url)
             ),
             None,
         ))
@@ -395,7 +424,7 @@ fn rm(url: &str, key_texts: &[String], as_json: bool) -> Outcome {
         Ok(())
     } else {
         Err(Failure::found(
-            format!("{} of the keys were not in {url}", missing.len()),
+            format!("{} of the keys were not in {}", missing.len(), shown(url)),
             None,
         ))
     }
@@ -420,10 +449,11 @@ fn cp(src: &str, dst: &str, as_json: bool) -> Outcome {
             bar.inc(1);
             let value = from
                 .read(e)
-                .map_err(|err| Failure::found(format!("cannot copy {src}"), Some(err)))?;
+                .map_err(|err| Failure::found(format!("cannot copy {}", shown(src)), Some(err)))?;
             bytes += value.len() as u64;
-            to.insert(e.key.clone(), value)
-                .map_err(|err| Failure::found(format!("cannot write to {dst}"), Some(err)))?;
+            to.insert(e.key.clone(), value).map_err(|err| {
+                Failure::found(format!("cannot write to {}", shown(dst)), Some(err))
+            })?;
         }
         Ok(bytes)
     })();
@@ -442,7 +472,7 @@ fn cp(src: &str, dst: &str, as_json: bool) -> Outcome {
     };
     // The manifest is written by this flush, after every value.
     to.close()
-        .map_err(|err| Failure::found(format!("cannot write to {dst}"), Some(err)))?;
+        .map_err(|err| Failure::found(format!("cannot write to {}", shown(dst)), Some(err)))?;
     drop(from);
     let copy = open(dst)?;
     let bar = progress(copy.len(), "verifying the copy", as_json);
@@ -453,7 +483,8 @@ fn cp(src: &str, dst: &str, as_json: bool) -> Outcome {
     if copy.len() != entries.len() || !failures.is_empty() {
         return Err(Failure::found(
             format!(
-                "the copy at {dst} does not check out: {} keys of {}, {} failing",
+                "the copy at {} does not check out: {} keys of {}, {} failing",
+                shown(dst),
                 copy.len(),
                 entries.len(),
                 failures.len()
@@ -463,14 +494,14 @@ fn cp(src: &str, dst: &str, as_json: bool) -> Outcome {
     }
     if as_json {
         print_json(
-            &json!({"src": src, "dst": copy.location(), "keys": entries.len(), "value_bytes": bytes, "serializer": serializer}),
+            &json!({"src": shown(src), "dst": shown(copy.location()), "keys": entries.len(), "value_bytes": bytes, "serializer": serializer}),
         );
     } else {
         out!(
             "copied {} keys ({}) to {}; verified",
             entries.len(),
             size(bytes),
-            copy.location()
+            shown(copy.location())
         );
     }
     Ok(())
@@ -485,14 +516,14 @@ fn compact(url: &str, as_json: bool) -> Outcome {
     });
     bar.finish_and_clear();
     let (before, after) = compacted.map_err(|e| Failure {
-        what: format!("cannot compact {url}"),
+        what: format!("cannot compact {}", shown(url)),
         cause: Some(Box::new(e)),
         code: 1,
     })?;
     let freed = before.object_bytes.saturating_sub(after.object_bytes);
     if as_json {
         print_json(&json!({
-            "location": after.location,
+            "location": shown(&after.location),
             "freed_bytes": freed,
             "object_bytes_before": before.object_bytes,
             "object_bytes_after": after.object_bytes,

@@ -99,6 +99,9 @@ pub(crate) struct Inner<K: Key, V: Send + Sync + 'static, S: Serializer<V>> {
     pub(crate) changes: AtomicU64,
     /// `changes` as read at the start of the last flush that wrote everything.
     pub(crate) flushed: AtomicU64,
+    /// Room reserved for values on their way into memory (chunks of
+    /// prefetches and read-aheads being read; see [`Inner::reserve_load`]).
+    pub(crate) reserved: AtomicUsize,
     /// Weight of the last large value evicted (sizes eviction batches).
     pub(crate) recent_large: AtomicUsize,
     /// Weight of the victims taken by eviction batches and not yet placed
@@ -204,6 +207,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             changes: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
             inflight: AtomicUsize::new(0),
+            reserved: AtomicUsize::new(0),
             recent_large: AtomicUsize::new(0),
             len: AtomicUsize::new(0),
             cursor: AtomicUsize::new(0),
@@ -596,8 +600,11 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Drop for Chest<K, V, S>
         // The readers and writers stop once the flush is over, even if it panics.
         let _stop = StopWriters(&self.inner);
         if !skip {
-            // Best effort; `close` returns the errors.
-            let _ = self.flush();
+            // Best effort; `close` returns the errors. A failure loses the
+            // changes since the last completed flush: said loudly.
+            if let Err(e) = self.flush() {
+                self.inner.report_lost_on_drop(&e);
+            }
         }
     }
 }

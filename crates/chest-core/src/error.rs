@@ -344,16 +344,19 @@ pub enum Error {
     /// Values could not be written to the backend (by an eviction, in the
     /// background or not, or by a flush); they stay in memory, dirty, and
     /// are written again by a later eviction or flush. Its kind is that of
-    /// `source`.
+    /// `source`. One failed write may hold several values (small values are
+    /// packed into one object): `keys` names every one of them, and
+    /// [`Error::keys`] gives them to code that maps failures back to keys.
     #[error(
-        "cannot write the value of key {key}{} (it stays in memory): {source}",
-        others_text(*.others)
+        "cannot write the value{} of key{} {} (kept in memory): {source}",
+        plural(.keys.len()),
+        plural(.keys.len()),
+        key_list(.keys)
     )]
     Write {
-        /// The key of the first value concerned, as `Debug` prints it.
-        key: String,
-        /// How many other values the same failed write held.
-        others: usize,
+        /// Every key whose value the failed write held, as `Debug` prints
+        /// them (at least one).
+        keys: Vec<String>,
         /// What failed (usually [`Error::Backend`]).
         #[source]
         source: Box<Error>,
@@ -363,11 +366,31 @@ pub enum Error {
     Many(Vec<Error>),
 }
 
-fn others_text(others: usize) -> String {
-    match others {
-        0 => String::new(),
-        1 => " and 1 other".to_string(),
-        n => format!(" and {n} others"),
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// How many keys a message names before it says how many more there are
+/// (every one is in [`Error::keys`]).
+const KEYS_SHOWN: usize = 8;
+
+fn key_list(keys: &[String]) -> String {
+    match keys {
+        [] => "(none)".to_string(),
+        [one] => one.clone(),
+        _ if keys.len() <= KEYS_SHOWN => {
+            let (last, rest) = keys.split_last().expect("two or more");
+            format!("{} and {last}", rest.join(", "))
+        }
+        _ => format!(
+            "{} and {} more",
+            keys[..KEYS_SHOWN].join(", "),
+            keys.len() - KEYS_SHOWN
+        ),
     }
 }
 
@@ -534,9 +557,31 @@ impl Error {
             | Error::Key { key, .. }
             | Error::Panicked { key, .. }
             | Error::StaleSnapshot { key, .. }
-            | Error::Read { key, .. }
-            | Error::Write { key, .. } => Some(key),
+            | Error::Read { key, .. } => Some(key),
+            Error::Write { keys, .. } => keys.first().map(String::as_str),
             _ => None,
+        }
+    }
+
+    /// Every key this error is about, as `Debug` prints them: all the
+    /// values of a failed write ([`Error::Write`]: a packed object holds
+    /// several), the one key of an error that names one
+    /// ([`key`](Error::key)), the keys of each error of [`Error::Many`].
+    ///
+    /// ```
+    /// use chest_core::Error;
+    ///
+    /// let e = Error::Many(vec![
+    ///     Error::Write { keys: vec!["1".into(), "2".into()], source: Box::new(Error::ReadOnly { location: "memory://".into() }) },
+    ///     Error::Key { key: "3".into(), detail: "cannot encode".into() },
+    /// ]);
+    /// assert_eq!(e.keys(), ["1", "2", "3"]);
+    /// ```
+    pub fn keys(&self) -> Vec<&str> {
+        match self {
+            Error::Write { keys, .. } => keys.iter().map(String::as_str).collect(),
+            Error::Many(errors) => errors.iter().flat_map(Error::keys).collect(),
+            one => one.key().into_iter().collect(),
         }
     }
 

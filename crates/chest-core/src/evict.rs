@@ -444,15 +444,17 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     }
 }
 
-/// The error of a write of the values `items` of `victims`, naming the
-/// first one's key.
+/// The error of a write of the values `items` of `victims`, naming every
+/// one's key.
 fn not_written<K: Key, V>(victims: &[Victim<K, V>], items: &[usize], source: Error) -> Error {
-    match items.first() {
-        Some(&first) => Error::Write {
-            key: format!("{:?}", victims[first].key),
-            others: items.len() - 1,
-            source: Box::new(source),
-        },
-        None => source,
+    if items.is_empty() {
+        return source;
+    }
+    Error::Write {
+        keys: items
+            .iter()
+            .map(|&i| format!("{:?}", victims[i].key))
+            .collect(),
+        source: Box::new(source),
     }
 }

@@ -1,15 +1,17 @@
 //! Flush: make every entry durable, with a manifest that names them all.
 //!
-//! Shard by shard, with no I/O under a shard lock:
-//! 1. compaction: the shard's records in mostly-dead segments are read and
-//!    rewritten into a new segment, then the keys that still point at the
-//!    old records are pointed at the new ones;
+//! With no I/O under a shard lock:
+//! 1. compaction: the records in mostly-dead segments (of every shard,
+//!    together) are read and rewritten into new segments, then the keys
+//!    that still point at the old records are pointed at the new ones;
 //! 2. under the lock, a snapshot of the shard: every key with a stored copy
 //!    goes into the manifest as it is (with its object's size, looked up
 //!    while the entry holds the object live); every dirty value is taken
 //!    (a shared handle, no copy);
-//! 3. the dirty values are written (no lock), go into the manifest at their
-//!    new locations, and their slots become clean unless they changed.
+//! 3. once every shard is taken, the dirty values of all of them are
+//!    written together (no lock; small ones packed into shared segments),
+//!    go into the manifest at their new locations, and their slots become
+//!    clean unless they changed.
 //!
 //! So the manifest holds each shard as it was at its snapshot: every change
 //! made before the flush began is in it, and a later change is either in it
@@ -66,8 +68,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         let seen = self.changes.load(Ordering::SeqCst);
         if seen == self.flushed.load(Ordering::SeqCst) && !self.store.has_garbage() {
             // Nothing changed since the last flush (or the open): the
-            // durable state is already this one.
-            return Ok(());
+            // durable state is already this one. Background failures since
+            // are still the caller's to hear of.
+            return join(background);
         }
         let span = tracing::debug_span!("chest.flush", location = self.location());
         let _entered = span.enter();
@@ -88,11 +91,15 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         }
         if errors.is_empty() {
             // Every value is durable, those whose background write failed
-            // included: their errors (counted in the stats) are over.
+            // included (this flush wrote them itself).
             self.flushed.store(seen, Ordering::SeqCst);
-        } else {
-            errors.extend(background);
         }
+        // The background writes that failed since the last call that
+        // reported errors are reported here even when the flush then wrote
+        // those values and committed: the caller hears that its storage
+        // failed (a dying disk, revoked credentials), and a flush right
+        // after returns `Ok` if nothing failed since.
+        errors.extend(background);
         #[cfg(debug_assertions)]
         if let Err(e) = self.check_invariants(false) {
             panic!("chest invariant broken after a flush: {e}");
@@ -113,36 +120,37 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         // which stay out of every manifest until they can be).
         let mut write_failed = 0;
         let sparse = self.store.sparse_segments();
+        // The dirty values of every shard, written together after the last
+        // snapshot: small ones packed into shared segments, so where the
+        // keys' hashes put them does not decide how many objects a flush
+        // writes (one small segment per shard before), nor which of them a
+        // later remove empties.
+        let mut dirty = Vec::new();
+        if !sparse.is_empty() {
+            if let Err(e) = self.compact(&sparse) {
+                errors.push(e);
+            }
+        }
         for i in 0..self.shards.len() {
-            if !sparse.is_empty() {
-                if let Err(e) = self.compact(i, &sparse) {
-                    errors.push(e);
-                }
-            }
-            let dirty = {
-                let shard = self.lock_shard(i);
-                let mut dirty = Vec::new();
-                for (at, (key, slot)) in shard.map.iter().enumerate() {
-                    if let Some(loc) = slot.stored() {
-                        if let Err(e) = push_entry(&mut manifest, &mut key_buf, key, loc) {
-                            errors.push(e);
-                        }
-                    } else if let Slot::Resident(r) = slot {
-                        dirty.push(Victim {
-                            shard: i,
-                            key: key.clone(),
-                            at: at as u32,
-                            value: Arc::clone(&r.value),
-                            weight: r.weight,
-                        });
+            let shard = self.lock_shard(i);
+            for (at, (key, slot)) in shard.map.iter().enumerate() {
+                if let Some(loc) = slot.stored() {
+                    if let Err(e) = push_entry(&mut manifest, &mut key_buf, key, loc) {
+                        errors.push(e);
                     }
+                } else if let Slot::Resident(r) = slot {
+                    dirty.push(Victim {
+                        shard: i,
+                        key: key.clone(),
+                        at: at as u32,
+                        value: Arc::clone(&r.value),
+                        weight: r.weight,
+                    });
                 }
-                self.store.size_objects(&mut manifest);
-                dirty
-            };
-            if dirty.is_empty() {
-                continue;
             }
+            self.store.size_objects(&mut manifest);
+        }
+        if !dirty.is_empty() {
             let outcomes = self.encode_and_write(&dirty, &mut errors);
             write_failed += outcomes
                 .iter()
@@ -184,52 +192,124 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         errors
     }
 
-    /// Moves the live records of shard `i` out of mostly-dead segments into
-    /// new ones, so the old segments can be deleted: the keys are collected
-    /// under the lock, the records copied by the store with no lock held,
-    /// and the keys that still hold the old records (spilled, or resident
-    /// with that stored copy) pointed at the copies. A key that changed
-    /// meanwhile keeps its new state; its copy is released.
-    fn compact(&self, i: usize, sparse: &HashSet<u32>) -> Result<()> {
-        let (keys, locs): (Vec<K>, Vec<Loc>) = {
+    /// Moves the live records out of mostly-dead segments into new ones,
+    /// so the old segments can be deleted: the keys are collected under
+    /// each shard's lock, the records of all shards copied together by the
+    /// store with no lock held (so how many segments they make does not
+    /// depend on which shards the keys are in), and the keys that still
+    /// hold the old records (spilled, or resident with that stored copy)
+    /// pointed at the copies, shard by shard. A key that changed meanwhile
+    /// keeps its new state; its copy is released.
+    fn compact(&self, sparse: &HashSet<u32>) -> Result<()> {
+        let mut keys: Vec<(usize, K)> = Vec::new();
+        let mut locs: Vec<Loc> = Vec::new();
+        for i in 0..self.shards.len() {
             let shard = self.lock_shard(i);
-            shard
-                .map
-                .iter()
-                .filter_map(|(key, slot)| match slot {
-                    // Being read: stays where it is this time.
-                    Slot::Loading(_) => None,
-                    _ => slot
-                        .stored()
-                        .filter(|l| sparse.contains(&l.obj.get()))
-                        .map(|l| (key.clone(), l)),
-                })
-                .unzip()
-        };
+            for (key, slot) in shard.map.iter() {
+                // Being read: stays where it is this time.
+                if matches!(slot, Slot::Loading(_)) {
+                    continue;
+                }
+                if let Some(l) = slot.stored().filter(|l| sparse.contains(&l.obj.get())) {
+                    keys.push((i, key.clone()));
+                    locs.push(l);
+                }
+            }
+        }
         if keys.is_empty() {
             return Ok(());
         }
         let copied = self.store.copy_records(&locs, self.config.segment_bytes);
         Counters::add(&self.counters.errors, copied.unreadable as u64);
-        let mut shard = self.lock_shard(i);
-        for ((key, old), new) in keys.iter().zip(locs).zip(copied.locs) {
-            let Some(new) = new else { continue };
-            let moved = match shard.map.get_mut(key) {
-                Some(slot @ Slot::Spilled(_)) if slot.stored() == Some(old) => {
-                    *slot = Slot::Spilled(new);
-                    true
-                }
-                Some(Slot::Resident(r)) if r.stored == Some(old) => {
-                    r.stored = Some(new);
-                    true
-                }
-                _ => false,
-            };
-            // The old record, or the unneeded copy.
-            self.store.release(if moved { old } else { new });
+        let mut moves = keys.into_iter().zip(locs).zip(copied.locs).peekable();
+        while let Some(&(((i, _), _), _)) = moves.peek() {
+            let mut shard = self.lock_shard(i);
+            while let Some((((_, key), old), new)) = moves.next_if(|(((j, _), _), _)| *j == i) {
+                let Some(new) = new else { continue };
+                let moved = match shard.map.get_mut(&key) {
+                    Some(slot @ Slot::Spilled(_)) if slot.stored() == Some(old) => {
+                        *slot = Slot::Spilled(new);
+                        true
+                    }
+                    Some(Slot::Resident(r)) if r.stored == Some(old) => {
+                        r.stored = Some(new);
+                        true
+                    }
+                    _ => false,
+                };
+                // The old record, or the unneeded copy.
+                self.store.release(if moved { old } else { new });
+            }
         }
-        drop(shard);
         join(copied.errors)
+    }
+}
+
+/// Keys a drop's loss report names, at most (all are counted).
+const LOST_KEYS_SHOWN: usize = 10;
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
+    /// The drop of a chest whose flush failed: its changes since the last
+    /// completed flush go with it. Drop cannot return an error, so the loss
+    /// is made loud: an error-level event naming the location, how many
+    /// values are lost (those in memory that were never written, and those
+    /// written since the last commit, which no durable manifest names) with
+    /// the first keys, the changes since the last flush, and the cause; and
+    /// [`Stats::lost_on_drop`](crate::Stats::lost_on_drop) counts them.
+    pub(crate) fn report_lost_on_drop(&self, cause: &Error) {
+        let mut lost = 0u64;
+        let mut shown = Vec::new();
+        for i in 0..self.shards.len() {
+            let shard = self.lock_shard(i);
+            for (key, slot) in shard.map.iter() {
+                let gone = match slot.stored() {
+                    None => true,
+                    Some(loc) => self.store.written_since_commit(loc),
+                };
+                if gone {
+                    lost += 1;
+                    if shown.len() < LOST_KEYS_SHOWN {
+                        shown.push(key.clone());
+                    }
+                }
+            }
+        }
+        crate::stats::count_lost_on_drop(lost);
+        // A key's `Debug` is user code: a panic there must not escape a drop.
+        let keys = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut text = shown
+                .iter()
+                .map(|k| format!("{k:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if lost > shown.len() as u64 {
+                text.push_str(&format!(" and {} more", lost - shown.len() as u64));
+            }
+            text
+        }))
+        .unwrap_or_else(|_| "(a key's Debug panicked)".to_string());
+        let changes = self
+            .changes
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.flushed.load(Ordering::SeqCst));
+        // Every cause, each once (a failed commit's summary comes first,
+        // the writes' own errors after it).
+        let mut causes: Vec<String> = Vec::new();
+        for e in cause.errors() {
+            let text = e.to_string();
+            if !causes.contains(&text) {
+                causes.push(text);
+            }
+        }
+        tracing::error!(
+            location = self.location(),
+            lost_values = lost,
+            keys = %keys,
+            changes_since_flush = changes,
+            error = %causes.join("; "),
+            "chest dropped without close and its flush failed: the changes since its last \
+             completed flush are lost (call close() to get this error instead)"
+        );
     }
 }
 
@@ -260,6 +340,13 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// values stay in memory for the next flush. A value that cannot be
     /// serialized stays in memory and out of the manifest (its key is not
     /// durable until it can be written); the others are committed.
+    ///
+    /// A background write that failed since the last call that returned
+    /// errors is returned too ([`Error::Write`], naming its keys), even when
+    /// this flush then wrote those values itself and committed: a failing
+    /// store is always heard of. So an error from `flush` means "something
+    /// failed", not always "nothing is durable": call `flush` again; when it
+    /// returns `Ok`, every change made before it is durable.
     pub fn flush(&self) -> Result<()> {
         self.inner.flush()
     }

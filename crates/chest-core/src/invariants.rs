@@ -34,10 +34,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         if quiescent {
             // Reads ahead first: making room for them may hand the writers a batch.
             self.wait_read();
-            let incoming = self.ra.incoming.load(Ordering::Relaxed);
-            if incoming != 0 {
+            let reserved = self.reserved.load(Ordering::Relaxed);
+            if reserved != 0 {
                 return Err(format!(
-                    "{incoming} bytes still counted as read ahead with no read on its way"
+                    "{reserved} bytes still reserved for loads with no load on its way"
                 ));
             }
             self.wait_written();

@@ -66,7 +66,7 @@ pub use builder::{
 };
 pub use chest::{Chest, Key};
 pub use error::{BackendError, BoxError, Error, ErrorKind, Result};
-pub use location::IntoLocation;
+pub use location::{redact_url, IntoLocation, REDACTED};
 pub use memory::MemoryBackend;
 #[cfg(feature = "json")]
 pub use raw::{RawChest, RawKey};

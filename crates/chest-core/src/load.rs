@@ -8,6 +8,7 @@
 //! publishing one read to the others).
 
 use std::borrow::Borrow;
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::atomic::Ordering;
@@ -22,6 +23,7 @@ use crate::guard;
 use crate::serializer::Serializer;
 use crate::stats::Counters;
 use crate::store::{object_name, Loc, ReadError};
+use crate::writer::load_estimate;
 
 /// A value as `fetch` found or loaded it.
 pub(crate) struct Fetched<V> {
@@ -182,12 +184,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         Q: Hash + Eq + Debug + ?Sized + 'q,
     {
         let keys: Vec<&Q> = keys.into_iter().collect();
-        // Room first: the window's values would otherwise come in on top of
-        // a full memory tier (past the budget while they are read), and the
-        // eviction after them could push out some of the window itself.
-        self.make_room_for(keys.iter().copied());
-        // Keys the room was made from (few: the window's resident values go
-        // last) are read with the others.
+        // The window's values in memory go last when room is made for the
+        // others (a chunk at a time, as they are read: `load_kept`).
+        self.mark_used(keys.iter().copied());
         let mut guards = Vec::new();
         for key in keys {
             let mut shard = self.inner.shard(key);
@@ -204,15 +203,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 });
             }
         }
-        let locs: Vec<Loc> = guards
-            .iter()
-            .filter_map(|g| g.load.as_ref().map(|l| l.loc))
-            .collect();
-        let reads = self.inner.store.read_many(&locs);
         let mut loaded = 0;
         let mut first_error = None;
-        for (guard, read) in guards.into_iter().zip(reads) {
-            match self.inner.finish_load(guard, read, true) {
+        for finished in self.inner.load_kept(guards) {
+            match finished {
                 Ok(Some(_)) => loaded += 1,
                 Ok(None) => {}
                 Err(e) => {
@@ -220,7 +214,6 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 }
             }
         }
-        self.inner.enforce_budget(); // errors: reported later, as for `get`
         match first_error {
             Some(e) => Err(e),
             None => Ok(loaded),
@@ -229,6 +222,77 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
 }
 
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
+    /// Loads, to keep, the values that `guards` hold `Loading` (those of a
+    /// prefetch or a read-ahead), a chunk at a time: room for each chunk is
+    /// reserved first ([`Inner::reserve_load`]: it evicts, and waits for
+    /// room while writes or other loads are on their way), its values are
+    /// read together (concurrently where the backend can), installed, and
+    /// their reservation given back; then the budget is enforced. So the
+    /// values of a window, however large, and of windows loaded by several
+    /// threads at once, never take memory past the budget together.
+    /// Returns each guard's outcome, in order.
+    pub(crate) fn load_kept<Q>(
+        &self,
+        guards: Vec<LoadGuard<'_, K, V, S, Q>>,
+    ) -> Vec<Result<Option<Fetched<V>>>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + Debug + ?Sized,
+    {
+        let estimate = |g: &LoadGuard<'_, K, V, S, Q>| {
+            g.load
+                .as_ref()
+                .map_or(0, |l| load_estimate(self.store.value_len(l.loc)))
+        };
+        // A quarter of the budget at a time: several chunks (of this call,
+        // of other threads) can be on their way while the rest is in use.
+        let limit = (self.config.budget / 4).max(1);
+        let mut outcomes = Vec::with_capacity(guards.len());
+        let mut rest: VecDeque<_> = guards.into();
+        while let Some(first) = rest.pop_front() {
+            let mut need = estimate(&first);
+            let mut chunk = vec![first];
+            while let Some(next) = rest.front() {
+                let more = estimate(next);
+                if need.saturating_add(more) > limit {
+                    break;
+                }
+                need += more;
+                chunk.extend(rest.pop_front());
+            }
+            if !self.reserve_load(need, chunk.len() == 1) {
+                // No room for the chunk and nothing on its way to make any:
+                // one value at a time (each may take the budget past by
+                // itself, as a `get` miss does).
+                for g in chunk.drain(1..).rev() {
+                    rest.push_front(g);
+                }
+                need = estimate(&chunk[0]);
+                self.reserve_load(need, true);
+            }
+            let mut reserved = Reserved {
+                chest: self,
+                left: need,
+            };
+            let locs: Vec<Loc> = chunk
+                .iter()
+                .filter_map(|g| g.load.as_ref().map(|l| l.loc))
+                .collect();
+            let reads = self.store.read_many(&locs);
+            for (guard, read) in chunk.into_iter().zip(reads) {
+                let share = estimate(&guard);
+                let finished = self.finish_load(guard, read, true);
+                reserved.give_back(share);
+                outcomes.push(finished);
+            }
+            drop(reserved);
+            self.store.reap();
+            // Errors of the writes this causes are reported later, as for `get`.
+            self.enforce_budget();
+        }
+        outcomes
+    }
+
     /// Reads the value stored at `loc` for `key`, spilled there when the
     /// caller looked, without making it resident: the slot is not touched,
     /// so a read of a small value that is not to be kept costs no load to
@@ -405,6 +469,29 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             location: self.location().to_string(),
             source,
         })
+    }
+}
+
+/// Room reserved for a chunk of loads ([`Inner::reserve_load`]); what is
+/// not given back as the values are installed is given back when it is
+/// dropped (however the chunk ended, a panic included).
+struct Reserved<'a, K: Key, V: Send + Sync + 'static, S: Serializer<V>> {
+    chest: &'a Inner<K, V, S>,
+    left: usize,
+}
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Reserved<'_, K, V, S> {
+    /// A value is installed (or given up): its share goes back.
+    fn give_back(&mut self, share: usize) {
+        let share = share.min(self.left);
+        self.left -= share;
+        self.chest.unreserve(share);
+    }
+}
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Drop for Reserved<'_, K, V, S> {
+    fn drop(&mut self) {
+        self.chest.unreserve(self.left);
     }
 }
 

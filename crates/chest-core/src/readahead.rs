@@ -34,10 +34,8 @@
 //! joined, so none outlives its chest.
 
 use std::borrow::Borrow;
-use std::cell::Cell;
 use std::hash::Hash;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use crate::chest::{lock, Chest, Inner, Key};
@@ -47,7 +45,6 @@ use crate::guard::panic_message;
 use crate::load::LoadGuard;
 use crate::serializer::Serializer;
 use crate::stats::Counters;
-use crate::store::Loc;
 
 /// The name of the reader threads.
 pub(crate) const READER_THREAD: &str = "chest-reader";
@@ -62,11 +59,6 @@ pub(crate) struct ReadAhead<K, V> {
     work: Condvar,
     /// [`Inner::wait_read`] waits here for the jobs to be done.
     done: Condvar,
-    /// Stored bytes of the values handed to the readers and not yet
-    /// installed (or given up): room is made for them as for a window about
-    /// to be read, so that windows on their way do not overshoot the high
-    /// mark together.
-    pub(crate) incoming: AtomicUsize,
 }
 
 struct State<K, V> {
@@ -80,8 +72,6 @@ struct State<K, V> {
 /// Keys made `Loading` by one [`Chest::read_ahead`], with their loads.
 struct Job<K, V> {
     loads: Vec<(K, Arc<Load<V>>)>,
-    /// Their stored bytes, counted in [`ReadAhead::incoming`].
-    bytes: usize,
 }
 
 impl<K, V> Default for ReadAhead<K, V> {
@@ -93,7 +83,6 @@ impl<K, V> Default for ReadAhead<K, V> {
             }),
             work: Condvar::new(),
             done: Condvar::new(),
-            incoming: AtomicUsize::new(0),
         }
     }
 }
@@ -143,7 +132,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// ```
     pub fn read_ahead(&self, keys: impl IntoIterator<Item = K>) -> usize {
         let keys: Vec<K> = keys.into_iter().collect();
-        self.make_room_for(keys.iter());
+        self.mark_used(keys.iter());
         let mut loads = Vec::new();
         for key in keys {
             let mut shard = self.inner.shard(&key);
@@ -159,38 +148,25 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         }
         let started = loads.len();
         if started > 0 {
-            let bytes = loads
-                .iter()
-                .map(|(_, load)| self.inner.store.value_len(load.loc))
-                .sum();
-            self.inner.ra.incoming.fetch_add(bytes, Ordering::Relaxed);
-            self.inner.submit_reads(Job { loads, bytes });
+            self.inner.submit_reads(Job { loads });
         }
         started
     }
 
-    /// Makes room for the spilled values of `keys` about to be loaded, and
-    /// marks their resident ones as used now (they are the last to go).
-    pub(crate) fn make_room_for<'q, Q>(&self, keys: impl Iterator<Item = &'q Q>)
+    /// Marks the values of `keys` in memory as used now: when room is made
+    /// for the others (a prefetch's, a read-ahead's), they go last.
+    pub(crate) fn mark_used<'q, Q>(&self, keys: impl Iterator<Item = &'q Q>)
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized + 'q,
     {
-        let mut incoming = 0;
-        let mut spilled = 0;
         for key in keys {
             let mut shard = self.inner.shard(key);
             let tick = shard.tick();
-            match shard.map.get_mut(key) {
-                Some(Slot::Resident(r)) => r.tick = tick,
-                Some(Slot::Spilled(loc)) => {
-                    incoming += self.inner.store.value_len(*loc);
-                    spilled += 1;
-                }
-                _ => {}
+            if let Some(Slot::Resident(r)) = shard.map.get_mut(key) {
+                r.tick = tick;
             }
         }
-        self.inner.make_room(incoming, spilled);
     }
 }
 
@@ -228,10 +204,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// first, put the keys not yet installed back to `Spilled` (their
     /// waiters read them themselves), and the job counts as done.
     fn read_job(&self, job: Job<K, V>) {
-        let done = JobDone {
-            ra: &self.ra,
-            bytes: Cell::new(job.bytes),
-        };
+        let _done = JobDone { ra: &self.ra };
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let guards: Vec<LoadGuard<'_, K, V, S, K>> = job
                 .loads
@@ -242,23 +215,14 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                     load: Some(Arc::clone(load)),
                 })
                 .collect();
-            let locs: Vec<Loc> = job.loads.iter().map(|(_, load)| load.loc).collect();
-            let reads = self.store.read_many(&locs);
-            for (guard, read) in guards.into_iter().zip(reads) {
-                let loc = guard.load.as_ref().map(|l| l.loc);
-                let finished = self.finish_load(guard, read, true);
-                if let Some(loc) = loc {
-                    done.installed(self.store.value_len(loc));
-                }
+            // Room for each chunk is made as it is read (see `load_kept`).
+            for finished in self.load_kept(guards) {
                 if let Err(e) = finished {
                     // The `get` of this key reads it again and reports it.
                     tracing::warn!(error = %e, "read-ahead");
                     Counters::add(&self.counters.errors, 1);
                 }
             }
-            self.store.reap();
-            // Errors of the writes this causes are reported by the next insert or flush.
-            self.enforce_budget();
         }));
         if let Err(payload) = outcome {
             tracing::warn!(message = panic_message(&*payload), "read-ahead panicked");
@@ -297,28 +261,14 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     }
 }
 
-/// Marks a job done when dropped (however its reading ended): gives back
-/// its bytes not yet installed and wakes [`Inner::wait_read`].
+/// Marks a job done when dropped (however its reading ended) and wakes
+/// [`Inner::wait_read`].
 struct JobDone<'a, K, V> {
     ra: &'a ReadAhead<K, V>,
-    /// The job's bytes still counted in `incoming`.
-    bytes: Cell<usize>,
-}
-
-impl<K, V> JobDone<'_, K, V> {
-    /// A value of `len` stored bytes is installed (or given up).
-    fn installed(&self, len: usize) {
-        let len = len.min(self.bytes.get());
-        self.bytes.set(self.bytes.get() - len);
-        self.ra.incoming.fetch_sub(len, Ordering::Relaxed);
-    }
 }
 
 impl<K, V> Drop for JobDone<'_, K, V> {
     fn drop(&mut self) {
-        self.ra
-            .incoming
-            .fetch_sub(self.bytes.get(), Ordering::Relaxed);
         self.ra.state().active -= 1;
         self.ra.done.notify_all();
     }
@@ -337,5 +287,4 @@ fn abandon<K: Key, V: Send + Sync + 'static, S: Serializer<V>>(
             load: Some(Arc::clone(load)),
         });
     }
-    chest.ra.incoming.fetch_sub(job.bytes, Ordering::Relaxed);
 }

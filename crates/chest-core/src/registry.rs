@@ -17,6 +17,7 @@ use url::Url;
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::location::{is_secret_key, redact_url, REDACTED};
 use crate::memory::MemoryBackend;
 
 /// How a chest wants its store opened.
@@ -162,10 +163,11 @@ pub fn schemes() -> Vec<String> {
 
 /// Turns a chest location (a URL or a local path) into a URL. Strings without
 /// a scheme of two or more letters are paths, made absolute against the
-/// current directory.
+/// current directory. An error shows the location through
+/// [`redact_url`](crate::redact_url).
 pub fn parse_location(location: &str) -> Result<Url> {
     let invalid = |reason: String| Error::InvalidUrl {
-        url: location.to_string(),
+        url: redact_url(location).into_owned(),
         reason,
     };
     if location.is_empty() {
@@ -198,10 +200,28 @@ pub fn parse_location(location: &str) -> Result<Url> {
         .map_err(|()| invalid("not a usable path".into()))
 }
 
-/// Opens the store a location names.
+/// Opens the store a location names. The URL in an [`Error::InvalidUrl`] or
+/// [`Error::UnknownScheme`] is shown through [`redact_url`](crate::redact_url),
+/// whichever factory made the error.
 pub fn open_backend(location: &str, opts: &OpenOptions) -> Result<OpenedBackend> {
     let url = parse_location(location)?;
-    open_url(location, &url, opts)
+    open_url(location, &url, opts).map_err(redact_error)
+}
+
+/// The error with the URL it names passed through [`redact_url`].
+fn redact_error(e: Error) -> Error {
+    match e {
+        Error::InvalidUrl { url, reason } => Error::InvalidUrl {
+            url: redact_url(&url).into_owned(),
+            reason,
+        },
+        Error::UnknownScheme { scheme, url, known } => Error::UnknownScheme {
+            scheme,
+            url: redact_url(&url).into_owned(),
+            known,
+        },
+        other => other,
+    }
 }
 
 fn open_url(original: &str, url: &Url, opts: &OpenOptions) -> Result<OpenedBackend> {
@@ -236,7 +256,7 @@ fn open_url(original: &str, url: &Url, opts: &OpenOptions) -> Result<OpenedBacke
     let known = schemes().join(", ");
     Err(Error::UnknownScheme {
         scheme: scheme.to_string(),
-        url: original.to_string(),
+        url: redact_url(original).into_owned(),
         known: match feature_hint(scheme) {
             Some(hint) => format!("{known}; {hint}"),
             None => known,
@@ -265,7 +285,7 @@ fn inner_url(original: &str, url: &Url, inner_scheme: &str, params: &[&str]) -> 
     let rest = &url.as_str()[url.scheme().len()..];
     let mut inner =
         Url::parse(&format!("{inner_scheme}{rest}")).map_err(|e| Error::InvalidUrl {
-            url: original.to_string(),
+            url: redact_url(original).into_owned(),
             reason: format!("inner URL: {e}"),
         })?;
     let kept: Vec<(String, String)> = url
@@ -304,29 +324,60 @@ pub fn open_temp() -> Result<OpenedBackend> {
 /// assert_eq!(q.get_bool("fsync").unwrap(), Some(true));
 /// assert!(chest_core::registry::Query::parse(&url, &["level"]).is_err());
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Query {
+    /// Through `redact_url`.
     url: String,
     pairs: HashMap<String, String>,
 }
 
+/// Shows the values of secret keys as `***`, like [`redact_url`](crate::redact_url).
+impl std::fmt::Debug for Query {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pairs: std::collections::BTreeMap<&str, &str> = self
+            .pairs
+            .iter()
+            .map(|(k, v)| {
+                let shown = if is_secret_key(k) && !v.is_empty() {
+                    REDACTED
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("Query")
+            .field("url", &self.url)
+            .field("pairs", &pairs)
+            .finish()
+    }
+}
+
+/// The value as an error shows it: `***` for a secret key's.
+fn shown_value<'a>(key: &str, value: &'a str) -> &'a str {
+    if is_secret_key(key) {
+        REDACTED
+    } else {
+        value
+    }
+}
+
 impl Query {
     /// Reads the query of `url`; a key not in `known` is an error naming it.
+    /// Errors show the URL through [`redact_url`](crate::redact_url).
     pub fn parse(url: &Url, known: &[&str]) -> Result<Self> {
+        let shown = redact_url(url.as_str()).into_owned();
         let mut pairs = HashMap::new();
         for (k, v) in url.query_pairs() {
             if !known.contains(&k.as_ref()) {
                 return Err(Error::InvalidUrl {
-                    url: url.to_string(),
+                    url: shown,
                     reason: format!("unknown query key {k:?} (known: {})", known.join(", ")),
                 });
             }
             pairs.insert(k.into_owned(), v.into_owned());
         }
-        Ok(Self {
-            url: url.to_string(),
-            pairs,
-        })
+        Ok(Self { url: shown, pairs })
     }
 
     /// The raw value of `key`.
@@ -343,7 +394,7 @@ impl Query {
             .map(|v| {
                 v.parse().map_err(|e| Error::InvalidUrl {
                     url: self.url.clone(),
-                    reason: format!("query key {key:?}={v:?}: {e}"),
+                    reason: format!("query key {key:?}={:?}: {e}", shown_value(key, v)),
                 })
             })
             .transpose()
@@ -357,7 +408,10 @@ impl Query {
                 "false" | "0" | "no" | "off" => Ok(false),
                 _ => Err(Error::InvalidUrl {
                     url: self.url.clone(),
-                    reason: format!("query key {key:?}={v:?} is not a boolean"),
+                    reason: format!(
+                        "query key {key:?}={:?} is not a boolean",
+                        shown_value(key, v)
+                    ),
                 }),
             })
             .transpose()
@@ -395,6 +449,53 @@ mod tests {
         b.backend.put("x", bytes::Bytes::from_static(b"1")).unwrap();
         let c = open_backend("memory://reg-test", &OpenOptions::default()).unwrap();
         assert_eq!(&c.backend.get("x").unwrap()[..], b"1");
+    }
+
+    /// Errors of the registry, and of any factory, show no secret of the URL.
+    #[test]
+    fn errors_show_no_secret() {
+        let opts = OpenOptions::default();
+        let secret = "&secret_access_key=S3CR3T&session_token=T0K3N";
+        // a scheme nobody registered
+        let err = open_backend(&format!("nope://b/p?x=1{secret}"), &opts).unwrap_err();
+        // a URL that does not parse
+        let bad = open_backend(&format!("s3://bad bucket/p?x=1{secret}"), &opts).unwrap_err();
+        // a layer whose inner URL does not parse
+        let layer = inner_url(
+            &format!("zz+s3://b?x=1{secret}"),
+            &Url::parse(&format!("zz+s3://b?x=1{secret}")).unwrap(),
+            "bad scheme",
+            &[],
+        )
+        .unwrap_err();
+        // a factory that echoes the URL it was given, as backends do
+        register_scheme("echo-url", |url, _| {
+            Err(Error::InvalidUrl {
+                url: url.to_string(),
+                reason: "refused".into(),
+            })
+        });
+        let echoed = open_backend(&format!("echo-url://b?x=1{secret}"), &opts).unwrap_err();
+        // an unknown query key, and a value that does not parse
+        let url = Url::parse(&format!("memory://b?x=1{secret}")).unwrap();
+        let unknown = Query::parse(&url, &["secret_access_key", "session_token"]).unwrap_err();
+        let q = Query::parse(&url, &["x", "secret_access_key", "session_token"]).unwrap();
+        let parsed = q.get_parsed::<u8>("secret_access_key").unwrap_err();
+        let boolean = q.get_bool("session_token").unwrap_err();
+        for e in [err, bad, layer, echoed, unknown, parsed, boolean] {
+            for text in [e.to_string(), format!("{e:?}")] {
+                assert!(
+                    !text.contains("S3CR3T") && !text.contains("T0K3N"),
+                    "{text}"
+                );
+                assert!(text.contains("***"), "{text}");
+            }
+        }
+        let dbg = format!("{q:?}");
+        assert!(
+            !dbg.contains("S3CR3T") && !dbg.contains("T0K3N") && dbg.contains("\"x\": \"1\""),
+            "{dbg}"
+        );
     }
 
     #[test]

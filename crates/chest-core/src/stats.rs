@@ -3,6 +3,15 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Values lost by chests of this process dropped while their flush failed
+/// (see [`Stats::lost_on_drop`]).
+static LOST_ON_DROP: AtomicU64 = AtomicU64::new(0);
+
+/// Counts `n` values lost by a chest dropped while its flush failed.
+pub(crate) fn count_lost_on_drop(n: u64) {
+    LOST_ON_DROP.fetch_add(n, Ordering::Relaxed);
+}
+
 /// Counters kept by a chest.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -54,6 +63,13 @@ pub struct Stats {
     pub objects: usize,
     /// The backend's own counters (e.g. bytes after compression).
     pub backend: Vec<(String, u64)>,
+    /// Values whose last change was lost because a chest **of this
+    /// process** (any chest: a dropped chest has no stats of its own left
+    /// to read) was dropped without [`close`](crate::Chest::close) while
+    /// its flush on drop failed: each such drop also logs an error-level
+    /// `tracing` event (target `chest_core`) naming the location, the
+    /// first keys and the cause. 0 in a process where no loss happened.
+    pub lost_on_drop: u64,
 }
 
 impl Stats {
@@ -67,6 +83,7 @@ impl Stats {
         self.bytes_written = get(&c.bytes_written);
         self.bytes_read = get(&c.bytes_read);
         self.errors = get(&c.errors);
+        self.lost_on_drop = LOST_ON_DROP.load(Ordering::Relaxed);
     }
 }
 
@@ -101,6 +118,13 @@ impl fmt::Display for Stats {
             self.evictions,
             self.errors
         )?;
+        if self.lost_on_drop > 0 {
+            write!(
+                f,
+                "\nvalues lost by chests dropped while their flush failed (this process): {}",
+                self.lost_on_drop
+            )?;
+        }
         for (name, value) in &self.backend {
             write!(f, "\n{name}: {value}")?;
         }

@@ -32,8 +32,9 @@
 //! eviction queue (or pinned, if they cannot be serialized), and its error,
 //! naming the key, waits in `errors` for the next call that returns errors
 //! of the chest's writes: `insert` and the other writing calls, `flush`,
-//! `close`. A flush that writes those values itself and commits returns
-//! `Ok` (everything is durable; the errors were counted in the stats).
+//! `close`. A flush that writes those values itself and commits still
+//! returns them (the store failed; the caller must hear of it), and the
+//! flush after it returns `Ok` if nothing failed since.
 //!
 //! # Threads
 //!
@@ -69,6 +70,14 @@ use crate::serializer::Serializer;
 
 /// The name of the writer threads.
 pub(crate) const WRITER_THREAD: &str = "chest-writer";
+
+/// What a value of `len` stored bytes is counted as while it is on its way
+/// into memory (see [`Inner::reserve_load`]): its bytes, a little for its
+/// weight beyond them (a `Vec`'s spare capacity), and the chest's own
+/// bookkeeping of an entry.
+pub(crate) fn load_estimate(len: usize) -> usize {
+    len.saturating_add(len / 64).saturating_add(256)
+}
 
 /// Background errors kept for the caller, at most (the rest are counted in
 /// the stats and logged).
@@ -155,33 +164,39 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     }
 
     /// Keeps memory within the budget: spills the coldest values when
-    /// `usage - inflight` passes the high mark, and, while `usage` is over
-    /// the budget and writes are in flight, waits for them (backpressure).
+    /// `usage + reserved - inflight` passes the high mark, and, while
+    /// `usage + reserved` is over the budget and writes are in flight,
+    /// waits for them (backpressure).
     /// Errors of the writes are kept for [`Inner::report`]. Called with no
     /// lock held.
     pub(crate) fn enforce_budget(&self) {
         let budget = self.config.budget;
         let (high, low) = self.marks();
         let inflight = || self.inflight.load(Ordering::Relaxed);
-        if self.memory_usage().saturating_sub(inflight()) <= high && self.memory_usage() <= budget {
+        // Room reserved for loads on their way counts as taken.
+        let reserved = || self.reserved.load(Ordering::Relaxed);
+        let taken = || self.memory_usage().saturating_add(reserved());
+        if taken().saturating_sub(inflight()) <= high && taken() <= budget {
             return;
         }
         // Batches from this one on that fail end the wait: their values stay
         // in memory, and retrying at once would fail again.
         let since = self.wb.state().next_seq;
         loop {
-            if self.memory_usage().saturating_sub(inflight()) > high {
-                let victims = self.pick_victims(low);
+            if taken().saturating_sub(inflight()) > high {
+                let victims = self.pick_victims(low.saturating_sub(reserved()));
                 if !victims.is_empty() {
                     self.submit(victims);
                 }
             }
             let st = self.wb.state();
             // Nothing in flight: a batch whose values are placed counts
-            // until it is marked placed, with its errors kept.
+            // until it is marked placed, with its errors kept. (Loads on
+            // their way are not waited for: a read ahead must not hold up
+            // an insert; room was made for them.)
             let idle = inflight() == 0 && st.unplaced.is_empty();
             let failed = st.last_failed.is_some_and(|seq| seq >= since);
-            if self.memory_usage() <= budget || idle || failed {
+            if taken() <= budget || idle || failed {
                 return;
             }
             // The writers are behind: wait for a batch to be placed.
@@ -196,35 +211,76 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         }
     }
 
-    /// Makes room for `incoming` bytes of `count` values about to be
-    /// loaded (a prefetch): spills the coldest values until `usage -
-    /// inflight` plus the incoming values stays under the high mark, so the
-    /// eviction after the load has nothing to do. Does not wait: the
-    /// caller's [`Inner::enforce_budget`] after the load applies
-    /// backpressure if dirty values had to be written.
-    pub(crate) fn make_room(&self, incoming: usize, count: usize) {
-        if incoming == 0 {
-            return;
-        }
+    /// Reserves room for `need` bytes of values about to be loaded together
+    /// (a chunk of a prefetch or a read-ahead; see [`load_estimate`]), so
+    /// that the values in memory plus those on their way stay within the
+    /// budget: `usage + reserved + need <= budget`. Evicts the coldest
+    /// values for it, and waits (on this thread) while that is not enough
+    /// and something on its way will free room or settle: a batch being
+    /// written, or another chunk's reservation being installed.
+    ///
+    /// When nothing is on its way and there is still no room (every value
+    /// in memory pinned or being loaded, or a write failed since this call
+    /// began): a chunk of several values is refused (`false`: the caller
+    /// loads it one value at a time), a single value (`one`) is reserved
+    /// anyway — the one value per thread the budget allows beyond it, as a
+    /// `get` miss takes. Every reservation is given back with
+    /// [`Inner::unreserve`].
+    pub(crate) fn reserve_load(&self, need: usize, one: bool) -> bool {
+        let budget = self.config.budget;
         let (high, low) = self.marks();
-        // The values read ahead and still on their way come in too.
-        let incoming = incoming.saturating_add(self.ra.incoming.load(Ordering::Relaxed));
-        // A little for each value's weight beyond its bytes (its `Vec`, spare capacity).
-        let need = incoming
-            .saturating_add(incoming / 64)
-            .saturating_add(count.saturating_mul(256));
-        // A window that does not fit under the high mark cannot be made
-        // room for: emptying the memory tier would only cost writes (and the
-        // window's own values push each other out anyway). Evict as usual.
-        let target = if need >= high { low } else { high - need };
-        let inflight = self.inflight.load(Ordering::Relaxed);
-        if self.memory_usage().saturating_sub(inflight) <= target {
+        let inflight = || self.inflight.load(Ordering::Relaxed);
+        let reserved = || self.reserved.load(Ordering::Relaxed);
+        let since = self.wb.state().next_seq;
+        loop {
+            // Room under the high mark, so the eviction after the load has
+            // nothing to do; a chunk that does not fit under it takes the
+            // memory down to the low mark at most.
+            let want = reserved().saturating_add(need);
+            let target = high.saturating_sub(want).max(low.saturating_sub(want));
+            if self.memory_usage().saturating_sub(inflight()) > target {
+                let victims = self.pick_victims(target);
+                if !victims.is_empty() {
+                    self.submit(victims);
+                }
+            }
+            let st = self.wb.state();
+            // Checked under `state`: whatever frees room or settles a
+            // reservation takes it before it notifies.
+            let taken = self.memory_usage().saturating_add(reserved());
+            if taken.saturating_add(need) <= budget {
+                self.reserved.fetch_add(need, Ordering::Relaxed);
+                return true;
+            }
+            let pending = inflight() > 0 || !st.unplaced.is_empty() || reserved() > 0;
+            let failed = st.last_failed.is_some_and(|seq| seq >= since);
+            if !pending || failed {
+                if one {
+                    self.reserved.fetch_add(need, Ordering::Relaxed);
+                }
+                return one;
+            }
+            let span = tracing::trace_span!("chest.load_room");
+            let _entered = span.enter();
+            drop(
+                self.wb
+                    .placed
+                    .wait(st)
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+        }
+    }
+
+    /// Gives back `bytes` of a reservation made with
+    /// [`Inner::reserve_load`] (the values are installed, or given up) and
+    /// wakes the callers waiting for room.
+    pub(crate) fn unreserve(&self, bytes: usize) {
+        if bytes == 0 {
             return;
         }
-        let victims = self.pick_victims(target);
-        if !victims.is_empty() {
-            self.submit(victims);
-        }
+        let before = self.reserved.fetch_sub(bytes, Ordering::Relaxed);
+        debug_assert!(before >= bytes, "gave back more than was reserved");
+        self.wb.wake();
     }
 
     /// Hands a batch to the writers (or writes it now, if there are none).

@@ -20,6 +20,7 @@ use crate::error::Result;
 pub mod backend_contract;
 pub mod chest_behaviour;
 pub mod crash;
+pub mod hooked;
 pub mod single_writer;
 
 /// A kind of store under test: hands out fresh, empty locations.

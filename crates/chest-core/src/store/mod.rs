@@ -577,6 +577,16 @@ impl Store {
         commit::discover(&*self.backend, &mut known)
     }
 
+    /// Whether the object of `loc` was written after the last committed
+    /// flush began (or, with none since open, after the open): the newest
+    /// durable manifest does not name it.
+    pub fn written_since_commit(&self, loc: Loc) -> bool {
+        let t = self.table();
+        t.objects
+            .get(&loc.obj.get())
+            .is_some_and(|o| o.born > t.prev_begin)
+    }
+
     /// Makes the location a new chest (writes its marker).
     pub fn create(&self) -> Result<()> {
         self.writable()?;
