@@ -56,9 +56,20 @@ pub type BackendResult<T> = std::result::Result<T, BackendError>;
 ///   (`get`, `get_range`, `get_many`, on any thread) sees the old bytes or the
 ///   new bytes, never a prefix of them, a mix of two versions, or an empty
 ///   object in between. A ranged read returns bytes of one version too. A
-///   `put` that fails, and a crash (of the process, or of the machine) during
-///   a `put`, leave the old object or the new one whole, or for a new name
-///   either nothing or the whole object.
+///   `put` that fails, and a crash of the process during a `put`, leave the
+///   old object or the new one whole, or for a new name either nothing or
+///   the whole object.
+/// - **What a machine crash leaves of a `put` not made durable** (one no
+///   [`sync`](Backend::sync) or [`put_durable`](Backend::put_durable) has
+///   covered yet) depends on the store: object stores (S3) keep it whole
+///   once it returned; a local file system can lose it, or — a file renamed
+///   into place whose data had not reached the disk (ext4, XFS) — keep the
+///   new name with the file empty or cut short. The chest writes nothing it
+///   depends on with a plain `put` alone: values are synced before the
+///   manifest that names them, the manifest and the marker go through
+///   `put_durable`, and a newest manifest found torn anyway (a `put_durable`
+///   that is `put` + `sync`, cut by the crash before the `sync`) is skipped
+///   for the one before it.
 /// - **Read after write.** Once `put` or `delete` has returned, every call
 ///   that starts later, on any thread and through any handle open on the same
 ///   location, sees its effect (or a later one's): `get` returns the new
@@ -176,7 +187,12 @@ pub trait Backend: Send + Sync + Debug {
     ///   after a crash; which one, and whether it is durable, is unknown.
     ///
     /// The default calls [`put`](Backend::put) then [`sync`](Backend::sync),
-    /// which is right for a store whose `sync` is a barrier; a store that can
+    /// which is right for a store whose `sync` is a barrier — but it is not
+    /// atomic under a machine crash on a store whose `put` can be torn: a
+    /// crash before the `sync` returns can leave the object empty or cut
+    /// short (see "What a machine crash leaves" above). A store that can
+    /// write an object atomically and durably (temporary file, fsync,
+    /// rename, fsync of the directory) should override it; a store that can
     /// make one object durable more cheaply (one fsync of a file and its
     /// directory, rather than of everything written since the last `sync`)
     /// should override it.

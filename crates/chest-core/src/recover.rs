@@ -97,8 +97,12 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         }
         match found {
             Found::Empty => {
+                self.skipped_manifests = self.store.torn_creation();
+                for damaged in &self.skipped_manifests {
+                    tracing::warn!(manifest = %damaged, "a crash cut the chest's creation short");
+                }
                 if !self.config.read_only {
-                    self.store.create()?;
+                    self.store.create(self.serializer.name())?;
                 }
                 return Ok(());
             }

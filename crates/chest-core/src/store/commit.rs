@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! chest                      the marker, written when a chest is created
+//!                            (then the empty manifest number 1)
 //! lease                      the writer lease, on stores that keep to one
 //!                            writer with one (see `lease`)
 //! manifest.<16 hex digits>   the manifests, numbered by flush (`manifest` alone:
@@ -92,6 +93,11 @@ pub(crate) struct Manifests {
     pub others: Vec<u64>,
     /// The highest number seen: the next manifest gets a higher one.
     pub highest: Option<u64>,
+    /// What was found torn at open of a chest whose creation a crash cut
+    /// short (its marker, or its creation manifest — empty by construction
+    /// — left empty or cut short): the chest is taken as not yet created,
+    /// and these are reported as damaged.
+    pub torn_creation: Vec<String>,
     /// A conditional manifest write whose outcome is unknown (it failed
     /// with an error, not a refusal): its number and bytes. The next commit
     /// tries that number again, so a writer never skips a number — a
@@ -188,6 +194,22 @@ fn discover_once(backend: &dyn Backend, known: &mut Manifests) -> Result<Option<
     if vanished {
         return Ok(None);
     }
+    if !skipped.is_empty() && seqs == [CREATION_MANIFEST] && marker_is_whole(backend)? {
+        // Every chest is created with an empty manifest number 1, written
+        // durably after its marker; the first flush writes number 2. Only
+        // that manifest, damaged, beside a whole marker: the creation was
+        // cut short by a crash (a `put_durable` that is not atomic) — the
+        // chest is as created. (A chest of an older build, created without
+        // one, whose first flush's manifest 1 is the only one and damaged,
+        // reads the same: its keys are unknowable either way.)
+        known.highest = Some(CREATION_MANIFEST);
+        known.others = vec![CREATION_MANIFEST];
+        known.torn_creation = skipped
+            .into_iter()
+            .map(|(_, d)| format!("{d} (the chest's creation was cut short; taken as empty)"))
+            .collect();
+        return Ok(Some(Found::Empty));
+    }
     if !skipped.is_empty() {
         let details: Vec<String> = skipped.into_iter().map(|(_, d)| d).collect();
         return Err(manifest_error(
@@ -200,6 +222,21 @@ fn discover_once(backend: &dyn Backend, known: &mut Manifests) -> Result<Option<
     }
     match backend.get(MARKER) {
         Ok(bytes) if bytes.starts_with(b"chest") => return Ok(Some(Found::Chest(None))),
+        Ok(bytes) if MARKER_BYTES.starts_with(&bytes) => {
+            // A marker cut short (empty, or a part of its first bytes): a
+            // crash cut the chest's creation short, before anything else
+            // was written — if nothing else is there, it is not created yet.
+            let names = backend.list("")?;
+            if names.iter().all(|n| n == MARKER || is_lease_name(n)) {
+                known.torn_creation = vec![format!(
+                    "{MARKER}: the marker is cut short ({} bytes; the chest's creation was cut \
+                     short, and is done again)",
+                    bytes.len()
+                )];
+                return Ok(Some(Found::Empty));
+            }
+            return Err(not_a_chest(backend, Some(&bytes)));
+        }
         Ok(bytes) => return Err(not_a_chest(backend, Some(&bytes))),
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(e.into()),
@@ -266,10 +303,28 @@ fn not_a_chest(backend: &dyn Backend, marker: Option<&Bytes>) -> Error {
     }
 }
 
-/// Writes the marker of a new chest, durably.
+/// The number of the manifest every chest is created with (empty; see
+/// [`create`]): its first flush writes the next one.
+pub(crate) const CREATION_MANIFEST: u64 = 1;
+
+/// Writes the marker of a new chest, durably; the store then commits the
+/// empty creation manifest. So a crash that tears what a creation wrote
+/// (on a store whose `put_durable` is not atomic) is recognised at open:
+/// a marker cut short with nothing else, or a damaged creation manifest
+/// alone beside a whole marker — and a torn first flush's manifest falls
+/// back to the creation manifest, as any torn newest manifest does.
 pub(crate) fn create(backend: &dyn Backend) -> Result<()> {
     backend.put_durable(MARKER, Bytes::from_static(MARKER_BYTES))?;
     Ok(())
+}
+
+/// Whether the marker is there, whole.
+fn marker_is_whole(backend: &dyn Backend) -> Result<bool> {
+    match backend.get(MARKER) {
+        Ok(bytes) => Ok(bytes.as_ref() == MARKER_BYTES || bytes.starts_with(b"chest: ")),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Commits `manifest` as the next manifest: the values it names are made

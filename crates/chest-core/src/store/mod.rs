@@ -587,10 +587,19 @@ impl Store {
             .is_some_and(|o| o.born > t.prev_begin)
     }
 
-    /// Makes the location a new chest (writes its marker).
-    pub fn create(&self) -> Result<()> {
+    /// Makes the location a new chest: writes its marker, then commits its
+    /// empty creation manifest (see `commit::create`), both durably.
+    pub fn create(&self, serializer: &str) -> Result<()> {
         self.writable()?;
-        commit::create(&*self.backend)
+        commit::create(&*self.backend)?;
+        let epoch = self.begin_flush();
+        self.commit(epoch, ManifestWriter::default(), serializer)
+    }
+
+    /// What was found torn of a creation a crash cut short (see
+    /// `commit::Manifests::torn_creation`), to report as damaged.
+    pub fn torn_creation(&self) -> Vec<String> {
+        self.manifests().torn_creation.clone()
     }
 
     /// Adopts a loaded manifest: its objects become live with the number of
