@@ -162,6 +162,12 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// others. Returns how many were loaded; keys that are absent, already
     /// in memory or being loaded are skipped.
     ///
+    /// The window is read a chunk at a time (a quarter of the budget at
+    /// most), each with room reserved first — the coldest values are
+    /// evicted for it, and the call waits while writes or other loads on
+    /// their way hold the room — so the values in memory and those on their
+    /// way stay within the budget, however large the window.
+    ///
     /// ```
     /// use chest_core::Chest;
     ///

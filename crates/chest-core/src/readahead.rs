@@ -12,7 +12,8 @@
 //! the slot as for any load (the reader then sees that the slot no longer
 //! holds its load, and installs nothing). The reader reads with no lock
 //! held and installs each value under its shard's lock
-//! ([`Inner::finish_load`]), kept (as [`Chest::prefetch`] keeps).
+//! ([`Inner::finish_load`]), kept (as [`Chest::prefetch`] keeps), a chunk
+//! at a time with room reserved for it ([`Inner::load_kept`]).
 //! `ReadAhead::state` is a leaf: nothing else is locked while it is held.
 //!
 //! # Errors
@@ -101,10 +102,13 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// many loads were started; keys that are absent, in memory or being
     /// loaded are skipped.
     ///
-    /// Room is made first, as for [`prefetch`](Chest::prefetch): keep the
-    /// keys read ahead (those on their way and those not yet used) to what
-    /// fits the budget, or they push each other out. A failed read is
-    /// reported by the `get` of its key, which reads it again itself.
+    /// The readers load the keys as [`prefetch`](Chest::prefetch) does, a
+    /// chunk at a time with room reserved for each, so the values read
+    /// ahead never take memory past the budget (a reader waits for room
+    /// while writes or other loads are on their way). Keep the keys read
+    /// ahead (those on their way and those not yet used) to what fits the
+    /// budget, or they push each other out. A failed read is reported by
+    /// the `get` of its key, which reads it again itself.
     ///
     /// ```
     /// use chest_core::Chest;
