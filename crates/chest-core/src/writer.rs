@@ -228,16 +228,20 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// [`Inner::unreserve`].
     pub(crate) fn reserve_load(&self, need: usize, one: bool) -> bool {
         let budget = self.config.budget;
-        let (high, low) = self.marks();
+        let (high, _) = self.marks();
         let inflight = || self.inflight.load(Ordering::Relaxed);
         let reserved = || self.reserved.load(Ordering::Relaxed);
         let since = self.wb.state().next_seq;
         loop {
             // Room under the high mark, so the eviction after the load has
-            // nothing to do; a chunk that does not fit under it takes the
-            // memory down to the low mark at most.
+            // nothing to do; when the loads on their way do not fit under
+            // it, room under the budget (what they need, and no more).
             let want = reserved().saturating_add(need);
-            let target = high.saturating_sub(want).max(low.saturating_sub(want));
+            let target = if want <= high {
+                high - want
+            } else {
+                budget.saturating_sub(want)
+            };
             if self.memory_usage().saturating_sub(inflight()) > target {
                 let victims = self.pick_victims(target);
                 if !victims.is_empty() {
