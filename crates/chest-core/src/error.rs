@@ -329,6 +329,15 @@ pub enum Error {
         /// Why, and how to opt out.
         reason: String,
     },
+    /// The chest was closed ([`AsyncChest::close`](crate::AsyncChest) through
+    /// this handle or a clone of it): no call runs on it any more.
+    #[error("{location} is closed ({operation} after close); reopen it to go on")]
+    Closed {
+        /// The store.
+        location: String,
+        /// The call that was refused.
+        operation: String,
+    },
     /// A spilled value could not be read from the backend (a `get`,
     /// `update` or `prefetch` of it): the backend failed (I/O, network,
     /// access), and nothing changed. Its kind, and whether trying again may
@@ -459,6 +468,8 @@ pub enum ErrorKind {
     StaleSnapshot,
     /// The store cannot keep a chest to one writer ([`Error::NoSingleWriter`]).
     NoSingleWriter,
+    /// The chest was closed ([`Error::Closed`]).
+    Closed,
 }
 
 impl BackendError {
@@ -531,6 +542,7 @@ impl Error {
             Error::Fenced { .. } => ErrorKind::Fenced,
             Error::StaleSnapshot { .. } => ErrorKind::StaleSnapshot,
             Error::NoSingleWriter { .. } => ErrorKind::NoSingleWriter,
+            Error::Closed { .. } => ErrorKind::Closed,
             Error::Write { source, .. } | Error::Read { source, .. } => source.kind(),
             Error::Many(_) => ErrorKind::Many,
         }
