@@ -245,10 +245,17 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + Debug + ?Sized,
     {
+        // A value heavier than the whole budget is not kept (`finish_load`):
+        // it takes no room, only the one value per thread while it is read.
         let estimate = |g: &LoadGuard<'_, K, V, S, Q>| {
-            g.load
-                .as_ref()
-                .map_or(0, |l| load_estimate(self.store.value_len(l.loc)))
+            g.load.as_ref().map_or(0, |l| {
+                let est = load_estimate(self.store.value_len(l.loc));
+                if est > self.config.budget {
+                    0
+                } else {
+                    est
+                }
+            })
         };
         // A quarter of the budget at a time: several chunks (of this call,
         // of other threads) can be on their way while the rest is in use.
