@@ -10,6 +10,7 @@
 //! | Write-behind | `write_behind_*` | `write_behind.rs` |
 //! | Nothing lost silently | `nothing_lost_*` | `nothing_lost.rs`, `faults.rs` |
 //! | Durability | `durability_*` | `crash.rs` (the simulator), `tests/kill_loop.rs` |
+//! | Measured | (the promise is the two tools themselves) | `crash.rs`, `tests/kill_loop.rs` |
 //! | Only its own | `only_its_own_*` | `chest-fs`'s `tests/` |
 //! | Integrity | `integrity_*` | conformance `corrupt_value_names_key` |
 //! | One writer | `one_writer_*` | `conformance_memory.rs`, `chest-s3`'s `single_writer.rs` |
