@@ -9,10 +9,7 @@
 //! | URL | store |
 //! | --- | --- |
 //! | `file:///abs/dir`, `/abs/dir`, `rel/dir` | the directory, created if missing |
-//! | `file:///abs/dir?fsync=always` | the same, every `put` durable before it returns |
-//! | `file:///abs/dir?fsync=never` | the same, never fsynced (scratch data) |
-//! | `file:///abs/dir?mmap=true` | the same, packed values read out of files mapped into memory, on Unix ([`FsOptions::mmap`]) |
-//! | (none: [`Chest::temp`](chest_core::Chest::temp)) | a new directory under the system's temporary directory, removed on drop |
+//! | (none: [`Chest::temp`](chest_core::Chest::temp)) | a new directory under the system's temporary directory, removed on drop; never fsynced |
 //!
 //! ```
 //! use bytes::Bytes;
@@ -35,6 +32,19 @@
 //! assert!(FsBackend::open(dir.path().join("c1"), FsOptions::default()).is_ok());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Query keys
+//!
+//! This table is the reference for the query keys of `file://` URLs (the
+//! README links here); [`open_url`] reads them into [`FsOptions`]. Values
+//! are taken in any case; any other key or value is an error.
+//!
+//! | query key | values | default |
+//! | --- | --- | --- |
+//! | `fsync` | when writes are made durable (see [Durability](#durability)): `flush`, each [`sync`](chest_core::Backend::sync) (every chest flush) fsyncs what was written since the last one; `always` (or `true`, `1`, `yes`, `on`), every object fsynced as it is written, before `put` returns; `never` (or `false`, `0`, `no`, `off`), nothing ever fsynced: scratch data (a crash of the process is still safe) | `flush` |
+//! | `mmap` | `true` (or `1`, `yes`, `on`): on Unix, ranged reads (a chest's values packed into segments) copy out of files mapped into memory, without a system call each; the pages read count in the process's resident memory, outside a chest's budget, and a file cut short by another program, or a disk error, ends the process (`SIGBUS`) instead of returning an error ([`FsOptions::mmap`]); ignored elsewhere. `false` (or `0`, `no`, `off`): reads with `pread` | `false` |
+//!
+//! `fsync` and `mmap` combine: `file:///scratch/c1?fsync=never&mmap=true`.
 //!
 //! # On-disk layout
 //!
@@ -126,14 +136,9 @@ pub use lock::LOCK_FILE;
 
 /// Opens the directory a `file://` URL names (the `file` scheme's factory).
 ///
-/// Query keys:
-/// - `fsync`: `flush` (the default: every chest flush fsyncs what it wrote),
-///   `always` (or `true`: every object fsynced as it is written) or `never`
-///   (or `false`: no fsync at all, for scratch data);
-/// - `mmap`: `true` to read packed values out of files mapped into memory
-///   (on Unix; see [`FsOptions::mmap`]) or `false` (the default).
-///
-/// Any other key or value is an [`Error::InvalidUrl`]. The store is persistent.
+/// The query keys `fsync` and `mmap` are described in the
+/// [crate docs' table](crate#query-keys); any other key or value is an
+/// [`Error::InvalidUrl`]. The store is persistent.
 pub fn open_url(url: &Url, opts: &OpenOptions) -> chest_core::Result<OpenedBackend> {
     let path = url.to_file_path().map_err(|()| Error::InvalidUrl {
         url: url.to_string(),

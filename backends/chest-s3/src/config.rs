@@ -7,7 +7,8 @@ use chest_core::registry::Query;
 use chest_core::{redact_url, Error, Result};
 use url::Url;
 
-/// The query keys an `s3://` URL accepts; any other key is an error.
+/// The query keys an `s3://` URL accepts; any other key is an error. What
+/// each one takes, and its default, is in the [crate docs' table](crate#url).
 pub const QUERY_KEYS: &[&str] = &[
     "endpoint",
     "region",
@@ -173,8 +174,8 @@ impl S3Config {
 
     /// Reads an `s3://bucket/prefix?key=value&...` URL, filling what the query
     /// leaves out from the environment (`AWS_ENDPOINT_URL`, `AWS_REGION`,
-    /// `AWS_ACCESS_KEY_ID`, ...; see the [crate docs](crate)). The query wins
-    /// over the environment.
+    /// `AWS_ACCESS_KEY_ID`, ...). Every key, its values and its default: the
+    /// [crate docs' table](crate#url). The query wins over the environment.
     pub fn from_url(url: &Url) -> Result<Self> {
         Self::from_url_with_env(url, |name| std::env::var(name).ok())
     }

@@ -13,32 +13,40 @@
 //!
 //! Every object name is put under `<prefix>/` (percent-decoded; empty
 //! components are refused). The bucket must exist: the backend never creates
-//! one.
+//! one. The host of the URL is the bucket: a user, password or port there is
+//! refused (the endpoint goes in `endpoint=`, credentials in the keys below).
 //!
-//! | query key | meaning | default |
+//! This table is the reference for the query keys (the README links here);
+//! [`S3Config::from_url`] reads them, [`QUERY_KEYS`] lists them, and any
+//! other key is an error. A value in the query wins over the environment
+//! (an empty `endpoint` or `region` counts as not given).
+//!
+//! | query key | value | default |
 //! | --- | --- | --- |
-//! | `endpoint` | the S3 endpoint, `http://host:port` or `https://…` | `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, `AWS_ENDPOINT`; else AWS itself |
+//! | `endpoint` | the S3 endpoint: `http://host[:port]` or `https://…`, without a user or password (a trailing `/` is dropped) | `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, `AWS_ENDPOINT`, the first one set; else AWS itself |
 //! | `region` | the region requests are signed for | `AWS_REGION`, `AWS_DEFAULT_REGION`; else `us-east-1` |
-//! | `access_key_id` | access key id | `AWS_ACCESS_KEY_ID` |
-//! | `secret_access_key` | secret access key | `AWS_SECRET_ACCESS_KEY` |
+//! | `access_key_id` | access key id (needs a secret access key) | `AWS_ACCESS_KEY_ID` |
+//! | `secret_access_key` | secret access key (needs an access key id) | `AWS_SECRET_ACCESS_KEY` |
 //! | `session_token` | session token of temporary credentials | `AWS_SESSION_TOKEN` |
-//! | `allow_http` | allow a plain `http://` endpoint (`true`/`false`) | `true` when the endpoint starts with `http://` |
-//! | `virtual_hosted` | virtual-hosted-style requests (`bucket.host/key`) instead of path-style (`host/bucket/key`) | `false` |
-//! | `connect_timeout` | bound on establishing a connection (`5`, `2.5s`, `500ms`, `1m`; a bare number is seconds) | `5s` |
-//! | `timeout` | bound on one request, from connecting to the end of its body | `30s` |
-//! | `retries` | retries of a request that failed transiently | `5` |
-//! | `concurrency` | objects in flight in `put_many` and `get_many` (over all calls); parts in flight in one multipart upload; 1 to 1024 | `8` |
-//! | `part_size` | objects larger than this go up as multipart uploads in parts of this size (`8MiB`, `16M`, bytes; 5 MiB to 5 GiB) | `8MiB` |
-//! | `reuse_connections` | keep idle connections for later requests (see [`S3Config::reuse_connections`]) | `true`, except `false` for a plain-`http` loopback endpoint |
+//! | `allow_http` | boolean: allow a plain `http://` endpoint (`false` with an `http://` endpoint is an error) | `true` when the endpoint starts with `http://`, else `false` |
+//! | `virtual_hosted` | boolean: virtual-hosted-style requests (`bucket.host/key`) instead of path-style (`host/bucket/key`) | `false` |
+//! | `connect_timeout` | bound on establishing a connection; a duration: `5`, `2.5s`, `500ms`, `1m` (a bare number is seconds; above zero, at most a day) | `5s` ([`DEFAULT_CONNECT_TIMEOUT`]) |
+//! | `timeout` | bound on one request, from connecting to the end of its body; a duration, as above | `30s` ([`DEFAULT_TIMEOUT`]) |
+//! | `retries` | retries of a request that failed transiently (see [Operations](#operations)), a whole number, `0` for none | `5` ([`DEFAULT_RETRIES`]) |
+//! | `concurrency` | 1 to 1024: objects in flight in `put_many`, and in `get_many`, each counted over all calls; parts in flight in one multipart upload | `8` ([`DEFAULT_CONCURRENCY`]) |
+//! | `part_size` | objects larger than this go up as multipart uploads in parts of this size; a size: bytes, or with `k`/`KB`/`KiB`, `M`/`MB`/`MiB`, `G`/`GB`/`GiB` (all binary, any case); 5 MiB to 5 GiB ([`MIN_PART_SIZE`], [`MAX_PART_SIZE`]) | `8MiB` ([`DEFAULT_PART_SIZE`]) |
+//! | `reuse_connections` | boolean: keep idle connections for later requests (see [`S3Config::reuse_connections`]) | `true`, except `false` for a plain-`http` loopback endpoint (`localhost`, `127.x.x.x`, `[::1]`) |
 //! | `lock` | `lease`: a chest keeps the prefix to one writer with a lease (needs a server that honours conditional writes); `none`: the user guarantees one writer (see [One writer](#one-writer)) | `lease` |
 //!
-//! Any other key is an error. The query wins over the environment.
-//! Credentials are taken as a set: if the query names any of `access_key_id`,
-//! `secret_access_key`, `session_token`, none of the three comes from the
-//! environment. Without an access key, `object_store`'s AWS credential chain
-//! applies (`AWS_WEB_IDENTITY_TOKEN_FILE` with `AWS_ROLE_ARN`, ECS container
-//! credentials, then EC2 instance metadata). Secrets never appear in messages
-//! or in `Debug` output: a URL is shown through [`chest_core::redact_url`]
+//! A boolean is `true`, `false`, `1`, `0`, `yes`, `no`, `on` or `off`, in
+//! any case. Credentials are taken as a set: if the query names any of
+//! `access_key_id`, `secret_access_key`, `session_token`, none of the three
+//! comes from the environment. Without an access key, `object_store`'s AWS
+//! credential chain applies (`AWS_WEB_IDENTITY_TOKEN_FILE` with
+//! `AWS_ROLE_ARN`, ECS container credentials, then EC2 instance metadata);
+//! with an `endpoint` set, opening then fails unless one of the chain's
+//! variables is set. Secrets never appear in messages or in `Debug` output:
+//! a URL is shown through [`chest_core::redact_url`]
 //! (`secret_access_key=***`, `session_token=***`; the access key id is
 //! shown), and an `endpoint` with a user or password in it is refused.
 //!
@@ -100,8 +108,6 @@
 //! call blocks that thread for its duration, as any blocking call does. The
 //! runtime is shut down in the background when the backend is dropped, which
 //! is also safe inside async code.
-//!
-//! # One writer
 //!
 //! # One writer
 //!

@@ -35,6 +35,26 @@
 //! # Ok::<(), chest_core::Error>(())
 //! ```
 //!
+//! # Query keys
+//!
+//! This table is the reference for the query keys of `zstd+<url>` (the
+//! README links here). The layer takes these three from the URL's query and
+//! leaves every other key to the inner store's URL, so
+//! `zstd+file:///data/c1?level=9&fsync=never` compresses at level 9 over a
+//! `file://` store that never fsyncs. One of these keys given twice, or a
+//! value out of its range, is an error ([`ZstdOptions`] set in code are
+//! clamped instead).
+//!
+//! | query key | values | default |
+//! | --- | --- | --- |
+//! | `level` | the zstd level, an integer in zstd's range ([`zstd::compression_level_range`]: −131072 to 22 in zstd 1.5.7): 1 fast to 22 small, negative levels faster still, 0 zstd's default (3) | `3` ([`DEFAULT_LEVEL`]) |
+//! | `frame_size` | uncompressed bytes per independently compressed frame (see [What is stored](#what-is-stored)): a whole number of bytes, or followed by `k`/`KB`/`KiB` or `m`/`MB`/`MiB` (binary, any case); 1 KiB to 1 GiB ([`MIN_FRAME_SIZE`], [`MAX_FRAME_SIZE`]). Smaller frames make ranged reads cheaper, larger ones compress a little better | `256k` ([`DEFAULT_FRAME_SIZE`]) |
+//! | `threads` | 1 to 64 ([`MAX_THREADS`]): threads that (de)compress the frames of one object (see [Threads](#threads)); 1 keeps the work on the calling thread | the CPUs, at most 8 |
+//!
+//! [`ZstdOptions::max_ratio`] (default 0.95: an object that compression
+//! would not shrink by at least 5% is stored raw) and
+//! [`ZstdOptions::checksum`] (default `true`) have no query key.
+//!
 //! # What is stored
 //!
 //! Every object starts with a small header ([`MAGIC`] `b"CHZS"`, a format
@@ -56,8 +76,8 @@
 //!
 //! The frames of one object (on `put`, `get`, and ranged reads spanning
 //! several frames), or of all objects of one `put_many` batch, are
-//! (de)compressed on up to [`ZstdOptions::threads`] threads (URL key
-//! `threads`, default: the CPUs, at most 8): the calling thread and helpers
+//! (de)compressed on up to [`ZstdOptions::threads`] threads (query key
+//! `threads`): the calling thread and helpers
 //! of one small pool shared by every zstd layer of the process, each taking
 //! the next frame, so frames of unequal cost spread evenly. Each frame is
 //! decompressed straight into its place in the returned buffer; compressed

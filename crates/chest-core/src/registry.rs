@@ -164,7 +164,7 @@ pub fn schemes() -> Vec<String> {
 /// Turns a chest location (a URL or a local path) into a URL. Strings without
 /// a scheme of two or more letters are paths, made absolute against the
 /// current directory. An error shows the location through
-/// [`redact_url`](crate::redact_url).
+/// [`redact_url`].
 pub fn parse_location(location: &str) -> Result<Url> {
     let invalid = |reason: String| Error::InvalidUrl {
         url: redact_url(location).into_owned(),
@@ -201,7 +201,7 @@ pub fn parse_location(location: &str) -> Result<Url> {
 }
 
 /// Opens the store a location names. The URL in an [`Error::InvalidUrl`] or
-/// [`Error::UnknownScheme`] is shown through [`redact_url`](crate::redact_url),
+/// [`Error::UnknownScheme`] is shown through [`redact_url`],
 /// whichever factory made the error.
 pub fn open_backend(location: &str, opts: &OpenOptions) -> Result<OpenedBackend> {
     let url = parse_location(location)?;
@@ -331,7 +331,7 @@ pub struct Query {
     pairs: HashMap<String, String>,
 }
 
-/// Shows the values of secret keys as `***`, like [`redact_url`](crate::redact_url).
+/// Shows the values of secret keys as `***`, like [`redact_url`].
 impl std::fmt::Debug for Query {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let pairs: std::collections::BTreeMap<&str, &str> = self
@@ -364,7 +364,7 @@ fn shown_value<'a>(key: &str, value: &'a str) -> &'a str {
 
 impl Query {
     /// Reads the query of `url`; a key not in `known` is an error naming it.
-    /// Errors show the URL through [`redact_url`](crate::redact_url).
+    /// Errors show the URL through [`redact_url`].
     pub fn parse(url: &Url, known: &[&str]) -> Result<Self> {
         let shown = redact_url(url.as_str()).into_owned();
         let mut pairs = HashMap::new();
