@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::budget::Budget;
 use crate::builder::{ChestBuilder, Config, Weigher};
 use crate::entry::{Resident, Slot};
 use crate::error::{Error, Result};
@@ -90,23 +91,13 @@ pub(crate) struct Inner<K: Key, V: Send + Sync + 'static, S: Serializer<V>> {
     pub(crate) serializer: S,
     pub(crate) weigher: Weigher<V>,
     pub(crate) config: Config,
-    /// Sum of the weights of the resident values (those being written included).
-    pub(crate) usage: AtomicUsize,
-    /// Number of resident values (changed with `usage`, under the shard lock).
-    pub(crate) resident: AtomicUsize,
+    /// The memory counters and their rules (see [`crate::budget`]).
+    pub(crate) budget: Budget,
     /// Bumped under the shard lock by every insert, update and remove, once
     /// the change is in the map (see [`crate::entry`]).
     pub(crate) changes: AtomicU64,
     /// `changes` as read at the start of the last flush that wrote everything.
     pub(crate) flushed: AtomicU64,
-    /// Room reserved for values on their way into memory (chunks of
-    /// prefetches and read-aheads being read; see [`Inner::reserve_load`]).
-    pub(crate) reserved: AtomicUsize,
-    /// Weight of the last large value evicted (sizes eviction batches).
-    pub(crate) recent_large: AtomicUsize,
-    /// Weight of the victims taken by eviction batches and not yet placed
-    /// (still in memory, counted in `usage` too).
-    pub(crate) inflight: AtomicUsize,
     pub(crate) len: AtomicUsize,
     pub(crate) cursor: AtomicUsize,
     pub(crate) counters: Counters,
@@ -195,6 +186,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         let shards = (0..config.shards)
             .map(|_| Mutex::new(Shard::new(config.policy, recent_slots(&config))))
             .collect();
+        let budget = Budget::new(config.budget, config.evict_batch, config.large_value);
         Self {
             shards,
             hasher: ShardHash::default(),
@@ -202,13 +194,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             serializer,
             weigher,
             config,
-            usage: AtomicUsize::new(0),
-            resident: AtomicUsize::new(0),
+            budget,
             changes: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
-            inflight: AtomicUsize::new(0),
-            reserved: AtomicUsize::new(0),
-            recent_large: AtomicUsize::new(0),
             len: AtomicUsize::new(0),
             cursor: AtomicUsize::new(0),
             counters: Counters::default(),
@@ -235,7 +223,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     }
 
     pub(crate) fn memory_usage(&self) -> usize {
-        self.usage.load(Ordering::Relaxed)
+        self.budget.usage()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -413,8 +401,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let tick = shard.tick();
         let slot = Slot::Resident(Resident::new(value, weight, tick, None));
         let old = shard.map.insert(key.clone(), slot);
-        self.inner.usage.fetch_add(weight, Ordering::Relaxed);
-        self.inner.resident.fetch_add(1, Ordering::Relaxed);
+        self.inner.budget.admit(weight);
         self.forget(shard, &key, old);
         shard.enqueue(&key);
     }
@@ -423,8 +410,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// memory counters.
     pub(crate) fn unaccount(&self, old: &Slot<V>) {
         if let Slot::Resident(r) = old {
-            self.inner.usage.fetch_sub(r.weight, Ordering::Relaxed);
-            self.inner.resident.fetch_sub(1, Ordering::Relaxed);
+            self.inner.budget.release(r.weight);
         }
     }
 
@@ -577,7 +563,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             backend: self.inner.store.backend().counters(),
             ..Stats::default()
         };
-        stats.resident = self.inner.resident.load(Ordering::Relaxed);
+        stats.resident = self.inner.budget.resident();
         stats.fill(&self.inner.counters);
         stats
     }
@@ -626,7 +612,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Debug for Chest<K, V, S
         f.debug_struct("Chest")
             .field("location", &self.inner.store.location())
             .field("len", &self.inner.len.load(Ordering::Relaxed))
-            .field("memory_usage", &self.inner.usage.load(Ordering::Relaxed))
+            .field("memory_usage", &self.inner.budget.usage())
             .field("memory_budget", &self.inner.config.budget)
             .finish()
     }

@@ -86,8 +86,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         let mut victims = Vec::new();
         let mut idle = 0;
         while idle < n {
-            let pending = self.inflight.load(Ordering::Relaxed);
-            if self.memory_usage().saturating_sub(pending) <= target {
+            if self.budget.unfreed() <= target {
                 break;
             }
             let i = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
@@ -132,20 +131,6 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         errors
     }
 
-    /// How far below the budget an eviction goes: 1/16 of the budget, or, on
-    /// a backend that writes several objects at once, enough of the large
-    /// values recently evicted to keep its writers busy (at most 1/4).
-    pub(crate) fn low_water_gap(&self) -> usize {
-        let budget = self.config.budget;
-        let base = self.config.evict_batch.min(budget);
-        let writers = self.store.backend().write_concurrency();
-        if writers <= 1 {
-            return base;
-        }
-        let large = self.recent_large.load(Ordering::Relaxed);
-        base.max(writers.saturating_mul(large).min(budget / 4))
-    }
-
     /// Takes about `chunk` bytes of the coldest values of shard `i`: clean
     /// ones are dropped at once, dirty ones become victims to be written
     /// (still in memory, counted as in flight).
@@ -159,8 +144,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         let mut shard = self.lock_shard(i);
         let mut taken = 0;
         while taken < chunk {
-            let pending = self.inflight.load(Ordering::Relaxed);
-            if self.memory_usage().saturating_sub(pending) <= target {
+            if self.budget.unfreed() <= target {
                 break;
             }
             let Some((key, at)) = shard.pop_coldest() else {
@@ -176,8 +160,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 Some(loc) => {
                     // Clean: an identical copy is stored; drop it without a write.
                     *slot = Slot::Spilled(loc);
-                    self.usage.fetch_sub(w, Ordering::Relaxed);
-                    self.resident.fetch_sub(1, Ordering::Relaxed);
+                    self.budget.release(w);
                     Counters::add(&self.counters.evictions, 1);
                 }
                 None => {
@@ -204,10 +187,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             return None;
         }
         r.evicting = true;
-        if r.weight >= self.config.large_value {
-            self.recent_large.store(r.weight, Ordering::Relaxed);
-        }
-        self.inflight.fetch_add(r.weight, Ordering::Relaxed);
+        self.budget.start_write(r.weight);
         Some(Victim {
             shard,
             value: Arc::clone(&r.value),
@@ -387,7 +367,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// garbage and is released.
     fn place(&self, shard: &mut Shard<K, V>, v: Victim<K, V>, outcome: Outcome, evict: bool) {
         if evict {
-            self.inflight.fetch_sub(v.weight, Ordering::Relaxed);
+            self.budget.placed(v.weight);
         }
         let slot = match shard.map.get_mut_hinted(&v.key, v.at) {
             Some(slot @ Slot::Resident(_)) => slot,
@@ -422,8 +402,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 if evict {
                     let w = r.weight;
                     *slot = Slot::Spilled(stored);
-                    self.usage.fetch_sub(w, Ordering::Relaxed);
-                    self.resident.fetch_sub(1, Ordering::Relaxed);
+                    self.budget.release(w);
                     Counters::add(&self.counters.evictions, 1);
                 } else {
                     r.stored = Some(stored);

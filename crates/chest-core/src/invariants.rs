@@ -34,7 +34,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         if quiescent {
             // Reads ahead first: making room for them may hand the writers a batch.
             self.wait_read();
-            let reserved = self.reserved.load(Ordering::Relaxed);
+            let reserved = self.budget.reserved();
             if reserved != 0 {
                 return Err(format!(
                     "{reserved} bytes still reserved for loads with no load on its way"
@@ -83,19 +83,19 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         if len != self.len.load(Ordering::Relaxed) {
             return Err(format!("{len} keys, but len() says {}", self.len()));
         }
-        if usage != self.usage.load(Ordering::Relaxed) {
+        if usage != self.budget.usage() {
             return Err(format!(
                 "resident values weigh {usage}, but memory_usage() says {}",
                 self.memory_usage()
             ));
         }
-        if resident != self.resident.load(Ordering::Relaxed) {
+        if resident != self.budget.resident() {
             return Err(format!(
                 "{resident} values resident, but the counter says {}",
-                self.resident.load(Ordering::Relaxed)
+                self.budget.resident()
             ));
         }
-        let inflight = self.inflight.load(Ordering::Relaxed);
+        let inflight = self.budget.inflight();
         if quiescent && inflight != 0 {
             return Err(format!("{inflight} bytes still counted in flight"));
         }

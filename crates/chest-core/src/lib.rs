@@ -29,6 +29,7 @@
 #[cfg(feature = "tokio")]
 mod async_chest;
 pub mod backend;
+mod budget;
 mod builder;
 mod bulk;
 mod chest;

@@ -11,7 +11,6 @@ use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::hash::Hash;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -397,8 +396,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                         };
                     }
                     if fits {
-                        self.usage.fetch_add(weight, Ordering::Relaxed);
-                        self.resident.fetch_add(1, Ordering::Relaxed);
+                        self.budget.admit(weight);
                         // The eviction order owns a copy of the key.
                         if let Some(k) = shard.map.get_key_value(key).map(|(k, _)| k.clone()) {
                             shard.enqueue(&k);

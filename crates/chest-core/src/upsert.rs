@@ -14,7 +14,6 @@ use std::borrow::Borrow;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::chest::{Chest, Key};
@@ -81,10 +80,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                                 tick,
                                 Some(fetched.loc),
                             ));
-                            self.inner
-                                .usage
-                                .fetch_add(fetched.weight, Ordering::Relaxed);
-                            self.inner.resident.fetch_add(1, Ordering::Relaxed);
+                            self.inner.budget.admit(fetched.weight);
                             shard.enqueue_key(key);
                             return Ok(Ok(shard));
                         }
@@ -158,8 +154,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let weighed = self.weigh(key, &r.value);
         let weight = *weighed.as_ref().unwrap_or(&r.weight);
         let old_weight = std::mem::replace(&mut r.weight, weight);
-        self.inner.usage.fetch_add(weight, Ordering::Relaxed);
-        self.inner.usage.fetch_sub(old_weight, Ordering::Relaxed);
+        self.inner.budget.reweigh(old_weight, weight);
         let k = shard
             .map
             .get_key_value(key)
@@ -297,8 +292,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             if let Some(loc) = r.stored {
                 let w = r.weight;
                 *slot = Slot::Spilled(loc);
-                self.inner.usage.fetch_sub(w, Ordering::Relaxed);
-                self.inner.resident.fetch_sub(1, Ordering::Relaxed);
+                self.inner.budget.release(w);
                 shard.dequeue(key);
                 return None;
             }

@@ -58,9 +58,9 @@
 
 use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
+use crate::budget::Marks;
 use crate::chest::{join, lock, Inner, Key};
 use crate::crew::{next_job, Crew};
 use crate::error::{Error, Result};
@@ -147,44 +147,30 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         self.config.writers.unwrap_or(1)
     }
 
-    /// Where eviction starts and where it stops: `(high, low)`.
-    pub(crate) fn marks(&self) -> (usize, usize) {
-        let budget = self.config.budget;
-        let gap = self.low_water_gap();
-        // With a budget so small that one batch is most of it, there is no
-        // room to write ahead: eviction starts at the budget, and the call
-        // that crosses it waits for the batch.
-        let ahead = if self.writers() == 0 || gap > budget / 2 {
-            0
-        } else {
-            gap.min(budget / 4)
-        };
-        let high = budget - ahead;
-        (high, high.saturating_sub(gap))
+    /// Where eviction starts and where it stops (see [`crate::budget::marks`]).
+    pub(crate) fn marks(&self) -> Marks {
+        self.budget
+            .marks(self.writers(), self.store.backend().write_concurrency())
     }
 
     /// Keeps memory within the budget: spills the coldest values when
-    /// `usage + reserved - inflight` passes the high mark, and, while
-    /// `usage + reserved` is over the budget and writes are in flight,
-    /// waits for them (backpressure).
-    /// Errors of the writes are kept for [`Inner::report`]. Called with no
-    /// lock held.
+    /// memory taken less what is on its way out passes the high mark, and,
+    /// while memory taken is over the budget and writes are in flight,
+    /// waits for them (backpressure). Errors of the writes are kept for
+    /// [`Inner::report`]. Called with no lock held.
     pub(crate) fn enforce_budget(&self) {
-        let budget = self.config.budget;
-        let (high, low) = self.marks();
-        let inflight = || self.inflight.load(Ordering::Relaxed);
-        // Room reserved for loads on their way counts as taken.
-        let reserved = || self.reserved.load(Ordering::Relaxed);
-        let taken = || self.memory_usage().saturating_add(reserved());
-        if taken().saturating_sub(inflight()) <= high && taken() <= budget {
+        let b = &self.budget;
+        let Marks { high, low } = self.marks();
+        if b.unfreed() <= high && b.fits(0) {
             return;
         }
         // Batches from this one on that fail end the wait: their values stay
         // in memory, and retrying at once would fail again.
         let since = self.wb.state().next_seq;
         loop {
-            if taken().saturating_sub(inflight()) > high {
-                let victims = self.pick_victims(low.saturating_sub(reserved()));
+            if b.unfreed() > high {
+                // Room reserved for loads on their way counts as taken.
+                let victims = self.pick_victims(low.saturating_sub(b.reserved()));
                 if !victims.is_empty() {
                     self.submit(victims);
                 }
@@ -194,9 +180,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             // until it is marked placed, with its errors kept. (Loads on
             // their way are not waited for: a read ahead must not hold up
             // an insert; room was made for them.)
-            let idle = inflight() == 0 && st.unplaced.is_empty();
+            let idle = b.inflight() == 0 && st.unplaced.is_empty();
             let failed = st.last_failed.is_some_and(|seq| seq >= since);
-            if taken() <= budget || idle || failed {
+            if b.fits(0) || idle || failed {
                 return;
             }
             // The writers are behind: wait for a batch to be placed.
@@ -214,10 +200,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// Reserves room for `need` bytes of values about to be loaded together
     /// (a chunk of a prefetch or a read-ahead; see [`load_estimate`]), so
     /// that the values in memory plus those on their way stay within the
-    /// budget: `usage + reserved + need <= budget`. Evicts the coldest
-    /// values for it, and waits (on this thread) while that is not enough
-    /// and something on its way will free room or settle: a batch being
-    /// written, or another chunk's reservation being installed.
+    /// budget ([`Budget::fits`](crate::budget::Budget::fits)). Evicts the
+    /// coldest values for it, and waits (on this thread) while that is not
+    /// enough and something on its way will free room or settle: a batch
+    /// being written, or another chunk's reservation being installed.
     ///
     /// When nothing is on its way and there is still no room (every value
     /// in memory pinned or being loaded, or a write failed since this call
@@ -227,40 +213,37 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// `get` miss takes. Every reservation is given back with
     /// [`Inner::unreserve`].
     pub(crate) fn reserve_load(&self, need: usize, one: bool) -> bool {
-        let budget = self.config.budget;
-        let (high, _) = self.marks();
-        let inflight = || self.inflight.load(Ordering::Relaxed);
-        let reserved = || self.reserved.load(Ordering::Relaxed);
+        let b = &self.budget;
+        let high = self.marks().high;
         let since = self.wb.state().next_seq;
         loop {
             // Room under the high mark, so the eviction after the load has
             // nothing to do; when the loads on their way do not fit under
             // it, room under the budget (what they need, and no more).
-            let want = reserved().saturating_add(need);
+            let want = b.reserved().saturating_add(need);
             let target = if want <= high {
                 high - want
             } else {
-                budget.saturating_sub(want)
+                b.limit().saturating_sub(want)
             };
-            if self.memory_usage().saturating_sub(inflight()) > target {
+            if b.usage().saturating_sub(b.inflight()) > target {
                 let victims = self.pick_victims(target);
                 if !victims.is_empty() {
                     self.submit(victims);
                 }
             }
             let st = self.wb.state();
-            // Checked under `state`: whatever frees room or settles a
-            // reservation takes it before it notifies.
-            let taken = self.memory_usage().saturating_add(reserved());
-            if taken.saturating_add(need) <= budget {
-                self.reserved.fetch_add(need, Ordering::Relaxed);
+            // Decided under `state`: two reservations cannot both take the
+            // last room, and whatever frees room or settles a reservation
+            // takes it before it notifies.
+            if b.try_reserve(need) {
                 return true;
             }
-            let pending = inflight() > 0 || !st.unplaced.is_empty() || reserved() > 0;
+            let pending = b.inflight() > 0 || !st.unplaced.is_empty() || b.reserved() > 0;
             let failed = st.last_failed.is_some_and(|seq| seq >= since);
             if !pending || failed {
                 if one {
-                    self.reserved.fetch_add(need, Ordering::Relaxed);
+                    b.force_reserve(need);
                 }
                 return one;
             }
@@ -282,8 +265,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         if bytes == 0 {
             return;
         }
-        let before = self.reserved.fetch_sub(bytes, Ordering::Relaxed);
-        debug_assert!(before >= bytes, "gave back more than was reserved");
+        self.budget.unreserve(bytes);
         self.wb.wake();
     }
 
