@@ -40,7 +40,8 @@ use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 
-use crate::chest::{lock, Chest, Key};
+use crate::chest::{lock, Chest};
+use crate::config::Key;
 use crate::error::{Error, Result};
 use crate::serializer::{Cbor, Serializer};
 

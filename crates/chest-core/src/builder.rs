@@ -5,69 +5,16 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::backend::Backend;
-use crate::chest::{Chest, Key};
+use crate::chest::Chest;
+use crate::config::{
+    Admission, Config, EvictionPolicy, Key, OpenMode, Weigher, DEFAULT_BUDGET, DEFAULT_LEASE_TTL,
+    DEFAULT_READER_GRACE,
+};
 use crate::error::Result;
 use crate::location::IntoLocation;
 use crate::registry::{self, OpenOptions, OpenedBackend};
 use crate::serializer::{Cbor, Serializer};
-use crate::shard::{Admission, EvictionPolicy};
 use crate::weigh::Weigh;
-
-/// Weighs a value for the memory budget.
-pub type Weigher<V> = Arc<dyn Fn(&V) -> usize + Send + Sync>;
-
-/// Tuning of a chest, shared by the builder and the chest.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub budget: usize,
-    pub policy: EvictionPolicy,
-    /// Whether values `get` loads stay in memory.
-    pub admission: Admission,
-    pub shards: usize,
-    pub read_only: bool,
-    pub mode: OpenMode,
-    /// Whether dropping the chest flushes it (a persistent one).
-    pub flush_on_drop: bool,
-    /// Values at least this heavy are stored as objects of their own.
-    pub large_value: usize,
-    /// Small values are packed into segments of about this size.
-    pub segment_bytes: usize,
-    /// When over budget, evict down to `budget - evict_batch`.
-    pub evict_batch: usize,
-    /// How long a writer lease holds without renewal.
-    pub lease_ttl: std::time::Duration,
-    /// How long dead objects stay for readers beside the writer.
-    pub reader_grace: std::time::Duration,
-    /// Background threads that write eviction batches (0: the evicting
-    /// call writes them itself; `None`: chosen by the backend, see
-    /// [`ChestBuilder::writer_threads`]).
-    pub writers: Option<usize>,
-}
-
-/// Default time a dead object stays for readers beside a writer: 60 s.
-pub const DEFAULT_READER_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Default time a writer lease holds without renewal: 30 s.
-pub const DEFAULT_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Whether opening creates a chest, finds one, or either.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum OpenMode {
-    /// Open the chest at the location, or create one if the location is
-    /// empty (the default).
-    #[default]
-    OpenOrCreate,
-    /// Create a new chest; fail with [`Error::AlreadyExists`](crate::Error::AlreadyExists)
-    /// if the location already holds one.
-    CreateNew,
-    /// Open an existing chest; fail with [`Error::NoChest`](crate::Error::NoChest)
-    /// if the location holds none.
-    MustExist,
-}
-
-/// Default memory budget: 256 MiB.
-pub const DEFAULT_BUDGET: usize = 256 << 20;
 
 /// Configures and opens a [`Chest`].
 ///

@@ -4,7 +4,8 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::chest::{join, Chest, Key};
+use crate::chest::{join, Chest};
+use crate::config::Key;
 use crate::error::Result;
 use crate::serializer::Serializer;
 

@@ -18,30 +18,20 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::budget::Budget;
-use crate::builder::{ChestBuilder, Config, Weigher};
+use crate::builder::ChestBuilder;
+use crate::config::Admission;
+use crate::config::{Config, Key, Weigher};
 use crate::entry::{Resident, Slot};
 use crate::error::{Error, Result};
 use crate::guard;
 use crate::location::IntoLocation;
 use crate::readahead::ReadAhead;
 use crate::serializer::{Cbor, Serializer};
-use crate::shard::{Admission, Shard, ShardHash};
+use crate::shard::{Shard, ShardHash};
 use crate::stats::{Counters, Stats};
 use crate::store::Store;
 use crate::weigh::Weigh;
 use crate::writer::WriteBehind;
-
-/// What a key must be: serializable (keys are stored in the manifest as
-/// CBOR), hashable, cloneable and printable (errors name the key).
-/// Implemented for every type that has these traits.
-pub trait Key:
-    Serialize + DeserializeOwned + Hash + Eq + Clone + Debug + Send + Sync + 'static
-{
-}
-impl<T: Serialize + DeserializeOwned + Hash + Eq + Clone + Debug + Send + Sync + 'static> Key
-    for T
-{
-}
 
 /// A dictionary whose values spill to a backend when they outgrow a memory budget.
 ///

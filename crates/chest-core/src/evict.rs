@@ -16,7 +16,8 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::chest::{join, Inner, Key};
+use crate::chest::{join, Inner};
+use crate::config::Key;
 use crate::entry::Slot;
 use crate::error::{Error, Result};
 use crate::guard;

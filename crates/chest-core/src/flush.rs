@@ -24,7 +24,8 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::chest::{join, lock, Chest, Inner, Key};
+use crate::chest::{join, lock, Chest, Inner};
+use crate::config::Key;
 use crate::entry::Slot;
 use crate::error::{Error, Result};
 use crate::evict::{Outcome, Victim};

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use crate::chest::{Chest, Inner, Key};
+use crate::chest::{Chest, Inner};
+use crate::config::Key;
 use crate::entry::Slot;
 use crate::serializer::Serializer;
 

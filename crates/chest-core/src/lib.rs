@@ -33,6 +33,7 @@ mod budget;
 mod builder;
 mod bulk;
 mod chest;
+mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod crew;
@@ -62,10 +63,12 @@ mod writer;
 #[cfg(feature = "tokio")]
 pub use async_chest::AsyncChest;
 pub use backend::{Backend, BackendResult, ObjectVersion, PutIf, SingleWriter};
-pub use builder::{
-    ChestBuilder, OpenMode, Weigher, DEFAULT_BUDGET, DEFAULT_LEASE_TTL, DEFAULT_READER_GRACE,
+pub use builder::ChestBuilder;
+pub use chest::Chest;
+pub use config::{
+    Admission, EvictionPolicy, Key, OpenMode, Weigher, DEFAULT_BUDGET, DEFAULT_LEASE_TTL,
+    DEFAULT_READER_GRACE,
 };
-pub use chest::{Chest, Key};
 pub use error::{BackendError, BoxError, Error, ErrorKind, Result};
 pub use location::{redact_url, IntoLocation, REDACTED};
 pub use memory::MemoryBackend;
@@ -74,7 +77,6 @@ pub use raw::{RawChest, RawKey};
 #[cfg(feature = "json")]
 pub use serializer::Json;
 pub use serializer::{Cbor, Raw, Serializer};
-pub use shard::{Admission, EvictionPolicy};
 pub use stats::Stats;
 pub use weigh::Weigh;
 

@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::chest::{Chest, Inner, Key};
+use crate::chest::{Chest, Inner};
+use crate::config::Key;
 use crate::entry::{Load, Resident, Slot};
 use crate::error::{BackendError, Error, Result};
 use crate::guard;

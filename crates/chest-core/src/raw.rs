@@ -36,8 +36,9 @@ use bytes::Bytes;
 use ciborium::Value;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::builder::{ChestBuilder, OpenMode};
+use crate::builder::ChestBuilder;
 use crate::chest::Chest;
+use crate::config::OpenMode;
 use crate::error::{BackendError, BoxError, Error, Result};
 use crate::location::IntoLocation;
 use crate::registry::{self, OpenOptions};

@@ -39,7 +39,8 @@ use std::hash::Hash;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use crate::chest::{lock, Chest, Inner, Key};
+use crate::chest::{lock, Chest, Inner};
+use crate::config::Key;
 use crate::crew::{next_job, Crew};
 use crate::entry::{Load, Slot};
 use crate::guard::panic_message;

@@ -8,8 +8,9 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::builder::{Config, OpenMode, Weigher};
-use crate::chest::{Chest, Inner, Key};
+use crate::chest::{Chest, Inner};
+use crate::config::Key;
+use crate::config::{Config, OpenMode, Weigher};
 use crate::entry::Slot;
 use crate::error::{Error, Result};
 use crate::index::Index;

@@ -5,6 +5,7 @@ use priority_queue::PriorityQueue;
 use std::collections::VecDeque;
 use std::hash::Hash;
 
+use crate::config::EvictionPolicy;
 use crate::entry::{Resident, Slot};
 use crate::index::Index;
 
@@ -16,47 +17,6 @@ pub(crate) type FastHash = foldhash::fast::RandomState;
 /// integer keys to one shard (64 keys in one of 2 shards about once in 140
 /// chests). The quality variant is the fast one with a final mix.
 pub(crate) type ShardHash = foldhash::quality::RandomState;
-
-/// Which resident values leave memory first when the budget is exceeded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum EvictionPolicy {
-    /// The least recently used value (inserted, read or updated) goes
-    /// first, as a CLOCK approximates it: values leave in the order they
-    /// came in (were inserted, loaded or updated), except that one read
-    /// since gets a second chance and goes to the back instead. A read costs
-    /// no reordering.
-    #[default]
-    LeastRecentlyUsed,
-    /// The heaviest value goes first, as Python's `chest` did: frees the most
-    /// memory per write, keeps many small values resident.
-    LargestFirst,
-}
-
-/// Whether a value that `get` loads from the backend stays in memory.
-///
-/// Keeping every loaded value lets a scan of values read once push out the
-/// values in use (and, if those are dirty, write them): reading a chest
-/// bigger than its budget from end to end would cycle every value through
-/// memory for nothing. By default a loaded value is kept when it is read a
-/// second time within a while (the chest remembers the keys of recent loads
-/// it did not keep, a few thousand per chest, as 4-byte fingerprints), as
-/// 2Q and TinyLFU's doorkeeper do in caches.
-///
-/// `update`, [`prefetch`](crate::Chest::prefetch) and the values a
-/// `get_or_insert_with` style call loads are always kept: they say the value
-/// is wanted in memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Admission {
-    /// Kept on its second load within a while; read once, a value is
-    /// handed to the caller and only the stored copy remains (the default).
-    #[default]
-    SecondRead,
-    /// Kept on every load, as Python's `chest` did: a value read stays in
-    /// memory, pushing out the coldest.
-    EveryRead,
-}
 
 /// Fingerprints of the keys loaded lately and not kept, for
 /// [`Admission::SecondRead`]: buckets of [`WAYS`] slots, a key's bucket

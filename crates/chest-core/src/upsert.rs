@@ -16,7 +16,8 @@ use std::hash::Hash;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use crate::chest::{Chest, Key};
+use crate::chest::Chest;
+use crate::config::Key;
 use crate::entry::{Resident, Slot};
 use crate::error::Result;
 use crate::serializer::Serializer;

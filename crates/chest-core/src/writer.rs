@@ -61,7 +61,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use crate::budget::Marks;
-use crate::chest::{join, lock, Inner, Key};
+use crate::chest::{join, lock, Inner};
+use crate::config::Key;
 use crate::crew::{next_job, Crew};
 use crate::error::{Error, Result};
 use crate::evict::{Outcome, Victim};

@@ -1,0 +1,119 @@
+//! The settings of a chest: what a key must be, the eviction policy and the
+//! admission of loaded values (public), the defaults, and the tuning the
+//! builder collects and the chest keeps ([`Config`]).
+
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// What a key must be: serializable (keys are stored in the manifest as
+/// CBOR), hashable, cloneable and printable (errors name the key).
+/// Implemented for every type that has these traits.
+pub trait Key:
+    Serialize + DeserializeOwned + Hash + Eq + Clone + Debug + Send + Sync + 'static
+{
+}
+impl<T: Serialize + DeserializeOwned + Hash + Eq + Clone + Debug + Send + Sync + 'static> Key
+    for T
+{
+}
+
+/// Which resident values leave memory first when the budget is exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum EvictionPolicy {
+    /// The least recently used value (inserted, read or updated) goes
+    /// first, as a CLOCK approximates it: values leave in the order they
+    /// came in (were inserted, loaded or updated), except that one read
+    /// since gets a second chance and goes to the back instead. A read costs
+    /// no reordering.
+    #[default]
+    LeastRecentlyUsed,
+    /// The heaviest value goes first, as Python's `chest` did: frees the most
+    /// memory per write, keeps many small values resident.
+    LargestFirst,
+}
+
+/// Whether a value that `get` loads from the backend stays in memory.
+///
+/// Keeping every loaded value lets a scan of values read once push out the
+/// values in use (and, if those are dirty, write them): reading a chest
+/// bigger than its budget from end to end would cycle every value through
+/// memory for nothing. By default a loaded value is kept when it is read a
+/// second time within a while (the chest remembers the keys of recent loads
+/// it did not keep, a few thousand per chest, as 4-byte fingerprints), as
+/// 2Q and TinyLFU's doorkeeper do in caches.
+///
+/// `update`, [`prefetch`](crate::Chest::prefetch) and the values a
+/// `get_or_insert_with` style call loads are always kept: they say the value
+/// is wanted in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Admission {
+    /// Kept on its second load within a while; read once, a value is
+    /// handed to the caller and only the stored copy remains (the default).
+    #[default]
+    SecondRead,
+    /// Kept on every load, as Python's `chest` did: a value read stays in
+    /// memory, pushing out the coldest.
+    EveryRead,
+}
+
+/// Weighs a value for the memory budget.
+pub type Weigher<V> = Arc<dyn Fn(&V) -> usize + Send + Sync>;
+
+/// Tuning of a chest, shared by the builder and the chest.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub budget: usize,
+    pub policy: EvictionPolicy,
+    /// Whether values `get` loads stay in memory.
+    pub admission: Admission,
+    pub shards: usize,
+    pub read_only: bool,
+    pub mode: OpenMode,
+    /// Whether dropping the chest flushes it (a persistent one).
+    pub flush_on_drop: bool,
+    /// Values at least this heavy are stored as objects of their own.
+    pub large_value: usize,
+    /// Small values are packed into segments of about this size.
+    pub segment_bytes: usize,
+    /// When over budget, evict down to `budget - evict_batch`.
+    pub evict_batch: usize,
+    /// How long a writer lease holds without renewal.
+    pub lease_ttl: std::time::Duration,
+    /// How long dead objects stay for readers beside the writer.
+    pub reader_grace: std::time::Duration,
+    /// Background threads that write eviction batches (0: the evicting
+    /// call writes them itself; `None`: chosen by the backend, see
+    /// [`ChestBuilder::writer_threads`]).
+    pub writers: Option<usize>,
+}
+
+/// Default time a dead object stays for readers beside a writer: 60 s.
+pub const DEFAULT_READER_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Default time a writer lease holds without renewal: 30 s.
+pub const DEFAULT_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Whether opening creates a chest, finds one, or either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OpenMode {
+    /// Open the chest at the location, or create one if the location is
+    /// empty (the default).
+    #[default]
+    OpenOrCreate,
+    /// Create a new chest; fail with [`Error::AlreadyExists`](crate::Error::AlreadyExists)
+    /// if the location already holds one.
+    CreateNew,
+    /// Open an existing chest; fail with [`Error::NoChest`](crate::Error::NoChest)
+    /// if the location holds none.
+    MustExist,
+}
+
+/// Default memory budget: 256 MiB.
+pub const DEFAULT_BUDGET: usize = 256 << 20;
