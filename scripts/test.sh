@@ -8,7 +8,8 @@
 # once per machine) and Ceph (scripts/ceph.sh install: Debian packages unpacked into a cache,
 # seconds, once per machine), starts a Garage single node, a three-node Garage cluster and a
 # single-host Ceph RGW (unless they already run), loads their settings (CHEST_S3_URL,
-# CHEST_S3_NODE1..3, AWS_*, CHEST_CEPH_URL), runs the tests, and stops the servers it
+# CHEST_S3_NODE1..3, AWS_*, CHEST_CEPH_URL), runs the tests with CHEST_REQUIRE_SERVERS=1
+# (so a test that finds no server fails rather than skips), and stops the servers it
 # started when it exits, however it exits, with the tests' exit code.
 #
 # Environment:
@@ -62,6 +63,10 @@ fi
 # Ceph's credentials are in CHEST_CEPH_URL's query: it leaves AWS_* alone.
 # shellcheck disable=SC1090
 . "$("$ceph" env-file)"
+
+# Every server runs here: a test that finds its server's settings missing fails
+# instead of skipping (a plain `cargo test` lets the S3 tests skip, saying so).
+export CHEST_REQUIRE_SERVERS=1
 
 # shellcheck disable=SC2086 # CARGO_TEST_ARGS is a list of arguments
 cargo test $CARGO_TEST_ARGS "$@"

@@ -3,6 +3,8 @@
 //! read through another, and with one node down (quorum 2 of 3) every object
 //! still reads and new writes succeed. With two nodes down, writes fail with
 //! an error naming the bucket and key; once the nodes are back, they succeed.
+//! Without the cluster's settings the test skips, saying so (fails under
+//! `CHEST_REQUIRE_SERVERS=1`).
 
 mod common;
 
@@ -10,6 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use chest_core::conformance::servers;
 use chest_core::Backend;
 use chest_s3::S3Backend;
 
@@ -19,26 +22,22 @@ struct Cluster {
     script: String,
 }
 
-fn cluster() -> Cluster {
-    let var = |name: &str| {
-        match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v,
-        _ => panic!(
-            "{name} is not set: the cluster test needs the three-node Garage cluster. Start it with \
-             `scripts/garage.sh cluster-start` and load its settings with \
-             `. \"$(scripts/garage.sh cluster-env-file)\"` (or run every test with scripts/test.sh)"
-        ),
-    }
-    };
-    Cluster {
-        endpoints: [
-            var("CHEST_S3_NODE1"),
-            var("CHEST_S3_NODE2"),
-            var("CHEST_S3_NODE3"),
+/// The cluster's settings, or `None`: skip the test.
+fn cluster() -> Option<Cluster> {
+    let [node1, node2, node3, script] = servers::servers(
+        [
+            "CHEST_S3_NODE1",
+            "CHEST_S3_NODE2",
+            "CHEST_S3_NODE3",
+            "CHEST_GARAGE_SCRIPT",
         ],
+        servers::GARAGE_CLUSTER,
+    )?;
+    Some(Cluster {
+        endpoints: [node1, node2, node3],
         bucket: std::env::var("CHEST_S3_CLUSTER_BUCKET").unwrap_or_else(|_| "chest-test".into()),
-        script: var("CHEST_GARAGE_SCRIPT"),
-    }
+        script,
+    })
 }
 
 impl Cluster {
@@ -90,7 +89,7 @@ fn data(seed: u8, len: usize) -> Bytes {
 
 #[test]
 fn survives_one_node_down() {
-    let c = cluster();
+    let Some(c) = cluster() else { return };
     let prefix = format!("tests/{}", common::unique("cluster"));
     let extra = "&part_size=5MiB";
     let n1 = c.open(1, &prefix, extra);

@@ -1,41 +1,56 @@
 //! A chest on the three-node Garage cluster (replication factor 3): written
 //! through node 1, read back through node 3; with node 2 stopped, the chest
 //! still reads every key and takes new writes, which node 1 then sees.
+//! Without the cluster's settings the test skips, saying so (fails under
+//! `CHEST_REQUIRE_SERVERS=1`).
 
 mod common;
 
 use std::process::Command;
 use std::sync::Arc;
 
+use chest_core::conformance::servers;
 use chest_core::{Backend, Chest, ChestBuilder};
 use chest_s3::S3Backend;
 
-fn var(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v,
-        _ => panic!(
-            "{name} is not set: this test needs the three-node Garage cluster. Start it with \
-             `scripts/garage.sh cluster-start` and load `. \"$(scripts/garage.sh cluster-env-file)\"` \
-             (or run every test with scripts/test.sh)"
-        ),
-    }
+/// The cluster: its nodes' endpoints and `scripts/garage.sh`.
+struct Cluster {
+    nodes: [String; 3],
+    script: String,
 }
 
-fn node(n: usize, prefix: &str) -> Arc<dyn Backend> {
+/// The cluster's settings, or `None`: skip the test.
+fn cluster() -> Option<Cluster> {
+    let [node1, node2, node3, script] = servers::servers(
+        [
+            "CHEST_S3_NODE1",
+            "CHEST_S3_NODE2",
+            "CHEST_S3_NODE3",
+            "CHEST_GARAGE_SCRIPT",
+        ],
+        servers::GARAGE_CLUSTER,
+    )?;
+    Some(Cluster {
+        nodes: [node1, node2, node3],
+        script,
+    })
+}
+
+fn node(cluster: &Cluster, n: usize, prefix: &str) -> Arc<dyn Backend> {
     let bucket = std::env::var("CHEST_S3_CLUSTER_BUCKET").unwrap_or_else(|_| "chest-test".into());
     // lock=none: Garage ignores conditional writes, so no writer lease; each
     // test keeps to one writer per prefix itself.
     let url = format!(
         "s3://{bucket}/{prefix}?endpoint={}&region=garage&lock=none",
-        var(&format!("CHEST_S3_NODE{n}"))
+        cluster.nodes[n - 1]
     );
     Arc::new(S3Backend::open_url(&url).unwrap_or_else(|e| panic!("open node {n}: {e}")))
 }
 
-fn chest_on(n: usize, prefix: &str) -> Chest<u64, Vec<u8>> {
+fn chest_on(cluster: &Cluster, n: usize, prefix: &str) -> Chest<u64, Vec<u8>> {
     ChestBuilder::new()
         .memory_budget(256 << 10)
-        .open_backend(node(n, prefix))
+        .open_backend(node(cluster, n, prefix))
         .unwrap_or_else(|e| panic!("open a chest through node {n}: {e}"))
 }
 
@@ -63,10 +78,11 @@ impl Drop for Restart {
 
 #[test]
 fn chest_survives_one_node_down() {
-    let script = var("CHEST_GARAGE_SCRIPT");
+    let Some(cluster) = cluster() else { return };
+    let script = cluster.script.clone();
     let prefix = format!("tests/{}", common::unique("cluster-chest"));
 
-    let c = chest_on(1, &prefix);
+    let c = chest_on(&cluster, 1, &prefix);
     for i in 0..80 {
         c.insert(i, value(i)).unwrap();
     }
@@ -76,7 +92,7 @@ fn chest_survives_one_node_down() {
     );
     c.close().unwrap();
 
-    let c = chest_on(3, &prefix);
+    let c = chest_on(&cluster, 3, &prefix);
     assert_eq!(c.len(), 80, "node 3 sees the chest written through node 1");
     for i in 0..80 {
         assert_eq!(
@@ -94,7 +110,7 @@ fn chest_survives_one_node_down() {
         .unwrap();
     assert!(status.success(), "stopping node 2 failed");
 
-    let c = chest_on(3, &prefix);
+    let c = chest_on(&cluster, 3, &prefix);
     for i in 0..80 {
         assert_eq!(
             *c.get(&i).unwrap().unwrap(),
@@ -109,7 +125,7 @@ fn chest_survives_one_node_down() {
     assert!(c.remove(&7).unwrap());
     c.close().unwrap();
 
-    let c = chest_on(1, &prefix);
+    let c = chest_on(&cluster, 1, &prefix);
     assert_eq!(c.len(), 119);
     for i in (0..120).filter(|&i| i != 7) {
         let mut expect = value(i);

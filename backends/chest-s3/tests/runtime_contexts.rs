@@ -1,7 +1,8 @@
 //! The blocking backend works from plain threads, from async code calling it
 //! directly (current-thread and multi-thread runtimes, as in `#[tokio::main]`),
 //! and from `spawn_blocking`; it can be dropped anywhere. Against the real
-//! test server (`CHEST_S3_URL`).
+//! test server (`CHEST_S3_URL`); without it these tests skip, saying so
+//! (fail under `CHEST_REQUIRE_SERVERS=1`).
 
 mod common;
 
@@ -11,8 +12,9 @@ use bytes::Bytes;
 use chest_core::Backend;
 use chest_s3::S3Backend;
 
-fn open(tag: &str) -> S3Backend {
-    S3Backend::open_url(&common::fresh_url(tag)).unwrap()
+/// A fresh prefix of the test server `base`.
+fn open(base: &str, tag: &str) -> S3Backend {
+    S3Backend::open_url(&common::fresh(base, tag)).unwrap()
 }
 
 fn round_trip(b: &dyn Backend, who: &str) {
@@ -31,7 +33,8 @@ fn round_trip(b: &dyn Backend, who: &str) {
 
 #[test]
 fn from_plain_threads() {
-    let b = Arc::new(open("threads"));
+    let Some(base) = common::s3_url() else { return };
+    let b = Arc::new(open(&base, "threads"));
     std::thread::scope(|s| {
         for t in 0..6 {
             let b = Arc::clone(&b);
@@ -43,15 +46,17 @@ fn from_plain_threads() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn directly_from_a_current_thread_runtime() {
+    let Some(base) = common::s3_url() else { return };
     // `Handle::block_on` or `block_in_place` would panic here.
-    let b = open("current-thread");
+    let b = open(&base, "current-thread");
     round_trip(&b, "ct");
     drop(b); // dropping the backend's runtime inside async code must not panic
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn directly_from_a_multi_thread_runtime() {
-    let b = open("multi-thread");
+    let Some(base) = common::s3_url() else { return };
+    let b = open(&base, "multi-thread");
     round_trip(&b, "mt");
     let b = Arc::new(b);
     let tasks: Vec<_> = (0..4)
@@ -67,8 +72,9 @@ async fn directly_from_a_multi_thread_runtime() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn from_spawn_blocking() {
+    let Some(base) = common::s3_url() else { return };
     let b = Arc::new(
-        tokio::task::spawn_blocking(|| open("spawn-blocking"))
+        tokio::task::spawn_blocking(move || open(&base, "spawn-blocking"))
             .await
             .unwrap(),
     );
@@ -87,13 +93,14 @@ async fn from_spawn_blocking() {
 
 #[test]
 fn a_program_with_its_own_runtime() {
+    let Some(base) = common::s3_url() else { return };
     // What `#[tokio::main]` expands to: a runtime blocking on an async main.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let b = open("tokio-main");
+        let b = open(&base, "tokio-main");
         round_trip(&b, "main");
         let b = Arc::new(b);
         let b2 = Arc::clone(&b);

@@ -1,38 +1,28 @@
-//! Shared by the integration tests: the test server's URL and unique prefixes.
+//! Shared by the integration tests: the test servers' URLs and unique prefixes.
+//!
+//! A test that needs a server starts with `let Some(base) = common::s3_url()
+//! else { return };` (or `ceph_url`): without the server's settings it skips,
+//! with a `SKIPPED:` line on stderr, and under `CHEST_REQUIRE_SERVERS=1`
+//! (set by `scripts/test.sh`) it fails instead (see
+//! `chest_core::conformance::servers`).
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// `CHEST_S3_URL`, or a panic saying how to start the test server. These
-/// tests never skip: without a server they fail.
-pub fn s3_url() -> String {
-    match std::env::var("CHEST_S3_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => panic!(
-            "CHEST_S3_URL is not set: the chest-s3 tests need a real S3 server. Start one with \
-             `scripts/garage.sh start` and load its settings with `. \"$(scripts/garage.sh env-file)\"` \
-             (or run every test with scripts/test.sh, which does both)"
-        ),
-    }
+use chest_core::conformance::servers::{self, CEPH, GARAGE};
+
+/// `CHEST_S3_URL` (the Garage test server), or `None`: skip the test.
+#[track_caller]
+pub fn s3_url() -> Option<String> {
+    servers::server("CHEST_S3_URL", GARAGE)
 }
 
-/// `CHEST_CEPH_URL` (the Ceph RGW test server, credentials in its query), or a
-/// panic saying how to start it. Like [`s3_url`], never a skip.
-pub fn ceph_url() -> String {
-    match std::env::var("CHEST_CEPH_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => panic!(
-            "CHEST_CEPH_URL is not set: the Ceph tests of chest-s3 need a real Ceph RGW. Start one \
-             with `scripts/ceph.sh start` and load its settings with `. \"$(scripts/ceph.sh env-file)\"` \
-             (or run every test with scripts/test.sh, which does both)"
-        ),
-    }
-}
-
-/// A fresh, empty prefix of the Ceph RGW test bucket, as an `s3://` URL.
-pub fn fresh_ceph_url(tag: &str) -> String {
-    with_prefix(&ceph_url(), tag, &[])
+/// `CHEST_CEPH_URL` (the Ceph RGW test server, credentials in its query), or
+/// `None`: skip the test.
+#[track_caller]
+pub fn ceph_url() -> Option<String> {
+    servers::server("CHEST_CEPH_URL", CEPH)
 }
 
 /// A prefix no other test (in this or another process) uses.
@@ -51,7 +41,7 @@ pub fn unique(tag: &str) -> String {
 
 /// `url` with `/tests/<unique prefix>` appended to its path and `extra` query pairs added.
 pub fn with_prefix(url: &str, tag: &str, extra: &[(&str, &str)]) -> String {
-    let mut parsed = url::Url::parse(url).expect("CHEST_S3_URL is not a URL");
+    let mut parsed = url::Url::parse(url).expect("the server's URL is not a URL");
     let path = format!(
         "{}/tests/{}",
         parsed.path().trim_end_matches('/'),
@@ -64,25 +54,25 @@ pub fn with_prefix(url: &str, tag: &str, extra: &[(&str, &str)]) -> String {
     parsed.to_string()
 }
 
-/// A fresh, empty prefix of the test bucket, as an `s3://` URL.
-pub fn fresh_url(tag: &str) -> String {
-    with_prefix(&s3_url(), tag, &[])
+/// A fresh, empty prefix of the bucket of `url` (a server's URL), as an `s3://` URL.
+pub fn fresh(url: &str, tag: &str) -> String {
+    with_prefix(url, tag, &[])
 }
 
-/// The test server's endpoint (from `CHEST_S3_URL`).
-pub fn endpoint() -> String {
-    let url = url::Url::parse(&s3_url()).expect("CHEST_S3_URL is not a URL");
+/// The endpoint of `url` (a server's URL).
+pub fn endpoint(url: &str) -> String {
+    let url = url::Url::parse(url).expect("the server's URL is not a URL");
     url.query_pairs()
         .find(|(k, _)| k == "endpoint")
         .map(|(_, v)| v.into_owned())
         .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
-        .expect("CHEST_S3_URL has no endpoint= and AWS_ENDPOINT_URL is not set")
+        .expect("the server's URL has no endpoint= and AWS_ENDPOINT_URL is not set")
 }
 
-/// The test bucket (from `CHEST_S3_URL`).
-pub fn bucket() -> String {
-    let url = url::Url::parse(&s3_url()).expect("CHEST_S3_URL is not a URL");
+/// The bucket of `url` (a server's URL).
+pub fn bucket(url: &str) -> String {
+    let url = url::Url::parse(url).expect("the server's URL is not a URL");
     url.host_str()
-        .expect("CHEST_S3_URL has no bucket")
+        .expect("the server's URL has no bucket")
         .to_string()
 }

@@ -21,6 +21,7 @@ pub mod backend_contract;
 pub mod chest_behaviour;
 pub mod crash;
 pub mod hooked;
+pub mod servers;
 pub mod single_writer;
 
 /// A kind of store under test: hands out fresh, empty locations.
