@@ -26,52 +26,45 @@
 //! ```
 #![warn(missing_docs)]
 
-#[cfg(feature = "tokio")]
-mod async_chest;
+// The layers, top to bottom (imports run downwards):
+// api/     `Chest` and every public method, the builder, upserts, bulk calls,
+//          the async handle, the typeless view for tools
+// engine/  eviction, write-behind, the crew of background threads, loads,
+//          read-ahead, flush, recovery at open, the invariant check
+// map/     entry states, shards, the key index, the budget's counters
+// store/   records, segments, manifests, commit, lease, compaction
+// backend/ the `Backend` trait, the memory backend, the URL registry, locations
+// value/   serializers and weighers
+// config.rs, error.rs, stats.rs: shared by all of them.
+mod api;
 pub mod backend;
-mod budget;
-mod builder;
-mod bulk;
-mod chest;
 mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
-mod crew;
-mod entry;
+mod engine;
 pub mod error;
-mod evict;
-mod flush;
-mod guard;
-mod index;
-mod invariants;
-mod load;
-mod location;
-pub mod memory;
-#[cfg(feature = "json")]
-pub mod raw;
-mod readahead;
-mod recover;
-pub mod registry;
-pub mod serializer;
-mod shard;
+mod map;
 mod stats;
 mod store;
-mod upsert;
-pub mod weigh;
-mod writer;
+mod value;
+
+#[cfg(feature = "json")]
+pub use api::raw;
+pub use backend::{memory, registry};
+pub use value::{serializer, weigh};
 
 #[cfg(feature = "tokio")]
-pub use async_chest::AsyncChest;
+pub use api::async_chest::AsyncChest;
+pub use api::builder::ChestBuilder;
+pub use api::chest::Chest;
+pub use backend::location::{redact_url, IntoLocation, REDACTED};
+pub use backend::memory::MemoryBackend;
 pub use backend::{Backend, BackendResult, ObjectVersion, PutIf, SingleWriter};
-pub use builder::ChestBuilder;
-pub use chest::Chest;
 pub use config::{
     Admission, EvictionPolicy, Key, OpenMode, Weigher, DEFAULT_BUDGET, DEFAULT_LEASE_TTL,
     DEFAULT_READER_GRACE,
 };
 pub use error::{BackendError, BoxError, Error, ErrorKind, Result};
-pub use location::{redact_url, IntoLocation, REDACTED};
-pub use memory::MemoryBackend;
 #[cfg(feature = "json")]
 pub use raw::{RawChest, RawKey};
 #[cfg(feature = "json")]

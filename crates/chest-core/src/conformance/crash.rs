@@ -48,9 +48,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 
+use crate::backend::memory::MemoryBackend;
 use crate::backend::{check_name, check_range, Backend, BackendResult};
 use crate::error::BackendError;
-use crate::memory::MemoryBackend;
 
 /// A tiny, fast, seedable pseudo-random generator (splitmix64): the same seed
 /// gives the same sequence on every platform, so a failing case replays.

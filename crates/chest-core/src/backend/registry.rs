@@ -15,10 +15,10 @@ use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use url::Url;
 
+use crate::backend::location::{is_secret_key, redact_url, REDACTED};
+use crate::backend::memory::MemoryBackend;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::location::{is_secret_key, redact_url, REDACTED};
-use crate::memory::MemoryBackend;
 
 /// How a chest wants its store opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

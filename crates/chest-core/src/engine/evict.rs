@@ -4,7 +4,7 @@
 //! Victims are taken from the shards in turn, a little from each, under each
 //! shard's lock (they are marked `evicting` and leave the eviction queue;
 //! their weight is counted in `inflight`), by the call that finds memory
-//! past the high mark (see [`crate::writer`] for the marks and the
+//! past the high mark (see [`crate::engine::writer`] for the marks and the
 //! backpressure). The batch goes to the background writer, which
 //! serializes and writes it with no lock held (small values packed
 //! together into one segment, large ones through one `put_many`), then
@@ -16,15 +16,15 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::chest::{join, Inner};
 use crate::config::Key;
-use crate::entry::Slot;
+use crate::engine::guard;
+use crate::engine::inner::{join, Inner};
 use crate::error::{Error, Result};
-use crate::guard;
-use crate::serializer::Serializer;
-use crate::shard::Shard;
+use crate::map::entry::Slot;
+use crate::map::shard::Shard;
 use crate::stats::Counters;
 use crate::store::{seal_shared, seal_whole, Loc, SegmentBuf, WholeRecord};
+use crate::value::serializer::Serializer;
 
 /// Large values are written in batches of at most this many bytes...
 const WHOLE_BATCH_BYTES: usize = 64 << 20;
@@ -36,7 +36,7 @@ pub(crate) struct Victim<K, V> {
     pub shard: usize,
     pub key: K,
     /// Where the key was in its shard's index (a hint, see
-    /// [`Index::get_hinted`](crate::index::Index::get_hinted)).
+    /// [`Index::get_hinted`](crate::map::index::Index::get_hinted)).
     pub at: u32,
     pub value: Arc<V>,
     pub weight: usize,

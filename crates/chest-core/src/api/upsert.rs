@@ -3,7 +3,7 @@
 //! loading it if it was spilled).
 //!
 //! Each one looks at the key under its shard's lock. If the value is
-//! spilled, the lock is dropped, the value is loaded (see [`crate::load`]),
+//! spilled, the lock is dropped, the value is loaded (see [`crate::engine::load`]),
 //! and the key is looked at again: the change is made only if the key still
 //! holds what was loaded, otherwise it starts over. User code (`f`,
 //! `default`) runs under the lock, once, and only when the change is made;
@@ -16,12 +16,12 @@ use std::hash::Hash;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use crate::chest::Chest;
+use crate::api::chest::Chest;
 use crate::config::Key;
-use crate::entry::{Resident, Slot};
 use crate::error::Result;
-use crate::serializer::Serializer;
-use crate::shard::Shard;
+use crate::map::entry::{Resident, Slot};
+use crate::map::shard::Shard;
+use crate::value::serializer::Serializer;
 use std::sync::MutexGuard;
 
 /// A shard's lock, held.
@@ -60,7 +60,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 Found::Absent => return Ok(Err(shard)),
                 _ => {
                     drop(shard);
-                    self.fetch(key, true)?
+                    self.inner.fetch(key, true)?
                 }
             };
             match fetched {
@@ -287,7 +287,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         &self,
         shard: &mut Shard<K, V>,
         key: &K,
-    ) -> Option<crate::evict::Victim<K, V>> {
+    ) -> Option<crate::engine::evict::Victim<K, V>> {
         let slot = shard.map.get_mut(key)?;
         if let Slot::Resident(r) = slot {
             if let Some(loc) = r.stored {

@@ -1,5 +1,9 @@
 //! The [`Backend`] trait: a flat namespace of named byte objects.
 
+pub(crate) mod location;
+pub mod memory;
+pub mod registry;
+
 use std::fmt::Debug;
 use std::ops::Range;
 

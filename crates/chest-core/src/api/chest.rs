@@ -1,37 +1,30 @@
 //! [`Chest`]: the map API. Keys are always known; values live in memory up
 //! to the budget and in the backend beyond it.
 //!
-//! The jobs behind the API live beside this module: [`crate::entry`] (the
-//! states of an entry and what guards each move), [`crate::load`] (reads of
-//! spilled values), [`crate::evict`] (spilling to stay within the budget),
-//! [`crate::flush`] (making everything durable, with compaction),
-//! [`crate::recover`] (open) and [`crate::invariants`] (the consistency
-//! check the tests run between phases).
+//! Each method is a call into the engine below ([`crate::engine`]): what a
+//! chest holds is [`Inner`]; the states of an entry and what guards each
+//! move are in [`crate::map::entry`].
 
 use std::borrow::Borrow;
 use std::fmt::{self, Debug};
-use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::hash::Hash;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::budget::Budget;
-use crate::builder::ChestBuilder;
-use crate::config::Admission;
+use crate::api::builder::ChestBuilder;
+use crate::backend::location::IntoLocation;
+use crate::backend::registry::OpenedBackend;
 use crate::config::{Config, Key, Weigher};
-use crate::entry::{Resident, Slot};
+use crate::engine::inner::Inner;
 use crate::error::{Error, Result};
-use crate::guard;
-use crate::location::IntoLocation;
-use crate::readahead::ReadAhead;
-use crate::serializer::{Cbor, Serializer};
-use crate::shard::{Shard, ShardHash};
+use crate::map::entry::{Resident, Slot};
+use crate::map::shard::Shard;
 use crate::stats::{Counters, Stats};
-use crate::store::Store;
-use crate::weigh::Weigh;
-use crate::writer::WriteBehind;
+use crate::value::serializer::{Cbor, Serializer};
+use crate::value::weigh::Weigh;
 
 /// A dictionary whose values spill to a backend when they outgrow a memory budget.
 ///
@@ -66,44 +59,9 @@ use crate::writer::WriteBehind;
 /// locks makes it refuse further changes ([`Error::Poisoned`]).
 pub struct Chest<K: Key, V: Send + Sync + 'static, S: Serializer<V> = Cbor> {
     /// The map and its machinery, shared with the chest's background
-    /// writers and readers (see [`crate::writer`], [`crate::readahead`]),
+    /// writers and readers (see [`crate::engine::writer`], [`crate::engine::readahead`]),
     /// which are joined when the chest is dropped.
     pub(crate) inner: Arc<Inner<K, V, S>>,
-}
-
-/// What a [`Chest`] holds: everything its own calls and its background
-/// writers and readers work on.
-pub(crate) struct Inner<K: Key, V: Send + Sync + 'static, S: Serializer<V>> {
-    pub(crate) shards: Box<[Mutex<Shard<K, V>>]>,
-    /// Picks each key's shard (see [`ShardHash`]).
-    hasher: ShardHash,
-    pub(crate) store: Store,
-    pub(crate) serializer: S,
-    pub(crate) weigher: Weigher<V>,
-    pub(crate) config: Config,
-    /// The memory counters and their rules (see [`crate::budget`]).
-    pub(crate) budget: Budget,
-    /// Bumped under the shard lock by every insert, update and remove, once
-    /// the change is in the map (see [`crate::entry`]).
-    pub(crate) changes: AtomicU64,
-    /// `changes` as read at the start of the last flush that wrote everything.
-    pub(crate) flushed: AtomicU64,
-    pub(crate) len: AtomicUsize,
-    pub(crate) cursor: AtomicUsize,
-    pub(crate) counters: Counters,
-    pub(crate) persistent: bool,
-    pub(crate) flush_lock: Mutex<()>,
-    pub(crate) closed: AtomicBool,
-    /// Set when a panic poisoned a shard's lock: changes are refused.
-    pub(crate) poisoned: AtomicBool,
-    /// Newer manifests found damaged and skipped at open.
-    pub(crate) skipped_manifests: Vec<String>,
-    /// The background writers' queue and state.
-    pub(crate) wb: WriteBehind<K, V>,
-    /// The background readers' queue and state.
-    pub(crate) ra: ReadAhead<K, V>,
-    /// This, as the writers and readers it starts hold it.
-    pub(crate) me: Weak<Self>,
 }
 
 impl<K: Key, V: Weigh + Serialize + DeserializeOwned + Send + Sync + 'static> Chest<K, V, Cbor> {
@@ -122,143 +80,6 @@ impl<K: Key, V: Weigh + Serialize + DeserializeOwned + Send + Sync + 'static> Ch
     /// A chest in a new temporary location, removed when it is dropped.
     pub fn temp() -> Result<Self> {
         Self::builder().temp()
-    }
-}
-
-/// Memory the chest holds for each value in memory beyond the value itself:
-/// its entry, the counts of its shared handle, its places in the eviction
-/// order and the allocator's headers of those allocations. Counted in the
-/// value's weight, so that the budget bounds what the process holds (for
-/// 100-byte values this is about as much again as the values).
-pub(crate) fn entry_overhead<K, V>() -> usize {
-    std::mem::size_of::<Resident<V>>()
-        + 2 * std::mem::size_of::<usize>()
-        + 2 * std::mem::size_of::<crate::shard::Queued<K>>()
-        + 3 * 16
-}
-
-/// Slots of each shard's doorkeeper (see [`Admission`]): about one per KiB
-/// of budget in all, between 1,024 and 65,536 (4 bytes each), 0 when every
-/// load is kept.
-fn recent_slots(config: &Config) -> usize {
-    match config.admission {
-        Admission::EveryRead => 0,
-        Admission::SecondRead => {
-            ((config.budget >> 10).clamp(1 << 10, 1 << 16) / config.shards).max(16)
-        }
-    }
-}
-
-/// Several errors as one: none, the only one, or [`Error::Many`].
-pub(crate) fn join(mut errors: Vec<Error>) -> Result<()> {
-    match errors.len() {
-        0 => Ok(()),
-        1 => Err(errors.remove(0)),
-        _ => Err(Error::Many(errors)),
-    }
-}
-
-impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
-    pub(crate) fn new_empty(
-        mut config: Config,
-        serializer: S,
-        weigher: Weigher<V>,
-        store: Store,
-        persistent: bool,
-    ) -> Self {
-        config.writers = Some(config.writers.unwrap_or_else(|| {
-            if store.backend().write_concurrency() > 1 {
-                2
-            } else {
-                1
-            }
-        }));
-        let shards = (0..config.shards)
-            .map(|_| Mutex::new(Shard::new(config.policy, recent_slots(&config))))
-            .collect();
-        let budget = Budget::new(config.budget, config.evict_batch, config.large_value);
-        Self {
-            shards,
-            hasher: ShardHash::default(),
-            store,
-            serializer,
-            weigher,
-            config,
-            budget,
-            changes: AtomicU64::new(0),
-            flushed: AtomicU64::new(0),
-            len: AtomicUsize::new(0),
-            cursor: AtomicUsize::new(0),
-            counters: Counters::default(),
-            persistent,
-            flush_lock: Mutex::new(()),
-            closed: AtomicBool::new(false),
-            poisoned: AtomicBool::new(false),
-            skipped_manifests: Vec::new(),
-            wb: WriteBehind::default(),
-            ra: ReadAhead::default(),
-            me: Weak::new(),
-        }
-    }
-
-    pub(crate) fn location(&self) -> &str {
-        self.store.location()
-    }
-
-    /// The weight of `key`'s `value`: the weigher's answer (a panic in it
-    /// is an error) plus the chest's own bookkeeping for an entry.
-    pub(crate) fn weigh<Q: Debug + ?Sized>(&self, key: &Q, value: &V) -> Result<usize> {
-        guard::catch("weigher", key, || (self.weigher)(value))
-            .map(|w| w.saturating_add(entry_overhead::<K, V>()))
-    }
-
-    pub(crate) fn memory_usage(&self) -> usize {
-        self.budget.usage()
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed)
-    }
-
-    /// The hash of a key, as the chest spreads keys over its shards.
-    pub(crate) fn hash_of<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
-        self.hasher.hash_one(key)
-    }
-
-    pub(crate) fn shard_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
-        ((self.hash_of(key) >> 7) as usize) & (self.shards.len() - 1)
-    }
-
-    /// Locks shard `i`. A lock poisoned by a panic the chest could not
-    /// catch makes the chest refuse changes from then on.
-    pub(crate) fn lock_shard(&self, i: usize) -> MutexGuard<'_, Shard<K, V>> {
-        self.shards[i].lock().unwrap_or_else(|e| {
-            self.poisoned.store(true, Ordering::SeqCst);
-            e.into_inner()
-        })
-    }
-
-    pub(crate) fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> MutexGuard<'_, Shard<K, V>> {
-        self.lock_shard(self.shard_of(key))
-    }
-
-    pub(crate) fn check_writable(&self) -> Result<()> {
-        if self.config.read_only {
-            return Err(Error::ReadOnly {
-                location: self.location().to_string(),
-            });
-        }
-        if self.poisoned.load(Ordering::SeqCst) {
-            return Err(Error::Poisoned {
-                location: self.location().to_string(),
-            });
-        }
-        Ok(())
-    }
-
-    /// Records a change of the map; called under the changed key's shard lock.
-    pub(crate) fn bump(&self) {
-        self.changes.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -435,7 +256,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + Debug + ?Sized,
     {
-        Ok(self.fetch(key, false)?.map(|f| f.value))
+        Ok(self.inner.fetch(key, false)?.map(|f| f.value))
     }
 
     /// Changes a value in place: `f` gets it mutably (loaded first if it was
@@ -559,10 +380,128 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     }
 }
 
-/// Locks a mutex that no user code runs under (a panic there is a bug of
-/// the chest's own, and the state it guards stays valid).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
+    /// Makes every entry durable: waits for the values being written by the
+    /// background writers, writes the values that have no stored copy, then
+    /// the manifest. After a crash, a reopen sees the state of the last
+    /// completed flush (or a later one).
+    ///
+    /// Errors: if a value's write fails (disk full, network down), nothing
+    /// is committed — the last flush's state stays the durable one — and the
+    /// values stay in memory for the next flush. A value that cannot be
+    /// serialized stays in memory and out of the manifest (its key is not
+    /// durable until it can be written); the others are committed.
+    ///
+    /// A background write that failed since the last call that returned
+    /// errors is returned too ([`Error::Write`], naming its keys), even when
+    /// this flush then wrote those values itself and committed: a failing
+    /// store is always heard of. So an error from `flush` means "something
+    /// failed", not always "nothing is durable": call `flush` again; when it
+    /// returns `Ok`, every change made before it is durable.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.flush()
+    }
+
+    /// Checks the chest's invariants (see the module's code for the list);
+    /// with `quiescent` (no call of the chest in progress), the background
+    /// writes are waited for first, and the check is exact.
+    ///
+    /// Returns what is wrong. For tests; it costs a pass over every key.
+    #[doc(hidden)]
+    pub fn check_invariants(&self, quiescent: bool) -> Result<(), String> {
+        self.inner.check_invariants(quiescent)
+    }
+
+    /// Opens the chest on a backend: recovers its index, then shares it
+    /// with the background writers to come.
+    pub(crate) fn from_parts(
+        config: Config,
+        serializer: S,
+        weigher: Weigher<V>,
+        opened: OpenedBackend,
+    ) -> Result<Self> {
+        let inner = Inner::from_parts(config, serializer, weigher, opened)?;
+        Ok(Self::from_inner(inner))
+    }
+
+    /// Starts loading the given keys' values in the background and returns
+    /// at once: each is read (together, where the backend reads several
+    /// objects at once) and kept in memory, and a `get` of a key still on
+    /// its way waits for its load instead of reading it again. Returns how
+    /// many loads were started; keys that are absent, in memory or being
+    /// loaded are skipped.
+    ///
+    /// The readers load the keys as [`prefetch`](Chest::prefetch) does, a
+    /// chunk at a time with room reserved for each, so the values read
+    /// ahead never take memory past the budget (a reader waits for room
+    /// while writes or other loads are on their way). Keep the keys read
+    /// ahead (those on their way and those not yet used) to what fits the
+    /// budget, or they push each other out. A failed read is reported by
+    /// the `get` of its key, which reads it again itself.
+    ///
+    /// ```
+    /// use chest_core::Chest;
+    ///
+    /// let c: Chest<u32, Vec<u8>> = Chest::builder().memory_budget(64 << 10).open("memory://")?;
+    /// for i in 0..64 {
+    ///     c.insert(i, vec![i as u8; 4096])?;
+    /// }
+    /// let keys: Vec<u32> = (0..64).collect();
+    /// let mut windows = keys.chunks(4);
+    /// let mut next = windows.next();
+    /// if let Some(first) = next {
+    ///     c.read_ahead(first.iter().copied());
+    /// }
+    /// while let Some(window) = next {
+    ///     next = windows.next();
+    ///     if let Some(following) = next {
+    ///         c.read_ahead(following.iter().copied()); // on its way while this window is used
+    ///     }
+    ///     for k in window {
+    ///         assert_eq!(c.get(k)?.unwrap()[0], *k as u8);
+    ///     }
+    /// }
+    /// # Ok::<(), chest_core::Error>(())
+    /// ```
+    pub fn read_ahead(&self, keys: impl IntoIterator<Item = K>) -> usize {
+        self.inner.read_ahead(keys)
+    }
+
+    /// Loads the given keys' values into memory ahead of use, reading them
+    /// from the backend at once where it can (S3: concurrent requests).
+    /// Prefetch a window that fits the budget: values beyond it push out
+    /// others. Returns how many were loaded; keys that are absent, already
+    /// in memory or being loaded are skipped.
+    ///
+    /// The window is read a chunk at a time (a quarter of the budget at
+    /// most), each with room reserved first — the coldest values are
+    /// evicted for it, and the call waits while writes or other loads on
+    /// their way hold the room — so the values in memory and those on their
+    /// way stay within the budget, however large the window.
+    ///
+    /// ```
+    /// use chest_core::Chest;
+    ///
+    /// let c: Chest<u32, Vec<u8>> = Chest::builder().memory_budget(64 << 10).open("memory://")?;
+    /// for i in 0..64 {
+    ///     c.insert(i, vec![i as u8; 4096])?;
+    /// }
+    /// let window: Vec<u32> = (0..8).collect();
+    /// c.prefetch(&window)?;                 // one batch of reads
+    /// let hits = c.stats().hits;
+    /// for i in &window {
+    ///     c.get(i)?;                        // served from memory
+    /// }
+    /// assert_eq!(c.stats().hits, hits + 8);
+    /// # Ok::<(), chest_core::Error>(())
+    /// ```
+    pub fn prefetch<'q, Q>(&self, keys: impl IntoIterator<Item = &'q Q>) -> Result<usize>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + Debug + ?Sized + 'q,
+    {
+        self.inner.prefetch(keys)
+    }
 }
 
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Drop for Chest<K, V, S> {

@@ -40,10 +40,11 @@ use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 
-use crate::chest::{lock, Chest};
+use crate::api::chest::Chest;
 use crate::config::Key;
+use crate::engine::inner::lock;
 use crate::error::{Error, Result};
-use crate::serializer::{Cbor, Serializer};
+use crate::value::serializer::{Cbor, Serializer};
 
 /// A handle to a [`Chest`] for async code: cheap to clone, `Send + Sync`,
 /// usable from multi-thread and current-thread tokio runtimes. Each call
@@ -451,7 +452,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let mut shard = self.inner.shard(key);
         let tick = shard.tick();
         match shard.map.get_mut(key) {
-            Some(crate::entry::Slot::Resident(r)) => {
+            Some(crate::map::entry::Slot::Resident(r)) => {
                 r.tick = tick;
                 crate::stats::Counters::add(&self.inner.counters.hits, 1);
                 Some(Arc::clone(&r.value))

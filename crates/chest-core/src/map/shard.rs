@@ -6,8 +6,8 @@ use std::collections::VecDeque;
 use std::hash::Hash;
 
 use crate::config::EvictionPolicy;
-use crate::entry::{Resident, Slot};
-use crate::index::Index;
+use crate::map::entry::{Resident, Slot};
+use crate::map::index::Index;
 
 pub(crate) type FastHash = foldhash::fast::RandomState;
 

@@ -24,15 +24,15 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::chest::{join, lock, Chest, Inner};
 use crate::config::Key;
-use crate::entry::Slot;
+use crate::engine::evict::{Outcome, Victim};
+use crate::engine::inner::{join, lock, Inner};
 use crate::error::{Error, Result};
-use crate::evict::{Outcome, Victim};
-use crate::serializer::Serializer;
+use crate::map::entry::Slot;
 use crate::stats::Counters;
 use crate::store::manifest::ManifestWriter;
 use crate::store::{Loc, Store};
+use crate::value::serializer::Serializer;
 
 /// Ends a flush that has begun; if it is dropped before the commit (a
 /// panic), the flush is aborted so that the next one can run.
@@ -328,27 +328,4 @@ fn push_entry<K: Key>(
     })?;
     manifest.push(key_buf, loc);
     Ok(())
-}
-
-impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
-    /// Makes every entry durable: waits for the values being written by the
-    /// background writers, writes the values that have no stored copy, then
-    /// the manifest. After a crash, a reopen sees the state of the last
-    /// completed flush (or a later one).
-    ///
-    /// Errors: if a value's write fails (disk full, network down), nothing
-    /// is committed — the last flush's state stays the durable one — and the
-    /// values stay in memory for the next flush. A value that cannot be
-    /// serialized stays in memory and out of the manifest (its key is not
-    /// durable until it can be written); the others are committed.
-    ///
-    /// A background write that failed since the last call that returned
-    /// errors is returned too ([`Error::Write`], naming its keys), even when
-    /// this flush then wrote those values itself and committed: a failing
-    /// store is always heard of. So an error from `flush` means "something
-    /// failed", not always "nothing is durable": call `flush` again; when it
-    /// returns `Ok`, every change made before it is durable.
-    pub fn flush(&self) -> Result<()> {
-        self.inner.flush()
-    }
 }

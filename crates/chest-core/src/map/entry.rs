@@ -36,7 +36,7 @@
 //!   serializer failed: it stays in memory until it is replaced, updated,
 //!   or a flush manages to write it) or *evicting*.
 //! - **Resident, dirty, evicting**: taken by an eviction batch, which the
-//!   chest's background writer (see [`crate::writer`]) serializes and
+//!   chest's background writer (see [`crate::engine::writer`]) serializes and
 //!   writes with no lock held. The value stays resident meanwhile: `get`
 //!   reads it from memory, `update` changes it (a copy, as the batch holds
 //!   a handle), and its weight counts in `usage` — and in `inflight` —
@@ -47,7 +47,7 @@
 //! - **Spilled(loc)**: only the stored copy exists (12 bytes in memory).
 //! - **Loading(load)**: a reader is reading `loc` outside the lock (or a
 //!   read-ahead job waits for a background reader, see
-//!   [`crate::readahead`]); other readers of the key wait for that one read
+//!   [`crate::engine::readahead`]); other readers of the key wait for that one read
 //!   instead of making their own.
 //!
 //! `insert`, `update` and `remove` may hit a key in any state: they replace
@@ -71,7 +71,7 @@
 //!   shard's, never before; no I/O is done under either;
 //! - the writers' queue, the batches not yet placed and the errors not yet
 //!   reported are under the write-behind mutex, a leaf taken with no other
-//!   lock held (see [`crate::writer`]).
+//!   lock held (see [`crate::engine::writer`]).
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 

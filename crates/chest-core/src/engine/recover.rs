@@ -8,37 +8,23 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::chest::{Chest, Inner};
+use crate::backend::registry::OpenedBackend;
 use crate::config::Key;
 use crate::config::{Config, OpenMode, Weigher};
-use crate::entry::Slot;
+use crate::engine::inner::Inner;
 use crate::error::{Error, Result};
-use crate::index::Index;
-use crate::registry::OpenedBackend;
-use crate::serializer::Serializer;
+use crate::map::entry::Slot;
+use crate::map::index::Index;
 use crate::store::manifest::ManifestWriter;
 use crate::store::{Found, Loaded, Store};
+use crate::value::serializer::Serializer;
 
 /// How many times a writer that took over an expired lease tries to put its
 /// fence in before the previous holder's commits.
 const FENCE_TRIES: usize = 5;
 
-impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
-    /// Opens the chest on a backend: recovers its index, then shares it
-    /// with the background writers to come.
-    pub(crate) fn from_parts(
-        config: Config,
-        serializer: S,
-        weigher: Weigher<V>,
-        opened: OpenedBackend,
-    ) -> Result<Self> {
-        let inner = Inner::from_parts(config, serializer, weigher, opened)?;
-        Ok(Self::from_inner(inner))
-    }
-}
-
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
-    fn from_parts(
+    pub(crate) fn from_parts(
         config: Config,
         serializer: S,
         weigher: Weigher<V>,

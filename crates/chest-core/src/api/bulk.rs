@@ -4,10 +4,11 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::chest::{join, Chest};
+use crate::api::chest::Chest;
 use crate::config::Key;
+use crate::engine::inner::join;
 use crate::error::Result;
-use crate::serializer::Serializer;
+use crate::value::serializer::Serializer;
 
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// Every key, copied a shard at a time (so a chest of many keys is

@@ -36,15 +36,15 @@ use bytes::Bytes;
 use ciborium::Value;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::builder::ChestBuilder;
-use crate::chest::Chest;
+use crate::api::builder::ChestBuilder;
+use crate::api::chest::Chest;
+use crate::backend::location::IntoLocation;
+use crate::backend::registry::{self, OpenOptions};
 use crate::config::OpenMode;
 use crate::error::{BackendError, BoxError, Error, Result};
-use crate::location::IntoLocation;
-use crate::registry::{self, OpenOptions};
-use crate::serializer::Serializer;
 use crate::store::manifest::Manifest;
 use crate::store::{object_name, Found, Loc, ReadError, Store, WHOLE};
+use crate::value::serializer::Serializer;
 
 /// Bytes of a record's checksum.
 const CRC_LEN: u64 = 4;

@@ -6,7 +6,7 @@
 //! # States and locks
 //!
 //! A key handed to the reader is `Loading`, set under its shard's lock as a
-//! `get` miss of a value to be kept sets it (see [`crate::entry`]): a `get`
+//! `get` miss of a value to be kept sets it (see [`crate::map::entry`]): a `get`
 //! of it waits for that
 //! load instead of reading again, and an insert, update or remove replaces
 //! the slot as for any load (the reader then sees that the slot no longer
@@ -39,14 +39,14 @@ use std::hash::Hash;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use crate::chest::{lock, Chest, Inner};
 use crate::config::Key;
-use crate::crew::{next_job, Crew};
-use crate::entry::{Load, Slot};
-use crate::guard::panic_message;
-use crate::load::LoadGuard;
-use crate::serializer::Serializer;
+use crate::engine::crew::{next_job, Crew};
+use crate::engine::guard::panic_message;
+use crate::engine::inner::{lock, Inner};
+use crate::engine::load::LoadGuard;
+use crate::map::entry::{Load, Slot};
 use crate::stats::Counters;
+use crate::value::serializer::Serializer;
 
 /// The name of the reader threads.
 pub(crate) const READER_THREAD: &str = "chest-reader";
@@ -92,86 +92,6 @@ impl<K, V> Default for ReadAhead<K, V> {
 impl<K, V> ReadAhead<K, V> {
     fn state(&self) -> MutexGuard<'_, State<K, V>> {
         lock(&self.state)
-    }
-}
-
-impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
-    /// Starts loading the given keys' values in the background and returns
-    /// at once: each is read (together, where the backend reads several
-    /// objects at once) and kept in memory, and a `get` of a key still on
-    /// its way waits for its load instead of reading it again. Returns how
-    /// many loads were started; keys that are absent, in memory or being
-    /// loaded are skipped.
-    ///
-    /// The readers load the keys as [`prefetch`](Chest::prefetch) does, a
-    /// chunk at a time with room reserved for each, so the values read
-    /// ahead never take memory past the budget (a reader waits for room
-    /// while writes or other loads are on their way). Keep the keys read
-    /// ahead (those on their way and those not yet used) to what fits the
-    /// budget, or they push each other out. A failed read is reported by
-    /// the `get` of its key, which reads it again itself.
-    ///
-    /// ```
-    /// use chest_core::Chest;
-    ///
-    /// let c: Chest<u32, Vec<u8>> = Chest::builder().memory_budget(64 << 10).open("memory://")?;
-    /// for i in 0..64 {
-    ///     c.insert(i, vec![i as u8; 4096])?;
-    /// }
-    /// let keys: Vec<u32> = (0..64).collect();
-    /// let mut windows = keys.chunks(4);
-    /// let mut next = windows.next();
-    /// if let Some(first) = next {
-    ///     c.read_ahead(first.iter().copied());
-    /// }
-    /// while let Some(window) = next {
-    ///     next = windows.next();
-    ///     if let Some(following) = next {
-    ///         c.read_ahead(following.iter().copied()); // on its way while this window is used
-    ///     }
-    ///     for k in window {
-    ///         assert_eq!(c.get(k)?.unwrap()[0], *k as u8);
-    ///     }
-    /// }
-    /// # Ok::<(), chest_core::Error>(())
-    /// ```
-    pub fn read_ahead(&self, keys: impl IntoIterator<Item = K>) -> usize {
-        let keys: Vec<K> = keys.into_iter().collect();
-        self.mark_used(keys.iter());
-        let mut loads = Vec::new();
-        for key in keys {
-            let mut shard = self.inner.shard(&key);
-            if let Some(slot @ Slot::Spilled(_)) = shard.map.get_mut(&key) {
-                let Slot::Spilled(loc) = *slot else {
-                    unreachable!()
-                };
-                let load = Load::new(loc);
-                *slot = Slot::Loading(Arc::clone(&load));
-                drop(shard);
-                loads.push((key, load));
-            }
-        }
-        let started = loads.len();
-        if started > 0 {
-            self.inner.submit_reads(Job { loads });
-        }
-        started
-    }
-
-    /// Marks the values of `keys` in memory as used now: when room is made
-    /// for the others (a prefetch's, a read-ahead's), they go last.
-    pub(crate) fn mark_used<'q, Q>(&self, keys: impl Iterator<Item = &'q Q>)
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized + 'q,
-    {
-        for key in keys {
-            let mut shard = self.inner.shard(key);
-            let tick = shard.tick();
-            if let Some(Slot::Resident(r)) = shard.map.get_mut(key) {
-                r.tick = tick;
-            }
-        }
     }
 }
 
@@ -291,5 +211,47 @@ fn abandon<K: Key, V: Send + Sync + 'static, S: Serializer<V>>(
             key,
             load: Some(Arc::clone(load)),
         });
+    }
+}
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
+    /// [`Chest::read_ahead`](crate::Chest::read_ahead), whose documentation says what it does.
+    pub(crate) fn read_ahead(&self, keys: impl IntoIterator<Item = K>) -> usize {
+        let keys: Vec<K> = keys.into_iter().collect();
+        self.mark_used(keys.iter());
+        let mut loads = Vec::new();
+        for key in keys {
+            let mut shard = self.shard(&key);
+            if let Some(slot @ Slot::Spilled(_)) = shard.map.get_mut(&key) {
+                let Slot::Spilled(loc) = *slot else {
+                    unreachable!()
+                };
+                let load = Load::new(loc);
+                *slot = Slot::Loading(Arc::clone(&load));
+                drop(shard);
+                loads.push((key, load));
+            }
+        }
+        let started = loads.len();
+        if started > 0 {
+            self.submit_reads(Job { loads });
+        }
+        started
+    }
+
+    /// Marks the values of `keys` in memory as used now: when room is made
+    /// for the others (a prefetch's, a read-ahead's), they go last.
+    pub(crate) fn mark_used<'q, Q>(&self, keys: impl Iterator<Item = &'q Q>)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized + 'q,
+    {
+        for key in keys {
+            let mut shard = self.shard(key);
+            let tick = shard.tick();
+            if let Some(Slot::Resident(r)) = shard.map.get_mut(key) {
+                r.tick = tick;
+            }
+        }
     }
 }

@@ -4,17 +4,17 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use crate::api::chest::Chest;
+use crate::backend::location::IntoLocation;
+use crate::backend::registry::{self, OpenOptions, OpenedBackend};
 use crate::backend::Backend;
-use crate::chest::Chest;
 use crate::config::{
     Admission, Config, EvictionPolicy, Key, OpenMode, Weigher, DEFAULT_BUDGET, DEFAULT_LEASE_TTL,
     DEFAULT_READER_GRACE,
 };
 use crate::error::Result;
-use crate::location::IntoLocation;
-use crate::registry::{self, OpenOptions, OpenedBackend};
-use crate::serializer::{Cbor, Serializer};
-use crate::weigh::Weigh;
+use crate::value::serializer::{Cbor, Serializer};
+use crate::value::weigh::Weigh;
 
 /// Configures and opens a [`Chest`].
 ///

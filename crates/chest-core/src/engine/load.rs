@@ -2,7 +2,7 @@
 //! `prefetch`. The read and the decoding happen with no lock held. A value
 //! to be kept in memory, or a large one, is *loaded*: the slot is `Loading`
 //! meanwhile, so concurrent readers of the key wait for this one read (see
-//! [`crate::entry`]). A small value that is not to be kept is *read
+//! [`crate::map::entry`]). A small value that is not to be kept is *read
 //! through* ([`Inner::read_through`]): the slot stays `Spilled`, and
 //! concurrent readers each read it (cheaper, for a small value, than
 //! publishing one read to the others).
@@ -15,15 +15,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::chest::{Chest, Inner};
 use crate::config::Key;
-use crate::entry::{Load, Resident, Slot};
+use crate::engine::guard;
+use crate::engine::inner::Inner;
+use crate::engine::writer::load_estimate;
 use crate::error::{BackendError, Error, Result};
-use crate::guard;
-use crate::serializer::Serializer;
+use crate::map::entry::{Load, Resident, Slot};
 use crate::stats::Counters;
 use crate::store::{object_name, Loc, ReadError};
-use crate::writer::load_estimate;
+use crate::value::serializer::Serializer;
 
 /// A value as `fetch` found or loaded it.
 pub(crate) struct Fetched<V> {
@@ -63,166 +63,6 @@ where
             }
             drop(shard);
             load.finish(None);
-        }
-    }
-}
-
-impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
-    /// The value of `key`: from memory, from a load another thread is
-    /// making, or loaded now. A value loaded now stays in memory if `keep`,
-    /// or else as the chest's [`Admission`](crate::Admission) decides.
-    pub(crate) fn fetch<Q>(&self, key: &Q, keep: bool) -> Result<Option<Fetched<V>>>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + Debug + ?Sized,
-    {
-        loop {
-            let mut shard = self.inner.shard(key);
-            let tick = shard.tick();
-            let waiting = match shard.map.get_mut(key) {
-                None => return Ok(None),
-                Some(Slot::Resident(r)) => {
-                    r.tick = tick;
-                    Counters::add(&self.inner.counters.hits, 1);
-                    return Ok(Some(Fetched {
-                        value: Arc::clone(&r.value),
-                        weight: r.weight,
-                        loc: r.stored.unwrap_or(NO_LOC),
-                    }));
-                }
-                Some(Slot::Loading(load)) => Arc::clone(load),
-                Some(Slot::Spilled(loc)) => {
-                    let loc = *loc;
-                    let keep = keep || shard.keep_load(self.inner.hash_of(key));
-                    if !keep && (loc.len as usize) < self.inner.config.large_value {
-                        // A small value not to be kept: read through. Nothing
-                        // in memory changes, so the slot stays `Spilled` and
-                        // no load is published. (A large one, in a segment
-                        // or an object of its own, is loaded the long way,
-                        // so that concurrent misses of it share one read,
-                        // which then costs more than the rest.)
-                        drop(shard);
-                        Counters::add(&self.inner.counters.misses, 1);
-                        let span = tracing::trace_span!("chest.load", object = loc.obj.get());
-                        let _entered = span.enter();
-                        match self.inner.read_through(key, loc)? {
-                            Some(fetched) => return Ok(Some(fetched)),
-                            None => continue,
-                        }
-                    }
-                    let load = Load::new(loc);
-                    if let Some(slot) = shard.map.get_mut(key) {
-                        *slot = Slot::Loading(Arc::clone(&load));
-                    }
-                    drop(shard);
-                    Counters::add(&self.inner.counters.misses, 1);
-                    let guard = LoadGuard {
-                        chest: &self.inner,
-                        key,
-                        load: Some(load),
-                    };
-                    let span = tracing::trace_span!("chest.load", object = loc.obj.get());
-                    let _entered = span.enter();
-                    let started = std::time::Instant::now();
-                    let read = self.inner.store.read(loc);
-                    let finished = self.inner.finish_load(guard, read, keep);
-                    match &finished {
-                        Ok(_) => tracing::trace!(secs = started.elapsed().as_secs_f64(), "loaded"),
-                        Err(e) => tracing::warn!(error = %e, "load"),
-                    }
-                    self.inner.store.reap();
-                    match finished? {
-                        Some(fetched) => {
-                            // The read succeeded; a failure to make room is
-                            // counted in the stats and reported by the next
-                            // insert or flush.
-                            self.inner.enforce_budget();
-                            return Ok(Some(fetched));
-                        }
-                        None => continue,
-                    }
-                }
-            };
-            drop(shard);
-            Counters::add(&self.inner.counters.misses, 1);
-            if let Some((value, weight)) = waiting.wait() {
-                return Ok(Some(Fetched {
-                    value,
-                    weight,
-                    loc: waiting.loc,
-                }));
-            }
-            // That load failed: look again (and read it ourselves).
-        }
-    }
-
-    /// Loads the given keys' values into memory ahead of use, reading them
-    /// from the backend at once where it can (S3: concurrent requests).
-    /// Prefetch a window that fits the budget: values beyond it push out
-    /// others. Returns how many were loaded; keys that are absent, already
-    /// in memory or being loaded are skipped.
-    ///
-    /// The window is read a chunk at a time (a quarter of the budget at
-    /// most), each with room reserved first — the coldest values are
-    /// evicted for it, and the call waits while writes or other loads on
-    /// their way hold the room — so the values in memory and those on their
-    /// way stay within the budget, however large the window.
-    ///
-    /// ```
-    /// use chest_core::Chest;
-    ///
-    /// let c: Chest<u32, Vec<u8>> = Chest::builder().memory_budget(64 << 10).open("memory://")?;
-    /// for i in 0..64 {
-    ///     c.insert(i, vec![i as u8; 4096])?;
-    /// }
-    /// let window: Vec<u32> = (0..8).collect();
-    /// c.prefetch(&window)?;                 // one batch of reads
-    /// let hits = c.stats().hits;
-    /// for i in &window {
-    ///     c.get(i)?;                        // served from memory
-    /// }
-    /// assert_eq!(c.stats().hits, hits + 8);
-    /// # Ok::<(), chest_core::Error>(())
-    /// ```
-    pub fn prefetch<'q, Q>(&self, keys: impl IntoIterator<Item = &'q Q>) -> Result<usize>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + Debug + ?Sized + 'q,
-    {
-        let keys: Vec<&Q> = keys.into_iter().collect();
-        // The window's values in memory go last when room is made for the
-        // others (a chunk at a time, as they are read: `load_kept`).
-        self.mark_used(keys.iter().copied());
-        let mut guards = Vec::new();
-        for key in keys {
-            let mut shard = self.inner.shard(key);
-            if let Some(slot @ Slot::Spilled(_)) = shard.map.get_mut(key) {
-                let Slot::Spilled(loc) = *slot else {
-                    unreachable!()
-                };
-                let load = Load::new(loc);
-                *slot = Slot::Loading(Arc::clone(&load));
-                guards.push(LoadGuard {
-                    chest: &self.inner,
-                    key,
-                    load: Some(load),
-                });
-            }
-        }
-        let mut loaded = 0;
-        let mut first_error = None;
-        for finished in self.inner.load_kept(guards) {
-            match finished {
-                Ok(Some(_)) => loaded += 1,
-                Ok(None) => {}
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(loaded),
         }
     }
 }
@@ -513,3 +353,136 @@ const NO_LOC: Loc = Loc {
     offset: 0,
     len: 0,
 };
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
+    /// The value of `key`: from memory, from a load another thread is
+    /// making, or loaded now. A value loaded now stays in memory if `keep`,
+    /// or else as the chest's [`Admission`](crate::Admission) decides.
+    pub(crate) fn fetch<Q>(&self, key: &Q, keep: bool) -> Result<Option<Fetched<V>>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + Debug + ?Sized,
+    {
+        loop {
+            let mut shard = self.shard(key);
+            let tick = shard.tick();
+            let waiting = match shard.map.get_mut(key) {
+                None => return Ok(None),
+                Some(Slot::Resident(r)) => {
+                    r.tick = tick;
+                    Counters::add(&self.counters.hits, 1);
+                    return Ok(Some(Fetched {
+                        value: Arc::clone(&r.value),
+                        weight: r.weight,
+                        loc: r.stored.unwrap_or(NO_LOC),
+                    }));
+                }
+                Some(Slot::Loading(load)) => Arc::clone(load),
+                Some(Slot::Spilled(loc)) => {
+                    let loc = *loc;
+                    let keep = keep || shard.keep_load(self.hash_of(key));
+                    if !keep && (loc.len as usize) < self.config.large_value {
+                        // A small value not to be kept: read through. Nothing
+                        // in memory changes, so the slot stays `Spilled` and
+                        // no load is published. (A large one, in a segment
+                        // or an object of its own, is loaded the long way,
+                        // so that concurrent misses of it share one read,
+                        // which then costs more than the rest.)
+                        drop(shard);
+                        Counters::add(&self.counters.misses, 1);
+                        let span = tracing::trace_span!("chest.load", object = loc.obj.get());
+                        let _entered = span.enter();
+                        match self.read_through(key, loc)? {
+                            Some(fetched) => return Ok(Some(fetched)),
+                            None => continue,
+                        }
+                    }
+                    let load = Load::new(loc);
+                    if let Some(slot) = shard.map.get_mut(key) {
+                        *slot = Slot::Loading(Arc::clone(&load));
+                    }
+                    drop(shard);
+                    Counters::add(&self.counters.misses, 1);
+                    let guard = LoadGuard {
+                        chest: self,
+                        key,
+                        load: Some(load),
+                    };
+                    let span = tracing::trace_span!("chest.load", object = loc.obj.get());
+                    let _entered = span.enter();
+                    let started = std::time::Instant::now();
+                    let read = self.store.read(loc);
+                    let finished = self.finish_load(guard, read, keep);
+                    match &finished {
+                        Ok(_) => tracing::trace!(secs = started.elapsed().as_secs_f64(), "loaded"),
+                        Err(e) => tracing::warn!(error = %e, "load"),
+                    }
+                    self.store.reap();
+                    match finished? {
+                        Some(fetched) => {
+                            // The read succeeded; a failure to make room is
+                            // counted in the stats and reported by the next
+                            // insert or flush.
+                            self.enforce_budget();
+                            return Ok(Some(fetched));
+                        }
+                        None => continue,
+                    }
+                }
+            };
+            drop(shard);
+            Counters::add(&self.counters.misses, 1);
+            if let Some((value, weight)) = waiting.wait() {
+                return Ok(Some(Fetched {
+                    value,
+                    weight,
+                    loc: waiting.loc,
+                }));
+            }
+            // That load failed: look again (and read it ourselves).
+        }
+    }
+
+    /// [`Chest::prefetch`](crate::Chest::prefetch), whose documentation says what it does.
+    pub(crate) fn prefetch<'q, Q>(&self, keys: impl IntoIterator<Item = &'q Q>) -> Result<usize>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + Debug + ?Sized + 'q,
+    {
+        let keys: Vec<&Q> = keys.into_iter().collect();
+        // The window's values in memory go last when room is made for the
+        // others (a chunk at a time, as they are read: `load_kept`).
+        self.mark_used(keys.iter().copied());
+        let mut guards = Vec::new();
+        for key in keys {
+            let mut shard = self.shard(key);
+            if let Some(slot @ Slot::Spilled(_)) = shard.map.get_mut(key) {
+                let Slot::Spilled(loc) = *slot else {
+                    unreachable!()
+                };
+                let load = Load::new(loc);
+                *slot = Slot::Loading(Arc::clone(&load));
+                guards.push(LoadGuard {
+                    chest: self,
+                    key,
+                    load: Some(load),
+                });
+            }
+        }
+        let mut loaded = 0;
+        let mut first_error = None;
+        for finished in self.load_kept(guards) {
+            match finished {
+                Ok(Some(_)) => loaded += 1,
+                Ok(None) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(loaded),
+        }
+    }
+}

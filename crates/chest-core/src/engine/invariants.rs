@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use crate::chest::{Chest, Inner};
 use crate::config::Key;
-use crate::entry::Slot;
-use crate::serializer::Serializer;
+use crate::engine::inner::Inner;
+use crate::map::entry::Slot;
+use crate::value::serializer::Serializer;
 
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// Checks the chest's invariants, holding every shard's lock at once:
@@ -106,17 +106,5 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             ));
         }
         self.store.check_refs(&refs, quiescent)
-    }
-}
-
-impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
-    /// Checks the chest's invariants (see the module's code for the list);
-    /// with `quiescent` (no call of the chest in progress), the background
-    /// writes are waited for first, and the check is exact.
-    ///
-    /// Returns what is wrong. For tests; it costs a pass over every key.
-    #[doc(hidden)]
-    pub fn check_invariants(&self, quiescent: bool) -> Result<(), String> {
-        self.inner.check_invariants(quiescent)
     }
 }

@@ -60,14 +60,14 @@ use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use crate::budget::Marks;
-use crate::chest::{join, lock, Inner};
 use crate::config::Key;
-use crate::crew::{next_job, Crew};
+use crate::engine::crew::{next_job, Crew};
+use crate::engine::evict::{Outcome, Victim};
+use crate::engine::guard::panic_message;
+use crate::engine::inner::{join, lock, Inner};
 use crate::error::{Error, Result};
-use crate::evict::{Outcome, Victim};
-use crate::guard::panic_message;
-use crate::serializer::Serializer;
+use crate::map::budget::Marks;
+use crate::value::serializer::Serializer;
 
 /// The name of the writer threads.
 pub(crate) const WRITER_THREAD: &str = "chest-writer";
@@ -148,7 +148,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         self.config.writers.unwrap_or(1)
     }
 
-    /// Where eviction starts and where it stops (see [`crate::budget::marks`]).
+    /// Where eviction starts and where it stops (see [`crate::map::budget::marks`]).
     pub(crate) fn marks(&self) -> Marks {
         self.budget
             .marks(self.writers(), self.store.backend().write_concurrency())
@@ -201,7 +201,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// Reserves room for `need` bytes of values about to be loaded together
     /// (a chunk of a prefetch or a read-ahead; see [`load_estimate`]), so
     /// that the values in memory plus those on their way stay within the
-    /// budget ([`Budget::fits`](crate::budget::Budget::fits)). Evicts the
+    /// budget ([`Budget::fits`](crate::map::budget::Budget::fits)). Evicts the
     /// coldest values for it, and waits (on this thread) while that is not
     /// enough and something on its way will free room or settle: a batch
     /// being written, or another chunk's reservation being installed.

@@ -19,7 +19,7 @@ use std::hash::{BuildHasher, Hash};
 
 use hashbrown::HashTable;
 
-use crate::shard::FastHash;
+use crate::map::shard::FastHash;
 
 /// A hash map of dense entries and a table of their positions.
 pub(crate) struct Index<K, V> {

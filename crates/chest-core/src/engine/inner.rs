@@ -1,0 +1,200 @@
+//! [`Inner`]: what a chest holds — its shards, store, serializer, weigher,
+//! budget, counters, and the background writers and readers — shared by
+//! the API's calls and the engine's threads, with the small helpers every
+//! part of the engine uses (which shard holds a key, its lock, whether
+//! changes are allowed).
+
+use std::fmt::Debug;
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, Weak};
+
+use crate::config::{Admission, Config, Key, Weigher};
+use crate::engine::guard;
+use crate::engine::readahead::ReadAhead;
+use crate::engine::writer::WriteBehind;
+use crate::error::{Error, Result};
+use crate::map::budget::Budget;
+use crate::map::entry::Resident;
+use crate::map::shard::{Shard, ShardHash};
+use crate::stats::Counters;
+use crate::store::Store;
+use crate::value::serializer::Serializer;
+
+/// What a [`Chest`] holds: everything its own calls and its background
+/// writers and readers work on.
+pub(crate) struct Inner<K: Key, V: Send + Sync + 'static, S: Serializer<V>> {
+    pub(crate) shards: Box<[Mutex<Shard<K, V>>]>,
+    /// Picks each key's shard (see [`ShardHash`]).
+    hasher: ShardHash,
+    pub(crate) store: Store,
+    pub(crate) serializer: S,
+    pub(crate) weigher: Weigher<V>,
+    pub(crate) config: Config,
+    /// The memory counters and their rules (see [`crate::map::budget`]).
+    pub(crate) budget: Budget,
+    /// Bumped under the shard lock by every insert, update and remove, once
+    /// the change is in the map (see [`crate::map::entry`]).
+    pub(crate) changes: AtomicU64,
+    /// `changes` as read at the start of the last flush that wrote everything.
+    pub(crate) flushed: AtomicU64,
+    pub(crate) len: AtomicUsize,
+    pub(crate) cursor: AtomicUsize,
+    pub(crate) counters: Counters,
+    pub(crate) persistent: bool,
+    pub(crate) flush_lock: Mutex<()>,
+    pub(crate) closed: AtomicBool,
+    /// Set when a panic poisoned a shard's lock: changes are refused.
+    pub(crate) poisoned: AtomicBool,
+    /// Newer manifests found damaged and skipped at open.
+    pub(crate) skipped_manifests: Vec<String>,
+    /// The background writers' queue and state.
+    pub(crate) wb: WriteBehind<K, V>,
+    /// The background readers' queue and state.
+    pub(crate) ra: ReadAhead<K, V>,
+    /// This, as the writers and readers it starts hold it.
+    pub(crate) me: Weak<Self>,
+}
+
+/// Memory the chest holds for each value in memory beyond the value itself:
+/// its entry, the counts of its shared handle, its places in the eviction
+/// order and the allocator's headers of those allocations. Counted in the
+/// value's weight, so that the budget bounds what the process holds (for
+/// 100-byte values this is about as much again as the values).
+pub(crate) fn entry_overhead<K, V>() -> usize {
+    std::mem::size_of::<Resident<V>>()
+        + 2 * std::mem::size_of::<usize>()
+        + 2 * std::mem::size_of::<crate::map::shard::Queued<K>>()
+        + 3 * 16
+}
+
+/// Slots of each shard's doorkeeper (see [`Admission`]): about one per KiB
+/// of budget in all, between 1,024 and 65,536 (4 bytes each), 0 when every
+/// load is kept.
+fn recent_slots(config: &Config) -> usize {
+    match config.admission {
+        Admission::EveryRead => 0,
+        Admission::SecondRead => {
+            ((config.budget >> 10).clamp(1 << 10, 1 << 16) / config.shards).max(16)
+        }
+    }
+}
+
+/// Several errors as one: none, the only one, or [`Error::Many`].
+pub(crate) fn join(mut errors: Vec<Error>) -> Result<()> {
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => Err(Error::Many(errors)),
+    }
+}
+
+impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
+    pub(crate) fn new_empty(
+        mut config: Config,
+        serializer: S,
+        weigher: Weigher<V>,
+        store: Store,
+        persistent: bool,
+    ) -> Self {
+        config.writers = Some(config.writers.unwrap_or_else(|| {
+            if store.backend().write_concurrency() > 1 {
+                2
+            } else {
+                1
+            }
+        }));
+        let shards = (0..config.shards)
+            .map(|_| Mutex::new(Shard::new(config.policy, recent_slots(&config))))
+            .collect();
+        let budget = Budget::new(config.budget, config.evict_batch, config.large_value);
+        Self {
+            shards,
+            hasher: ShardHash::default(),
+            store,
+            serializer,
+            weigher,
+            config,
+            budget,
+            changes: AtomicU64::new(0),
+            flushed: AtomicU64::new(0),
+            len: AtomicUsize::new(0),
+            cursor: AtomicUsize::new(0),
+            counters: Counters::default(),
+            persistent,
+            flush_lock: Mutex::new(()),
+            closed: AtomicBool::new(false),
+            poisoned: AtomicBool::new(false),
+            skipped_manifests: Vec::new(),
+            wb: WriteBehind::default(),
+            ra: ReadAhead::default(),
+            me: Weak::new(),
+        }
+    }
+
+    pub(crate) fn location(&self) -> &str {
+        self.store.location()
+    }
+
+    /// The weight of `key`'s `value`: the weigher's answer (a panic in it
+    /// is an error) plus the chest's own bookkeeping for an entry.
+    pub(crate) fn weigh<Q: Debug + ?Sized>(&self, key: &Q, value: &V) -> Result<usize> {
+        guard::catch("weigher", key, || (self.weigher)(value))
+            .map(|w| w.saturating_add(entry_overhead::<K, V>()))
+    }
+
+    pub(crate) fn memory_usage(&self) -> usize {
+        self.budget.usage()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// The hash of a key, as the chest spreads keys over its shards.
+    pub(crate) fn hash_of<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    pub(crate) fn shard_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
+        ((self.hash_of(key) >> 7) as usize) & (self.shards.len() - 1)
+    }
+
+    /// Locks shard `i`. A lock poisoned by a panic the chest could not
+    /// catch makes the chest refuse changes from then on.
+    pub(crate) fn lock_shard(&self, i: usize) -> MutexGuard<'_, Shard<K, V>> {
+        self.shards[i].lock().unwrap_or_else(|e| {
+            self.poisoned.store(true, Ordering::SeqCst);
+            e.into_inner()
+        })
+    }
+
+    pub(crate) fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> MutexGuard<'_, Shard<K, V>> {
+        self.lock_shard(self.shard_of(key))
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.config.read_only {
+            return Err(Error::ReadOnly {
+                location: self.location().to_string(),
+            });
+        }
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(Error::Poisoned {
+                location: self.location().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a change of the map; called under the changed key's shard lock.
+    pub(crate) fn bump(&self) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Locks a mutex that no user code runs under (a panic there is a bug of
+/// the chest's own, and the state it guards stays valid).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
