@@ -126,7 +126,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 }
             }
             self.inner.len.fetch_sub(drained.len(), Ordering::Relaxed);
-            self.bump();
+            self.inner.bump();
             drop(shard);
             // Values are dropped with no lock held.
             drop(drained);

@@ -129,18 +129,6 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         &self.inner.skipped_manifests
     }
 
-    /// Records a change of the map; called under the changed key's shard lock.
-    pub(crate) fn bump(&self) {
-        self.inner.bump();
-    }
-
-    /// The weight of `value` (a panicking weigher is an error).
-    /// The weight of a value in memory: what the weigher says, plus the
-    /// chest's own [`entry_overhead`] for it.
-    pub(crate) fn weigh<Q: Debug + ?Sized>(&self, key: &Q, value: &V) -> Result<usize> {
-        self.inner.weigh(key, value)
-    }
-
     /// Inserts or replaces a value. When memory nears the budget, the
     /// coldest values are handed to the background writer to be spilled;
     /// the insert returns while they are written, unless the writer has
@@ -154,14 +142,14 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// the error returned.
     pub fn insert(&self, key: K, value: V) -> Result<()> {
         self.inner.check_writable()?;
-        let weight = self.weigh(&key, &value)?;
+        let weight = self.inner.weigh(&key, &value)?;
         let value = Arc::new(value);
         if weight > self.inner.config.budget {
             return self.insert_heavy(key, value, weight);
         }
         let mut shard = self.inner.shard(&key);
         self.put_resident(&mut shard, key, value, weight);
-        self.bump();
+        self.inner.bump();
         drop(shard);
         self.inner.store.reap();
         self.inner.enforce_budget();
@@ -177,7 +165,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             Ok(loc) => {
                 let old = shard.map.insert(key.clone(), Slot::Spilled(loc));
                 self.forget(&mut shard, &key, old);
-                self.bump();
+                self.inner.bump();
                 drop(shard);
                 self.inner.store.reap();
                 Ok(())
@@ -193,7 +181,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                     }
                     shard.dequeue(&key);
                 }
-                self.bump();
+                self.inner.bump();
                 drop(shard);
                 Counters::add(&self.inner.counters.errors, 1);
                 Err(e)
@@ -305,7 +293,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         if let Some(loc) = old.stored() {
             self.inner.store.release(loc);
         }
-        self.bump();
+        self.inner.bump();
         Some(old)
     }
 

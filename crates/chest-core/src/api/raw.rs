@@ -544,7 +544,7 @@ impl RawChest {
         for _ in 0..3 {
             // Marked as changed, so that the flush runs even if nothing moved
             // (no other thread uses this chest: no shard lock is needed).
-            chest.bump();
+            chest.inner.bump();
             chest.flush()?;
         }
         chest.close()?;

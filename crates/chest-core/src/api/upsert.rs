@@ -108,7 +108,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                 resume_unwind(payload)
             }
         };
-        let weight = self.weigh(key, &value)?;
+        let weight = self.inner.weigh(key, &value)?;
         Ok((shard, Arc::new(value), weight))
     }
 
@@ -152,7 +152,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         r.evicting = false;
         r.tick = tick;
         let outcome = catch_unwind(AssertUnwindSafe(|| f(Arc::make_mut(&mut r.value))));
-        let weighed = self.weigh(key, &r.value);
+        let weighed = self.inner.weigh(key, &r.value);
         let weight = *weighed.as_ref().unwrap_or(&r.weight);
         let old_weight = std::mem::replace(&mut r.weight, weight);
         self.inner.budget.reweigh(old_weight, weight);
@@ -162,7 +162,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             .map(|(k, _)| k.clone())
             .expect("present under the same lock");
         shard.enqueue(&k);
-        self.bump();
+        self.inner.bump();
         // A value now heavier than the whole budget leaves memory at once
         // (unless `f` or the weigher failed: then it leaves by eviction).
         let heavy = (weight > self.inner.config.budget && outcome.is_ok() && weighed.is_ok())
@@ -267,7 +267,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         weight: usize,
     ) -> Result<()> {
         self.put_resident(&mut shard, key.clone(), value, weight);
-        self.bump();
+        self.inner.bump();
         let heavy =
             (weight > self.inner.config.budget).then(|| self.inner.take_one(&mut shard, key));
         drop(shard);
@@ -316,7 +316,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// ```
     pub fn replace(&self, key: K, value: V) -> Result<Option<Arc<V>>> {
         self.inner.check_writable()?;
-        let weight = self.weigh(&key, &value)?;
+        let weight = self.inner.weigh(&key, &value)?;
         let value = Arc::new(value);
         let shard = match self.lock_resident(&key)? {
             Ok(shard) | Err(shard) => shard,

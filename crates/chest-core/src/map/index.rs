@@ -19,7 +19,9 @@ use std::hash::{BuildHasher, Hash};
 
 use hashbrown::HashTable;
 
-use crate::map::shard::FastHash;
+/// The hasher of the index's tables (and of the largest-first order):
+/// fast, seeded per process.
+pub(crate) type FastHash = foldhash::fast::RandomState;
 
 /// A hash map of dense entries and a table of their positions.
 pub(crate) struct Index<K, V> {

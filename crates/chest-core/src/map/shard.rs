@@ -7,9 +7,7 @@ use std::hash::Hash;
 
 use crate::config::EvictionPolicy;
 use crate::map::entry::{Resident, Slot};
-use crate::map::index::Index;
-
-pub(crate) type FastHash = foldhash::fast::RandomState;
+use crate::map::index::{FastHash, Index};
 
 /// Picks a key's shard. Its bits are taken as a partition, which needs every
 /// output bit to depend on every input bit: foldhash's fast variant does not
