@@ -291,9 +291,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let slot = shard.map.get_mut(key)?;
         if let Slot::Resident(r) = slot {
             if let Some(loc) = r.stored {
-                let w = r.weight;
-                *slot = Slot::Spilled(loc);
-                self.inner.budget.release(w);
+                self.inner.spill_resident(slot, loc);
                 shard.dequeue(key);
                 return None;
             }

@@ -160,8 +160,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             match r.stored {
                 Some(loc) => {
                     // Clean: an identical copy is stored; drop it without a write.
-                    *slot = Slot::Spilled(loc);
-                    self.budget.release(w);
+                    self.spill_resident(slot, loc);
                     Counters::add(&self.counters.evictions, 1);
                 }
                 None => {
@@ -401,9 +400,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                     None => loc,
                 };
                 if evict {
-                    let w = r.weight;
-                    *slot = Slot::Spilled(stored);
-                    self.budget.release(w);
+                    self.spill_resident(slot, stored);
                     Counters::add(&self.counters.evictions, 1);
                 } else {
                     r.stored = Some(stored);

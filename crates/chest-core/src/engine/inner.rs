@@ -15,10 +15,10 @@ use crate::engine::readahead::ReadAhead;
 use crate::engine::writer::WriteBehind;
 use crate::error::{Error, Result};
 use crate::map::budget::Budget;
-use crate::map::entry::Resident;
+use crate::map::entry::{Resident, Slot};
 use crate::map::shard::{Shard, ShardHash};
 use crate::stats::Counters;
-use crate::store::Store;
+use crate::store::{Loc, Store};
 use crate::value::serializer::Serializer;
 
 /// What a [`Chest`] holds: everything its own calls and its background
@@ -185,6 +185,18 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             });
         }
         Ok(())
+    }
+
+    /// The move `Resident` → `Spilled(loc)` of [`crate::map::entry`]'s
+    /// table: the value leaves memory (its stored copy at `loc` stays) and
+    /// the budget takes its weight back. Called under the slot's shard lock;
+    /// a slot that is not resident is left as it is.
+    pub(crate) fn spill_resident(&self, slot: &mut Slot<V>, loc: Loc) {
+        if let Slot::Resident(r) = slot {
+            let weight = r.weight;
+            *slot = Slot::Spilled(loc);
+            self.budget.release(weight);
+        }
     }
 
     /// Records a change of the map; called under the changed key's shard lock.

@@ -59,10 +59,14 @@
 //!
 //! What guards what:
 //! - a slot, its place in the eviction queue, its `evicting` and `pinned`
-//!   marks, and the `usage`, `resident`, `len` and `inflight` counters'
-//!   share of it change only under the shard's mutex (`inflight` grows when
-//!   a victim is marked `evicting`, and shrinks when its batch places it,
-//!   whatever became of the slot meanwhile);
+//!   marks, and the budget's `usage`, `resident` and `inflight` counters'
+//!   share of it (see [`crate::map::budget`]) and `len` change only under
+//!   the shard's mutex (`inflight` grows when a victim is marked
+//!   `evicting`, and shrinks when its batch places it, whatever became of
+//!   the slot meanwhile); the budget's `reserved` room for loads on their
+//!   way is taken under the write-behind mutex and given back with none;
+//!   a resident value leaves memory through one move,
+//!   `Inner::spill_resident`;
 //! - the `changes` counter is bumped under the shard's mutex by every
 //!   insert, update and remove, after the change is in the map, so a flush
 //!   that reads it before visiting the shards either sees the change or
