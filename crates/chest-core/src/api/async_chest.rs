@@ -42,7 +42,7 @@ use std::task::{Poll, Waker};
 
 use crate::api::chest::Chest;
 use crate::config::Key;
-use crate::engine::inner::lock;
+use crate::engine::locks::lock;
 use crate::error::{Error, Result};
 use crate::value::serializer::{Cbor, Serializer};
 

@@ -4,6 +4,9 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use crate::api::chest::Chest;
 use crate::backend::location::IntoLocation;
 use crate::backend::registry::{self, OpenOptions, OpenedBackend};
@@ -277,5 +280,24 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> ChestBuilder<K, V, S> {
         let c = &mut self.config;
         c.evict_batch = (c.budget / 16).clamp(64 << 10, 32 << 20).min(c.budget);
         Chest::from_parts(self.config, self.serializer, self.weigher, opened)
+    }
+}
+
+impl<K: Key, V: Weigh + Serialize + DeserializeOwned + Send + Sync + 'static> Chest<K, V, Cbor> {
+    /// A builder (budget, policy, serializer, weigher, open mode) for a chest.
+    pub fn builder() -> ChestBuilder<K, V, Cbor> {
+        ChestBuilder::new()
+    }
+
+    /// Opens the chest at `location` (a URL or a path) with the defaults,
+    /// creating it if the location is empty. A location that holds objects
+    /// but no chest is refused ([`Error::NotAChest`](crate::Error::NotAChest)) and left untouched.
+    pub fn open(location: impl IntoLocation) -> Result<Self> {
+        Self::builder().open(location)
+    }
+
+    /// A chest in a new temporary location, removed when it is dropped.
+    pub fn temp() -> Result<Self> {
+        Self::builder().temp()
     }
 }

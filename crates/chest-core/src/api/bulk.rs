@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::api::chest::Chest;
 use crate::config::Key;
-use crate::engine::inner::join;
+use crate::engine::locks::join;
 use crate::error::Result;
 use crate::value::serializer::Serializer;
 

@@ -11,11 +11,6 @@ use std::hash::Hash;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-
-use crate::api::builder::ChestBuilder;
-use crate::backend::location::IntoLocation;
 use crate::backend::registry::OpenedBackend;
 use crate::config::{Config, Key, Weigher};
 use crate::engine::inner::Inner;
@@ -24,7 +19,6 @@ use crate::map::entry::{Resident, Slot};
 use crate::map::shard::Shard;
 use crate::stats::{Counters, Stats};
 use crate::value::serializer::{Cbor, Serializer};
-use crate::value::weigh::Weigh;
 
 /// A dictionary whose values spill to a backend when they outgrow a memory budget.
 ///
@@ -62,25 +56,6 @@ pub struct Chest<K: Key, V: Send + Sync + 'static, S: Serializer<V> = Cbor> {
     /// writers and readers (see [`crate::engine::writer`], [`crate::engine::readahead`]),
     /// which are joined when the chest is dropped.
     pub(crate) inner: Arc<Inner<K, V, S>>,
-}
-
-impl<K: Key, V: Weigh + Serialize + DeserializeOwned + Send + Sync + 'static> Chest<K, V, Cbor> {
-    /// A builder (budget, policy, serializer, weigher, open mode) for a chest.
-    pub fn builder() -> ChestBuilder<K, V, Cbor> {
-        ChestBuilder::new()
-    }
-
-    /// Opens the chest at `location` (a URL or a path) with the defaults,
-    /// creating it if the location is empty. A location that holds objects
-    /// but no chest is refused ([`Error::NotAChest`]) and left untouched.
-    pub fn open(location: impl IntoLocation) -> Result<Self> {
-        Self::builder().open(location)
-    }
-
-    /// A chest in a new temporary location, removed when it is dropped.
-    pub fn temp() -> Result<Self> {
-        Self::builder().temp()
-    }
 }
 
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {

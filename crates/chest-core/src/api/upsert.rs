@@ -287,7 +287,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         &self,
         shard: &mut Shard<K, V>,
         key: &K,
-    ) -> Option<crate::engine::evict::Victim<K, V>> {
+    ) -> Option<crate::engine::write_queue::Victim<K, V>> {
         let slot = shard.map.get_mut(key)?;
         if let Slot::Resident(r) = slot {
             if let Some(loc) = r.stored {

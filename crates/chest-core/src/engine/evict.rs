@@ -18,7 +18,9 @@ use std::sync::Arc;
 
 use crate::config::Key;
 use crate::engine::guard;
-use crate::engine::inner::{join, Inner};
+use crate::engine::inner::Inner;
+use crate::engine::locks::join;
+use crate::engine::write_queue::{Outcome, Victim};
 use crate::error::{Error, Result};
 use crate::map::entry::Slot;
 use crate::map::shard::Shard;
@@ -30,24 +32,6 @@ use crate::value::serializer::Serializer;
 const WHOLE_BATCH_BYTES: usize = 64 << 20;
 /// ...or this many values.
 const WHOLE_BATCH_COUNT: usize = 32;
-
-/// A dirty value chosen to be written (by eviction or a flush).
-pub(crate) struct Victim<K, V> {
-    pub shard: usize,
-    pub key: K,
-    /// Where the key was in its shard's index (a hint, see
-    /// [`Index::get_hinted`](crate::map::index::Index::get_hinted)).
-    pub at: u32,
-    pub value: Arc<V>,
-    pub weight: usize,
-}
-
-/// What became of a victim's value.
-pub(crate) enum Outcome {
-    Written(Loc),
-    Unserializable,
-    WriteFailed,
-}
 
 /// Victims taken from their shards and not yet placed back. If this is
 /// dropped before [`Batch::place`] (a backend panicked while writing), every

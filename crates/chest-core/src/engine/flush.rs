@@ -25,8 +25,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::config::Key;
-use crate::engine::evict::{Outcome, Victim};
-use crate::engine::inner::{join, lock, Inner};
+use crate::engine::inner::Inner;
+use crate::engine::locks::{join, lock};
+use crate::engine::write_queue::{Outcome, Victim};
 use crate::error::{Error, Result};
 use crate::map::entry::Slot;
 use crate::stats::Counters;

@@ -7,12 +7,12 @@
 use std::fmt::Debug;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Mutex, MutexGuard, Weak};
 
 use crate::config::{Admission, Config, Key, Weigher};
 use crate::engine::guard;
-use crate::engine::readahead::ReadAhead;
-use crate::engine::writer::WriteBehind;
+use crate::engine::read_queue::ReadAhead;
+use crate::engine::write_queue::WriteBehind;
 use crate::error::{Error, Result};
 use crate::map::budget::Budget;
 use crate::map::entry::{Resident, Slot};
@@ -77,15 +77,6 @@ fn recent_slots(config: &Config) -> usize {
         Admission::SecondRead => {
             ((config.budget >> 10).clamp(1 << 10, 1 << 16) / config.shards).max(16)
         }
-    }
-}
-
-/// Several errors as one: none, the only one, or [`Error::Many`].
-pub(crate) fn join(mut errors: Vec<Error>) -> Result<()> {
-    match errors.len() {
-        0 => Ok(()),
-        1 => Err(errors.remove(0)),
-        _ => Err(Error::Many(errors)),
     }
 }
 
@@ -203,10 +194,4 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     pub(crate) fn bump(&self) {
         self.changes.fetch_add(1, Ordering::SeqCst);
     }
-}
-
-/// Locks a mutex that no user code runs under (a panic there is a bug of
-/// the chest's own, and the state it guards stays valid).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -37,13 +37,14 @@
 use std::borrow::Borrow;
 use std::hash::Hash;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 
 use crate::config::Key;
-use crate::engine::crew::{next_job, Crew};
+use crate::engine::crew::next_job;
 use crate::engine::guard::panic_message;
-use crate::engine::inner::{lock, Inner};
+use crate::engine::inner::Inner;
 use crate::engine::load::LoadGuard;
+use crate::engine::read_queue::{Job, ReadAhead};
 use crate::map::entry::{Load, Slot};
 use crate::stats::Counters;
 use crate::value::serializer::Serializer;
@@ -53,47 +54,6 @@ pub(crate) const READER_THREAD: &str = "chest-reader";
 
 /// Reader threads of a chest, at most.
 pub(crate) const READERS: usize = 4;
-
-/// The background readers of one chest: their queue of jobs.
-pub(crate) struct ReadAhead<K, V> {
-    state: Mutex<State<K, V>>,
-    /// Readers wait here for jobs.
-    work: Condvar,
-    /// [`Inner::wait_read`] waits here for the jobs to be done.
-    done: Condvar,
-}
-
-struct State<K, V> {
-    /// The reader threads and the jobs not yet taken by one; stopped by the
-    /// chest's drop (queued jobs are abandoned).
-    crew: Crew<Job<K, V>>,
-    /// Jobs submitted and not yet done (queued or being read).
-    active: usize,
-}
-
-/// Keys made `Loading` by one [`Chest::read_ahead`], with their loads.
-struct Job<K, V> {
-    loads: Vec<(K, Arc<Load<V>>)>,
-}
-
-impl<K, V> Default for ReadAhead<K, V> {
-    fn default() -> Self {
-        Self {
-            state: Mutex::new(State {
-                crew: Crew::default(),
-                active: 0,
-            }),
-            work: Condvar::new(),
-            done: Condvar::new(),
-        }
-    }
-}
-
-impl<K, V> ReadAhead<K, V> {
-    fn state(&self) -> MutexGuard<'_, State<K, V>> {
-        lock(&self.state)
-    }
-}
 
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// Hands a job to the readers (or reads it now, if no reader can start).

@@ -56,15 +56,15 @@
 //! every placement that frees memory takes `state` before notifying, so a
 //! wake-up between the check and the wait cannot be missed.
 
-use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 
 use crate::config::Key;
-use crate::engine::crew::{next_job, Crew};
-use crate::engine::evict::{Outcome, Victim};
+use crate::engine::crew::next_job;
 use crate::engine::guard::panic_message;
-use crate::engine::inner::{join, lock, Inner};
+use crate::engine::inner::Inner;
+use crate::engine::locks::join;
+use crate::engine::write_queue::{Job, Outcome, Victim, MAX_KEPT_ERRORS};
 use crate::error::{Error, Result};
 use crate::map::budget::Marks;
 use crate::value::serializer::Serializer;
@@ -78,68 +78,6 @@ pub(crate) const WRITER_THREAD: &str = "chest-writer";
 /// bookkeeping of an entry.
 pub(crate) fn load_estimate(len: usize) -> usize {
     len.saturating_add(len / 64).saturating_add(256)
-}
-
-/// Background errors kept for the caller, at most (the rest are counted in
-/// the stats and logged).
-const MAX_KEPT_ERRORS: usize = 64;
-
-/// The background writers of one chest: their queue of batches, and what
-/// callers wait on.
-pub(crate) struct WriteBehind<K, V> {
-    state: Mutex<State<K, V>>,
-    /// Writers wait here for batches.
-    work: Condvar,
-    /// Callers wait here for batches to be placed (backpressure, flush).
-    placed: Condvar,
-}
-
-struct State<K, V> {
-    /// The writer threads and the batches submitted and not yet taken by
-    /// one; stopped by the chest's drop (queued batches are cancelled).
-    crew: Crew<Job<K, V>>,
-    /// Numbers of the batches submitted and not yet placed.
-    unplaced: BTreeSet<u64>,
-    next_seq: u64,
-    /// The number of the last batch that failed (in part), if any.
-    last_failed: Option<u64>,
-    /// Errors of batches not yet reported to a caller.
-    errors: Vec<Error>,
-}
-
-/// One eviction batch.
-pub(crate) struct Job<K, V> {
-    seq: u64,
-    victims: Vec<Victim<K, V>>,
-}
-
-impl<K, V> Default for WriteBehind<K, V> {
-    fn default() -> Self {
-        Self {
-            state: Mutex::new(State {
-                crew: Crew::default(),
-                unplaced: BTreeSet::new(),
-                next_seq: 0,
-                last_failed: None,
-                errors: Vec::new(),
-            }),
-            work: Condvar::new(),
-            placed: Condvar::new(),
-        }
-    }
-}
-
-impl<K, V> WriteBehind<K, V> {
-    fn state(&self) -> MutexGuard<'_, State<K, V>> {
-        lock(&self.state)
-    }
-
-    /// Wakes the callers waiting for room: called after a placement that
-    /// freed memory, with no shard lock held.
-    pub(crate) fn wake(&self) {
-        drop(self.state());
-        self.placed.notify_all();
-    }
 }
 
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {

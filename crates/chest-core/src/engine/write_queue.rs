@@ -1,0 +1,94 @@
+//! The write-behind queue: the batches handed to the background writers
+//! and not yet placed, their numbers, the errors not yet reported, and the
+//! condition variables writers and callers wait on. Its rules (see
+//! [`crate::engine::writer`] for who follows them): a batch is numbered when
+//! it is submitted and stays *unplaced* until its outcomes are applied;
+//! `state` is a leaf lock, nothing else is taken while it is held.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crate::engine::crew::Crew;
+use crate::engine::locks::lock;
+use crate::error::Error;
+use crate::store::Loc;
+
+/// A dirty value chosen to be written (by eviction or a flush).
+pub(crate) struct Victim<K, V> {
+    pub shard: usize,
+    pub key: K,
+    /// Where the key was in its shard's index (a hint, see
+    /// [`Index::get_hinted`](crate::map::index::Index::get_hinted)).
+    pub at: u32,
+    pub value: Arc<V>,
+    pub weight: usize,
+}
+
+/// What became of a victim's value.
+pub(crate) enum Outcome {
+    Written(Loc),
+    Unserializable,
+    WriteFailed,
+}
+
+/// Background errors kept for the caller, at most (the rest are counted in
+/// the stats and logged).
+pub(crate) const MAX_KEPT_ERRORS: usize = 64;
+
+/// The background writers of one chest: their queue of batches, and what
+/// callers wait on.
+pub(crate) struct WriteBehind<K, V> {
+    state: Mutex<State<K, V>>,
+    /// Writers wait here for batches.
+    pub work: Condvar,
+    /// Callers wait here for batches to be placed (backpressure, flush).
+    pub placed: Condvar,
+}
+
+pub(crate) struct State<K, V> {
+    /// The writer threads and the batches submitted and not yet taken by
+    /// one; stopped by the chest's drop (queued batches are cancelled).
+    pub crew: Crew<Job<K, V>>,
+    /// Numbers of the batches submitted and not yet placed.
+    pub unplaced: BTreeSet<u64>,
+    pub next_seq: u64,
+    /// The number of the last batch that failed (in part), if any.
+    pub last_failed: Option<u64>,
+    /// Errors of batches not yet reported to a caller.
+    pub errors: Vec<Error>,
+}
+
+/// One eviction batch.
+pub(crate) struct Job<K, V> {
+    pub seq: u64,
+    pub victims: Vec<Victim<K, V>>,
+}
+
+impl<K, V> Default for WriteBehind<K, V> {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(State {
+                crew: Crew::default(),
+                unplaced: BTreeSet::new(),
+                next_seq: 0,
+                last_failed: None,
+                errors: Vec::new(),
+            }),
+            work: Condvar::new(),
+            placed: Condvar::new(),
+        }
+    }
+}
+
+impl<K, V> WriteBehind<K, V> {
+    pub(crate) fn state(&self) -> MutexGuard<'_, State<K, V>> {
+        lock(&self.state)
+    }
+
+    /// Wakes the callers waiting for room: called after a placement that
+    /// freed memory, with no shard lock held.
+    pub(crate) fn wake(&self) {
+        drop(self.state());
+        self.placed.notify_all();
+    }
+}
