@@ -5,94 +5,33 @@
 //!
 //! | README promise | tests here | and elsewhere |
 //! | --- | --- | --- |
-//! | Budget | `budget_*` | `read_ahead.rs`, `write_behind.rs` |
+//! | Budget | `budget_*` | `eviction.rs` (backpressure), `loads.rs` (prefetch, read-ahead) |
 //! | No copies on hits | `a_hit_*` | |
-//! | Write-behind | `write_behind_*` | `write_behind.rs` |
-//! | Nothing lost silently | `nothing_lost_*` | `nothing_lost.rs`, `faults.rs` |
-//! | Durability | `durability_*` | `crash.rs` (the simulator), `tests/kill_loop.rs` |
+//! | Write-behind | `write_behind_*` | `eviction.rs` |
+//! | Nothing lost silently | `nothing_lost_*` | `eviction.rs`, `flush.rs`, `panics.rs`, `concurrency.rs` |
+//! | Durability | `durability_*` | `crash.rs` (the simulator), `flush.rs`, `open.rs` (manifests), `tests/kill_loop.rs` |
 //! | Measured | (the promise is the two tools themselves) | `crash.rs`, `tests/kill_loop.rs` |
-//! | Only its own | `only_its_own_*` | `chest-fs`'s `tests/` |
+//! | Only its own | `only_its_own_*` | `open.rs`, `chest-fs`'s `tests/` |
 //! | Integrity | `integrity_*` | conformance `corrupt_value_names_key` |
-//! | One writer | `one_writer_*` | `conformance_memory.rs`, `chest-s3`'s `single_writer.rs` |
+//! | One writer | `one_writer_*` | `lease.rs`, `conformance_memory.rs`, `chest-s3`'s `single_writer.rs` |
 //! | Drop | `drop_*` | `async_chest.rs` (close of an `AsyncChest`) |
 //!
 //! Every race here is ordered by a gate (a hooked backend that holds an
-//! operation of a named thread), never by a sleep; [`HANG`] only turns a
-//! hang into a failure.
+//! operation of a named thread: the shared kit's [`Gate`]), never by a
+//! sleep; [`HANG`](common::HANG) only turns a hang into a failure.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use chest_core::conformance::hooked::{Hooked, Op};
 use chest_core::{Backend, Chest, ChestBuilder, Error, ErrorKind, MemoryBackend, Raw};
-
-/// How long a test waits for something that must happen before it calls it
-/// a hang (a liveness bound, not an ordering device).
-const HANG: Duration = Duration::from_secs(30);
-
-/// The name of the chest's background writer threads.
-const WRITER: &str = "chest-writer";
+use common::{on_thread, value, value_put as is_value, Gate, WRITER};
 
 // ------------------------------------------------------------------ the kit
-
-/// Holds the operations that reach it while it is closed, and counts them.
-#[derive(Default)]
-struct Gate {
-    state: Mutex<(bool, usize)>,
-    changed: Condvar,
-}
-
-impl Gate {
-    fn closed() -> Arc<Self> {
-        let g = Arc::new(Self::default());
-        g.state.lock().unwrap().0 = true;
-        g
-    }
-
-    /// Called by the hooked operation: counts it, and waits while closed.
-    fn pass(&self) {
-        let mut st = self.state.lock().unwrap();
-        st.1 += 1;
-        self.changed.notify_all();
-        let (st, timeout) = self
-            .changed
-            .wait_timeout_while(st, HANG, |st| st.0)
-            .unwrap();
-        assert!(!timeout.timed_out(), "the gate was never opened");
-        drop(st);
-    }
-
-    /// Waits until `n` operations have reached the gate.
-    fn wait_arrived(&self, n: usize) {
-        let st = self.state.lock().unwrap();
-        let (st, timeout) = self
-            .changed
-            .wait_timeout_while(st, HANG, |st| st.1 < n)
-            .unwrap();
-        assert!(!timeout.timed_out(), "no operation reached the gate");
-        drop(st);
-    }
-
-    fn open(&self) {
-        self.state.lock().unwrap().0 = false;
-        self.changed.notify_all();
-    }
-}
-
-fn on_thread(name: &str) -> bool {
-    std::thread::current().name() == Some(name)
-}
-
-fn is_value(op: &Op<'_>) -> bool {
-    matches!(op, Op::Put(n) if n.starts_with("data/"))
-}
-
-fn value(k: u64, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (k as usize * 31 + i) as u8).collect()
-}
 
 type Bytes = Chest<u64, Vec<u8>, Raw>;
 
@@ -313,7 +252,7 @@ fn reopen_and_check(store: Arc<MemoryBackend>, count: u64) {
 fn write_behind_failure_reaches_the_next_flush() {
     let (store, gate, c) = failing_writer();
     let count = c.len() as u64;
-    gate.open();
+    gate.release();
     let err = c.flush().expect_err("the background write failed");
     let write = err
         .errors()
@@ -335,7 +274,7 @@ fn write_behind_failure_reaches_the_next_flush() {
 fn write_behind_failure_reaches_close() {
     let (store, gate, c) = failing_writer();
     let count = c.len() as u64;
-    gate.open();
+    gate.release();
     let err = c.close().expect_err("the background write failed");
     assert!(
         err.errors()

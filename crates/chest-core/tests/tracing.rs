@@ -20,7 +20,7 @@ impl Write for Buf {
 }
 
 #[test]
-fn spans_and_events() {
+fn open_flush_eviction_and_loads_are_traced() {
     let buf = Buf::default();
     let writer = buf.clone();
     let subscriber = tracing_subscriber::fmt()

@@ -1,148 +1,131 @@
-//! A memory backend whose reads of values (`data/…`) can be held and made
-//! to fail or panic, for ordering races deterministically — never with
-//! sleeps; a bounded wait ([`HANG`]) only turns a hang into a failure.
-//!
-//! The gate acts on the reads made by one named thread (the *gated*
-//! thread: a chest's background reader, or a test's own thread), and can
-//! also fail every read.
+//! [`Gate`]: holds the threads that reach it until the test lets them
+//! through, and counts them — for ordering races deterministically, never
+//! with sleeps. A hook of a [`Hooked`](chest_core::conformance::hooked::Hooked)
+//! backend calls [`Gate::pass`] to hold an operation; a weigher or a
+//! serializer can call it to hold a value on its way in or out.
 
-use std::ops::Range;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
 
-use bytes::Bytes;
-use chest_core::{Backend, BackendError, BackendResult, MemoryBackend};
-
-/// How long a test waits for something that must happen before it calls it
-/// a hang (a liveness bound, not an ordering device).
-pub const HANG: Duration = Duration::from_secs(20);
+use super::HANG;
 
 #[derive(Debug, Default)]
-pub struct GateState {
-    /// Reads of values by the gated thread wait while this is set.
-    pub hold: bool,
-    /// Reads held now.
-    pub blocked: usize,
-    /// Reads of values by the gated thread fail.
-    pub fail_gated: bool,
-    /// Reads of values by any thread fail.
-    pub fail_all: bool,
-    /// Reads of values by the gated thread panic.
-    pub panic_gated: bool,
-    /// Reads of values that reached the inner backend.
-    pub reads: usize,
+struct State {
+    /// Every caller waits while this is set.
+    closed: bool,
+    /// The next caller (one only) waits until [`Gate::release`].
+    next: bool,
+    /// Calls to [`Gate::release`] so far.
+    releases: usize,
+    /// Callers so far.
+    arrived: usize,
+    /// Callers waiting now.
+    held: usize,
 }
 
-#[derive(Debug)]
+/// Holds the callers of [`Gate::pass`] while closed (or the next one, once
+/// armed by [`Gate::hold_next`]), and counts them.
+#[derive(Debug, Default)]
 pub struct Gate {
-    inner: MemoryBackend,
-    /// The name of the gated thread.
-    thread: &'static str,
-    /// Declares that large values are packed into segments (as a local
-    /// directory does), rather than written as objects of their own.
-    packs: bool,
-    state: Mutex<GateState>,
-    cv: Condvar,
+    state: Mutex<State>,
+    changed: Condvar,
 }
 
 impl Gate {
-    /// A gate on the reads of the thread named `thread`.
-    pub fn new(thread: &'static str) -> Arc<Self> {
-        Self::with_packing(thread, false)
+    /// An open gate: callers pass (and are counted).
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
     }
 
-    /// [`Gate::new`], the backend packing large values into segments if `packs`.
-    pub fn with_packing(thread: &'static str, packs: bool) -> Arc<Self> {
-        Arc::new(Self {
-            inner: MemoryBackend::default(),
-            thread,
-            packs,
-            state: Mutex::default(),
-            cv: Condvar::new(),
-        })
+    /// A closed gate: callers wait until [`Gate::release`].
+    pub fn closed() -> Arc<Self> {
+        let g = Self::new();
+        g.hold();
+        g
     }
 
-    pub fn set(&self, f: impl FnOnce(&mut GateState)) {
-        f(&mut self.state.lock().unwrap());
-        self.cv.notify_all();
+    /// Closes the gate: every caller from now on waits.
+    pub fn hold(&self) {
+        self.state.lock().unwrap().closed = true;
+        self.changed.notify_all();
     }
 
-    /// Reads of values that reached the inner backend so far.
-    pub fn reads(&self) -> usize {
-        self.state.lock().unwrap().reads
+    /// Holds the next caller only (the others pass), until [`Gate::release`].
+    pub fn hold_next(&self) {
+        self.state.lock().unwrap().next = true;
+        self.changed.notify_all();
     }
 
-    /// Waits until `n` reads of the gated thread are held.
-    pub fn wait_blocked(&self, n: usize) {
-        let s = self.state.lock().unwrap();
-        let (_s, timeout) = self
-            .cv
-            .wait_timeout_while(s, HANG, |s| s.blocked < n)
-            .unwrap();
-        assert!(!timeout.timed_out(), "the held reads never came ({n})");
-    }
-
-    fn gate(&self, name: &str) -> BackendResult<()> {
-        if !name.starts_with("data/") {
-            return Ok(());
-        }
-        let gated = std::thread::current().name() == Some(self.thread);
+    /// Opens the gate: every held caller goes on, and later ones pass.
+    pub fn release(&self) {
         let mut s = self.state.lock().unwrap();
-        if gated && s.hold {
-            s.blocked += 1;
-            self.cv.notify_all();
-            s = self.cv.wait_while(s, |s| s.hold).unwrap();
-            s.blocked -= 1;
-        }
-        if gated && s.panic_gated {
+        s.closed = false;
+        s.next = false;
+        s.releases += 1;
+        self.changed.notify_all();
+    }
+
+    /// A guard that opens the gate when dropped, so that a failed assertion
+    /// ends the test instead of hanging it on a held thread.
+    pub fn release_on_drop(&self) -> Release<'_> {
+        Release(self)
+    }
+
+    /// Called by the operation to order: counts it, and waits while the
+    /// gate holds it (at most [`HANG`], then panics: a hang is a failure).
+    pub fn pass(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.arrived += 1;
+        let once = std::mem::take(&mut s.next);
+        if s.closed || once {
+            s.held += 1;
+            self.changed.notify_all();
+            let release = s.releases;
+            let (mut s, timeout) = self
+                .changed
+                .wait_timeout_while(s, HANG, |s| s.closed || (once && s.releases == release))
+                .unwrap();
+            s.held -= 1;
             drop(s);
-            panic!("the backend panicked on a read of {name}");
+            assert!(!timeout.timed_out(), "a held operation was never released");
         }
-        if s.fail_all || (gated && s.fail_gated) {
-            return Err(BackendError::Io {
-                location: "gate://".into(),
-                op: "read",
-                path: name.into(),
-                source: std::io::Error::other("the disk went away"),
-            });
-        }
-        s.reads += 1;
-        Ok(())
+    }
+
+    /// Callers so far.
+    pub fn arrived(&self) -> usize {
+        self.state.lock().unwrap().arrived
+    }
+
+    /// Callers held now.
+    pub fn held(&self) -> usize {
+        self.state.lock().unwrap().held
+    }
+
+    /// Waits until `n` callers have arrived in all.
+    pub fn wait_arrived(&self, n: usize) {
+        self.wait("the operations never came", |s| s.arrived >= n);
+    }
+
+    /// Waits until `n` callers are held at once.
+    pub fn wait_held(&self, n: usize) {
+        self.wait("the held operations never came", |s| s.held >= n);
+    }
+
+    fn wait(&self, what: &str, done: impl Fn(&State) -> bool) {
+        let s = self.state.lock().unwrap();
+        let (s, timeout) = self
+            .changed
+            .wait_timeout_while(s, HANG, |s| !done(s))
+            .unwrap();
+        drop(s);
+        assert!(!timeout.timed_out(), "{what}");
     }
 }
 
-/// Lets every held read through when dropped, so that a failed assertion
-/// ends the test instead of hanging it.
-pub struct Release<'a>(pub &'a Gate);
+/// Opens its gate when dropped (see [`Gate::release_on_drop`]).
+pub struct Release<'a>(&'a Gate);
 
 impl Drop for Release<'_> {
     fn drop(&mut self) {
-        self.0.set(|s| s.hold = false);
-    }
-}
-
-impl Backend for Gate {
-    fn location(&self) -> &str {
-        "gate://"
-    }
-    fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
-        self.inner.put(name, data)
-    }
-    fn get(&self, name: &str) -> BackendResult<Bytes> {
-        self.gate(name)?;
-        self.inner.get(name)
-    }
-    fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
-        self.gate(name)?;
-        self.inner.get_range(name, range)
-    }
-    fn delete(&self, name: &str) -> BackendResult<()> {
-        self.inner.delete(name)
-    }
-    fn list(&self, prefix: &str) -> BackendResult<Vec<String>> {
-        self.inner.list(prefix)
-    }
-    fn packs_large_values(&self) -> bool {
-        self.packs
+        self.0.release();
     }
 }

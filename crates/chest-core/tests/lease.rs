@@ -1,193 +1,62 @@
-//! The writer lease under the failures a review of it found (each failed
-//! before its fix): a manifest write that fails without landing, a lease
-//! renewal that lands but reports an error, a reader whose listed manifests
-//! vanish, a reader beside a writer that reopens, a chest created between
-//! `CreateNew`'s first look and its lease, and a drop during a renewal wait.
-//! Over `memory://name` stores, with a wrapper backend that injects the
-//! failures and gates (no sleeps decide a race).
-#![cfg(feature = "conformance")]
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+//! The writer lease: one writer at a time on a shared store, under the
+//! failures a review of the lease found (each failed before its fix): a
+//! manifest write that fails without landing, a renewal that lands but
+//! reports an error, a reader whose listed manifests vanish, a reader beside
+//! a writer that reopens, a chest created between `CreateNew`'s first look
+//! and its lease, a chest created while an open looks, and a drop during a
+//! renewal wait. Over `memory://name` stores, with
+//! [`LeaseFaults`](common::doubles::LeaseFaults) injecting the failures
+//! and holding a manifest write at its gate (no sleeps decide a race).
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use chest_core::{
-    Backend, BackendError, BackendResult, Chest, ChestBuilder, ErrorKind, MemoryBackend,
-    ObjectVersion, OpenMode, PutIf, SingleWriter,
-};
+use chest_core::conformance::single_writer::expire_lease;
+use chest_core::{Backend, Chest, ChestBuilder, ErrorKind, MemoryBackend, OpenMode};
+use common::doubles::{LeaseFaults, MANIFEST_FAILS, MANIFEST_HELD};
+use common::until;
 
-type Hook = Box<dyn FnOnce() + Send>;
-
-/// Wrapper: modes for manifest put_if (0 pass, 1 fail without writing, 2 gate),
-/// lease put_if (0 pass, 1 write then report an error), and one-shot hooks after
-/// `list("manifest")` and at `single_writer`.
-struct W {
-    inner: Arc<dyn Backend>,
-    manifest_mode: AtomicU8,
-    lease_mode: AtomicU8,
-    gate: Mutex<(bool, bool)>,
-    cv: Condvar,
-    on_list: Mutex<Option<Hook>>,
-    on_claim: Mutex<Option<Hook>>,
-    on_get_marker: Mutex<Option<Hook>>,
-    lease_puts: AtomicUsize,
-}
-impl std::fmt::Debug for W {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.inner.fmt(f)
-    }
-}
-fn wrap(inner: Arc<dyn Backend>) -> Arc<W> {
-    Arc::new(W {
-        inner,
-        manifest_mode: AtomicU8::new(0),
-        lease_mode: AtomicU8::new(0),
-        gate: Mutex::new((false, false)),
-        cv: Condvar::new(),
-        on_list: Mutex::new(None),
-        on_claim: Mutex::new(None),
-        on_get_marker: Mutex::new(None),
-        lease_puts: AtomicUsize::new(0),
-    })
-}
-fn io_err(name: &str) -> BackendError {
-    BackendError::Io {
-        location: "test".into(),
-        op: "conditional put",
-        path: name.into(),
-        source: std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out (injected)"),
-    }
-}
-impl W {
-    fn arrived(&self) {
-        let mut g = self.gate.lock().unwrap();
-        while !g.0 {
-            g = self.cv.wait(g).unwrap();
-        }
-    }
-    fn open(&self) {
-        self.gate.lock().unwrap().1 = true;
-        self.cv.notify_all();
-    }
-}
-impl Backend for W {
-    fn location(&self) -> &str {
-        self.inner.location()
-    }
-    fn put(&self, n: &str, d: Bytes) -> BackendResult<()> {
-        self.inner.put(n, d)
-    }
-    fn put_many(&self, o: Vec<(String, Bytes)>) -> BackendResult<()> {
-        self.inner.put_many(o)
-    }
-    fn put_durable(&self, n: &str, d: Bytes) -> BackendResult<()> {
-        self.inner.put_durable(n, d)
-    }
-    fn get(&self, n: &str) -> BackendResult<Bytes> {
-        let r = self.inner.get(n);
-        if n == "chest" {
-            if let Some(h) = self.on_get_marker.lock().unwrap().take() {
-                h();
-            }
-        }
-        r
-    }
-    fn get_range(&self, n: &str, r: std::ops::Range<u64>) -> BackendResult<Bytes> {
-        self.inner.get_range(n, r)
-    }
-    fn delete(&self, n: &str) -> BackendResult<()> {
-        self.inner.delete(n)
-    }
-    fn list(&self, p: &str) -> BackendResult<Vec<String>> {
-        let r = self.inner.list(p);
-        if p == "manifest" {
-            if let Some(h) = self.on_list.lock().unwrap().take() {
-                h();
-            }
-        }
-        r
-    }
-    fn sync(&self) -> BackendResult<()> {
-        self.inner.sync()
-    }
-    fn single_writer(&self) -> BackendResult<SingleWriter> {
-        if let Some(h) = self.on_claim.lock().unwrap().take() {
-            h();
-        }
-        self.inner.single_writer()
-    }
-    fn get_versioned(&self, n: &str) -> BackendResult<(Bytes, ObjectVersion)> {
-        self.inner.get_versioned(n)
-    }
-    fn put_if(&self, n: &str, d: Bytes, c: PutIf) -> BackendResult<ObjectVersion> {
-        if n.starts_with("manifest") {
-            match self.manifest_mode.swap(0, Ordering::SeqCst) {
-                1 => return Err(io_err(n)),
-                2 => {
-                    let mut g = self.gate.lock().unwrap();
-                    g.0 = true;
-                    self.cv.notify_all();
-                    while !g.1 {
-                        g = self.cv.wait(g).unwrap();
-                    }
-                }
-                _ => {}
-            }
-        }
-        if n == "lease" {
-            self.lease_puts.fetch_add(1, Ordering::SeqCst);
-            if self.lease_mode.swap(0, Ordering::SeqCst) == 1 {
-                let _ = self.inner.put_if(n, d, c)?;
-                return Err(io_err(n));
-            }
-        }
-        self.inner.put_if(n, d, c)
-    }
-}
-
+/// A named memory store of this process (shared by every handle on the name).
 fn named(tag: &str) -> (String, Arc<dyn Backend>) {
     let name = format!("review-{tag}-{}", std::process::id());
     (name.clone(), Arc::new(MemoryBackend::named(&name)))
 }
+
+/// A writer over `b`, budget 1 MiB.
 fn writer(b: Arc<dyn Backend>) -> chest_core::Result<Chest<u64, Vec<u8>>> {
     ChestBuilder::new().memory_budget(1 << 20).open_backend(b)
-}
-use chest_core::conformance::single_writer::expire_lease;
-
-/// Waits (bounded) for a timer-driven event, such as a lease renewal.
-fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// A's manifest write fails without landing; A's next commit (gated, in
 /// flight while its lease expires) must not land above B's fence: A is
 /// fenced, B's flushes succeed, and every key the next open finds reads.
 #[test]
-fn a_failed_manifest_write_leaves_no_gap_above_the_fence() {
+fn a_fenced_writers_commit_leaves_no_gap_above_the_new_holders_fence() {
     let (name, raw) = named("gap");
-    let hook = wrap(Arc::clone(&raw));
+    let hook = LeaseFaults::new(Arc::clone(&raw));
     let a = writer(hook.clone() as Arc<dyn Backend>).unwrap();
     a.insert(1, b"one".to_vec()).unwrap();
     a.flush().unwrap();
-    hook.manifest_mode.store(1, Ordering::SeqCst);
+    hook.manifest_mode.store(MANIFEST_FAILS, Ordering::SeqCst);
     a.insert(2, vec![2; 300_000]).unwrap();
     assert!(a.flush().is_err(), "injected failure");
-    hook.manifest_mode.store(2, Ordering::SeqCst);
+    hook.gate.hold();
+    let _release = hook.gate.release_on_drop();
+    hook.manifest_mode.store(MANIFEST_HELD, Ordering::SeqCst);
     let mut report = Vec::new();
     std::thread::scope(|s| {
         let t = s.spawn(|| {
             a.insert(3, vec![3; 300_000]).unwrap();
             a.flush()
         });
-        hook.arrived();
+        hook.gate.wait_held(1);
         expire_lease(&*raw);
         let b = writer(Arc::new(MemoryBackend::named(&name))).expect("B takes over");
         report.push(format!("B opened with keys {:?}", b.len()));
-        hook.open();
+        hook.gate.release();
         report.push(format!(
             "A's flush: {:?}",
             t.join().unwrap().map_err(|e| e.kind())
@@ -228,17 +97,17 @@ fn a_failed_manifest_write_leaves_no_gap_above_the_fence() {
 /// A renewal that reaches the store but reports an error (a timeout) does
 /// not fence the only writer: the next renewal finds its own record.
 #[test]
-fn a_renewal_that_landed_but_failed_keeps_the_lease() {
+fn a_renewal_that_landed_but_reported_an_error_keeps_the_lease() {
     let (_name, raw) = named("renew");
-    let hook = wrap(raw);
+    let hook = LeaseFaults::new(raw);
     let a: Chest<u64, Vec<u8>> = ChestBuilder::new()
         .lease_ttl(Duration::from_millis(1200))
         .open_backend(hook.clone() as Arc<dyn Backend>)
         .unwrap();
     let before = hook.lease_puts.load(Ordering::SeqCst);
-    hook.lease_mode.store(1, Ordering::SeqCst);
+    hook.renewal_fails.store(1, Ordering::SeqCst);
     // The failing renewal, then one more.
-    wait_until("two renewals", || {
+    until("two renewals", || {
         hook.lease_puts.load(Ordering::SeqCst) >= before + 2
     });
     a.insert(1, vec![1; 300_000]).unwrap();
@@ -249,7 +118,7 @@ fn a_renewal_that_landed_but_failed_keeps_the_lease() {
 /// listed is gone by the time it reads them) lists again: it never opens an
 /// empty chest.
 #[test]
-fn a_reader_whose_listed_manifests_vanish_lists_again() {
+fn a_reader_whose_listed_manifests_vanish_lists_again_and_never_opens_empty() {
     let (name, raw) = named("reader");
     let w = Arc::new(writer(Arc::clone(&raw)).unwrap());
     for k in 0..10 {
@@ -258,9 +127,9 @@ fn a_reader_whose_listed_manifests_vanish_lists_again() {
     w.flush().unwrap();
     w.insert(0, vec![9; 100]).unwrap();
     w.flush().unwrap();
-    let hook = wrap(Arc::new(MemoryBackend::named(&name)));
+    let hook = LeaseFaults::new(Arc::new(MemoryBackend::named(&name)));
     let w2 = Arc::clone(&w);
-    *hook.on_list.lock().unwrap() = Some(Box::new(move || {
+    *hook.after_list.lock().unwrap() = Some(Box::new(move || {
         for i in 0..2 {
             w2.insert(100 + i, vec![1; 10]).unwrap();
             w2.flush().unwrap();
@@ -276,7 +145,7 @@ fn a_reader_whose_listed_manifests_vanish_lists_again() {
 /// The reader grace survives the writer's close: the next writer's open
 /// spares the objects of the manifests still within it.
 #[test]
-fn reader_grace_survives_the_writer_reopening() {
+fn a_readers_grace_survives_the_writer_reopening() {
     let (name, raw) = named("grace");
     let w = writer(Arc::clone(&raw)).unwrap();
     for k in 0..4 {
@@ -307,11 +176,11 @@ fn reader_grace_survives_the_writer_reopening() {
 /// CreateNew: another writer creates and closes the chest between the first
 /// look and the lease; the open still fails with AlreadyExists.
 #[test]
-fn create_new_refuses_a_chest_created_meanwhile() {
+fn create_new_refuses_a_chest_created_between_its_look_and_its_lease() {
     let (name, raw) = named("createnew");
-    let hook = wrap(raw);
+    let hook = LeaseFaults::new(raw);
     let n2 = name.clone();
-    *hook.on_claim.lock().unwrap() = Some(Box::new(move || {
+    *hook.at_claim.lock().unwrap() = Some(Box::new(move || {
         let other = writer(Arc::new(MemoryBackend::named(&n2))).unwrap();
         other.insert(7, b"seven".to_vec()).unwrap();
         other.close().unwrap();
@@ -328,7 +197,7 @@ fn create_new_refuses_a_chest_created_meanwhile() {
 /// Dropping a writer stops its lease renewer at once, not at the end of the
 /// renewer's wait (ttl / 6: here 20 s, far beyond the bound).
 #[test]
-fn drop_does_not_wait_for_the_renewal_period() {
+fn a_drop_stops_the_lease_renewer_at_once() {
     for i in 0..4 {
         let (_n, raw) = named(&format!("drop{i}"));
         let c = ChestBuilder::<u64, Vec<u8>>::new()
@@ -346,13 +215,13 @@ fn drop_does_not_wait_for_the_renewal_period() {
 /// after this open found no marker: the open must not take the location for
 /// a foreign one. It looks again and finds a chest held by another writer.
 #[test]
-fn a_chest_created_while_an_open_looks_is_not_taken_for_foreign() {
+fn a_chest_created_while_an_open_looks_is_found_held_not_foreign() {
     let (name, raw) = named("appearing");
-    let hook = wrap(raw);
+    let hook = LeaseFaults::new(raw);
     type Held = Arc<Mutex<Option<Chest<u64, Vec<u8>>>>>;
     let other: Held = Arc::default();
     let (n2, keep) = (name.clone(), Arc::clone(&other));
-    *hook.on_get_marker.lock().unwrap() = Some(Box::new(move || {
+    *hook.after_marker_read.lock().unwrap() = Some(Box::new(move || {
         let c = writer(Arc::new(MemoryBackend::named(&n2))).unwrap();
         c.insert(1, vec![1; 300_000]).unwrap();
         c.flush().unwrap();
