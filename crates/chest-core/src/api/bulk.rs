@@ -1,7 +1,6 @@
 //! Operations on many keys: key iteration a shard at a time, `values`,
 //! `retain`, `clear`, `extend`.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::api::chest::Chest;
@@ -125,7 +124,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
                     self.inner.store.release(loc);
                 }
             }
-            self.inner.len.fetch_sub(drained.len(), Ordering::Relaxed);
+            self.inner.keys_removed(drained.len());
             self.inner.bump();
             drop(shard);
             // Values are dropped with no lock held.

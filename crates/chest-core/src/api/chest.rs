@@ -193,7 +193,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     pub(crate) fn forget(&self, shard: &mut Shard<K, V>, key: &K, old: Option<Slot<V>>) {
         match old {
             None => {
-                self.inner.len.fetch_add(1, Ordering::Relaxed);
+                self.inner.keys_added(1);
             }
             Some(old) => {
                 self.unaccount(&old);
@@ -263,7 +263,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     {
         let old = shard.map.remove(key)?;
         shard.dequeue(key);
-        self.inner.len.fetch_sub(1, Ordering::Relaxed);
+        self.inner.keys_removed(1);
         self.unaccount(&old);
         if let Some(loc) = old.stored() {
             self.inner.store.release(loc);
@@ -503,7 +503,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Debug for Chest<K, V, S
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Chest")
             .field("location", &self.inner.store.location())
-            .field("len", &self.inner.len.load(Ordering::Relaxed))
+            .field("len", &self.inner.len())
             .field("memory_usage", &self.inner.budget.usage())
             .field("memory_budget", &self.inner.config.budget)
             .finish()

@@ -38,7 +38,9 @@ pub(crate) struct Inner<K: Key, V: Send + Sync + 'static, S: Serializer<V>> {
     pub(crate) changes: AtomicU64,
     /// `changes` as read at the start of the last flush that wrote everything.
     pub(crate) flushed: AtomicU64,
-    pub(crate) len: AtomicUsize,
+    /// How many keys the map holds: changed only by [`Inner::keys_added`]
+    /// and [`Inner::keys_removed`], under the shard lock of the change.
+    len: AtomicUsize,
     pub(crate) cursor: AtomicUsize,
     pub(crate) counters: Counters,
     pub(crate) persistent: bool,
@@ -140,6 +142,17 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
 
     pub(crate) fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed)
+    }
+
+    /// `n` keys came into the map (under the shard lock of the change).
+    pub(crate) fn keys_added(&self, n: usize) {
+        self.len.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// `n` keys left the map (under the shard lock of the change).
+    pub(crate) fn keys_removed(&self, n: usize) {
+        let before = self.len.fetch_sub(n, Ordering::Relaxed);
+        debug_assert!(before >= n, "{n} keys removed of {before}");
     }
 
     /// The hash of a key, as the chest spreads keys over its shards.

@@ -2,7 +2,6 @@
 //! debug builds, after every flush (foyer's sanity checks are the model).
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 
 use crate::config::Key;
 use crate::engine::inner::Inner;
@@ -81,7 +80,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 }
             }
         }
-        if len != self.len.load(Ordering::Relaxed) {
+        if len != self.len() {
             return Err(format!("{len} keys, but len() says {}", self.len()));
         }
         if usage != self.budget.usage() {

@@ -6,8 +6,6 @@
 //! or something else — objects that are not a chest's — which is refused
 //! and left untouched. Only names the chest makes are ever deleted.
 
-use std::sync::atomic::Ordering;
-
 use crate::backend::registry::OpenedBackend;
 use crate::config::Key;
 use crate::config::{Config, OpenMode, Weigher};
@@ -215,7 +213,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                             }
                         }
                     }
-                    this.len.fetch_add(added, Ordering::Relaxed);
+                    this.keys_added(added);
                 });
             }
         });

@@ -1,9 +1,11 @@
 //! The map: the states of an entry and what guards each move ([`entry`]),
-//! the shards with their eviction order and admission ([`shard`]), the
+//! the shards with their eviction order ([`shard`]), the admission of
+//! loaded values ([`doorkeeper`]), the
 //! compact key index ([`index`]) and the memory budget's counters and
 //! rules ([`budget`]). Pure data structures: no I/O, no threads.
 
 pub(crate) mod budget;
+pub(crate) mod doorkeeper;
 pub(crate) mod entry;
 pub(crate) mod index;
 pub(crate) mod shard;

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::hash::Hash;
 
 use crate::config::EvictionPolicy;
+use crate::map::doorkeeper::{Recent, WAYS};
 use crate::map::entry::{Resident, Slot};
 use crate::map::index::{FastHash, Index};
 
@@ -15,38 +16,6 @@ use crate::map::index::{FastHash, Index};
 /// integer keys to one shard (64 keys in one of 2 shards about once in 140
 /// chests). The quality variant is the fast one with a final mix.
 pub(crate) type ShardHash = foldhash::quality::RandomState;
-
-/// Fingerprints of the keys loaded lately and not kept, for
-/// [`Admission::SecondRead`]: buckets of [`WAYS`] slots, a key's bucket
-/// chosen by its hash; a full bucket forgets its oldest entry (so the table
-/// never grows, and only forgets when [`WAYS`] newer keys met in a bucket).
-struct Recent {
-    slots: Box<[u32]>,
-}
-
-/// Slots per bucket of [`Recent`].
-const WAYS: usize = 4;
-
-impl Recent {
-    /// Whether the key of hash `h` was loaded lately (and forgets it if so);
-    /// otherwise remembers it.
-    fn seen_again(&mut self, h: u64) -> bool {
-        let buckets = self.slots.len() / WAYS;
-        let b = ((h >> 40) as usize) & (buckets - 1);
-        let bucket = &mut self.slots[b * WAYS..(b + 1) * WAYS];
-        let fingerprint = (h as u32) | 1; // 0 marks a free slot
-        if let Some(i) = bucket.iter().position(|&f| f == fingerprint) {
-            // Forget it: the key is kept now. The newer entries stay in order.
-            bucket[i..].rotate_left(1);
-            bucket[WAYS - 1] = 0;
-            return true;
-        }
-        // Newest first; the oldest (or a free slot) falls off the end.
-        bucket.rotate_right(1);
-        bucket[0] = fingerprint;
-        false
-    }
-}
 
 /// A position hint that is never right (see [`Index::get_hinted`]).
 pub(crate) const NO_HINT: u32 = u32::MAX;
@@ -58,7 +27,7 @@ pub(crate) type Queued<K> = (K, u64, u32);
 pub(crate) struct Shard<K, V> {
     pub map: Index<K, Slot<V>>,
     /// Keys loaded lately and not kept (allocated on first use; none for
-    /// [`Admission::EveryRead`]).
+    /// [`Admission::EveryRead`](crate::Admission::EveryRead)).
     recent: Option<Recent>,
     /// Slots of `recent` (a power of two), 0 to keep every load.
     recent_slots: usize,
@@ -89,7 +58,7 @@ enum Order<K> {
 }
 
 impl<K: Hash + Eq + Clone, V> Shard<K, V> {
-    /// A shard whose doorkeeper (see [`Admission`]) remembers up to
+    /// A shard whose doorkeeper (see [`Admission`](crate::Admission)) remembers up to
     /// `recent_slots` keys (rounded up to a power of two; 0: every load is kept).
     pub fn new(policy: EvictionPolicy, recent_slots: usize) -> Self {
         Self {
@@ -111,16 +80,14 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     }
 
     /// Whether a value loaded now for the key of hash `h` should stay in
-    /// memory (see [`Admission`]).
+    /// memory (see [`Admission`](crate::Admission)).
     pub fn keep_load(&mut self, h: u64) -> bool {
         if self.recent_slots == 0 {
             return true;
         }
         let slots = self.recent_slots;
         self.recent
-            .get_or_insert_with(|| Recent {
-                slots: vec![0; slots].into_boxed_slice(),
-            })
+            .get_or_insert_with(|| Recent::new(slots))
             .seen_again(h)
     }
 
