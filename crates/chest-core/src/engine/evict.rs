@@ -71,7 +71,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         let mut victims = Vec::new();
         let mut idle = 0;
         while idle < n {
-            if self.budget.unfreed() <= target {
+            if self.budget.staying() <= target {
                 break;
             }
             let i = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
@@ -129,7 +129,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         let mut shard = self.lock_shard(i);
         let mut taken = 0;
         while taken < chunk {
-            if self.budget.unfreed() <= target {
+            if self.budget.staying() <= target {
                 break;
             }
             let Some((key, at)) = shard.pop_coldest() else {

@@ -165,7 +165,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             } else {
                 b.limit().saturating_sub(want)
             };
-            if b.usage().saturating_sub(b.inflight()) > target {
+            if b.staying() > target {
                 let victims = self.pick_victims(target);
                 if !victims.is_empty() {
                     self.submit(victims);

@@ -100,6 +100,13 @@ impl Budget {
         self.taken().saturating_sub(self.inflight())
     }
 
+    /// The values in memory that are not on their way out: what taking
+    /// victims brings down (room reserved for loads is not, so a caller
+    /// that makes room for loads takes it off its target).
+    pub fn staying(&self) -> usize {
+        self.usage().saturating_sub(self.inflight())
+    }
+
     /// A value of `weight` becomes resident (inserted, loaded and kept).
     pub fn admit(&self, weight: usize) {
         self.usage.fetch_add(weight, Ordering::Relaxed);
@@ -307,7 +314,7 @@ mod tests {
         let b = Budget::new(1000, 100, 500);
         b.admit(400);
         b.start_write(400);
-        assert_eq!((b.taken(), b.unfreed()), (400, 0));
+        assert_eq!((b.taken(), b.unfreed(), b.staying()), (400, 0, 0));
         b.release(400);
         b.placed(400);
         assert_eq!((b.taken(), b.inflight()), (0, 0));
@@ -336,6 +343,11 @@ mod tests {
         b.admit(600);
         assert!(b.try_reserve(300));
         assert_eq!(b.taken(), 900);
+        assert_eq!(
+            (b.unfreed(), b.staying()),
+            (900, 600),
+            "reservations are taken, not evictable"
+        );
         assert!(!b.try_reserve(200), "600 + 300 + 200 > 1000");
         assert!(b.try_reserve(100), "exactly the budget fits");
         b.force_reserve(500);
