@@ -23,9 +23,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 use chest_core::conformance::hooked::{Hooked, Op};
 use chest_core::{Backend, Chest, ChestBuilder, Error, ErrorKind, MemoryBackend, Raw};
@@ -602,20 +601,6 @@ fn one_writer_a_second_writer_is_refused() {
 
 // ------------------------------------------------------------------ Drop
 
-/// A writer into a shared buffer, for the `fmt` subscriber.
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// **Drop**: a chest dropped without `close` whose flush fails cannot
 /// return the error, but the loss is loud: an error-level event names the
 /// location, the lost keys and the cause, and `Stats::lost_on_drop` counts
@@ -631,19 +616,12 @@ fn drop_whose_flush_fails_is_loud() {
         }
         Ok(())
     });
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::ERROR)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
     let lost_before = builder(BUDGET)
         .open("memory://")
         .unwrap()
         .stats()
         .lost_on_drop;
-    tracing::subscriber::with_default(subscriber, || {
+    let out = common::logs::capture(tracing::Level::ERROR, || {
         let c: Bytes = builder(BUDGET)
             .writer_threads(0)
             .open_backend(Arc::new(backend))
@@ -654,7 +632,6 @@ fn drop_whose_flush_fails_is_loud() {
         fail.store(true, Ordering::SeqCst);
         drop(c);
     });
-    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     assert!(out.contains("ERROR"), "no error event: {out:?}");
     assert!(out.contains("lost_values=17"), "{out}");
     assert!(out.contains("read-only file system"), "the cause: {out}");
@@ -671,5 +648,4 @@ fn drop_whose_flush_fails_is_loud() {
     // And the loss is real: the location holds the state of before.
     let c: Bytes = builder(BUDGET).open_backend(store).unwrap();
     assert!(c.is_empty());
-    let _ = std::io::stdout().flush();
 }

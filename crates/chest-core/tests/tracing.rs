@@ -1,34 +1,12 @@
 //! The chest reports open, flush, eviction batches and loads through `tracing`.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
 
 use chest_core::ChestBuilder;
 
-/// A writer into a shared buffer, for the `fmt` subscriber.
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn open_flush_eviction_and_loads_are_traced() {
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    let out = common::logs::capture(tracing::Level::TRACE, || {
         let c = ChestBuilder::<u64, Vec<u8>>::new()
             .memory_budget(4000)
             .open("memory://tracing")
@@ -39,7 +17,6 @@ fn open_flush_eviction_and_loads_are_traced() {
         c.get(&0).unwrap();
         c.close().unwrap();
     });
-    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     for needle in [
         "chest.open",
         "opened",

@@ -57,14 +57,14 @@
 //! wake-up between the check and the wait cannot be missed.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, MutexGuard, PoisonError};
 
 use crate::config::Key;
 use crate::engine::crew::next_job;
 use crate::engine::guard::panic_message;
 use crate::engine::inner::Inner;
 use crate::engine::locks::join;
-use crate::engine::write_queue::{Job, Outcome, Victim, MAX_KEPT_ERRORS};
+use crate::engine::write_queue::{Job, Outcome, State, Victim, MAX_KEPT_ERRORS};
 use crate::error::{Error, Result};
 use crate::map::budget::Marks;
 use crate::value::serializer::Serializer;
@@ -125,14 +125,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 return;
             }
             // The writers are behind: wait for a batch to be placed.
-            let span = tracing::trace_span!("chest.backpressure");
-            let _entered = span.enter();
-            drop(
-                self.wb
-                    .placed
-                    .wait(st)
-                    .unwrap_or_else(PoisonError::into_inner),
-            );
+            self.wait_placed(st, tracing::trace_span!("chest.backpressure"));
         }
     }
 
@@ -186,15 +179,22 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 }
                 return one;
             }
-            let span = tracing::trace_span!("chest.load_room");
-            let _entered = span.enter();
-            drop(
-                self.wb
-                    .placed
-                    .wait(st)
-                    .unwrap_or_else(PoisonError::into_inner),
-            );
+            self.wait_placed(st, tracing::trace_span!("chest.load_room"));
         }
+    }
+
+    /// Waits once, in `span`, for something that frees room or settles a
+    /// reservation: a batch placed, a reservation given back (each takes
+    /// `state` before it notifies, so one between the caller's check, made
+    /// holding `st`, and this wait is not missed).
+    fn wait_placed(&self, st: MutexGuard<'_, State<K, V>>, span: tracing::Span) {
+        let _entered = span.enter();
+        drop(
+            self.wb
+                .placed
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner),
+        );
     }
 
     /// Gives back `bytes` of a reservation made with

@@ -13,7 +13,8 @@
 //!   panics on cue);
 //! - ready-made hooks in [`hooks`]: gates on the writes and reads of
 //!   values, and on the background writers' writes;
-//! - the test doubles a hook cannot replace, in [`doubles`].
+//! - the test doubles a hook cannot replace, in [`doubles`];
+//! - what the chest logs while a closure runs: [`logs::capture`].
 //!
 //! It needs the `conformance` feature (for `Hooked`): run the tests with
 //! `cargo test -p chest-core --all-features`.
@@ -27,6 +28,7 @@ compile_error!(
 pub mod doubles;
 pub mod gate;
 pub mod hooks;
+pub mod logs;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
