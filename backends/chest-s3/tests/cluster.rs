@@ -8,37 +8,14 @@
 
 mod common;
 
+use common::{cluster, Cluster};
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chest_core::conformance::servers;
 use chest_core::Backend;
 use chest_s3::S3Backend;
-
-struct Cluster {
-    endpoints: [String; 3],
-    bucket: String,
-    script: String,
-}
-
-/// The cluster's settings, or `None`: skip the test.
-fn cluster() -> Option<Cluster> {
-    let [node1, node2, node3, script] = servers::servers(
-        [
-            "CHEST_S3_NODE1",
-            "CHEST_S3_NODE2",
-            "CHEST_S3_NODE3",
-            "CHEST_GARAGE_SCRIPT",
-        ],
-        servers::GARAGE_CLUSTER,
-    )?;
-    Some(Cluster {
-        endpoints: [node1, node2, node3],
-        bucket: std::env::var("CHEST_S3_CLUSTER_BUCKET").unwrap_or_else(|_| "chest-test".into()),
-        script,
-    })
-}
 
 impl Cluster {
     /// Node `n` (1..=3), at `prefix`.
@@ -46,7 +23,7 @@ impl Cluster {
         let url = format!(
             "s3://{}/{prefix}?endpoint={}&region=garage{extra}",
             self.bucket,
-            self.endpoints[n - 1]
+            self.nodes[n - 1]
         );
         S3Backend::open_url(&url).unwrap_or_else(|e| panic!("open node {n}: {e}"))
     }

@@ -6,38 +6,16 @@
 
 mod common;
 
+use common::{cluster, Cluster};
+
 use std::process::Command;
 use std::sync::Arc;
 
-use chest_core::conformance::servers;
 use chest_core::{Backend, Chest, ChestBuilder};
 use chest_s3::S3Backend;
 
-/// The cluster: its nodes' endpoints and `scripts/garage.sh`.
-struct Cluster {
-    nodes: [String; 3],
-    script: String,
-}
-
-/// The cluster's settings, or `None`: skip the test.
-fn cluster() -> Option<Cluster> {
-    let [node1, node2, node3, script] = servers::servers(
-        [
-            "CHEST_S3_NODE1",
-            "CHEST_S3_NODE2",
-            "CHEST_S3_NODE3",
-            "CHEST_GARAGE_SCRIPT",
-        ],
-        servers::GARAGE_CLUSTER,
-    )?;
-    Some(Cluster {
-        nodes: [node1, node2, node3],
-        script,
-    })
-}
-
 fn node(cluster: &Cluster, n: usize, prefix: &str) -> Arc<dyn Backend> {
-    let bucket = std::env::var("CHEST_S3_CLUSTER_BUCKET").unwrap_or_else(|_| "chest-test".into());
+    let bucket = &cluster.bucket;
     // lock=none: Garage ignores conditional writes, so no writer lease; each
     // test keeps to one writer per prefix itself.
     let url = format!(

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use chest_core::{Backend, ChestBuilder, MemoryBackend};
+use chest_core::{Backend, Chest, ChestBuilder, MemoryBackend};
 use common::hooks::ValueGates;
 use common::{check, open, value, Gate, HANG};
 
@@ -39,16 +39,27 @@ fn completes_while_blocked(
     });
 }
 
+/// The chests of these tests.
+type Bytes = Chest<u64, Vec<u8>>;
+
+/// A chest of one shard (so every key shares the lock a test watches) of
+/// `budget` bytes, on a memory store whose value reads and writes can be
+/// held; and that store, to reopen.
+fn one_shard(budget: usize) -> (Arc<ValueGates>, Arc<dyn Backend>, Bytes) {
+    let (g, b) = ValueGates::over(&MemoryBackend::new());
+    let c = ChestBuilder::<u64, Vec<u8>>::new()
+        .memory_budget(budget)
+        .shards(1)
+        .open_backend(b.clone())
+        .unwrap();
+    (g, b, c)
+}
+
 /// A miss whose read is held leaves its shard free: another key of the
 /// shard is inserted and looked up meanwhile.
 #[test]
 fn a_miss_does_not_block_its_shard() {
-    let (g, b) = ValueGates::over(&MemoryBackend::new());
-    let c = ChestBuilder::<u64, Vec<u8>>::new()
-        .memory_budget(4000)
-        .shards(1)
-        .open_backend(b.clone())
-        .unwrap();
+    let (g, _, c) = one_shard(4000);
     for k in 0..10 {
         c.insert(k, value(k, 1000)).unwrap();
     }
@@ -67,12 +78,7 @@ fn a_miss_does_not_block_its_shard() {
 /// An update of a spilled value whose read is held leaves its shard free.
 #[test]
 fn an_update_of_a_spilled_value_does_not_block_its_shard() {
-    let (g, b) = ValueGates::over(&MemoryBackend::new());
-    let c = ChestBuilder::<u64, Vec<u8>>::new()
-        .memory_budget(4000)
-        .shards(1)
-        .open_backend(b.clone())
-        .unwrap();
+    let (g, _, c) = one_shard(4000);
     for k in 0..10 {
         c.insert(k, value(k, 1000)).unwrap();
     }
@@ -92,12 +98,7 @@ fn an_update_of_a_spilled_value_does_not_block_its_shard() {
 /// held, leaves its shard free.
 #[test]
 fn a_heavy_insert_does_not_block_its_shard() {
-    let (g, b) = ValueGates::over(&MemoryBackend::new());
-    let c = ChestBuilder::<u64, Vec<u8>>::new()
-        .memory_budget(4000)
-        .shards(1)
-        .open_backend(b.clone())
-        .unwrap();
+    let (g, _, c) = one_shard(4000);
     c.insert(1, value(1, 10)).unwrap();
     g.puts.hold_next();
     completes_while_blocked(
@@ -113,12 +114,7 @@ fn a_heavy_insert_does_not_block_its_shard() {
 /// leaves the shard free; nothing is lost.
 #[test]
 fn a_flush_and_its_compaction_do_not_block_the_shard() {
-    let (g, b) = ValueGates::over(&MemoryBackend::new());
-    let c = ChestBuilder::<u64, Vec<u8>>::new()
-        .memory_budget(2000)
-        .shards(1)
-        .open_backend(b.clone())
-        .unwrap();
+    let (g, b, c) = one_shard(2000);
     for k in 0..40 {
         c.insert(k, value(k, 100)).unwrap();
     }

@@ -76,3 +76,31 @@ pub fn bucket(url: &str) -> String {
         .expect("the server's URL has no bucket")
         .to_string()
 }
+
+/// The three-node Garage cluster of `scripts/garage.sh cluster-start`: its
+/// nodes' S3 endpoints, its bucket and the script (to stop and start nodes).
+pub struct Cluster {
+    pub nodes: [String; 3],
+    pub bucket: String,
+    pub script: String,
+}
+
+/// The cluster's settings, or `None`: skip the test (under
+/// `CHEST_REQUIRE_SERVERS=1`, fail).
+#[track_caller]
+pub fn cluster() -> Option<Cluster> {
+    let [node1, node2, node3, script] = servers::servers(
+        [
+            "CHEST_S3_NODE1",
+            "CHEST_S3_NODE2",
+            "CHEST_S3_NODE3",
+            "CHEST_GARAGE_SCRIPT",
+        ],
+        servers::GARAGE_CLUSTER,
+    )?;
+    Some(Cluster {
+        nodes: [node1, node2, node3],
+        bucket: std::env::var("CHEST_S3_CLUSTER_BUCKET").unwrap_or_else(|_| "chest-test".into()),
+        script,
+    })
+}
