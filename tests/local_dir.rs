@@ -6,7 +6,7 @@ use std::process::Command;
 
 use chest::{Chest, Error};
 
-use chest_core::conformance::noise as bytes;
+use chest_core::testing::noise as bytes;
 
 fn url_of(dir: &Path) -> String {
     format!("file://{}", dir.display())

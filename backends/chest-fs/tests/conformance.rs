@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use chest_core::conformance::{KeepAlive, Location, Target};
+use chest_core::testing::{KeepAlive, Location, Target};
 use chest_core::{Backend, Result};
 use chest_fs::{FsBackend, FsOptions};
 use tempfile::TempDir;

@@ -13,8 +13,8 @@ mod common;
 
 use std::sync::Arc;
 
-use chest_core::conformance::{Location, Target};
 use chest_core::registry::{open_backend, OpenOptions};
+use chest_core::testing::{Location, Target};
 use chest_core::Backend;
 
 /// The test server's URL (`CHEST_CEPH_URL`).

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use chest_core::conformance::{KeepAlive, Location, Target};
+use chest_core::testing::{KeepAlive, Location, Target};
 use chest_core::{Backend, MemoryBackend, Result};
 use chest_fs::{FsBackend, FsOptions};
 use chest_zstd::{ZstdBackend, ZstdOptions};

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chest_core::conformance::noise;
+use chest_core::testing::noise;
 use chest_core::{Backend, BackendError, MemoryBackend};
 use chest_zstd::{ZstdBackend, ZstdOptions};
 

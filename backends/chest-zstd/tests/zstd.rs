@@ -13,7 +13,7 @@ use chest_zstd::{ZstdBackend, ZstdOptions, DEFAULT_FRAME_SIZE, MAGIC};
 use proptest::prelude::*;
 
 /// Random bytes: incompressible, reproducible.
-use chest_core::conformance::noise;
+use chest_core::testing::noise;
 
 /// Text-like bytes that compress well but not trivially.
 fn text(len: usize) -> Vec<u8> {

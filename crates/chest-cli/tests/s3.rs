@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chest::Chest;
-use chest_core::conformance::servers::{server, GARAGE};
+use chest_core::testing::servers::{server, GARAGE};
 use serde_json::{json, Value};
 
 fn chest(args: &[&str]) -> Output {

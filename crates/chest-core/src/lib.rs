@@ -39,13 +39,13 @@
 mod api;
 pub mod backend;
 mod config;
-#[cfg(feature = "conformance")]
-pub mod conformance;
 mod engine;
 pub mod error;
 mod map;
 mod stats;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod value;
 
 #[cfg(feature = "json")]

@@ -38,8 +38,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-use chest_core::conformance::crash::{CrashBackend, CrashImage, Semantics, Snapshot, SplitMix64};
-use chest_core::conformance::noise;
+use chest_core::testing::crash::{CrashBackend, CrashImage, Semantics, Snapshot, SplitMix64};
+use chest_core::testing::noise;
 use chest_core::{Backend, BackendError, Chest, ChestBuilder, Error, Raw};
 
 type Model = HashMap<u64, Vec<u8>>;
@@ -635,7 +635,7 @@ fn run_cases(test: &str, semantics: Semantics, default_cases: u64, salt: u64) {
     }
     for f in t.failures.iter().take(show) {
         eprintln!(
-            "FAILURE [{semantics}] seed {} step {}: {}: {}\n  replay: CHEST_CRASH_SEED={} cargo test -p chest-core --features conformance --test crash {test}",
+            "FAILURE [{semantics}] seed {} step {}: {}: {}\n  replay: CHEST_CRASH_SEED={} cargo test -p chest-core --features testing --test crash {test}",
             f.seed, f.step, f.kind, f.detail, f.seed
         );
     }

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
-use chest_core::conformance::hooked::{Hooked, Op};
+use chest_core::testing::hooked::{Hooked, Op};
 use chest_core::{Backend, Chest, ChestBuilder, Error, ErrorKind, MemoryBackend, Raw};
 use common::{on_thread, value, value_put as is_value, Gate, WRITER};
 
@@ -467,7 +467,7 @@ fn durability_space_after_a_remove_comes_back_the_same_way_every_time() {
 /// A store whose `put_durable` is the trait's default, `put` then `sync`
 /// (not atomic under a machine crash), over the crash simulator.
 #[derive(Debug)]
-struct PlainDurable(Arc<chest_core::conformance::crash::CrashBackend>);
+struct PlainDurable(Arc<chest_core::testing::crash::CrashBackend>);
 
 impl Backend for PlainDurable {
     fn location(&self) -> &str {
@@ -504,7 +504,7 @@ impl Backend for PlainDurable {
 /// never refused as foreign, never "no manifest is readable".
 #[test]
 fn durability_a_power_loss_right_after_creation_leaves_a_chest_that_opens() {
-    use chest_core::conformance::crash::{CrashBackend, Semantics};
+    use chest_core::testing::crash::{CrashBackend, Semantics};
     let crash = Arc::new(CrashBackend::new(Semantics::TornFiles));
     crash.capture_every_step(true);
     let c: Bytes = builder(BUDGET)

@@ -4,13 +4,13 @@
 //! else { return };` (or `ceph_url`): without the server's settings it skips,
 //! with a `SKIPPED:` line on stderr, and under `CHEST_REQUIRE_SERVERS=1`
 //! (set by `scripts/test.sh`) it fails instead (see
-//! `chest_core::conformance::servers`).
+//! `chest_core::testing::servers`).
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use chest_core::conformance::servers::{self, CEPH, GARAGE};
+use chest_core::testing::servers::{self, CEPH, GARAGE};
 
 /// `CHEST_S3_URL` (the Garage test server), or `None`: skip the test.
 #[track_caller]

@@ -8,7 +8,6 @@
 use std::borrow::Borrow;
 use std::fmt::{self, Debug};
 use std::hash::Hash;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::backend::registry::OpenedBackend;
@@ -318,7 +317,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// returning the errors that dropping it would have to ignore (those of
     /// background writes not yet reported included).
     pub fn close(self) -> Result<()> {
-        self.inner.closed.store(true, Ordering::Relaxed);
+        self.inner.mark_closed();
         if self.inner.persistent && !self.inner.config.read_only {
             self.flush()
         } else {
@@ -473,8 +472,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Drop for Chest<K, V, S>
             || !self.inner.config.flush_on_drop
             || !self.inner.persistent
             || self.inner.config.read_only
-            || self.inner.closed.load(Ordering::Relaxed)
-            || self.inner.poisoned.load(Ordering::SeqCst);
+            || self.inner.is_closed()
+            || self.inner.is_poisoned();
         // The readers and writers stop once the flush is over, even if it panics.
         let _stop = StopWriters(&self.inner);
         if !skip {

@@ -20,8 +20,8 @@ pub type BackendResult<T> = std::result::Result<T, BackendError>;
 /// string (an *object*), which a `put` replaces as a whole. There are no
 /// directories, no appends and no partial writes. Everything a chest stores
 /// goes through this trait, so the written contract below is what the spill
-/// store relies on; [`conformance`](crate::conformance) (feature
-/// `conformance`) checks it against every backend, and a new backend should
+/// store relies on; the [conformance suite](crate::testing) (feature
+/// `testing`) checks it against every backend, and a new backend should
 /// run that suite with one `conformance_tests!` call.
 ///
 /// # Names

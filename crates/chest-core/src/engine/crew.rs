@@ -105,3 +105,98 @@ pub(crate) fn next_job<S, J>(
         crew(&mut st).idle -= 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Condvar, Mutex};
+
+    use super::*;
+
+    type Shared = Arc<(Mutex<Crew<u32>>, Condvar, Mutex<Vec<u32>>)>;
+
+    /// A crew whose threads record each job they take, until it stops.
+    fn crew() -> Shared {
+        Arc::new((
+            Mutex::new(Crew::default()),
+            Condvar::new(),
+            Mutex::new(Vec::new()),
+        ))
+    }
+
+    fn worker(shared: &Shared) -> impl FnOnce() -> Option<Box<dyn FnOnce() + Send>> + '_ {
+        move || {
+            let shared = Arc::clone(shared);
+            Some(Box::new(move || {
+                while let Some(job) = next_job(shared.0.lock().unwrap(), &shared.1, |c| c) {
+                    shared.2.lock().unwrap().push(job);
+                }
+            }))
+        }
+    }
+
+    #[test]
+    fn with_no_thread_allowed_the_job_comes_back() {
+        let shared = crew();
+        let back = shared
+            .0
+            .lock()
+            .unwrap()
+            .push(7, 0, "test-crew", worker(&shared));
+        assert_eq!(back, Some(7), "the caller does the job itself");
+        assert!(shared.0.lock().unwrap().queue.is_empty());
+    }
+
+    #[test]
+    fn a_thread_that_cannot_start_hands_the_job_back() {
+        let mut c: Crew<u32> = Crew::default();
+        let back = c.push(7, 4, "test-crew", || None::<fn()>);
+        assert_eq!(back, Some(7));
+        assert!(c.threads.is_empty() && c.queue.is_empty());
+    }
+
+    #[test]
+    fn threads_start_up_to_the_maximum_and_take_every_job() {
+        let shared = crew();
+        for job in 0..10 {
+            let back = shared
+                .0
+                .lock()
+                .unwrap()
+                .push(job, 2, "test-crew", worker(&shared));
+            assert_eq!(back, None);
+            shared.1.notify_one();
+        }
+        assert!(shared.0.lock().unwrap().threads.len() <= 2);
+        // Stop once every job is taken: the queue drains, then the threads end.
+        loop {
+            let c = shared.0.lock().unwrap();
+            if c.queue.is_empty() && c.idle == c.threads.len() {
+                break;
+            }
+            drop(c);
+            std::thread::yield_now();
+        }
+        let (threads, queued) = shared.0.lock().unwrap().stop();
+        shared.1.notify_all();
+        assert!(queued.is_empty());
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut done = shared.2.lock().unwrap().clone();
+        done.sort_unstable();
+        assert_eq!(done, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_stopped_crew_takes_no_job_and_returns_the_queued_ones() {
+        let mut c: Crew<u32> = Crew::default();
+        c.queue.extend([1, 2]);
+        let (threads, queued) = c.stop();
+        assert!(threads.is_empty());
+        assert_eq!(Vec::from(queued), [1, 2]);
+        assert!(c.stopping());
+        let (m, cv) = (Mutex::new(c), Condvar::new());
+        m.lock().unwrap().queue.push_back(3);
+        assert_eq!(next_job(m.lock().unwrap(), &cv, |c| c), None);
+    }
+}

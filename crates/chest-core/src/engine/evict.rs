@@ -13,7 +13,6 @@
 //! flush writes its dirty values through the same code, without evicting
 //! them.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::config::Key;
@@ -74,7 +73,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             if self.budget.staying() <= target {
                 break;
             }
-            let i = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
+            let i = self.next_shard();
             let taken = self.take_victims(i, chunk, target, &mut victims);
             idle = if taken > 0 { 0 } else { idle + 1 };
         }

@@ -67,8 +67,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         // manifest is taken after them, and their values are not written twice.
         self.wait_written();
         let background = self.take_errors();
-        let seen = self.changes.load(Ordering::SeqCst);
-        if seen == self.flushed.load(Ordering::SeqCst) && !self.store.has_garbage() {
+        let seen = self.changes.seen();
+        if self.changes.all_flushed(seen) && !self.store.has_garbage() {
             // Nothing changed since the last flush (or the open): the
             // durable state is already this one. Background failures since
             // are still the caller's to hear of.
@@ -94,7 +94,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         if errors.is_empty() {
             // Every value is durable, those whose background write failed
             // included (this flush wrote them itself).
-            self.flushed.store(seen, Ordering::SeqCst);
+            self.changes.flushed_through(seen);
         }
         // The background writes that failed since the last call that
         // reported errors are reported here even when the flush then wrote
@@ -290,10 +290,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             text
         }))
         .unwrap_or_else(|_| "(a key's Debug panicked)".to_string());
-        let changes = self
-            .changes
-            .load(Ordering::SeqCst)
-            .saturating_sub(self.flushed.load(Ordering::SeqCst));
+        let changes = self.changes.unflushed();
         // Every cause, each once (a failed commit's summary comes first,
         // the writes' own errors after it).
         let mut causes: Vec<String> = Vec::new();

@@ -6,7 +6,7 @@
 
 use std::fmt::Debug;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, Weak};
 
 use crate::config::{Admission, Config, Key, Weigher};
@@ -15,6 +15,7 @@ use crate::engine::read_queue::ReadAhead;
 use crate::engine::write_queue::WriteBehind;
 use crate::error::{Error, Result};
 use crate::map::budget::Budget;
+use crate::map::changes::Changes;
 use crate::map::entry::{Resident, Slot};
 use crate::map::shard::{Shard, ShardHash};
 use crate::stats::Counters;
@@ -33,21 +34,20 @@ pub(crate) struct Inner<K: Key, V: Send + Sync + 'static, S: Serializer<V>> {
     pub(crate) config: Config,
     /// The memory counters and their rules (see [`crate::map::budget`]).
     pub(crate) budget: Budget,
-    /// Bumped under the shard lock by every insert, update and remove, once
-    /// the change is in the map (see [`crate::map::entry`]).
-    pub(crate) changes: AtomicU64,
-    /// `changes` as read at the start of the last flush that wrote everything.
-    pub(crate) flushed: AtomicU64,
+    /// The changes of the map, and how many of them are durable.
+    pub(crate) changes: Changes,
     /// How many keys the map holds: changed only by [`Inner::keys_added`]
     /// and [`Inner::keys_removed`], under the shard lock of the change.
     len: AtomicUsize,
-    pub(crate) cursor: AtomicUsize,
+    /// The shard eviction takes from next ([`Inner::next_shard`]).
+    cursor: AtomicUsize,
     pub(crate) counters: Counters,
     pub(crate) persistent: bool,
     pub(crate) flush_lock: Mutex<()>,
-    pub(crate) closed: AtomicBool,
+    /// Set by `close`: the drop has nothing left to do.
+    closed: AtomicBool,
     /// Set when a panic poisoned a shard's lock: changes are refused.
-    pub(crate) poisoned: AtomicBool,
+    poisoned: AtomicBool,
     /// Newer manifests found damaged and skipped at open.
     pub(crate) skipped_manifests: Vec<String>,
     /// The background writers' queue and state.
@@ -109,8 +109,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             weigher,
             config,
             budget,
-            changes: AtomicU64::new(0),
-            flushed: AtomicU64::new(0),
+            changes: Changes::default(),
             len: AtomicUsize::new(0),
             cursor: AtomicUsize::new(0),
             counters: Counters::default(),
@@ -183,7 +182,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 location: self.location().to_string(),
             });
         }
-        if self.poisoned.load(Ordering::SeqCst) {
+        if self.is_poisoned() {
             return Err(Error::Poisoned {
                 location: self.location().to_string(),
             });
@@ -203,8 +202,28 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         }
     }
 
+    /// The shard eviction takes from next: each in turn.
+    pub(crate) fn next_shard(&self) -> usize {
+        self.cursor.fetch_add(1, Ordering::Relaxed) % self.shards.len()
+    }
+
+    /// Marks the chest closed by its `close` (its drop then does nothing).
+    pub(crate) fn mark_closed(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether `close` was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    /// Whether a panic poisoned a shard's lock (changes are refused).
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::SeqCst)
+    }
+
     /// Records a change of the map; called under the changed key's shard lock.
     pub(crate) fn bump(&self) {
-        self.changes.fetch_add(1, Ordering::SeqCst);
+        self.changes.record();
     }
 }

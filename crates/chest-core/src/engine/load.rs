@@ -18,7 +18,6 @@ use bytes::Bytes;
 use crate::config::Key;
 use crate::engine::guard;
 use crate::engine::inner::Inner;
-use crate::engine::writer::load_estimate;
 use crate::error::{BackendError, Error, Result};
 use crate::map::entry::{Load, Resident, Slot};
 use crate::stats::Counters;
@@ -67,6 +66,46 @@ where
     }
 }
 
+/// What a value of `len` stored bytes is counted as while it is on its way
+/// into memory (see [`Inner::reserve_load`]): its bytes, a little for its
+/// weight beyond them (a `Vec`'s spare capacity), and the chest's own
+/// bookkeeping of an entry.
+pub(crate) fn load_estimate(len: usize) -> usize {
+    len.saturating_add(len / 64).saturating_add(256)
+}
+
+/// The room a value of `len` stored bytes takes while it is loaded to be
+/// kept by a chest of `budget` bytes: its [`load_estimate`], or nothing for
+/// a value heavier than the whole budget (it is not kept: it takes only the
+/// one value per thread while it is read).
+pub(crate) fn kept_share(len: usize, budget: usize) -> usize {
+    let estimate = load_estimate(len);
+    if estimate > budget {
+        0
+    } else {
+        estimate
+    }
+}
+
+/// The size of the chunk the values next in line (their `shares`, in
+/// order) are loaded in: as many as fit together under `limit`, at least
+/// one. Returns how many, and the room they need together.
+pub(crate) fn next_chunk(shares: impl IntoIterator<Item = usize>, limit: usize) -> (usize, usize) {
+    let mut shares = shares.into_iter();
+    let Some(first) = shares.next() else {
+        return (0, 0);
+    };
+    let (mut count, mut need) = (1, first);
+    for more in shares {
+        if need.saturating_add(more) > limit {
+            break;
+        }
+        count += 1;
+        need += more;
+    }
+    (count, need)
+}
+
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// Loads, to keep, the values that `guards` hold `Loading` (those of a
     /// prefetch or a read-ahead), a chunk at a time: room for each chunk is
@@ -85,16 +124,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + Debug + ?Sized,
     {
-        // A value heavier than the whole budget is not kept (`finish_load`):
-        // it takes no room, only the one value per thread while it is read.
         let estimate = |g: &LoadGuard<'_, K, V, S, Q>| {
             g.load.as_ref().map_or(0, |l| {
-                let est = load_estimate(self.store.value_len(l.loc));
-                if est > self.config.budget {
-                    0
-                } else {
-                    est
-                }
+                kept_share(self.store.value_len(l.loc), self.config.budget)
             })
         };
         // A quarter of the budget at a time: several chunks (of this call,
@@ -102,17 +134,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         let limit = (self.config.budget / 4).max(1);
         let mut outcomes = Vec::with_capacity(guards.len());
         let mut rest: VecDeque<_> = guards.into();
-        while let Some(first) = rest.pop_front() {
-            let mut need = estimate(&first);
-            let mut chunk = vec![first];
-            while let Some(next) = rest.front() {
-                let more = estimate(next);
-                if need.saturating_add(more) > limit {
-                    break;
-                }
-                need += more;
-                chunk.extend(rest.pop_front());
-            }
+        while !rest.is_empty() {
+            let (count, mut need) = next_chunk(rest.iter().map(estimate), limit);
+            let mut chunk: Vec<_> = rest.drain(..count).collect();
             if !self.reserve_load(need, chunk.len() == 1) {
                 // No room for the chunk and nothing on its way to make any:
                 // one value at a time (each may take the budget past by
@@ -489,5 +513,50 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             Some(e) => Err(e),
             None => Ok(loaded),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_load_is_counted_at_least_as_its_bytes() {
+        for len in [0, 1, 100, 4096, 1 << 20, usize::MAX / 2] {
+            assert!(load_estimate(len) > len, "{len}");
+        }
+        assert_eq!(load_estimate(usize::MAX), usize::MAX, "saturates");
+    }
+
+    #[test]
+    fn a_value_heavier_than_the_budget_takes_no_room() {
+        let budget = 1 << 20;
+        assert_eq!(kept_share(budget, budget), 0);
+        assert_eq!(kept_share(1000, budget), load_estimate(1000));
+        let largest_kept = (0..budget)
+            .rev()
+            .find(|&l| load_estimate(l) <= budget)
+            .unwrap();
+        assert_eq!(
+            kept_share(largest_kept, budget),
+            load_estimate(largest_kept)
+        );
+        assert_eq!(kept_share(largest_kept + 1, budget), 0);
+    }
+
+    #[test]
+    fn a_chunk_takes_values_in_order_while_they_fit() {
+        assert_eq!(next_chunk([10, 20, 30, 40], 60), (3, 60));
+        assert_eq!(next_chunk([10, 20, 30, 40], 59), (2, 30));
+        // A value that does not fit ends the chunk, even if a later one would.
+        assert_eq!(next_chunk([50, 20, 1], 60), (1, 50));
+        assert_eq!(next_chunk([0, 0, 0], 1), (3, 0));
+    }
+
+    #[test]
+    fn a_chunk_holds_at_least_one_value() {
+        assert_eq!(next_chunk([100, 1], 10), (1, 100));
+        assert_eq!(next_chunk([usize::MAX, 1], 10), (1, usize::MAX));
+        assert_eq!(next_chunk([], 10), (0, 0));
     }
 }

@@ -72,14 +72,6 @@ use crate::value::serializer::Serializer;
 /// The name of the writer threads.
 pub(crate) const WRITER_THREAD: &str = "chest-writer";
 
-/// What a value of `len` stored bytes is counted as while it is on its way
-/// into memory (see [`Inner::reserve_load`]): its bytes, a little for its
-/// weight beyond them (a `Vec`'s spare capacity), and the chest's own
-/// bookkeeping of an entry.
-pub(crate) fn load_estimate(len: usize) -> usize {
-    len.saturating_add(len / 64).saturating_add(256)
-}
-
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// The number of writer threads (resolved when the chest is made).
     fn writers(&self) -> usize {
@@ -130,7 +122,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     }
 
     /// Reserves room for `need` bytes of values about to be loaded together
-    /// (a chunk of a prefetch or a read-ahead; see [`load_estimate`]), so
+    /// (a chunk of a prefetch or a read-ahead; see [`load_estimate`](crate::engine::load::load_estimate)), so
     /// that the values in memory plus those on their way stay within the
     /// budget ([`Budget::fits`](crate::map::budget::Budget::fits)). Evicts the
     /// coldest values for it, and waits (on this thread) while that is not

@@ -1,10 +1,11 @@
 //! The map: the states of an entry and what guards each move ([`entry`]),
 //! the shards with their eviction order ([`shard`]), the admission of
 //! loaded values ([`doorkeeper`]), the
-//! compact key index ([`index`]) and the memory budget's counters and
-//! rules ([`budget`]). Pure data structures: no I/O, no threads.
+//! compact key index ([`index`]), the memory budget's counters and
+//! rules ([`budget`]) and the count of changes not yet flushed ([`changes`]). Pure data structures: no I/O, no threads.
 
 pub(crate) mod budget;
+pub(crate) mod changes;
 pub(crate) mod doorkeeper;
 pub(crate) mod entry;
 pub(crate) mod index;

@@ -4,9 +4,9 @@
 //! - a hookable backend: [`hooked`] wraps a [`MemoryBackend`] in
 //!   [`Hooked`], whose hook sees every operation and lets it through,
 //!   fails it ([`failure`]), holds it (on a [`Gate`]) or panics;
-//! - [`Gate`]: hold, release, wait until arrived or held, count;
-//! - [`HANG`], the one bound on a wait (it turns a hang into a failure; it
-//!   never orders anything);
+//! - [`Gate`] (from `chest_core::testing`): hold, release, wait until
+//!   arrived or held, count; [`HANG`], the one bound on a wait (it turns a
+//!   hang into a failure; it never orders anything);
 //! - fixtures: [`value`], [`open`], [`open_weighed`] (the write-behind
 //!   setting: [`LEN`], [`BUDGET`]), [`check`], [`snapshot`], [`until`],
 //!   [`finishes`], [`bounded`], [`Switch`], [`Touchy`] (a serializer that
@@ -16,17 +16,16 @@
 //! - the test doubles a hook cannot replace, in [`doubles`];
 //! - what the chest logs while a closure runs: [`logs::capture`].
 //!
-//! It needs the `conformance` feature (for `Hooked`): run the tests with
+//! It needs the `testing` feature (for `Hooked`): run the tests with
 //! `cargo test -p chest-core --all-features`.
 #![allow(dead_code)]
 
-#[cfg(not(feature = "conformance"))]
+#[cfg(not(feature = "testing"))]
 compile_error!(
-    "chest-core's tests need the `conformance` feature: cargo test -p chest-core --all-features"
+    "chest-core's tests need the `testing` feature: cargo test -p chest-core --all-features"
 );
 
 pub mod doubles;
-pub mod gate;
 pub mod hooks;
 pub mod logs;
 
@@ -34,16 +33,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-pub use chest_core::conformance::hooked::{Hooked, Op};
+pub use chest_core::testing::gate::{Gate, HANG};
+pub use chest_core::testing::hooked::{Hooked, Op};
 use chest_core::{
     Backend, BackendError, BackendResult, BoxError, Cbor, Chest, ChestBuilder, MemoryBackend,
     Serializer,
 };
-pub use gate::Gate;
-
-/// How long a test waits for something that must happen before it calls it
-/// a hang (a liveness bound, not an ordering device).
-pub const HANG: Duration = Duration::from_secs(20);
 
 /// The name of the chest's background writer threads.
 pub const WRITER: &str = "chest-writer";

@@ -5,7 +5,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use chest_core::conformance::hooked::{Hooked, Op};
+//! use chest_core::testing::hooked::{Hooked, Op};
 //! use chest_core::{Backend, BackendError, Chest, MemoryBackend};
 //!
 //! // Every write of a value object fails, as on a full disk.

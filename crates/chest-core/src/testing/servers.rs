@@ -12,7 +12,7 @@
 //! A test skips with `let`-`else`:
 //!
 //! ```ignore
-//! use chest_core::conformance::servers::{server, GARAGE};
+//! use chest_core::testing::servers::{server, GARAGE};
 //!
 //! let Some(url) = server("CHEST_S3_URL", GARAGE) else { return };
 //! ```

@@ -1,12 +1,30 @@
 //! [`Gate`]: holds the threads that reach it until the test lets them
 //! through, and counts them — for ordering races deterministically, never
-//! with sleeps. A hook of a [`Hooked`](chest_core::conformance::hooked::Hooked)
+//! with sleeps. A hook of a [`Hooked`](crate::testing::hooked::Hooked)
 //! backend calls [`Gate::pass`] to hold an operation; a weigher or a
 //! serializer can call it to hold a value on its way in or out.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use chest_core::testing::gate::Gate;
+//!
+//! let gate = Gate::closed();
+//! let held = std::thread::spawn({
+//!     let gate = Arc::clone(&gate);
+//!     move || gate.pass() // waits here until released
+//! });
+//! gate.wait_held(1); // the thread is at the gate: order the race here
+//! gate.release();
+//! held.join().unwrap();
+//! assert_eq!(gate.arrived(), 1);
+//! ```
 
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
-use super::HANG;
+/// The one bound on a wait in the tests: it turns a hang into a failure
+/// and never orders anything (a gate does).
+pub const HANG: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Default)]
 struct State {

@@ -426,7 +426,7 @@ struct State {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use chest_core::conformance::crash::{CrashBackend, Semantics};
+/// use chest_core::testing::crash::{CrashBackend, Semantics};
 /// use chest_core::{Backend, ChestBuilder};
 ///
 /// let backend = Arc::new(CrashBackend::new(Semantics::TornFiles));

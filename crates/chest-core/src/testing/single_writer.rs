@@ -8,12 +8,14 @@
 //! answer either way (a backend that does not declare it must not claim it),
 //! and run the lease checks where it does.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::gate::Gate;
+use super::hooked::{Hooked, Op};
 use super::Target;
 use crate::backend::BackendResult;
 use crate::backend::{Backend, ObjectVersion, PutIf, SingleWriter};
@@ -320,94 +322,6 @@ pub fn taken_over_writer_is_fenced(target: &dyn Target) {
     );
 }
 
-/// A backend whose conditional writes of manifests wait for a gate (a
-/// paused writer's commit in flight).
-struct Gate {
-    inner: Arc<dyn Backend>,
-    closed: AtomicBool,
-    state: Mutex<(bool, bool)>,
-    changed: Condvar,
-    waiting: AtomicUsize,
-}
-
-impl std::fmt::Debug for Gate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gate").field("inner", &self.inner).finish()
-    }
-}
-
-impl Gate {
-    /// Blocks the calling commit until [`Gate::open`]; [`Gate::arrived`]
-    /// returns once one waits here.
-    fn wait_here(&self) {
-        let mut s = self.state.lock().unwrap();
-        s.0 = true;
-        self.changed.notify_all();
-        while !s.1 {
-            s = self.changed.wait(s).unwrap();
-        }
-    }
-    fn arrived(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let mut s = self.state.lock().unwrap();
-        while !s.0 {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            assert!(
-                !left.is_zero(),
-                "the writer never reached its manifest commit"
-            );
-            s = self.changed.wait_timeout(s, left).unwrap().0;
-        }
-    }
-    fn open(&self) {
-        self.state.lock().unwrap().1 = true;
-        self.changed.notify_all();
-    }
-}
-
-impl Backend for Gate {
-    fn location(&self) -> &str {
-        self.inner.location()
-    }
-    fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
-        self.inner.put(name, data)
-    }
-    fn put_many(&self, objects: Vec<(String, Bytes)>) -> BackendResult<()> {
-        self.inner.put_many(objects)
-    }
-    fn put_durable(&self, name: &str, data: Bytes) -> BackendResult<()> {
-        self.inner.put_durable(name, data)
-    }
-    fn get(&self, name: &str) -> BackendResult<Bytes> {
-        self.inner.get(name)
-    }
-    fn get_range(&self, name: &str, range: std::ops::Range<u64>) -> BackendResult<Bytes> {
-        self.inner.get_range(name, range)
-    }
-    fn delete(&self, name: &str) -> BackendResult<()> {
-        self.inner.delete(name)
-    }
-    fn list(&self, prefix: &str) -> BackendResult<Vec<String>> {
-        self.inner.list(prefix)
-    }
-    fn sync(&self) -> BackendResult<()> {
-        self.inner.sync()
-    }
-    fn single_writer(&self) -> BackendResult<SingleWriter> {
-        self.inner.single_writer()
-    }
-    fn get_versioned(&self, name: &str) -> BackendResult<(Bytes, ObjectVersion)> {
-        self.inner.get_versioned(name)
-    }
-    fn put_if(&self, name: &str, data: Bytes, condition: PutIf) -> BackendResult<ObjectVersion> {
-        if name.starts_with("manifest") && self.closed.load(Ordering::SeqCst) {
-            self.waiting.fetch_add(1, Ordering::SeqCst);
-            self.wait_here();
-        }
-        self.inner.put_if(name, data, condition)
-    }
-}
-
 /// A writer paused in the middle of a commit (its manifest write on the
 /// way) while its lease expires and another writer takes over: when it
 /// wakes, before the new holder has committed anything, its commit is
@@ -420,30 +334,39 @@ pub fn paused_writer_cannot_commit(target: &dyn Target) {
     if !declared(target, &*raw) {
         return;
     }
-    let gate = Arc::new(Gate {
-        inner: Arc::clone(&raw),
-        closed: AtomicBool::new(false),
-        state: Mutex::new((false, false)),
-        changed: Condvar::new(),
-        waiting: AtomicUsize::new(0),
+    // Once armed, the writes of manifests wait at the gate (a paused
+    // writer's commit in flight).
+    let gate = Gate::closed();
+    let armed = Arc::new(AtomicBool::new(false));
+    let hooked = Hooked::new(Arc::clone(&raw), {
+        let (gate, armed) = (Arc::clone(&gate), Arc::clone(&armed));
+        move |op: &Op<'_>| {
+            if matches!(op, Op::Put(name) if name.starts_with("manifest"))
+                && armed.load(Ordering::SeqCst)
+            {
+                gate.pass();
+            }
+            Ok(())
+        }
     });
-    let a = writer(Arc::clone(&gate) as Arc<dyn Backend>).unwrap();
+    let _release = gate.release_on_drop();
+    let a = writer(Arc::new(hooked)).unwrap();
     a.insert(1, b"one".to_vec()).unwrap();
     a.flush().unwrap();
-    gate.closed.store(true, Ordering::SeqCst);
+    armed.store(true, Ordering::SeqCst);
     std::thread::scope(|s| {
         let paused = s.spawn(|| {
             a.insert(2, vec![2; 300_000]).unwrap();
             a.flush()
         });
-        gate.arrived();
+        gate.wait_held(1);
         // While `a` is paused, its lease expires and `b` takes over.
         expire_lease(&*raw);
         let b = writer(loc.open().unwrap()).expect("take over the paused writer's lease");
         assert_eq!(b.len(), 1, "the new holder starts from the last commit");
         // `a` wakes before `b` has committed anything of its own: only `b`'s
         // fence stands in the way of its late commit.
-        gate.open();
+        gate.release();
         let err = paused
             .join()
             .unwrap()
@@ -457,7 +380,7 @@ pub fn paused_writer_cannot_commit(target: &dyn Target) {
             .expect("the new holder commits after the late commit was refused");
         drop(b);
     });
-    assert_eq!(gate.waiting.load(Ordering::SeqCst), 1);
+    assert_eq!(gate.arrived(), 1, "one manifest write was held");
     drop(a);
     let c = writer(loc.open().unwrap()).unwrap();
     let mut keys: Vec<u64> = c.iter_keys().collect();

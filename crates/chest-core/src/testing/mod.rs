@@ -1,12 +1,22 @@
-//! The conformance suite every backend runs (feature `conformance`).
+//! What the tests of every crate of the workspace share (feature `testing`):
 //!
-//! Two parts: [`backend_contract`] checks the [`Backend`] semantics directly;
-//! [`chest_behaviour`] runs a [`Chest`](crate::Chest) over the backend. A
-//! backend crate runs all of it with one macro call in an integration test:
+//! - the conformance suite every backend runs, in two parts:
+//!   [`backend_contract`] checks the [`Backend`] semantics directly;
+//!   [`chest_behaviour`] runs a [`Chest`](crate::Chest) over the backend
+//!   (and [`single_writer`] its lease, where the backend offers one);
+//! - the crash simulator ([`crash`]): every image a crash can leave;
+//! - the kit for ordering races without sleeps: [`hooked::Hooked`] (a
+//!   backend whose hook sees every operation) and [`gate::Gate`] (holds
+//!   the threads that reach it until the test lets them through);
+//! - [`servers`]: the S3 servers the tests run against, and how a suite
+//!   skips (loudly) without them.
+//!
+//! A backend crate runs the whole suite with one macro call in an
+//! integration test:
 //!
 //! ```ignore
 //! struct FsTarget;
-//! impl chest_core::conformance::Target for FsTarget { /* ... */ }
+//! impl chest_core::testing::Target for FsTarget { /* ... */ }
 //! chest_core::conformance_tests!(FsTarget);
 //! ```
 //!
@@ -20,6 +30,7 @@ use crate::error::Result;
 pub mod backend_contract;
 pub mod chest_behaviour;
 pub mod crash;
+pub mod gate;
 pub mod hooked;
 pub mod servers;
 pub mod single_writer;
@@ -249,7 +260,7 @@ macro_rules! conformance_tests {
         $($(
             #[test]
             fn $check() {
-                $crate::conformance::$module::$check(&$target);
+                $crate::testing::$module::$check(&$target);
             }
         )+)+
     };
