@@ -31,11 +31,14 @@
 //          the async handle, the typeless view for tools
 // engine/  eviction, write-behind, the crew of background threads, loads,
 //          read-ahead, flush, recovery at open, the invariant check
-// map/     entry states, shards, the key index, the budget's counters
+// map/     entry states, shards, the key index, the budget's counters, the
+//          change count
 // store/   records, segments, manifests, commit, lease, compaction
 // backend/ the `Backend` trait, the memory backend, the URL registry, locations
 // value/   serializers and weighers
 // config.rs, error.rs, stats.rs: shared by all of them.
+// testing/ (feature `testing`) the conformance suite, the crash simulator,
+//          the hooked backend and gates the tests of every crate share.
 mod api;
 pub mod backend;
 mod config;
