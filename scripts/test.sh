@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of the workspace, against the real servers it needs, which it installs and starts itself.
 #
-#   scripts/test.sh                   cargo test $CARGO_TEST_ARGS
+#   scripts/test.sh                   cargo test $CARGO_TEST_ARGS, then the Python package's
+#                                     tests (scripts/python.sh)
 #   scripts/test.sh -- --nocapture    extra arguments go to `cargo test` after $CARGO_TEST_ARGS
 #
 # It installs Garage if it is missing (scripts/garage.sh install: ~12 minutes on 2 cores,
@@ -72,15 +73,23 @@ export CHEST_REQUIRE_SERVERS=1
 cargo test $CARGO_TEST_ARGS "$@"
 
 # A real full disk: the local-directory backend on a 4 MiB tmpfs, where this
-# machine lets us mount one (root). Elsewhere the test stays ignored, and this says so.
+# machine lets us mount one (root); the Python package's tests (scripts/python.sh:
+# its own venv, the extension built with maturin) run after the Rust ones, with
+# the same small disk for their full-disk test. Elsewhere the full-disk tests
+# stay skipped, and this says so.
 full_dir=$(mktemp -d "${TMPDIR:-/tmp}/chest-full-disk.XXXXXX")
 if mount -t tmpfs -o size=4m tmpfs "$full_dir" 2>/dev/null; then
     rc=0
     CHEST_FS_FULL_DIR=$full_dir cargo test -p chest-fs --test write_failure -- --ignored full_disk || rc=$?
+    if ((rc == 0)); then
+        find "$full_dir" -mindepth 1 -delete
+        CHEST_FS_FULL_DIR=$full_dir scripts/python.sh || rc=$?
+    fi
     umount "$full_dir" || true
     rmdir "$full_dir" || true
     exit "$rc"
 else
     rmdir "$full_dir" || true
-    echo "note: cannot mount a tmpfs here, so chest-fs's full_disk test (ENOSPC) did not run" >&2
+    echo "note: cannot mount a tmpfs here, so the full-disk tests (ENOSPC) did not run" >&2
+    scripts/python.sh
 fi

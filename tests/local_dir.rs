@@ -371,3 +371,44 @@ fn mapped_reads_through_compaction_corruption_and_reopen() {
         assert!(e.to_string().contains("checksum"), "{e}");
     }
 }
+
+/// A folder that is not a chest is refused, for writing and for reading, and
+/// left exactly as it was: not even the lock file of the refused open stays.
+#[test]
+fn a_folder_that_is_not_a_chest_is_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("holiday.jpg"), b"jpeg").unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data").join("00000001"), b"not ours").unwrap();
+    let listing = || {
+        let mut names: Vec<String> = walk(dir.path())
+            .into_iter()
+            .map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing();
+    let err = Chest::<u32, Vec<u8>>::open(dir.path()).unwrap_err();
+    assert!(matches!(err, Error::NotAChest { .. }), "{err}");
+    assert_eq!(listing(), before);
+    let err = Chest::<u32, Vec<u8>>::builder()
+        .read_only(true)
+        .open(dir.path())
+        .unwrap_err();
+    assert_eq!(err.kind(), chest::ErrorKind::NotAChest, "{err}");
+    assert_eq!(listing(), before);
+}
+
+/// Every file under `dir`, recursively.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
+}

@@ -6,7 +6,7 @@ use std::fs::{self, File};
 use std::io::{self, ErrorKind, Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
@@ -108,7 +108,10 @@ pub struct FsBackend {
     handles: Handles,
     counters: Counters,
     /// Dropped before `temp`, so the lock is released before the directory goes.
-    _lock: Option<DirLock>,
+    lock: Option<DirLock>,
+    /// Whether this store wrote or removed anything: if not, the lock file
+    /// it created goes when it is dropped (see [`DirLock::remove_if_unused`]).
+    changed: AtomicBool,
     temp: Option<TempDir>,
 }
 
@@ -222,7 +225,8 @@ impl FsBackend {
             dirty: Mutex::default(),
             handles: Handles::new(),
             counters: Counters::default(),
-            _lock: lock,
+            lock,
+            changed: AtomicBool::new(false),
             temp,
         };
         if !opts.read_only {
@@ -365,6 +369,7 @@ impl FsBackend {
     /// fsynced before the rename and its directory after.
     fn put_object(&self, name: &str, parts: &[Bytes], durable: bool) -> BackendResult<()> {
         self.check_writable(name)?;
+        self.changed.store(true, Ordering::Relaxed);
         let durable = durable && self.temp.is_none() && !self.opts.read_only;
         let target = self.object_path(name)?;
         let tmp = self.write_temp(&target, parts, durable)?;
@@ -673,6 +678,18 @@ impl FsBackend {
     }
 }
 
+impl Drop for FsBackend {
+    /// A store that wrote nothing leaves no lock file it created behind: a
+    /// folder opened and refused (not a chest, no chest) stays as it was.
+    fn drop(&mut self) {
+        if !self.changed.load(Ordering::Relaxed) {
+            if let Some(lock) = &mut self.lock {
+                lock.remove_if_unused();
+            }
+        }
+    }
+}
+
 impl Backend for FsBackend {
     fn location(&self) -> &str {
         &self.location
@@ -746,6 +763,7 @@ impl Backend for FsBackend {
 
     fn delete(&self, name: &str) -> BackendResult<()> {
         self.check_writable(name)?;
+        self.changed.store(true, Ordering::Relaxed);
         let path = self.object_path(name)?;
         let removed = fs::remove_file(&path);
         self.forget_handle(name);

@@ -48,6 +48,8 @@ fn second_writer_in_process_is_refused() {
 #[test]
 fn lock_is_released_on_drop() {
     let dir = tempfile::tempdir().unwrap();
+    use chest_core::Backend;
+    writer(dir.path()).unwrap().put("x", "1".into()).unwrap();
     for _ in 0..3 {
         let w = writer(dir.path()).unwrap();
         expect_locked(writer(dir.path()));
@@ -76,6 +78,45 @@ fn readers_share_and_exclude_writers() {
     );
     drop(w);
     reader(dir.path()).unwrap();
+}
+
+/// The files of a directory, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_store_that_wrote_nothing_leaves_the_directory_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("holiday.jpg"), b"jpeg").unwrap();
+    let before = listing(dir.path());
+    drop(writer(dir.path()).unwrap());
+    assert_eq!(listing(dir.path()), before, "a writer that wrote nothing");
+    drop(reader(dir.path()).unwrap());
+    assert_eq!(listing(dir.path()), before, "a reader");
+    // Two readers: the one that created the file leaves it to the other.
+    let r1 = reader(dir.path()).unwrap();
+    let r2 = reader(dir.path()).unwrap();
+    drop(r1);
+    expect_locked(writer(dir.path()));
+    drop(r2);
+    writer(dir.path()).unwrap();
+}
+
+#[test]
+fn a_store_that_wrote_keeps_its_lock_file() {
+    use chest_core::Backend;
+    let dir = tempfile::tempdir().unwrap();
+    let w = writer(dir.path()).unwrap();
+    w.put("x", "1".into()).unwrap();
+    w.delete("x").unwrap();
+    drop(w);
+    assert_eq!(listing(dir.path()), [LOCK_FILE]);
 }
 
 #[test]

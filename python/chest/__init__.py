@@ -1,0 +1,113 @@
+"""chest: a dictionary that spills to disk or object storage.
+
+Values live in memory up to a byte budget; beyond it, the coldest are
+serialized (pickle by default) and written to a store — a local directory,
+S3-compatible object storage, or either through zstd compression — and
+loaded back when asked for. Keys always stay in memory, so ``len``, ``in``
+and iteration never touch the store. A chest at a given location survives
+the process and is reopened from its location.
+
+>>> from chest import Chest
+>>> with Chest(memory_budget=1 << 20) as c:   # a temporary directory
+...     c["a"] = list(range(10))
+...     c["a"][3]
+3
+
+The core is the Rust crate ``chest`` (this package's extension module
+``chest._chest``); every call that can do I/O runs without the GIL.
+"""
+
+from __future__ import annotations
+
+import atexit
+import weakref
+from collections.abc import MutableMapping
+
+from ._chest import ChestError, StoredBuffer, _Chest, __version__
+
+__all__ = ["Chest", "ChestError", "StoredBuffer", "__version__"]
+
+
+class Chest(_Chest, MutableMapping):
+    """A mapping whose values spill to a store beyond a memory budget.
+
+    ``Chest(location=None, *, memory_budget=None, serializer="pickle",
+    weigher=None, mode="open_or_create", read_only=False, eviction="lru",
+    writer_threads=None, flush_on_drop=True)``
+
+    location
+        Where the chest lives: a path, ``file:///dir``, ``memory://name``,
+        ``s3://bucket/prefix?endpoint=...``, ``zstd+<any of those>``; any URL
+        the Rust chest takes. ``None``: a new temporary directory, removed
+        when the chest is closed or garbage-collected.
+    memory_budget
+        Bytes of values to hold in memory (default 256 MiB). A value's
+        weight is its ``nbytes`` (numpy), ``memory_usage(deep=True)``
+        (pandas), else ``sys.getsizeof``, plus the chest's own bookkeeping
+        of about 100 bytes per value in memory; or ``weigher(value)``.
+    serializer
+        ``"pickle"`` (protocol 5; a numpy array's data is written without a
+        copy into the pickle stream and read back with one), ``"raw"``
+        (bytes-like values stored as they are, read back as a zero-copy
+        :class:`StoredBuffer`), or ``(name, dumps, loads)``. The name is
+        recorded: reopening with another serializer is refused.
+    mode
+        ``"open_or_create"`` (default), ``"create"`` (fail if a chest is
+        there), ``"open"`` (fail if none is).
+    read_only
+        Open for reading only, beside a writer in another process.
+    eviction
+        ``"lru"`` (least recently used first, the default) or ``"largest"``.
+
+    Keys are ``None``, ``bool``, ``int``, ``float``, ``str``, ``bytes`` and
+    tuples of them. Keys Python considers equal are one key (``True``, ``1``
+    and ``1.0`` are the key ``1``, and come back as ``1``); NaN is refused.
+
+    A value in memory is returned as the same object (no copy); a spilled
+    one is loaded (and kept in memory when it is read again soon). Changing
+    a returned object in place does not change the chest: assign it again.
+    ``flush()`` makes every change durable; ``close()`` flushes and
+    releases the chest (also at exit, and when it is garbage-collected).
+    Errors of the chest raise :class:`ChestError`, with ``kind`` and the
+    ``keys`` concerned.
+    """
+
+    def __init__(self, *args, **kwargs):
+        # The arguments were taken by ``_Chest.__new__``.
+        key = id(self)
+        _live[key] = weakref.ref(self, lambda _, key=key: _live.pop(key, None))
+
+    def __enter__(self) -> "Chest":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"<chest.Chest {self.location} (closed)>"
+        return (
+            f"<chest.Chest {self.location}: {len(self)} keys, "
+            f"{self.memory_usage} of {self.memory_budget} bytes in memory>"
+        )
+
+
+# Chests still open when the interpreter exits are closed (flushed) at exit,
+# while their background writers can still take the GIL to pickle; after
+# that, Python tears threads down and a flush could not run.
+# (By id: a mapping is unhashable, so it cannot go in a WeakSet.)
+_live: "dict[int, weakref.ref[Chest]]" = {}
+
+
+@atexit.register
+def _close_all() -> None:
+    for ref in list(_live.values()):
+        c = ref()
+        if c is None:
+            continue
+        try:
+            c.close()
+        except Exception:  # noqa: BLE001 - at exit, an error can only be reported
+            import traceback
+
+            traceback.print_exc()

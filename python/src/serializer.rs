@@ -1,0 +1,316 @@
+//! [`PySerializer`]: how Python values become the bytes the chest stores,
+//! and [`StoredBuffer`], the read-only buffer object that hands stored bytes
+//! to Python without a copy.
+//!
+//! Formats (the name is recorded in the manifest; a chest reopened with
+//! another is refused):
+//! - `"pickle"`: pickle protocol 5 with out-of-band buffers, so the data of
+//!   a numpy array is not copied into the pickle stream. The record is
+//!   `n: u32 LE`, the `n` buffer lengths (`u64 LE` each), the stream's
+//!   length (`u64 LE`), the stream, then the buffers back to back. Read
+//!   back, the stream is unpickled from the stored bytes in place and each
+//!   buffer is copied once into a `bytearray`, so arrays come back writeable.
+//! - `"raw"`: bytes-like values (anything with the buffer protocol) stored
+//!   as they are; read back as a [`StoredBuffer`] over the stored bytes.
+//! - a custom `(name, dumps, loads)`: `dumps(value)` returns a bytes-like
+//!   object, `loads(bytes)` the value.
+
+use bytes::Bytes;
+use chest::{BoxError, Serializer};
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList};
+use std::os::raw::c_int;
+
+/// How values are encoded (see the [module](self)).
+enum Codec {
+    Pickle { dumps: Py<PyAny>, loads: Py<PyAny> },
+    Raw,
+    Custom { dumps: Py<PyAny>, loads: Py<PyAny> },
+}
+
+/// A chest's serializer of Python values. It takes the GIL only around the
+/// Python work, and the chest calls it with none of its own locks held.
+pub struct PySerializer {
+    name: String,
+    codec: Codec,
+}
+
+impl PySerializer {
+    /// The serializer the Python argument names: `"pickle"`, `"raw"`, or a
+    /// `(name, dumps, loads)` tuple.
+    pub fn from_py(spec: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let py = spec.py();
+        if let Ok(name) = spec.extract::<String>() {
+            return match name.as_str() {
+                "pickle" => {
+                    let pickle = py.import("pickle")?;
+                    Ok(Self {
+                        name,
+                        codec: Codec::Pickle {
+                            dumps: pickle.getattr("dumps")?.unbind(),
+                            loads: pickle.getattr("loads")?.unbind(),
+                        },
+                    })
+                }
+                "raw" => Ok(Self {
+                    name,
+                    codec: Codec::Raw,
+                }),
+                other => Err(PyValueError::new_err(format!(
+                    "unknown serializer {other:?}: use \"pickle\", \"raw\" or a (name, dumps, loads) tuple"
+                ))),
+            };
+        }
+        let (name, dumps, loads): (String, Bound<'_, PyAny>, Bound<'_, PyAny>) =
+            spec.extract().map_err(|_| {
+                PyTypeError::new_err(
+                    "serializer must be \"pickle\", \"raw\" or a (name, dumps, loads) tuple",
+                )
+            })?;
+        if name == "pickle" || name == "raw" || name.is_empty() {
+            return Err(PyValueError::new_err(format!(
+                "a custom serializer needs a name of its own, not {name:?}"
+            )));
+        }
+        if !dumps.is_callable() || !loads.is_callable() {
+            return Err(PyTypeError::new_err(
+                "a custom serializer's dumps and loads must be callable",
+            ));
+        }
+        Ok(Self {
+            name,
+            codec: Codec::Custom {
+                dumps: dumps.unbind(),
+                loads: loads.unbind(),
+            },
+        })
+    }
+}
+
+/// Appends the bytes of a bytes-like object to `out`.
+fn append_buffer(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        out.extend_from_slice(b.as_bytes());
+        return Ok(());
+    }
+    let buf = contiguous_bytes(obj)?;
+    // SAFETY: the buffer is C-contiguous, of `len_bytes` bytes, and stays
+    // valid while `buf` is held (the GIL is held throughout).
+    let bytes = unsafe { std::slice::from_raw_parts(buf.buf_ptr() as *const u8, buf.len_bytes()) };
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+/// The bytes of a bytes-like object, as a buffer of bytes: a numpy array
+/// of any dtype is viewed as its bytes (C-contiguous only).
+fn contiguous_bytes(obj: &Bound<'_, PyAny>) -> PyResult<PyBuffer<u8>> {
+    let viewed;
+    let obj = match PyBuffer::<u8>::get(obj) {
+        Ok(buf) if buf.is_c_contiguous() => return Ok(buf),
+        _ => {
+            // Another item format (a float array): its bytes, through a memoryview.
+            let view = obj
+                .py()
+                .import("builtins")?
+                .getattr("memoryview")?
+                .call1((obj,))?;
+            if !view.getattr("c_contiguous")?.is_truthy()? {
+                return Err(PyValueError::new_err(
+                    "the raw serializer stores contiguous buffers only: make a contiguous copy first",
+                ));
+            }
+            viewed = view.call_method1("cast", ("B",))?;
+            &viewed
+        }
+    };
+    PyBuffer::<u8>::get(obj)
+}
+
+/// A Python error as the chest reports it (its type and message).
+fn boxed(e: PyErr) -> BoxError {
+    e.to_string().into()
+}
+
+/// Reads a little-endian integer of `N` bytes at `*at`, advancing it.
+fn take<const N: usize>(bytes: &[u8], at: &mut usize) -> Result<[u8; N], BoxError> {
+    let end = at
+        .checked_add(N)
+        .filter(|&e| e <= bytes.len())
+        .ok_or("a truncated pickle record")?;
+    let out = bytes[*at..end].try_into().expect("N bytes");
+    *at = end;
+    Ok(out)
+}
+
+impl Serializer<Py<PyAny>> for PySerializer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn serialize(&self, value: &Py<PyAny>, out: &mut Vec<u8>) -> Result<(), BoxError> {
+        Python::attach(|py| -> PyResult<()> {
+            let value = value.bind(py);
+            match &self.codec {
+                Codec::Raw => append_buffer(value, out),
+                Codec::Custom { dumps, .. } => append_buffer(&dumps.bind(py).call1((value,))?, out),
+                Codec::Pickle { dumps, .. } => {
+                    let buffers = PyList::empty(py);
+                    let kwargs = PyDict::new(py);
+                    kwargs.set_item("protocol", 5)?;
+                    kwargs.set_item("buffer_callback", buffers.getattr("append")?)?;
+                    let stream = dumps.bind(py).call((value,), Some(&kwargs))?;
+                    let stream = stream.cast::<PyBytes>()?.as_bytes();
+                    let raws = buffers
+                        .iter()
+                        .map(|b| contiguous_bytes(&b.call_method0("raw")?))
+                        .collect::<PyResult<Vec<_>>>()?;
+                    let total: usize = raws.iter().map(|b| b.len_bytes()).sum();
+                    out.reserve(4 + 8 * raws.len() + 8 + stream.len() + total);
+                    let n = u32::try_from(raws.len())
+                        .map_err(|_| PyValueError::new_err("too many pickle buffers"))?;
+                    out.extend_from_slice(&n.to_le_bytes());
+                    for b in &raws {
+                        out.extend_from_slice(&(b.len_bytes() as u64).to_le_bytes());
+                    }
+                    out.extend_from_slice(&(stream.len() as u64).to_le_bytes());
+                    out.extend_from_slice(stream);
+                    for b in &raws {
+                        // SAFETY: as in `append_buffer`.
+                        out.extend_from_slice(unsafe {
+                            std::slice::from_raw_parts(b.buf_ptr() as *const u8, b.len_bytes())
+                        });
+                    }
+                    Ok(())
+                }
+            }
+        })
+        .map_err(boxed)
+    }
+
+    fn deserialize(&self, bytes: &[u8]) -> Result<Py<PyAny>, BoxError> {
+        self.deserialize_owned(Bytes::copy_from_slice(bytes))
+    }
+
+    fn deserialize_owned(&self, bytes: Bytes) -> Result<Py<PyAny>, BoxError> {
+        match &self.codec {
+            Codec::Raw => Python::attach(|py| Ok(Py::new(py, StoredBuffer { bytes })?.into_any()))
+                .map_err(boxed),
+            Codec::Custom { loads, .. } => Python::attach(|py| {
+                loads
+                    .bind(py)
+                    .call1((PyBytes::new(py, &bytes),))
+                    .map(Bound::unbind)
+            })
+            .map_err(boxed),
+            Codec::Pickle { loads, .. } => {
+                let mut at = 0;
+                let n = u32::from_le_bytes(take::<4>(&bytes, &mut at)?) as usize;
+                if n > bytes.len() / 8 {
+                    return Err("a pickle record with more buffers than bytes".into());
+                }
+                let lens = (0..n)
+                    .map(|_| take::<8>(&bytes, &mut at).map(u64::from_le_bytes))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let stream_len = u64::from_le_bytes(take::<8>(&bytes, &mut at)?);
+                let mut spans = Vec::with_capacity(n + 1);
+                for len in std::iter::once(stream_len).chain(lens) {
+                    let end = usize::try_from(len)
+                        .ok()
+                        .and_then(|l| at.checked_add(l))
+                        .filter(|&e| e <= bytes.len())
+                        .ok_or("a truncated pickle record")?;
+                    spans.push(at..end);
+                    at = end;
+                }
+                if at != bytes.len() {
+                    return Err("a pickle record with bytes after its buffers".into());
+                }
+                Python::attach(|py| {
+                    let stream = Py::new(
+                        py,
+                        StoredBuffer {
+                            bytes: bytes.slice(spans[0].clone()),
+                        },
+                    )?;
+                    let buffers = PyList::empty(py);
+                    for span in &spans[1..] {
+                        buffers.append(PyByteArray::new(py, &bytes[span.clone()]))?;
+                    }
+                    let kwargs = PyDict::new(py);
+                    kwargs.set_item("buffers", buffers)?;
+                    loads
+                        .bind(py)
+                        .call((stream,), Some(&kwargs))
+                        .map(Bound::unbind)
+                })
+                .map_err(boxed)
+            }
+        }
+    }
+}
+
+/// Stored bytes as a read-only Python buffer, shared with the chest's read
+/// without a copy: `bytes(b)`, `memoryview(b)`, `numpy.frombuffer(b, ...)`
+/// and `len(b)` work on it. What the `"raw"` serializer's values come back as.
+#[pyclass(frozen, module = "chest._chest", name = "StoredBuffer")]
+pub struct StoredBuffer {
+    bytes: Bytes,
+}
+
+#[pymethods]
+impl StoredBuffer {
+    /// # Safety
+    /// Called by Python with a valid `view` to fill.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let bytes = &slf.get().bytes;
+        // SAFETY: `view` is Python's; the bytes live as long as `slf`, which
+        // the view holds a reference to (set by PyBuffer_FillInfo).
+        let filled = unsafe {
+            ffi::PyBuffer_FillInfo(
+                view,
+                slf.as_ptr(),
+                bytes.as_ptr() as *mut _,
+                bytes.len() as ffi::Py_ssize_t,
+                1,
+                flags,
+            )
+        };
+        if filled == -1 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        Ok(())
+    }
+
+    fn __len__(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn __bytes__<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.bytes)
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        if let Ok(o) = other.cast::<StoredBuffer>() {
+            return o.get().bytes == self.bytes;
+        }
+        match contiguous_bytes(other) {
+            // SAFETY: as in `append_buffer`.
+            Ok(buf) => unsafe {
+                std::slice::from_raw_parts(buf.buf_ptr() as *const u8, buf.len_bytes())
+                    == &self.bytes[..]
+            },
+            Err(_) => false,
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<chest.StoredBuffer of {} bytes>", self.bytes.len())
+    }
+}
