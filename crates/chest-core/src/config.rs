@@ -91,6 +91,9 @@ pub(crate) struct Config {
     /// call writes them itself; `None`: chosen by the backend, see
     /// [`ChestBuilder::writer_threads`]).
     pub writers: Option<usize>,
+    /// Whether a value's weight counts the chest's own bookkeeping of an
+    /// entry beside the weigher's answer.
+    pub entry_overhead: bool,
 }
 
 /// Default time a dead object stays for readers beside a writer: 60 s.

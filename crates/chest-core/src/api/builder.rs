@@ -76,6 +76,7 @@ impl<K: Key, V: Send + Sync + 'static> ChestBuilder<K, V, Cbor> {
                 lease_ttl: DEFAULT_LEASE_TTL,
                 reader_grace: DEFAULT_READER_GRACE,
                 writers: None,
+                entry_overhead: true,
             },
             serializer: Cbor,
             weigher: Arc::new(weigher),
@@ -234,6 +235,28 @@ impl<K: Key, V: Send + Sync + 'static, S> ChestBuilder<K, V, S> {
     /// The backend still bounds the requests in flight.
     pub fn writer_threads(mut self, threads: usize) -> Self {
         self.config.writers = Some(threads.min(64));
+        self
+    }
+
+    /// Whether a value's weight counts the chest's own bookkeeping for it
+    /// (its entry, its place in the eviction order: about a hundred bytes)
+    /// beside the weigher's answer. `true` (the default) bounds the memory
+    /// the process really holds; `false` counts the weigher's answer only,
+    /// as Python's `chest` did (its budget was the values' `nbytes`).
+    ///
+    /// ```
+    /// use chest_core::Chest;
+    ///
+    /// let c: Chest<u32, Vec<u8>> = Chest::builder()
+    ///     .weigher(|v: &Vec<u8>| v.len())
+    ///     .count_entry_overhead(false)
+    ///     .open("memory://")?;
+    /// c.insert(1, vec![0; 1000])?;
+    /// assert_eq!(c.memory_usage(), 1000);
+    /// # Ok::<(), chest_core::Error>(())
+    /// ```
+    pub fn count_entry_overhead(mut self, count: bool) -> Self {
+        self.config.entry_overhead = count;
         self
     }
 

@@ -7,6 +7,7 @@ pub(crate) mod async_chest;
 pub(crate) mod builder;
 pub(crate) mod bulk;
 pub(crate) mod chest;
+pub(crate) mod memory;
 #[cfg(feature = "json")]
 pub mod raw;
 pub(crate) mod upsert;

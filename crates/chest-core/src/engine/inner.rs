@@ -131,8 +131,13 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// The weight of `key`'s `value`: the weigher's answer (a panic in it
     /// is an error) plus the chest's own bookkeeping for an entry.
     pub(crate) fn weigh<Q: Debug + ?Sized>(&self, key: &Q, value: &V) -> Result<usize> {
-        guard::catch("weigher", key, || (self.weigher)(value))
-            .map(|w| w.saturating_add(entry_overhead::<K, V>()))
+        guard::catch("weigher", key, || (self.weigher)(value)).map(|w| {
+            if self.config.entry_overhead {
+                w.saturating_add(entry_overhead::<K, V>())
+            } else {
+                w
+            }
+        })
     }
 
     pub(crate) fn memory_usage(&self) -> usize {
