@@ -33,7 +33,8 @@ class Chest(_Chest, MutableMapping):
 
     ``Chest(location=None, *, memory_budget=None, serializer="pickle",
     weigher=None, mode="open_or_create", read_only=False, eviction="lru",
-    writer_threads=None, flush_on_drop=True)``
+    writer_threads=None, flush_on_drop=True, count_overhead=True,
+    keep_loaded=False, eviction_batch=None, shards=None)``
 
     location
         Where the chest lives: a path, ``file:///dir``, ``memory://name``,
@@ -58,6 +59,22 @@ class Chest(_Chest, MutableMapping):
         Open for reading only, beside a writer in another process.
     eviction
         ``"lru"`` (least recently used first, the default) or ``"largest"``.
+    writer_threads
+        Background threads that write evicted values (default: 1, or 2 on
+        object storage); 0 evicts on the inserting thread.
+    count_overhead
+        Count the chest's own bookkeeping (about 100 bytes a value in
+        memory) in the budget (default); ``False`` counts the weights only.
+    keep_loaded
+        Keep every value read from the store in memory (``False``, the
+        default: kept when read a second time soon, so one pass over the
+        chest does not push out the values in use).
+    eviction_batch
+        How far below the budget an eviction goes, in bytes (default 1/16
+        of the budget); 1 evicts only until the values fit.
+    shards
+        Parts the map is split into, each with its own lock and eviction
+        order (default: 4 per core). 1: one exact least-recently-used order.
 
     Keys are ``None``, ``bool``, ``int``, ``float``, ``str``, ``bytes`` and
     tuples of them. Keys Python considers equal are one key (``True``, ``1``
@@ -70,6 +87,11 @@ class Chest(_Chest, MutableMapping):
     releases the chest (also at exit, and when it is garbage-collected).
     Errors of the chest raise :class:`ChestError`, with ``kind`` and the
     ``keys`` concerned.
+
+    Memory on demand: ``in_memory(key)``, ``keys_in_memory()``,
+    ``spill(key)`` (write it out now), ``evict(nbytes)`` (the coldest values,
+    until ``nbytes`` are freed; returns the bytes freed) and
+    ``stored_object(key)`` (the object holding its stored copy).
     """
 
     def __init__(self, *args, **kwargs):

@@ -19,7 +19,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use chest::{ChestBuilder, EvictionPolicy, OpenMode, Stats};
+use chest::{Admission, ChestBuilder, EvictionPolicy, OpenMode, Stats};
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -140,6 +140,10 @@ impl PyChest {
         eviction = "lru",
         writer_threads = None,
         flush_on_drop = true,
+        count_overhead = true,
+        keep_loaded = false,
+        eviction_batch = None,
+        shards = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -153,6 +157,10 @@ impl PyChest {
         eviction: &str,
         writer_threads: Option<usize>,
         flush_on_drop: bool,
+        count_overhead: bool,
+        keep_loaded: bool,
+        eviction_batch: Option<usize>,
+        shards: Option<usize>,
     ) -> PyResult<Self> {
         let serializer = match serializer {
             Some(s) => PySerializer::from_py(s)?,
@@ -174,9 +182,21 @@ impl PyChest {
             .mode(open_mode(mode)?)
             .read_only(read_only)
             .eviction_policy(policy(eviction)?)
-            .flush_on_drop(flush_on_drop);
+            .flush_on_drop(flush_on_drop)
+            .count_entry_overhead(count_overhead)
+            .admission(if keep_loaded {
+                Admission::EveryRead
+            } else {
+                Admission::SecondRead
+            });
         if let Some(b) = memory_budget {
             builder = builder.memory_budget(b);
+        }
+        if let Some(n) = shards {
+            builder = builder.shards(n);
+        }
+        if let Some(b) = eviction_batch {
+            builder = builder.eviction_batch(b);
         }
         if let Some(t) = writer_threads {
             builder = builder.writer_threads(t);
@@ -337,6 +357,46 @@ impl PyChest {
             .collect::<PyResult<Vec<_>>>()?;
         let core = self.core()?;
         Ok(py.detach(|| core.read_ahead(keys)))
+    }
+
+    /// Whether `key`'s value is in memory now (reading it does no I/O).
+    fn in_memory(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let k = PyKey::from_py(key)?;
+        Ok(self.core()?.is_in_memory(&k))
+    }
+
+    /// The keys whose values are in memory now, as a list.
+    fn keys_in_memory<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let keys = self.core()?.keys_in_memory();
+        let items = keys
+            .iter()
+            .map(|k| k.to_py(py))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, items)
+    }
+
+    /// Moves `key`'s value out of memory now, writing it first if its
+    /// stored copy is not current. Returns whether it was in memory. A
+    /// value that cannot be written stays in memory and raises `ChestError`.
+    fn spill(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let k = PyKey::from_py(key)?;
+        run(py, &*self.core()?, |c| c.spill(&k))
+    }
+
+    /// Moves the coldest values out of memory until at least `nbytes` are
+    /// freed (or nothing more can be): returns the bytes freed. Values
+    /// whose write fails stay in memory and raise `ChestError`.
+    fn evict(&self, py: Python<'_>, nbytes: usize) -> PyResult<usize> {
+        run(py, &*self.core()?, |c| c.evict(nbytes))
+    }
+
+    /// The name of the stored object that holds `key`'s stored copy (a
+    /// file under the chest's directory for a local chest), or `None` if
+    /// the value is only in memory. The object holds checksummed records,
+    /// not the bare pickle.
+    fn stored_object(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+        let k = PyKey::from_py(key)?;
+        Ok(self.core()?.stored_object(&k))
     }
 
     /// Removes every key.

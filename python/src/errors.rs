@@ -11,9 +11,10 @@ pyo3::create_exception!(
     ChestError,
     PyException,
     "An error of a chest: `kind` says what went wrong (a snake_case name of \
-     the Rust `ErrorKind`: \"corrupt\", \"locked\", \"serialize\", ...), `keys` \
-     the keys it concerns (every key of a failed write), and the message \
-     where (the key, the object, the location)."
+     the Rust `ErrorKind`: \"corrupt\", \"locked\", \"serialize\", ...; \
+     \"many\" for several errors at once, whose own kinds are in `kinds`), \
+     `keys` the keys it concerns (every key of a failed write), and the \
+     message where (the key, the object, the location)."
 );
 
 /// `CamelCase` → `snake_case`.
@@ -41,6 +42,15 @@ pub fn to_py(py: Python<'_>, e: chest::Error) -> PyErr {
     // Setting attributes on a fresh exception object cannot fail but for
     // memory; the message stands either way.
     let _ = value.setattr("kind", kind);
+    // The kind of each error a failure gathers (several writes of a flush).
+    let kinds = e
+        .errors()
+        .iter()
+        .map(|e| snake(&format!("{:?}", e.kind())))
+        .collect::<Vec<_>>();
+    if let Ok(kinds) = PyList::new(py, kinds) {
+        let _ = value.setattr("kinds", kinds);
+    }
     if let Ok(keys) = PyList::new(py, keys) {
         let _ = value.setattr("keys", keys);
     }

@@ -24,5 +24,6 @@ fn _chest(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<serializer::StoredBuffer>()?;
     m.add("ChestError", m.py().get_type::<errors::ChestError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(weigher::weight, m)?)?;
     Ok(())
 }

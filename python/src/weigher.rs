@@ -51,3 +51,10 @@ pub fn default_weight(value: &Bound<'_, PyAny>) -> PyResult<usize> {
         .call1((value,))?
         .extract()
 }
+
+/// The weight the chest gives `value` by default: `nbytes` (numpy),
+/// pandas' deep memory usage, else `sys.getsizeof`.
+#[pyfunction]
+pub fn weight(value: &Bound<'_, PyAny>) -> PyResult<usize> {
+    default_weight(value)
+}

@@ -238,6 +238,16 @@ impl<K: Key, V: Send + Sync + 'static, S> ChestBuilder<K, V, S> {
         self
     }
 
+    /// How far below its starting point an eviction goes, in bytes: by
+    /// default 1/16 of the budget (between 64 KiB and 32 MiB), so that one
+    /// eviction writes a batch worth a write. `1`: only until the values
+    /// fit again, one value at a time, as Python's `chest` did (every
+    /// insert over the budget then evicts). Never more than the budget.
+    pub fn eviction_batch(mut self, bytes: usize) -> Self {
+        self.config.evict_batch = bytes.max(1);
+        self
+    }
+
     /// Whether a value's weight counts the chest's own bookkeeping for it
     /// (its entry, its place in the eviction order: about a hundred bytes)
     /// beside the weigher's answer. `true` (the default) bounds the memory
@@ -301,7 +311,11 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> ChestBuilder<K, V, S> {
     /// Opens a chest over a backend a factory opened.
     pub fn open_opened(mut self, opened: OpenedBackend) -> Result<Chest<K, V, S>> {
         let c = &mut self.config;
-        c.evict_batch = (c.budget / 16).clamp(64 << 10, 32 << 20).min(c.budget);
+        c.evict_batch = match c.evict_batch {
+            0 => (c.budget / 16).clamp(64 << 10, 32 << 20),
+            chosen => chosen,
+        }
+        .min(c.budget);
         Chest::from_parts(self.config, self.serializer, self.weigher, opened)
     }
 }

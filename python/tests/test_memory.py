@@ -1,0 +1,81 @@
+"""Memory on demand: what is in memory, one value out now, the coldest
+out until N bytes are freed, where a stored copy lives, and the budget's
+options (weights only, every load kept, small eviction batches, shards)."""
+
+import os
+
+import numpy as np
+import pytest
+
+from chest import Chest, ChestError
+
+KiB = 1 << 10
+
+
+def test_in_memory_spill_and_keys_in_memory(tmp_path):
+    with Chest(tmp_path / "c", memory_budget=1 << 20, shards=1) as c:
+        for i in range(8):
+            c[i] = np.full(1000, i)
+        assert sorted(c.keys_in_memory()) == list(range(8))
+        assert c.spill(3) is True
+        assert not c.in_memory(3) and 3 in c
+        assert c.spill(3) is False, "already out of memory"
+        assert c.spill("absent") is False
+        assert sorted(c.keys_in_memory()) == [0, 1, 2, 4, 5, 6, 7]
+        np.testing.assert_array_equal(c[3], np.full(1000, 3))
+
+
+def test_evict_frees_the_coldest_first():
+    with Chest(memory_budget=1 << 20, shards=1, count_overhead=False, weigher=lambda v: 10_000) as c:
+        for i in range(10):
+            c[i] = i
+        freed = c.evict(25_000)
+        assert 25_000 <= freed < 40_000
+        assert sorted(c.keys_in_memory()) == [3, 4, 5, 6, 7, 8, 9]
+        assert c.evict(1 << 40) == 70_000
+        assert c.keys_in_memory() == [] and c.memory_usage == 0
+        assert [c[i] for i in range(10)] == list(range(10))
+
+
+def test_stored_object_is_a_file_of_the_chest(tmp_path):
+    with Chest(tmp_path / "c", serializer="raw") as c:
+        c["k"] = b"v" * 300_000
+        assert c.stored_object("k") is None
+        c.flush()
+        name = c.stored_object("k")
+        assert name.startswith("data/")
+        assert os.path.getsize(tmp_path / "c" / name) >= 300_000
+
+
+def test_weights_only_budget():
+    with Chest(count_overhead=False, weigher=len) as c:
+        c["a"] = b"x" * 1000
+        c["b"] = b"y" * 24
+        assert c.memory_usage == 1024
+    with Chest(weigher=len) as c:
+        c["a"] = b"x" * 1000
+        assert c.memory_usage > 1000
+
+
+def test_keep_loaded_keeps_every_value_read_back():
+    for keep, expect_kept in ((True, True), (False, False)):
+        with Chest(memory_budget=64 * KiB, keep_loaded=keep, shards=1) as c:
+            c["cold"] = np.zeros(2000)
+            c.spill("cold")
+            c["cold"]  # read once
+            assert c.in_memory("cold") is expect_kept
+
+
+def test_a_failed_flush_names_each_kind(tmp_path):
+    class Bad:
+        def __reduce__(self):
+            raise TypeError("refused")
+
+    with Chest(tmp_path / "c", writer_threads=0) as c:
+        c["bad"] = Bad()
+        c["good"] = 1
+        with pytest.raises(ChestError) as e:
+            c.flush()
+        assert "serialize" in e.value.kinds
+        assert "'bad'" in e.value.keys
+        del c["bad"]
