@@ -34,7 +34,7 @@ class Chest(_Chest, MutableMapping):
     ``Chest(location=None, *, memory_budget=None, serializer="pickle",
     weigher=None, mode="open_or_create", read_only=False, eviction="lru",
     writer_threads=None, flush_on_drop=True, count_overhead=True,
-    keep_loaded=False, eviction_batch=None, shards=None)``
+    keep_loaded=False, eviction_batch=None, shards=None, max_spill=None)``
 
     location
         Where the chest lives: a path, ``file:///dir``, ``memory://name``,
@@ -72,6 +72,10 @@ class Chest(_Chest, MutableMapping):
     eviction_batch
         How far below the budget an eviction goes, in bytes (default 1/16
         of the budget); 1 evicts only until the values fit.
+    max_spill
+        A cap on the bytes the store holds: a spill that would pass it is
+        refused (``ChestError`` of kind ``"spill_full"``, naming the values),
+        the values stay in memory, and spilling resumes when room is freed.
     shards
         Parts the map is split into, each with its own lock and eviction
         order (default: 4 per core). 1: one exact least-recently-used order.

@@ -41,6 +41,8 @@ pub struct PyChest {
     location: String,
     /// Whether the location is a temporary directory, removed on close.
     temporary: bool,
+    /// Whether close (and drop) flush the chest.
+    flush_on_close: bool,
 }
 
 fn open_mode(mode: &str) -> PyResult<OpenMode> {
@@ -117,6 +119,7 @@ fn stats_dict<'py>(py: Python<'py>, s: &Stats) -> PyResult<Bound<'py, PyDict>> {
     d.set_item("bytes_read", s.bytes_read)?;
     d.set_item("errors", s.errors)?;
     d.set_item("objects", s.objects)?;
+    d.set_item("stored_bytes", s.stored_bytes)?;
     d.set_item("lost_on_drop", s.lost_on_drop)?;
     let backend = PyDict::new(py);
     for (name, n) in &s.backend {
@@ -144,6 +147,7 @@ impl PyChest {
         keep_loaded = false,
         eviction_batch = None,
         shards = None,
+        max_spill = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -161,6 +165,7 @@ impl PyChest {
         keep_loaded: bool,
         eviction_batch: Option<usize>,
         shards: Option<usize>,
+        max_spill: Option<u64>,
     ) -> PyResult<Self> {
         let serializer = match serializer {
             Some(s) => PySerializer::from_py(s)?,
@@ -192,6 +197,9 @@ impl PyChest {
         if let Some(b) = memory_budget {
             builder = builder.memory_budget(b);
         }
+        if let Some(m) = max_spill {
+            builder = builder.max_spill(m);
+        }
         if let Some(n) = shards {
             builder = builder.shards(n);
         }
@@ -212,6 +220,7 @@ impl PyChest {
             location: core.location().to_string(),
             core: RwLock::new(Some(Arc::new(core))),
             temporary,
+            flush_on_close: flush_on_drop,
         })
     }
 
@@ -365,6 +374,17 @@ impl PyChest {
         Ok(self.core()?.is_in_memory(&k))
     }
 
+    /// How many values are in memory now (no I/O).
+    fn len_in_memory(&self) -> PyResult<usize> {
+        Ok(self.core()?.len_in_memory())
+    }
+
+    /// Bytes of the objects the chest's store holds (what `max_spill` caps).
+    #[getter]
+    fn stored_bytes(&self) -> PyResult<u64> {
+        Ok(self.core()?.stats().stored_bytes)
+    }
+
     /// The keys whose values are in memory now, as a list.
     fn keys_in_memory<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let keys = self.core()?.keys_in_memory();
@@ -410,14 +430,20 @@ impl PyChest {
         run(py, &*self.core()?, |c| c.flush())
     }
 
-    /// Flushes (a chest at a given location) and closes the chest; a
-    /// temporary chest's directory is removed. Calls after it raise
-    /// `ChestError`; closing again does nothing.
+    /// Flushes (a chest at a given location, unless it was opened with
+    /// `flush_on_drop=False`) and closes the chest; a temporary chest's
+    /// directory is removed. Calls after it raise `ChestError`; closing
+    /// again does nothing.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let taken = self.core.write().unwrap_or_else(|e| e.into_inner()).take();
         let Some(core) = taken else {
             return Ok(());
         };
+        if !self.flush_on_close {
+            // Released without a flush (the chest's drop does not flush it).
+            py.detach(move || drop(core));
+            return Ok(());
+        }
         py.detach(|| match Arc::try_unwrap(core) {
             Ok(core) => core.close(),
             // A call of another thread still holds it: flush now; its drop

@@ -94,6 +94,8 @@ pub(crate) struct Config {
     /// Whether a value's weight counts the chest's own bookkeeping of an
     /// entry beside the weigher's answer.
     pub entry_overhead: bool,
+    /// The cap on the bytes the store holds, if any.
+    pub max_spill: Option<u64>,
 }
 
 /// Default time a dead object stays for readers beside a writer: 60 s.

@@ -329,6 +329,25 @@ pub enum Error {
         /// Why, and how to opt out.
         reason: String,
     },
+    /// Writing would take the chest's stored bytes past its cap
+    /// ([`ChestBuilder::max_spill`](crate::ChestBuilder::max_spill)): nothing
+    /// was written, the values stay in memory (the error names them, wrapped
+    /// in [`Error::Write`]), and spilling goes on once stored bytes are
+    /// freed (values removed, overwritten, or loaded and deleted).
+    #[error(
+        "{location}: spilling {needed} B more would take the stored bytes from {stored} B \
+         past the cap of {max_spill} B (max_spill); the values stay in memory"
+    )]
+    SpillFull {
+        /// The store.
+        location: String,
+        /// The cap.
+        max_spill: u64,
+        /// Bytes stored (and being written) when the write was refused.
+        stored: u64,
+        /// Bytes the refused write needed.
+        needed: u64,
+    },
     /// The chest was closed ([`AsyncChest::close`](crate::AsyncChest) through
     /// this handle or a clone of it): no call runs on it any more.
     #[error("{location} is closed ({operation} after close); reopen it to go on")]
@@ -470,6 +489,8 @@ pub enum ErrorKind {
     NoSingleWriter,
     /// The chest was closed ([`Error::Closed`]).
     Closed,
+    /// Spilling would pass the cap on stored bytes ([`Error::SpillFull`]).
+    SpillFull,
 }
 
 impl BackendError {
@@ -543,6 +564,7 @@ impl Error {
             Error::StaleSnapshot { .. } => ErrorKind::StaleSnapshot,
             Error::NoSingleWriter { .. } => ErrorKind::NoSingleWriter,
             Error::Closed { .. } => ErrorKind::Closed,
+            Error::SpillFull { .. } => ErrorKind::SpillFull,
             Error::Write { source, .. } | Error::Read { source, .. } => source.kind(),
             Error::Many(_) => ErrorKind::Many,
         }
@@ -556,6 +578,8 @@ impl Error {
             Error::Backend(e) => e.is_temporary(),
             Error::Write { source, .. } | Error::Read { source, .. } => source.is_temporary(),
             Error::Many(errors) => !errors.is_empty() && errors.iter().all(Error::is_temporary),
+            // Room is made as stored values are removed or replaced.
+            Error::SpillFull { .. } => true,
             _ => false,
         }
     }

@@ -61,6 +61,11 @@ pub struct Stats {
     pub errors: u64,
     /// Value objects in the backend.
     pub objects: usize,
+    /// Bytes of those objects (the records of values, with their
+    /// checksums, and the garbage of values since changed until a
+    /// compaction): what a [`max_spill`](crate::ChestBuilder::max_spill)
+    /// cap counts.
+    pub stored_bytes: u64,
     /// The backend's own counters (e.g. bytes after compression).
     pub backend: Vec<(String, u64)>,
     /// Values whose last change was lost because a chest **of this

@@ -56,6 +56,7 @@ fn keys_in_memory_are_exactly_the_resident_ones() {
     assert!(c.spill(&2).unwrap());
     assert!(c.spill(&4).unwrap());
     assert_eq!(sorted(c.keys_in_memory()), [0, 1, 3, 5]);
+    assert_eq!(c.len_in_memory(), 4);
     assert!(!c.is_in_memory(&2) && c.is_in_memory(&3));
     assert!(!c.is_in_memory(&99), "a key the chest does not hold");
     assert_eq!(c.len(), 6);
@@ -219,4 +220,73 @@ fn without_the_entry_overhead_the_budget_counts_the_weigher_only() {
         with.memory_usage() > 1000,
         "the default counts the entry too"
     );
+}
+
+/// A chest capped at `cap` stored bytes, evicting on the calling thread.
+fn capped(backend: Arc<dyn Backend>, budget: usize, cap: u64) -> Chest<u64, Vec<u8>, Raw> {
+    ChestBuilder::<u64, Vec<u8>>::with_weigher(Vec::len)
+        .serializer(Raw)
+        .count_entry_overhead(false)
+        .memory_budget(budget)
+        .shards(1)
+        .writer_threads(0)
+        .max_spill(cap)
+        .open_backend(backend)
+        .unwrap()
+}
+
+#[test]
+fn max_spill_keeps_the_values_in_memory_and_names_them() {
+    let c = capped(Arc::new(MemoryBackend::new()), 64 << 10, 100 << 10);
+    let mut refused = Vec::new();
+    for k in 0..10 {
+        if let Err(e) = c.insert(k, value(k, 30 << 10)) {
+            assert_eq!(e.kind(), ErrorKind::SpillFull, "{e}");
+            assert!(e.is_temporary());
+            assert!(e.to_string().contains("max_spill"), "{e}");
+            refused.extend(e.keys().iter().map(|k| k.to_string()));
+        }
+    }
+    assert!(
+        !refused.is_empty(),
+        "the cap was never reached: the test tests nothing"
+    );
+    let s = c.stats();
+    assert!(s.stored_bytes <= 100 << 10, "{} stored", s.stored_bytes);
+    assert!(s.stored_bytes > 0);
+    assert!(
+        c.memory_usage() > 64 << 10,
+        "memory grows past the budget instead"
+    );
+    for k in 0..10 {
+        assert_eq!(*c.get(&k).unwrap().unwrap(), value(k, 30 << 10), "key {k}");
+    }
+}
+
+#[test]
+fn spilling_resumes_when_stored_bytes_are_freed() {
+    let c = capped(Arc::new(MemoryBackend::new()), 64 << 10, 100 << 10);
+    for k in 0..10 {
+        let _ = c.insert(k, value(k, 30 << 10));
+    }
+    let spilled: Vec<u64> = (0..10).filter(|k| !c.is_in_memory(k)).collect();
+    assert!(!spilled.is_empty());
+    for k in &spilled {
+        c.remove(k).unwrap();
+    }
+    c.flush()
+        .expect_err("the flush cannot write everything under the cap either");
+    // Room again: the coldest values in memory can go.
+    let freed = c.evict(30 << 10).unwrap();
+    assert!(freed >= 30 << 10, "freed {freed}");
+    assert!(c.stats().stored_bytes <= 100 << 10);
+}
+
+#[test]
+fn a_value_heavier_than_the_cap_stays_in_memory() {
+    let c = capped(Arc::new(MemoryBackend::new()), 16 << 10, 8 << 10);
+    let err = c.insert(1, value(1, 64 << 10)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SpillFull, "{err}");
+    assert_eq!(*c.get(&1).unwrap().unwrap(), value(1, 64 << 10));
+    assert_eq!(c.stats().stored_bytes, 0);
 }

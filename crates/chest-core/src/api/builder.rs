@@ -77,6 +77,7 @@ impl<K: Key, V: Send + Sync + 'static> ChestBuilder<K, V, Cbor> {
                 reader_grace: DEFAULT_READER_GRACE,
                 writers: None,
                 entry_overhead: true,
+                max_spill: None,
             },
             serializer: Cbor,
             weigher: Arc::new(weigher),
@@ -235,6 +236,38 @@ impl<K: Key, V: Send + Sync + 'static, S> ChestBuilder<K, V, S> {
     /// The backend still bounds the requests in flight.
     pub fn writer_threads(mut self, threads: usize) -> Self {
         self.config.writers = Some(threads.min(64));
+        self
+    }
+
+    /// A cap on the bytes the chest's store holds (its objects, as
+    /// [`Stats::stored_bytes`](crate::Stats) counts them): a spill that
+    /// would pass it is refused with [`Error::SpillFull`](crate::Error::SpillFull),
+    /// naming the values, which stay in memory — memory then grows past the
+    /// budget rather than lose anything — and spilling resumes once stored
+    /// bytes are freed. A flush that cannot write its changes under the cap
+    /// fails the same way. Default: no cap.
+    ///
+    /// ```
+    /// use chest_core::{Chest, ErrorKind};
+    ///
+    /// let c: Chest<u32, Vec<u8>> = Chest::builder()
+    ///     .memory_budget(64 << 10)
+    ///     .writer_threads(0)
+    ///     .max_spill(100 << 10)
+    ///     .open("memory://")?;
+    /// let mut refused = None;
+    /// for i in 0..8 {
+    ///     if let Err(e) = c.insert(i, vec![i as u8; 40 << 10]) {
+    ///         refused = Some(e);
+    ///     }
+    /// }
+    /// assert_eq!(refused.unwrap().kind(), ErrorKind::SpillFull);
+    /// assert!(c.stats().stored_bytes <= 100 << 10);
+    /// assert_eq!(c.get(&7)?.unwrap()[0], 7);     // nothing lost
+    /// # Ok::<(), chest_core::Error>(())
+    /// ```
+    pub fn max_spill(mut self, bytes: u64) -> Self {
+        self.config.max_spill = Some(bytes);
         self
     }
 

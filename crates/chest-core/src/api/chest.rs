@@ -333,6 +333,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             memory_usage: self.memory_usage(),
             memory_budget: self.inner.config.budget,
             objects: self.inner.store.object_count(),
+            stored_bytes: self.inner.store.stored_bytes(),
             backend: self.inner.store.backend().counters(),
             ..Stats::default()
         };

@@ -39,6 +39,11 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         matches!(self.inner.shard(key).map.get(key), Some(Slot::Resident(_)))
     }
 
+    /// How many values are in memory now (a counter: no I/O, no lock).
+    pub fn len_in_memory(&self) -> usize {
+        self.inner.budget.resident()
+    }
+
     /// The keys whose values are in memory now, in no particular order.
     /// No I/O; each shard is looked at under its lock in turn, so a key
     /// that moves meanwhile may be missed or listed.

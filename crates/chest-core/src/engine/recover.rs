@@ -30,6 +30,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     ) -> Result<Self> {
         let mut store = Store::new(opened.backend);
         store.set_reader_grace(config.reader_grace);
+        store.set_max_stored(config.max_spill);
         let mut chest = Self::new_empty(config, serializer, weigher, store, opened.persistent);
         let span = tracing::info_span!("chest.open", location = chest.location());
         let _entered = span.enter();

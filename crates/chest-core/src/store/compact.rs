@@ -51,7 +51,7 @@ impl Store {
     }
 
     fn write_copies(&self, seg: SegmentBuf, members: &mut Vec<usize>, out: &mut Copied) {
-        match self.write_segment(seg) {
+        match self.write_segment_capped(seg, false) {
             Ok(new) => {
                 for (i, loc) in members.drain(..).zip(new) {
                     out.locs[i] = Some(loc);

@@ -54,7 +54,13 @@ struct ObjectInfo {
 
 #[derive(Debug, Default)]
 struct Table {
+    /// Live objects; changed only by [`Table::insert`] and [`Table::remove`],
+    /// which keep `stored` their total size.
     objects: HashMap<u32, ObjectInfo>,
+    /// Bytes of the live objects.
+    stored: u64,
+    /// Bytes of the writes under way (see [`Store::reserve`]).
+    reserved: u64,
     /// Dead objects that a durable manifest may still name: (id, epoch of death).
     /// With the instant of death: with a reader grace period (see
     /// [`Store::set_reader_grace`]) a dead object also outlives that.
@@ -69,6 +75,37 @@ struct Table {
     /// it are named by no retained manifest.
     prev_begin: u64,
     flushing: bool,
+}
+
+impl Table {
+    fn insert(&mut self, id: u32, info: ObjectInfo) {
+        self.stored += info.size;
+        if let Some(old) = self.objects.insert(id, info) {
+            debug_assert!(false, "object {id} registered twice");
+            self.stored -= old.size;
+        }
+    }
+
+    fn remove(&mut self, id: u32) -> Option<ObjectInfo> {
+        let info = self.objects.remove(&id)?;
+        self.stored -= info.size;
+        Some(info)
+    }
+}
+
+/// Room reserved under the cap for one write ([`Store::reserve`]); given
+/// back when dropped (the write failed, or its objects are registered).
+struct Reservation<'a> {
+    store: &'a Store,
+    bytes: u64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.store.table().reserved -= self.bytes;
+        }
+    }
 }
 
 /// Largest object [`Store::write_wholes`] packs records into (offsets are
@@ -97,6 +134,8 @@ pub(crate) struct Store {
     shared: AtomicBool,
     /// Superseded manifests kept for readers until the grace period ends.
     retired: Mutex<Vec<(String, Instant)>>,
+    /// The cap on stored bytes (`max_spill`), if any.
+    max_stored: Option<u64>,
 }
 
 impl Drop for Store {
@@ -123,7 +162,37 @@ impl Store {
             grace: Duration::ZERO,
             shared: AtomicBool::new(false),
             retired: Mutex::new(Vec::new()),
+            max_stored: None,
         }
+    }
+
+    /// Caps the bytes of live objects: a write that would pass it is
+    /// refused ([`Error::SpillFull`]). Set before the store is used.
+    pub fn set_max_stored(&mut self, max: Option<u64>) {
+        self.max_stored = max;
+    }
+
+    /// Bytes of the live objects the store holds (what the cap counts).
+    pub fn stored_bytes(&self) -> u64 {
+        self.table().stored
+    }
+
+    /// Reserves room under the cap for a write of `bytes`, or refuses it.
+    fn reserve(&self, bytes: u64) -> Result<Reservation<'_>> {
+        let mut t = self.table();
+        if let Some(max) = self.max_stored {
+            let taken = t.stored + t.reserved;
+            if taken.saturating_add(bytes) > max {
+                return Err(Error::SpillFull {
+                    location: self.location().to_string(),
+                    max_spill: max,
+                    stored: taken,
+                    needed: bytes,
+                });
+            }
+        }
+        t.reserved += bytes;
+        Ok(Reservation { store: self, bytes })
     }
 
     /// Dead objects stay at least `grace` after they die (beyond the two
@@ -242,7 +311,7 @@ impl Store {
     fn register(&self, id: NonZeroU32, size: u64, records: u32, whole: bool) {
         let mut t = self.table();
         let born = t.epoch;
-        t.objects.insert(
+        t.insert(
             id.get(),
             ObjectInfo {
                 size,
@@ -256,9 +325,20 @@ impl Store {
 
     /// Writes a segment of packed records; returns their locations in order.
     pub fn write_segment(&self, seg: SegmentBuf) -> Result<Vec<Loc>> {
+        self.write_segment_capped(seg, true)
+    }
+
+    /// [`Store::write_segment`], within the cap on stored bytes or not (a
+    /// compaction's copy, which frees more than it writes, is not held to it).
+    pub(crate) fn write_segment_capped(&self, seg: SegmentBuf, capped: bool) -> Result<Vec<Loc>> {
         self.writable()?;
-        let id = self.alloc()?;
         let size = seg.bytes.len() as u64;
+        let _room = if capped {
+            Some(self.reserve(size)?)
+        } else {
+            None
+        };
+        let id = self.alloc()?;
         self.backend.put(&object_name(id), Bytes::from(seg.bytes))?;
         self.register(id, size, seg.records.len() as u32, false);
         Ok(seg
@@ -284,6 +364,7 @@ impl Store {
     pub fn write_wholes(&self, records: Vec<WholeRecord>) -> Result<Vec<Loc>> {
         self.writable()?;
         let total: usize = records.iter().map(WholeRecord::len).sum();
+        let _room = self.reserve(total as u64)?;
         if records.len() > 1 && self.backend.packs_large_values() && total < PACKED_MAX {
             return self.write_packed(records);
         }
@@ -401,7 +482,7 @@ impl Store {
             return;
         }
         let born = info.born;
-        t.objects.remove(&id);
+        t.remove(id);
         if !t.flushing && born == t.epoch {
             // Never named by a manifest: nothing refers to it any more.
             t.unnamed.push(id);
@@ -615,7 +696,7 @@ impl Store {
         let mut t = self.table();
         for (&id, &size) in &m.objects {
             let (records, bytes, whole) = live.get(&id).copied().unwrap_or_default();
-            t.objects.insert(
+            t.insert(
                 id,
                 ObjectInfo {
                     size,
@@ -634,7 +715,7 @@ impl Store {
             .map(|(&id, _)| id)
             .collect();
         for id in unnamed {
-            t.objects.remove(&id);
+            t.remove(id);
             t.dead.push((id, 0, Instant::now()));
         }
         t.epoch = 1;
@@ -747,5 +828,59 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+
+    fn capped(max: u64) -> Store {
+        let mut store = Store::new(Arc::new(MemoryBackend::new()));
+        store.set_max_stored(Some(max));
+        store
+    }
+
+    #[test]
+    fn writes_under_way_count_against_the_cap_until_they_settle() {
+        let store = capped(100);
+        let a = store.reserve(60).unwrap();
+        let err = store.reserve(50).err().expect("60 reserved + 50 > 100");
+        assert!(matches!(
+            err,
+            Error::SpillFull {
+                stored: 60,
+                needed: 50,
+                max_spill: 100,
+                ..
+            }
+        ));
+        drop(a);
+        assert!(
+            store.reserve(100).is_ok(),
+            "a failed write gives its room back"
+        );
+    }
+
+    #[test]
+    fn stored_bytes_follow_the_live_objects() {
+        let store = capped(1000);
+        let id = |n| NonZeroU32::new(n).unwrap();
+        store.register(id(1), 300, 1, true);
+        store.register(id(2), 500, 2, false);
+        assert_eq!(store.stored_bytes(), 800);
+        assert!(store.reserve(201).is_err());
+        store.release(Loc {
+            obj: id(1),
+            offset: 0,
+            len: record::WHOLE,
+        });
+        assert_eq!(
+            store.stored_bytes(),
+            500,
+            "the object died with its last record"
+        );
+        assert!(store.reserve(500).is_ok());
     }
 }
