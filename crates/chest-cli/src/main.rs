@@ -82,7 +82,8 @@ enum Command {
     },
     /// Copies a chest to a new location (any scheme to any other), keeping
     /// its serializer; the destination's manifest is written last, then
-    /// everything copied is read back and checked.
+    /// everything copied is read back and checked. A copy that fails
+    /// removes what it wrote: the destination is left as it was.
     Cp {
         /// The chest to copy.
         src: String,
@@ -430,6 +431,22 @@ fn rm(url: &str, key_texts: &[String], as_json: bool) -> Outcome {
     }
 }
 
+/// Removes every object at `dst` (best effort): a chest this run created
+/// there and could not finish.
+fn remove_created(dst: &str) {
+    let opts = chest::registry::OpenOptions {
+        read_only: false,
+        create: false,
+    };
+    if let Ok(opened) = chest::registry::open_backend(dst, &opts) {
+        if let Ok(names) = opened.backend.list("") {
+            for name in names {
+                let _ = opened.backend.delete(&name);
+            }
+        }
+    }
+}
+
 fn cp(src: &str, dst: &str, as_json: bool) -> Outcome {
     let from = open(src)?;
     let entries = from.entries().map_err(|e| Failure::open(src, e))?;
@@ -461,12 +478,12 @@ fn cp(src: &str, dst: &str, as_json: bool) -> Outcome {
     let bytes = match copied {
         Ok(bytes) => bytes,
         Err(f) => {
-            // No manifest was written: the destination is an empty chest.
-            // Opening it for writing removes the values already copied.
+            // The destination held no chest before (`CreateNew`, and a
+            // location holding anything else is refused): every object
+            // there is this copy's. Remove them all, so that it is left as
+            // it was and the copy can be run again.
             drop(to);
-            if let Ok(c) = RawChest::open_writable(dst, &serializer) {
-                let _ = c.close();
-            }
+            remove_created(dst);
             return Err(f);
         }
     };

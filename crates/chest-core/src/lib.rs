@@ -72,7 +72,7 @@ pub use error::{BackendError, BoxError, Error, ErrorKind, Result};
 pub use raw::{RawChest, RawKey};
 #[cfg(feature = "json")]
 pub use serializer::Json;
-pub use serializer::{Cbor, Raw, Serializer};
+pub use serializer::{Cbor, Pod, Raw, Serializer};
 pub use stats::Stats;
 pub use weigh::Weigh;
 

@@ -198,14 +198,28 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
 
     /// Serializes and writes one value as an object of its own.
     /// `hint`: the value's weight, to size the buffer.
-    pub(crate) fn write_alone(&self, key: &K, value: &V, hint: usize) -> Result<Loc> {
-        let mut buf = Vec::with_capacity(hint.saturating_add(4).min(1 << 30));
-        self.serialize(key, value, &mut buf)?;
-        let n = buf.len() as u64;
-        let loc = self.store.write_wholes(vec![seal_whole(buf)])?[0];
+    pub(crate) fn write_alone(&self, key: &K, value: &Arc<V>, hint: usize) -> Result<Loc> {
+        let record = match self.shared_record(key, value)? {
+            Some(record) => record,
+            None => {
+                let mut buf = Vec::with_capacity(hint.saturating_add(4).min(1 << 30));
+                self.serialize(key, value, &mut buf)?;
+                seal_whole(buf)
+            }
+        };
+        let n = (record.len() - 4) as u64;
+        let loc = self.store.write_wholes(vec![record])?[0];
         Counters::add(&self.counters.spills, 1);
         Counters::add(&self.counters.bytes_written, n);
         Ok(loc)
+    }
+
+    /// The record of a value that is its own encoding
+    /// ([`Serializer::shared_bytes`]), checksummed in place; `None` if the
+    /// serializer has no such form for it.
+    fn shared_record(&self, key: &K, value: &Arc<V>) -> Result<Option<WholeRecord>> {
+        let shared = guard::catch("serializer", key, || self.serializer.shared_bytes(value))?;
+        Ok(shared.map(seal_shared))
     }
 
     /// Serializes a value: appended to `seg` as a record (`None`), or, if it
@@ -221,9 +235,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     ) -> Result<Option<WholeRecord>> {
         let large = weight >= self.config.large_value;
         if large {
-            let shared = guard::catch("serializer", key, || self.serializer.shared_bytes(value))?;
-            if let Some(bytes) = shared {
-                return Ok(Some(seal_shared(bytes)));
+            if let Some(record) = self.shared_record(key, value)? {
+                return Ok(Some(record));
             }
         }
         let mut own = Vec::new();
