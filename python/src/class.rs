@@ -27,10 +27,11 @@ use pyo3::types::{PyDict, PyList};
 use crate::errors::{to_py, ChestError};
 use crate::key::PyKey;
 use crate::serializer::PySerializer;
-use crate::weigher::weigher;
+use crate::value::{weight_of, PyValue};
+use crate::weigher::Weigher;
 
 /// The Rust chest under a Python one.
-type Core = chest::Chest<PyKey, Py<PyAny>, PySerializer>;
+type Core = chest::Chest<PyKey, PyValue, PySerializer>;
 
 /// A chest of Python keys and values (see the [module](self)).
 #[pyclass(frozen, subclass, module = "chest._chest", name = "_Chest")]
@@ -43,6 +44,8 @@ pub struct PyChest {
     temporary: bool,
     /// Whether close (and drop) flush the chest.
     flush_on_close: bool,
+    /// Weighs the values that come in (under the GIL, before the chest sees them).
+    weigher: Arc<Weigher>,
 }
 
 fn open_mode(mode: &str) -> PyResult<OpenMode> {
@@ -71,6 +74,17 @@ fn policy(name: &str) -> PyResult<EvictionPolicy> {
 }
 
 impl PyChest {
+    /// The value of `key`: from memory with the GIL held (no I/O, no wait),
+    /// else loaded with the GIL released.
+    fn lookup(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+        let k = PyKey::from_py(key)?;
+        let core = self.core()?;
+        if let Some(v) = core.get_in_memory(&k) {
+            return Ok(Some(v.obj.clone_ref(py)));
+        }
+        Ok(run(py, &core, |c| c.get(&k))?.map(|v| v.obj.clone_ref(py)))
+    }
+
     /// The open chest, or the error that says it is closed.
     fn core(&self) -> PyResult<Arc<Core>> {
         self.core
@@ -167,9 +181,13 @@ impl PyChest {
         shards: Option<usize>,
         max_spill: Option<u64>,
     ) -> PyResult<Self> {
+        let weigher = Arc::new(Weigher::new(weigher));
         let serializer = match serializer {
-            Some(s) => PySerializer::from_py(s)?,
-            None => PySerializer::from_py(&pyo3::types::PyString::new(py, "pickle"))?,
+            Some(s) => PySerializer::from_py(s, Arc::clone(&weigher))?,
+            None => PySerializer::from_py(
+                &pyo3::types::PyString::new(py, "pickle"),
+                Arc::clone(&weigher),
+            )?,
         };
         // A path-like location (pathlib.Path) is its string.
         let location: Option<String> = match location {
@@ -182,7 +200,7 @@ impl PyChest {
                     .extract()?,
             ),
         };
-        let mut builder = ChestBuilder::<PyKey, Py<PyAny>>::with_weigher(self::weigher(weigher))
+        let mut builder = ChestBuilder::<PyKey, PyValue>::with_weigher(weight_of)
             .serializer(serializer)
             .mode(open_mode(mode)?)
             .read_only(read_only)
@@ -221,13 +239,13 @@ impl PyChest {
             core: RwLock::new(Some(Arc::new(core))),
             temporary,
             flush_on_close: flush_on_drop,
+            weigher,
         })
     }
 
     fn __getitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let k = PyKey::from_py(key)?;
-        match run(py, &*self.core()?, |c| c.get(&k))? {
-            Some(v) => Ok(v.clone_ref(py)),
+        match self.lookup(py, key)? {
+            Some(v) => Ok(v),
             None => Err(PyKeyError::new_err(key.clone().unbind())),
         }
     }
@@ -240,9 +258,8 @@ impl PyChest {
         key: &Bound<'_, PyAny>,
         default: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let k = PyKey::from_py(key)?;
-        match run(py, &*self.core()?, |c| c.get(&k))? {
-            Some(v) => Ok(v.clone_ref(py)),
+        match self.lookup(py, key)? {
+            Some(v) => Ok(v),
             None => Ok(default.unwrap_or_else(|| py.None())),
         }
     }
@@ -251,9 +268,14 @@ impl PyChest {
         &self,
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
-        value: Py<PyAny>,
+        value: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let k = PyKey::from_py(key)?;
+        // Weighed here, under the GIL (the user's weigher's error as it raised it).
+        let value = PyValue {
+            weight: self.weigher.weigh(value)?,
+            obj: value.clone().unbind(),
+        };
         run(py, &*self.core()?, |c| c.insert(k, value))
     }
 
@@ -284,7 +306,7 @@ impl PyChest {
         }
         let k = PyKey::from_py(key)?;
         match run(py, &*self.core()?, |c| c.take(&k))? {
-            Some(v) => Ok(v.clone_ref(py)),
+            Some(v) => Ok(v.obj.clone_ref(py)),
             None => match default.get_item(0) {
                 Ok(d) => Ok(d.unbind()),
                 Err(_) => Err(PyKeyError::new_err(key.clone().unbind())),
@@ -341,7 +363,7 @@ impl PyChest {
         let default = default.unwrap_or_else(|| py.None());
         let items = values
             .into_iter()
-            .map(|v| v.map_or_else(|| default.clone_ref(py), |v| v.clone_ref(py)));
+            .map(|v| v.map_or_else(|| default.clone_ref(py), |v| v.obj.clone_ref(py)));
         PyList::new(py, items)
     }
 

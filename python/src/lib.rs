@@ -7,6 +7,7 @@
 //! - `serializer`: pickle (protocol 5, out-of-band buffers), raw bytes, or
 //!   the user's own, and the zero-copy read-only buffer;
 //! - `weigher`: how much memory a Python value takes;
+//! - `value`: a Python value with its weight, as the chest holds it;
 //! - `errors`: the chest's errors as `chest.ChestError`;
 //! - `class`: the class, and how it treats the GIL.
 
@@ -14,6 +15,7 @@ mod class;
 mod errors;
 mod key;
 mod serializer;
+mod value;
 mod weigher;
 
 use pyo3::prelude::*;

@@ -23,6 +23,10 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList};
 use std::os::raw::c_int;
+use std::sync::Arc;
+
+use crate::value::PyValue;
+use crate::weigher::Weigher;
 
 /// How values are encoded (see the [module](self)).
 enum Codec {
@@ -32,16 +36,18 @@ enum Codec {
 }
 
 /// A chest's serializer of Python values. It takes the GIL only around the
-/// Python work, and the chest calls it with none of its own locks held.
+/// Python work, and the chest calls it with none of its own locks held. A
+/// value it loads is weighed then, under the same GIL.
 pub struct PySerializer {
     name: String,
     codec: Codec,
+    weigher: Arc<Weigher>,
 }
 
 impl PySerializer {
     /// The serializer the Python argument names: `"pickle"`, `"raw"`, or a
     /// `(name, dumps, loads)` tuple.
-    pub fn from_py(spec: &Bound<'_, PyAny>) -> PyResult<Self> {
+    pub fn from_py(spec: &Bound<'_, PyAny>, weigher: Arc<Weigher>) -> PyResult<Self> {
         let py = spec.py();
         if let Ok(name) = spec.extract::<String>() {
             return match name.as_str() {
@@ -53,11 +59,13 @@ impl PySerializer {
                             dumps: pickle.getattr("dumps")?.unbind(),
                             loads: pickle.getattr("loads")?.unbind(),
                         },
+                        weigher,
                     })
                 }
                 "raw" => Ok(Self {
                     name,
                     codec: Codec::Raw,
+                    weigher,
                 }),
                 other => Err(PyValueError::new_err(format!(
                     "unknown serializer {other:?}: use \"pickle\", \"raw\" or a (name, dumps, loads) tuple"
@@ -86,22 +94,20 @@ impl PySerializer {
                 dumps: dumps.unbind(),
                 loads: loads.unbind(),
             },
+            weigher,
         })
     }
 }
 
-/// Appends the bytes of a bytes-like object to `out`.
-fn append_buffer(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
-    if let Ok(b) = obj.cast::<PyBytes>() {
-        out.extend_from_slice(b.as_bytes());
-        return Ok(());
+impl PySerializer {
+    /// A value just loaded, weighed (under the GIL it was loaded with).
+    fn loaded(&self, obj: Bound<'_, PyAny>) -> PyResult<PyValue> {
+        let weight = self.weigher.weigh(&obj)?;
+        Ok(PyValue {
+            obj: obj.unbind(),
+            weight,
+        })
     }
-    let buf = contiguous_bytes(obj)?;
-    // SAFETY: the buffer is C-contiguous, of `len_bytes` bytes, and stays
-    // valid while `buf` is held (the GIL is held throughout).
-    let bytes = unsafe { std::slice::from_raw_parts(buf.buf_ptr() as *const u8, buf.len_bytes()) };
-    out.extend_from_slice(bytes);
-    Ok(())
 }
 
 /// The bytes of a bytes-like object, as a buffer of bytes: a numpy array
@@ -145,64 +151,68 @@ fn take<const N: usize>(bytes: &[u8], at: &mut usize) -> Result<[u8; N], BoxErro
     Ok(out)
 }
 
-impl Serializer<Py<PyAny>> for PySerializer {
+impl Serializer<PyValue> for PySerializer {
     fn name(&self) -> &str {
         &self.name
     }
 
-    fn serialize(&self, value: &Py<PyAny>, out: &mut Vec<u8>) -> Result<(), BoxError> {
-        Python::attach(|py| -> PyResult<()> {
-            let value = value.bind(py);
+    fn serialize(&self, value: &PyValue, out: &mut Vec<u8>) -> Result<(), BoxError> {
+        // The Python work under the GIL; the copy of the bytes (the bulk of
+        // the time for a large array) without it, the memory held alive and
+        // exported meanwhile.
+        let held = Python::attach(|py| -> PyResult<Held> {
+            let value = value.obj.bind(py);
             match &self.codec {
-                Codec::Raw => append_buffer(value, out),
-                Codec::Custom { dumps, .. } => append_buffer(&dumps.bind(py).call1((value,))?, out),
+                Codec::Raw => Held::of(value, Vec::new()),
+                Codec::Custom { dumps, .. } => {
+                    Held::of(&dumps.bind(py).call1((value,))?, Vec::new())
+                }
                 Codec::Pickle { dumps, .. } => {
                     let buffers = PyList::empty(py);
                     let kwargs = PyDict::new(py);
                     kwargs.set_item("protocol", 5)?;
                     kwargs.set_item("buffer_callback", buffers.getattr("append")?)?;
                     let stream = dumps.bind(py).call((value,), Some(&kwargs))?;
-                    let stream = stream.cast::<PyBytes>()?.as_bytes();
                     let raws = buffers
                         .iter()
                         .map(|b| contiguous_bytes(&b.call_method0("raw")?))
                         .collect::<PyResult<Vec<_>>>()?;
-                    let total: usize = raws.iter().map(|b| b.len_bytes()).sum();
-                    out.reserve(4 + 8 * raws.len() + 8 + stream.len() + total);
                     let n = u32::try_from(raws.len())
                         .map_err(|_| PyValueError::new_err("too many pickle buffers"))?;
-                    out.extend_from_slice(&n.to_le_bytes());
+                    let mut header = Vec::with_capacity(4 + 8 * raws.len() + 8);
+                    header.extend_from_slice(&n.to_le_bytes());
                     for b in &raws {
-                        out.extend_from_slice(&(b.len_bytes() as u64).to_le_bytes());
+                        header.extend_from_slice(&(b.len_bytes() as u64).to_le_bytes());
                     }
-                    out.extend_from_slice(&(stream.len() as u64).to_le_bytes());
-                    out.extend_from_slice(stream);
-                    for b in &raws {
-                        // SAFETY: as in `append_buffer`.
-                        out.extend_from_slice(unsafe {
-                            std::slice::from_raw_parts(b.buf_ptr() as *const u8, b.len_bytes())
-                        });
+                    let mut held = Held::of(&stream, header)?;
+                    let stream_len = held.len() as u64;
+                    held.header.extend_from_slice(&stream_len.to_le_bytes());
+                    for b in raws {
+                        held.push_buffer(b);
                     }
-                    Ok(())
+                    Ok(held)
                 }
             }
         })
-        .map_err(boxed)
+        .map_err(boxed)?;
+        held.copy_to(out);
+        Ok(())
     }
 
-    fn deserialize(&self, bytes: &[u8]) -> Result<Py<PyAny>, BoxError> {
+    fn deserialize(&self, bytes: &[u8]) -> Result<PyValue, BoxError> {
         self.deserialize_owned(Bytes::copy_from_slice(bytes))
     }
 
-    fn deserialize_owned(&self, bytes: Bytes) -> Result<Py<PyAny>, BoxError> {
+    fn deserialize_owned(&self, bytes: Bytes) -> Result<PyValue, BoxError> {
         match &self.codec {
-            Codec::Raw => Python::attach(|py| Ok(Py::new(py, StoredBuffer { bytes })?.into_any()))
-                .map_err(boxed),
+            Codec::Raw => Python::attach(|py| {
+                let obj = Bound::new(py, StoredBuffer { bytes })?.into_any();
+                self.loaded(obj)
+            })
+            .map_err(boxed),
             Codec::Custom { loads, .. } => Python::attach(|py| {
-                loads
-                    .bind(py)
-                    .call1((PyBytes::new(py, &bytes),))
-                    .map(Bound::unbind)
+                let obj = loads.bind(py).call1((PyBytes::new(py, &bytes),))?;
+                self.loaded(obj)
             })
             .map_err(boxed),
             Codec::Pickle { loads, .. } => {
@@ -228,27 +238,134 @@ impl Serializer<Py<PyAny>> for PySerializer {
                 if at != bytes.len() {
                     return Err("a pickle record with bytes after its buffers".into());
                 }
-                Python::attach(|py| {
+                // Fresh bytearrays under the GIL, filled without it (no
+                // one else can see them yet), unpickled under it again.
+                let (stream, arrays) = Python::attach(|py| -> PyResult<_> {
                     let stream = Py::new(
                         py,
                         StoredBuffer {
                             bytes: bytes.slice(spans[0].clone()),
                         },
                     )?;
+                    let arrays = spans[1..]
+                        .iter()
+                        .map(|span| Unfilled::new(py, span.len()))
+                        .collect::<PyResult<Vec<_>>>()?;
+                    Ok((stream, arrays))
+                })
+                .map_err(boxed)?;
+                for (array, span) in arrays.iter().zip(&spans[1..]) {
+                    array.fill(&bytes[span.clone()]);
+                }
+                Python::attach(|py| {
                     let buffers = PyList::empty(py);
-                    for span in &spans[1..] {
-                        buffers.append(PyByteArray::new(py, &bytes[span.clone()]))?;
+                    for array in arrays {
+                        buffers.append(array.into_object())?;
                     }
                     let kwargs = PyDict::new(py);
                     kwargs.set_item("buffers", buffers)?;
-                    loads
-                        .bind(py)
-                        .call((stream,), Some(&kwargs))
-                        .map(Bound::unbind)
+                    let obj = loads.bind(py).call((stream,), Some(&kwargs))?;
+                    self.loaded(obj)
                 })
                 .map_err(boxed)
             }
         }
+    }
+}
+
+/// The memory of Python objects a serialized value is made of (a pickle
+/// stream and the buffers it refers to, or a bytes-like value), held
+/// alive and exported so that it can be copied without the GIL, in order
+/// after a small header.
+struct Held {
+    header: Vec<u8>,
+    /// Keeps the first span's object alive (a bytes object or a buffer's exporter).
+    _object: Option<Py<PyAny>>,
+    /// Exported buffers (released, under the GIL, when dropped).
+    buffers: Vec<PyBuffer<u8>>,
+    /// The spans to copy, in order: pointers into the memory held above.
+    spans: Vec<(*const u8, usize)>,
+}
+
+// SAFETY: the pointers are into memory that `_object` and `buffers` keep
+// alive and unmoved (a bytes object's data never moves; an exported buffer
+// stays valid until released), and they are only read.
+unsafe impl Send for Held {}
+
+impl Held {
+    /// The bytes of a bytes-like object, after `header`.
+    fn of(obj: &Bound<'_, PyAny>, header: Vec<u8>) -> PyResult<Self> {
+        let mut held = Held {
+            header,
+            _object: None,
+            buffers: Vec::new(),
+            spans: Vec::new(),
+        };
+        if let Ok(b) = obj.cast::<PyBytes>() {
+            let data = b.as_bytes();
+            held.spans.push((data.as_ptr(), data.len()));
+            held._object = Some(obj.clone().unbind());
+        } else {
+            held.push_buffer(contiguous_bytes(obj)?);
+        }
+        Ok(held)
+    }
+
+    fn push_buffer(&mut self, buf: PyBuffer<u8>) {
+        self.spans
+            .push((buf.buf_ptr() as *const u8, buf.len_bytes()));
+        self.buffers.push(buf);
+    }
+
+    /// Bytes of the spans.
+    fn len(&self) -> usize {
+        self.spans.iter().map(|&(_, len)| len).sum()
+    }
+
+    /// Appends the header and every span to `out`.
+    fn copy_to(self, out: &mut Vec<u8>) {
+        out.reserve(self.header.len() + self.len());
+        out.extend_from_slice(&self.header);
+        for &(ptr, len) in &self.spans {
+            // SAFETY: see `Held`'s `Send`.
+            out.extend_from_slice(unsafe { std::slice::from_raw_parts(ptr, len) });
+        }
+        // The buffers are released here, taking the GIL for a moment.
+    }
+}
+
+/// A new `bytearray` of a given size, filled without the GIL before anyone
+/// else sees it.
+struct Unfilled {
+    array: Py<PyByteArray>,
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: `ptr` is the data of `array`, which nothing else refers to until
+// `into_object`, and which does not move while it is not resized.
+unsafe impl Send for Unfilled {}
+
+impl Unfilled {
+    fn new(py: Python<'_>, len: usize) -> PyResult<Self> {
+        let array = PyByteArray::new_with(py, len, |_| Ok(()))?;
+        // SAFETY: the GIL is held; the array is ours alone.
+        let ptr = unsafe { array.as_bytes_mut().as_mut_ptr() };
+        Ok(Self {
+            array: array.unbind(),
+            ptr,
+            len,
+        })
+    }
+
+    fn fill(&self, bytes: &[u8]) {
+        debug_assert_eq!(bytes.len(), self.len);
+        // SAFETY: see `Unfilled`'s `Send`; the lengths match.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr, self.len) };
+    }
+
+    fn into_object(self) -> Py<PyByteArray> {
+        self.array
     }
 }
 
@@ -301,7 +418,7 @@ impl StoredBuffer {
             return o.get().bytes == self.bytes;
         }
         match contiguous_bytes(other) {
-            // SAFETY: as in `append_buffer`.
+            // SAFETY: the buffer is C-contiguous, of `len_bytes` bytes, and valid while held.
             Ok(buf) => unsafe {
                 std::slice::from_raw_parts(buf.buf_ptr() as *const u8, buf.len_bytes())
                     == &self.bytes[..]

@@ -1,24 +1,31 @@
 //! How much memory a Python value takes, as the chest's budget counts it:
 //! `nbytes` where a value has it (numpy arrays), `memory_usage(deep=True)`
 //! summed for pandas objects, else `sys.getsizeof`; or the user's own
-//! `weigher(value) -> int`.
+//! `weigher(value) -> int`. A value is weighed once, under the GIL, when it
+//! comes in — from the caller, or from a load — and carries its weight
+//! ([`PyValue`](crate::value::PyValue)), so the chest never needs the GIL to
+//! weigh.
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use pyo3::{intern, PyTypeInfo};
 
-/// A weigher for the chest: the user's callable, or the default.
-pub fn weigher(user: Option<Py<PyAny>>) -> impl Fn(&Py<PyAny>) -> usize + Send + Sync + 'static {
-    move |value: &Py<PyAny>| {
-        let weight = Python::attach(|py| {
-            let value = value.bind(py);
-            match &user {
-                Some(w) => w.bind(py).call1((value,))?.extract::<usize>(),
-                None => default_weight(value),
-            }
-        });
-        // The chest turns a panic in a weigher into an error naming the key.
-        weight.unwrap_or_else(|e| panic!("{e}"))
+/// The weigher of a chest: the user's callable, or the default.
+pub struct Weigher {
+    user: Option<Py<PyAny>>,
+}
+
+impl Weigher {
+    pub fn new(user: Option<Py<PyAny>>) -> Self {
+        Self { user }
+    }
+
+    /// The weight of `value` (the user's weigher's error, as it raised it).
+    pub fn weigh(&self, value: &Bound<'_, PyAny>) -> PyResult<usize> {
+        match &self.user {
+            Some(w) => w.bind(value.py()).call1((value,))?.extract::<usize>(),
+            None => default_weight(value),
+        }
     }
 }
 

@@ -25,6 +25,7 @@
 //! so that drift in the machine's load hits both; the table shows medians.
 
 mod common;
+mod py_mirror;
 mod report;
 mod workloads;
 
@@ -94,6 +95,18 @@ enum Child {
         #[command(flatten)]
         opts: Opts,
     },
+    /// The Rust side of the Python benchmark (python/bench/pybench.py):
+    /// `count` values of `size` bytes (`bytes`: `Vec<u8>` through `Raw`;
+    /// `f64`: `Vec<f64>` through `Pod`) into a chest at `dir` with
+    /// `budget`, flush; reopen, read every key shuffled. Prints one JSON line.
+    #[command(name = "__py-mirror", hide = true)]
+    PyMirror {
+        kind: String,
+        size: usize,
+        count: usize,
+        budget: usize,
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -133,6 +146,13 @@ fn main() {
             rep,
             opts,
         }) => run_child(workload, side, rep, &opts),
+        Some(Child::PyMirror {
+            kind,
+            size,
+            count,
+            budget,
+            dir,
+        }) => py_mirror::run(&kind, size, count, budget, &dir),
         None => run_all(&cli),
     };
     if let Err(e) = outcome {

@@ -6,6 +6,7 @@
 
 use std::borrow::Borrow;
 use std::hash::Hash;
+use std::sync::Arc;
 
 use crate::api::chest::Chest;
 use crate::config::Key;
@@ -37,6 +38,40 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         Q: Hash + Eq + ?Sized,
     {
         matches!(self.inner.shard(key).map.get(key), Some(Slot::Resident(_)))
+    }
+
+    /// `key`'s value if it is in memory now (a hit, counted and marked used
+    /// as a `get`'s), else `None` — also for a spilled value: this never
+    /// reads the store, nor waits for a load. For callers that must not
+    /// block (a thread holding a lock a loader may need), and for a hit
+    /// path without the cost of a possible miss.
+    ///
+    /// ```
+    /// use chest_core::Chest;
+    ///
+    /// let c: Chest<u32, Vec<u8>> = Chest::builder().open("memory://")?;
+    /// c.insert(1, vec![1; 10])?;
+    /// assert_eq!(c.get_in_memory(&1).as_deref(), Some(&vec![1; 10]));
+    /// c.spill(&1)?;
+    /// assert_eq!(c.get_in_memory(&1), None);       // spilled: not read
+    /// assert!(c.get(&1)?.is_some());               // a get reads it
+    /// # Ok::<(), chest_core::Error>(())
+    /// ```
+    pub fn get_in_memory<Q>(&self, key: &Q) -> Option<Arc<V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut shard = self.inner.shard(key);
+        let tick = shard.tick();
+        match shard.map.get_mut(key) {
+            Some(Slot::Resident(r)) => {
+                r.tick = tick;
+                Counters::add(&self.inner.counters.hits, 1);
+                Some(Arc::clone(&r.value))
+            }
+            _ => None,
+        }
     }
 
     /// How many values are in memory now (a counter: no I/O, no lock).

@@ -205,6 +205,15 @@ impl<T> Pod<T> {
     }
 }
 
+impl<T> Clone for Pod<T> {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            _elements: std::marker::PhantomData,
+        }
+    }
+}
+
 impl<T> Default for Pod<T> {
     fn default() -> Self {
         Self::new()

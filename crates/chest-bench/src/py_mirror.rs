@@ -1,0 +1,107 @@
+//! The Rust side of the Python benchmark (`python/bench/pybench.py`, P1–P3
+//! of WORKLOADS.md): the same workload through the Rust API, to show what
+//! the binding costs. Keys are the same strings (`k0`, `k1`, …); byte
+//! values go through `Raw`, arrays of `f64` through `Pod`.
+
+use std::path::Path;
+use std::time::Instant;
+
+use chest::{Chest, ChestBuilder, Pod, Raw, Serializer, Weigh};
+
+use crate::common::{peak_rss, Result};
+
+/// Runs the workload and prints `{"write_s", "read_s", "peak_rss"}`.
+pub fn run(kind: &str, size: usize, count: usize, budget: usize, dir: &Path) -> Result<()> {
+    let location = dir.to_str().ok_or("the directory is not UTF-8")?;
+    let (write_s, read_s) = match kind {
+        "bytes" => workload::<Vec<u8>, _>(Raw, location, count, budget, |i| bytes(size, i))?,
+        "f64" => workload::<Vec<f64>, _>(Pod::<f64>::new(), location, count, budget, |i| {
+            floats(size / 8, i)
+        })?,
+        other => return Err(format!("unknown kind {other:?} (bytes or f64)").into()),
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "write_s": write_s,
+            "read_s": read_s,
+            "peak_rss": peak_rss().unwrap_or(0),
+            "count": count,
+            "budget": budget,
+        })
+    );
+    Ok(())
+}
+
+/// Incompressible bytes, distinct per value.
+fn bytes(size: usize, i: usize) -> Vec<u8> {
+    let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn floats(n: usize, i: usize) -> Vec<f64> {
+    (0..n).map(|j| (i * 31 + j) as f64 * 1e-3).collect()
+}
+
+fn workload<V, S>(
+    serializer: S,
+    location: &str,
+    count: usize,
+    budget: usize,
+    make: impl Fn(usize) -> V,
+) -> Result<(f64, f64)>
+where
+    V: Weigh + Clone + Send + Sync + 'static,
+    S: Serializer<V> + Clone,
+{
+    let keys: Vec<String> = (0..count).map(|i| format!("k{i}")).collect();
+    // As the Python side: small values made before the clock, large ones
+    // from a pool of eight.
+    let pool: Vec<V> = (0..count.min(8)).map(&make).collect();
+    let values: Vec<V> = if count <= 8 || std::mem::size_of::<V>() == 0 {
+        pool.clone()
+    } else {
+        (0..count).map(|i| pool[i % pool.len()].clone()).collect()
+    };
+    let open = |s: S| -> chest::Result<Chest<String, V, S>> {
+        ChestBuilder::<String, V>::new()
+            .memory_budget(budget)
+            .serializer(s)
+            .open(location)
+    };
+    let start = Instant::now();
+    let c = open(serializer.clone())?;
+    for (k, v) in keys.iter().zip(values) {
+        c.insert(k.clone(), v)?;
+    }
+    c.flush()?;
+    c.close()?;
+    let write_s = start.elapsed().as_secs_f64();
+    // The shuffled order of every key (a fixed permutation).
+    let mut order: Vec<usize> = (0..count).collect();
+    let mut x = 42u64;
+    for i in (1..count).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        order.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    let start = Instant::now();
+    let c = open(serializer)?;
+    let mut total = 0usize;
+    for i in order {
+        total += c.get(&keys[i])?.map_or(0, |v| v.weigh());
+    }
+    let read_s = start.elapsed().as_secs_f64();
+    if total == 0 {
+        return Err("read nothing back".into());
+    }
+    Ok((write_s, read_s))
+}
