@@ -60,8 +60,10 @@ class Chest(_Chest, MutableMapping):
     eviction
         ``"lru"`` (least recently used first, the default) or ``"largest"``.
     writer_threads
-        Background threads that write evicted values (default: 1, or 2 on
-        object storage); 0 evicts on the inserting thread.
+        Background threads that write evicted values. Default: none on a
+        local directory (the inserting thread writes: background writers
+        would take the GIL to pickle, and handing it back and forth per
+        value halves the speed of small inserts), two on object storage.
     count_overhead
         Count the chest's own bookkeeping (about 100 bytes a value in
         memory) in the budget (default); ``False`` counts the weights only.

@@ -224,8 +224,18 @@ impl PyChest {
         if let Some(b) = eviction_batch {
             builder = builder.eviction_batch(b);
         }
-        if let Some(t) = writer_threads {
-            builder = builder.writer_threads(t);
+        // Background writers pickle under the GIL the caller needs too: on
+        // a local store, where a write is quick, the inserting thread writes
+        // (no handing the GIL back and forth per value, which halved the
+        // speed of small inserts); on object storage, the core's default
+        // (two writers overlapping the network).
+        let remote = location
+            .as_deref()
+            .is_some_and(|l| l.starts_with("s3://") || l.contains("+s3://"));
+        match writer_threads {
+            Some(t) => builder = builder.writer_threads(t),
+            None if !remote => builder = builder.writer_threads(0),
+            None => {}
         }
         let temporary = location.is_none();
         let core = py

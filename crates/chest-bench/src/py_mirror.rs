@@ -14,8 +14,8 @@ use crate::common::{peak_rss, Result};
 pub fn run(kind: &str, size: usize, count: usize, budget: usize, dir: &Path) -> Result<()> {
     let location = dir.to_str().ok_or("the directory is not UTF-8")?;
     let (write_s, read_s) = match kind {
-        "bytes" => workload::<Vec<u8>, _>(Raw, location, count, budget, |i| bytes(size, i))?,
-        "f64" => workload::<Vec<f64>, _>(Pod::<f64>::new(), location, count, budget, |i| {
+        "bytes" => workload::<Vec<u8>, _>(Raw, size, location, count, budget, |i| bytes(size, i))?,
+        "f64" => workload::<Vec<f64>, _>(Pod::<f64>::new(), size, location, count, budget, |i| {
             floats(size / 8, i)
         })?,
         other => return Err(format!("unknown kind {other:?} (bytes or f64)").into()),
@@ -52,6 +52,7 @@ fn floats(n: usize, i: usize) -> Vec<f64> {
 
 fn workload<V, S>(
     serializer: S,
+    size: usize,
     location: &str,
     count: usize,
     budget: usize,
@@ -62,14 +63,13 @@ where
     S: Serializer<V> + Clone,
 {
     let keys: Vec<String> = (0..count).map(|i| format!("k{i}")).collect();
-    // As the Python side: small values made before the clock, large ones
-    // from a pool of eight.
-    let pool: Vec<V> = (0..count.min(8)).map(&make).collect();
-    let values: Vec<V> = if count <= 8 || std::mem::size_of::<V>() == 0 {
-        pool.clone()
-    } else {
-        (0..count).map(|i| pool[i % pool.len()].clone()).collect()
-    };
+    // As the Python side: values made before the clock — small ones all of
+    // them; large ones a pool of eight, each insert taking a copy of one
+    // (inside the clock: a Rust insert takes its value by value, where the
+    // Python side inserts the same objects again).
+    let pool: Vec<V> = (0..if size > 64 << 10 { count.min(8) } else { count })
+        .map(&make)
+        .collect();
     let open = |s: S| -> chest::Result<Chest<String, V, S>> {
         ChestBuilder::<String, V>::new()
             .memory_budget(budget)
@@ -78,9 +78,10 @@ where
     };
     let start = Instant::now();
     let c = open(serializer.clone())?;
-    for (k, v) in keys.iter().zip(values) {
-        c.insert(k.clone(), v)?;
+    for (i, k) in keys.iter().enumerate() {
+        c.insert(k.clone(), pool[i % pool.len()].clone())?;
     }
+    drop(pool);
     c.flush()?;
     c.close()?;
     let write_s = start.elapsed().as_secs_f64();
