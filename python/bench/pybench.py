@@ -22,7 +22,9 @@ Workloads (the sizes at scale 1; keys are `str`, the same for every side):
   shuffled: chest.dask.ChestBuffer against distributed's SpillBuffer.
 
 The Rust side ("rust") is the same workload through the Rust API
-(`chest-bench __py-mirror`), to show the binding's cost.
+(`chest-bench __py-mirror`), to show the binding's cost; "nosync" is the
+chest without its fsyncs (`?fsync=never`), to show what its durability
+costs (the peers fsync nothing: after their "flush" a crash can lose data).
 """
 
 from __future__ import annotations
@@ -51,9 +53,9 @@ WORKLOADS = {
 }
 
 SIDES = {
-    "p1": ["chest", "rust", "zict", "spillbuffer", "diskcache", "seed", "shelve"],
-    "p2": ["chest", "rust", "zict", "spillbuffer", "diskcache", "seed", "shelve"],
-    "p3": ["chest", "rust", "zict", "spillbuffer", "diskcache", "seed", "shelve"],
+    "p1": ["chest", "nosync", "rust", "zict", "spillbuffer", "diskcache", "seed", "shelve"],
+    "p2": ["chest", "nosync", "rust", "zict", "spillbuffer", "diskcache", "seed", "shelve"],
+    "p3": ["chest", "nosync", "rust", "zict", "spillbuffer", "diskcache", "seed", "shelve"],
     "p4": ["chestbuffer", "spillbuffer"],
 }
 
@@ -67,6 +69,13 @@ def side_chest(dir, budget, create):
     from chest import Chest
 
     return Chest(dir, memory_budget=budget)
+
+
+def side_nosync(dir, budget, create):
+    """The chest without its fsyncs (`?fsync=never`): what its durability costs."""
+    from chest import Chest
+
+    return Chest(f"file://{dir}?fsync=never", memory_budget=budget)
 
 
 def side_chestbuffer(dir, budget, create):
@@ -135,7 +144,7 @@ def finish_in_place(side, m):
 
 def finish(side, m):
     """Everything written out (durable where the side can), then released."""
-    if side == "chest":
+    if side in ("chest", "nosync"):
         m.flush()
         m.close()
     elif side in ("zict", "spillbuffer"):
@@ -325,7 +334,7 @@ def report(w, res, scale):
     count = max(1, int(count * scale))
     total = count * size
     ours = "chestbuffer" if w == "p4" else "chest"
-    peers = [s for s in res if s not in (ours, "rust") and "error" not in res[s]]
+    peers = [s for s in res if s not in (ours, "rust", "nosync") and "error" not in res[s]]
     best_w = min((res[s]["write_s"] for s in peers), default=None)
     best_r = min((res[s]["read_s"] for s in peers), default=None)
     print(f"\n{w.upper()}: {count} x {size} B ({total / MiB:.0f} MiB), scale {scale}")

@@ -29,3 +29,10 @@ fn _chest(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(weigher::weight, m)?)?;
     Ok(())
 }
+
+// Rust allocations of the extension (read buffers, records being written)
+// come from mimalloc, which keeps freed memory for the next allocation:
+// with the system allocator, every large value read or written took fresh
+// pages from the kernel (and their page faults) each time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
