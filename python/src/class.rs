@@ -118,6 +118,15 @@ fn run<T: Send>(
     py.detach(|| f(core)).map_err(|e| to_py(py, e))
 }
 
+/// Keys as a Python list.
+fn key_list<'py>(py: Python<'py>, keys: &[PyKey]) -> PyResult<Bound<'py, PyList>> {
+    let items = keys
+        .iter()
+        .map(|k| k.to_py(py))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
+}
+
 fn stats_dict<'py>(py: Python<'py>, s: &Stats) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("len", s.len)?;
@@ -338,12 +347,7 @@ impl PyChest {
 
     /// The keys, as a list taken now (later changes do not show in it).
     fn _keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let keys = self.core()?.keys();
-        let items = keys
-            .iter()
-            .map(|k| k.to_py(py))
-            .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, items)
+        key_list(py, &self.core()?.keys())
     }
 
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -419,12 +423,7 @@ impl PyChest {
 
     /// The keys whose values are in memory now, as a list.
     fn keys_in_memory<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let keys = self.core()?.keys_in_memory();
-        let items = keys
-            .iter()
-            .map(|k| k.to_py(py))
-            .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, items)
+        key_list(py, &self.core()?.keys_in_memory())
     }
 
     /// Moves `key`'s value out of memory now, writing it first if its

@@ -15,17 +15,19 @@ use chest_core::{
 };
 use common::{failure, hooked, value, Op, Switch};
 
-/// A chest of raw bytes weighed by their length (no entry overhead), one
-/// shard (a deterministic eviction order), evicting on the calling thread.
-fn open(backend: Arc<dyn Backend>, budget: usize) -> Chest<u64, Vec<u8>, Raw> {
+/// Raw bytes weighed by their length (no entry overhead), one shard (a
+/// deterministic eviction order), evicting on the calling thread.
+fn builder(budget: usize) -> ChestBuilder<u64, Vec<u8>, Raw> {
     ChestBuilder::<u64, Vec<u8>>::with_weigher(Vec::len)
         .serializer(Raw)
         .count_entry_overhead(false)
         .memory_budget(budget)
         .shards(1)
         .writer_threads(0)
-        .open_backend(backend)
-        .unwrap()
+}
+
+fn open(backend: Arc<dyn Backend>, budget: usize) -> Chest<u64, Vec<u8>, Raw> {
+    builder(budget).open_backend(backend).unwrap()
 }
 
 /// A store that counts the writes of values.
@@ -222,14 +224,9 @@ fn without_the_entry_overhead_the_budget_counts_the_weigher_only() {
     );
 }
 
-/// A chest capped at `cap` stored bytes, evicting on the calling thread.
+/// [`open`], capped at `cap` stored bytes.
 fn capped(backend: Arc<dyn Backend>, budget: usize, cap: u64) -> Chest<u64, Vec<u8>, Raw> {
-    ChestBuilder::<u64, Vec<u8>>::with_weigher(Vec::len)
-        .serializer(Raw)
-        .count_entry_overhead(false)
-        .memory_budget(budget)
-        .shards(1)
-        .writer_threads(0)
+    builder(budget)
         .max_spill(cap)
         .open_backend(backend)
         .unwrap()

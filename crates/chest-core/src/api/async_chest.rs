@@ -32,10 +32,8 @@
 //! is a spawned task, so the chest is closed even if the `close` future is
 //! dropped (its errors are then lost, as a drop's are).
 
-use std::borrow::Borrow;
 use std::fmt::Debug;
 use std::future::poll_fn;
-use std::hash::Hash;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
@@ -323,7 +321,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V> + 'static> AsyncChest<K,
     /// [`Chest::get`]: from memory at once, or loaded on the blocking pool.
     pub async fn get(&self, key: K) -> Result<Option<Arc<V>>> {
         let c = self.shared.start("get")?;
-        if let Some(v) = c.get_resident(&key) {
+        if let Some(v) = c.get_in_memory(&key) {
             return Ok(Some(v));
         }
         blocking(move || c.get(&key)).await
@@ -438,26 +436,6 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V> + 'static> AsyncChest<K,
                 Ok(payload) => std::panic::resume_unwind(payload),
                 Err(e) => panic!("a chest task was cancelled: {e}"),
             },
-        }
-    }
-}
-
-impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
-    /// The value of `key` if it is in memory now; no I/O, no waiting on a load.
-    pub(crate) fn get_resident<Q>(&self, key: &Q) -> Option<Arc<V>>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let mut shard = self.inner.shard(key);
-        let tick = shard.tick();
-        match shard.map.get_mut(key) {
-            Some(crate::map::entry::Slot::Resident(r)) => {
-                r.tick = tick;
-                crate::stats::Counters::add(&self.inner.counters.hits, 1);
-                Some(Arc::clone(&r.value))
-            }
-            _ => None,
         }
     }
 }
