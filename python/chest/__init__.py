@@ -90,7 +90,8 @@ class Chest(_Chest, MutableMapping):
     one is loaded (and kept in memory when it is read again soon). Changing
     a returned object in place does not change the chest: assign it again.
     ``flush()`` makes every change durable; ``close()`` flushes and
-    releases the chest (also at exit, and when it is garbage-collected).
+    releases the chest (also at exit, and when it is garbage-collected);
+    ``drop()`` deletes it and everything it stored.
     Errors of the chest raise :class:`ChestError`, with ``kind`` and the
     ``keys`` concerned.
 

@@ -309,7 +309,7 @@ class Chest(MutableMapping):
             real = os.path.realpath(self.path)
             if _shared.get(real) is not None and _shared[real]() is self._c:
                 del _shared[real]
-        self._c.close()
+        self._c.drop()
         shutil.rmtree(self.path, ignore_errors=True)
 
     def update(self, other=(), overwrite=True, **kwargs):

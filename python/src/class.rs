@@ -118,6 +118,51 @@ fn run<T: Send>(
     py.detach(|| f(core)).map_err(|e| to_py(py, e))
 }
 
+/// Removes every object of the store at `location`, and a local store's
+/// directory.
+fn remove_store(location: &str) -> chest::Result<()> {
+    let opts = chest::registry::OpenOptions {
+        read_only: false,
+        create: false,
+    };
+    let opened = match chest::registry::open_backend(location, &opts) {
+        Ok(opened) => opened,
+        // Already gone (a temporary chest removes its directory itself).
+        Err(e)
+            if matches!(
+                e.kind(),
+                chest::ErrorKind::MissingStore | chest::ErrorKind::NotFound
+            ) =>
+        {
+            return Ok(())
+        }
+        Err(e) => return Err(e),
+    };
+    for name in opened.backend.list("")? {
+        opened.backend.delete(&name)?;
+    }
+    drop(opened);
+    if let Ok(url) = url::Url::parse(location) {
+        if url.scheme() == "file" {
+            if let Ok(path) = url.to_file_path() {
+                match std::fs::remove_dir_all(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(chest::Error::Backend(chest::BackendError::Io {
+                            location: location.to_string(),
+                            op: "remove the directory",
+                            path: path.display().to_string(),
+                            source: e,
+                        }))
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Keys as a Python list.
 fn key_list<'py>(py: Python<'py>, keys: &[PyKey]) -> PyResult<Bound<'py, PyList>> {
     let items = keys
@@ -480,6 +525,24 @@ impl PyChest {
             // A call of another thread still holds it: flush now; its drop
             // finishes the close when that call returns.
             Err(core) => core.flush(),
+        })
+        .map_err(|e| to_py(py, e))
+    }
+
+    /// Deletes the chest: closes it without flushing, then removes every
+    /// object of its store (a local chest's directory with them). What it
+    /// held is gone for good. Dropping a closed chest removes its store too.
+    #[pyo3(name = "drop")]
+    fn drop_chest(&self, py: Python<'_>) -> PyResult<()> {
+        let taken = self.core.write().unwrap_or_else(|e| e.into_inner()).take();
+        let location = self.location.clone();
+        py.detach(move || {
+            if let Some(core) = taken {
+                // Nothing left to flush: the drop writes nothing worth keeping.
+                let _ = core.clear();
+                drop(core);
+            }
+            remove_store(&location)
         })
         .map_err(|e| to_py(py, e))
     }

@@ -142,6 +142,25 @@ def test_the_folder_is_the_buffers_own_and_goes_on_close(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_a_compressed_location_of_its_own(tmp_path):
+    base = "zstd+" + (tmp_path / "spill").as_uri()
+    b = ChestBuffer(str(tmp_path / "worker"), target=64 * KiB, location=base, writer_threads=0)
+    try:
+        for i in range(20):
+            b[f"k{i}"] = np.zeros(16 * KiB)  # compresses well
+        assert len(b.slow) > 0
+        on_disk = sum(
+            os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(tmp_path / "spill") for f in fs
+        )
+        # spilled_total counts the bytes handed to the store; the zstd layer
+        # compresses them on their way to disk.
+        assert 0 < on_disk < b.spilled_total.disk / 10, (on_disk, b.spilled_total)
+        np.testing.assert_array_equal(b["k3"], np.zeros(16 * KiB))
+        assert b._chest.location.startswith(base), "a prefix of its own under the location"
+    finally:
+        b.close()
+
+
 def test_pop_and_clear(buf):
     buf["a"] = 1
     buf["b"] = blob(400 * KiB)

@@ -153,3 +153,33 @@ def test_the_rust_command_reads_a_chest_written_from_python(tmp_path, cli):
     assert cli("get", str(path), '["tuple",7]').stdout == b"\x00\x01" * 3000
     assert cli("get", str(path), "12").stdout == b"twelve"
     cli("verify", str(path))
+
+
+def test_drop_deletes_the_chest_and_what_it_stored(tmp_path):
+    path = tmp_path / "dropped"
+    with Chest(path, memory_budget=4096) as c:
+        for i in range(20):
+            c[i] = bytes(1000)
+    c = Chest(path)
+    c.drop()
+    assert c.closed and not path.exists()
+    # Elsewhere than a directory: every object goes, and no chest is left.
+    c = Chest("memory://python-drop", memory_budget=4096)
+    for i in range(20):
+        c[i] = bytes(1000)
+    c.flush()
+    c.drop()
+    with pytest.raises(ChestError) as e:
+        Chest("memory://python-drop", mode="open")
+    assert e.value.kind == "no_chest"
+    # A temporary chest, and a closed one.
+    t = Chest()
+    t["x"] = 1
+    folder = t.location.removeprefix("file://")
+    t.drop()
+    assert not os.path.exists(folder)
+    closed = Chest(tmp_path / "closed")
+    closed["x"] = 1
+    closed.close()
+    closed.drop()
+    assert not (tmp_path / "closed").exists()
