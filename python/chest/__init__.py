@@ -24,8 +24,9 @@ import weakref
 from collections.abc import MutableMapping
 
 from ._chest import ChestError, StoredBuffer, _Chest, __version__
+from ._views import KeysView
 
-__all__ = ["Chest", "ChestError", "StoredBuffer", "__version__"]
+__all__ = ["Chest", "ChestError", "KeysView", "StoredBuffer", "__version__"]
 
 
 class Chest(_Chest, MutableMapping):
@@ -95,7 +96,8 @@ class Chest(_Chest, MutableMapping):
     Errors of the chest raise :class:`ChestError`, with ``kind`` and the
     ``keys`` concerned.
 
-    Memory on demand: ``in_memory(key)``, ``keys_in_memory()``,
+    Memory on demand: ``memory`` and ``spilled`` (live views of the keys
+    by where their values are), ``in_memory(key)``, ``keys_in_memory()``,
     ``spill(key)`` (write it out now), ``evict(nbytes)`` (the coldest values,
     until ``nbytes`` are freed; returns the bytes freed) and
     ``stored_object(key)`` (the object holding its stored copy).
@@ -108,6 +110,16 @@ class Chest(_Chest, MutableMapping):
 
     def __enter__(self) -> "Chest":
         return self
+
+    @property
+    def memory(self) -> KeysView:
+        """A live view of the keys whose values are in memory."""
+        return KeysView(self, True)
+
+    @property
+    def spilled(self) -> KeysView:
+        """A live view of the keys whose values are spilled (only stored)."""
+        return KeysView(self, False)
 
     def __exit__(self, *exc) -> None:
         self.close()

@@ -79,42 +79,6 @@ class SpilledSize(NamedTuple):
     disk: int
 
 
-class _Keys(Mapping):
-    """A read-only view of the buffer's keys in memory, or spilled."""
-
-    def __init__(self, chest: Chest, in_memory: bool):
-        self._chest = chest
-        self._in_memory = in_memory
-
-    def _keys(self):
-        in_memory = set(self._chest.keys_in_memory())
-        if self._in_memory:
-            return in_memory
-        return [k for k in self._chest if k not in in_memory]
-
-    def __getitem__(self, key):
-        if key in self._chest and self._chest.in_memory(key) == self._in_memory:
-            return self._chest[key]
-        raise KeyError(key)
-
-    def __contains__(self, key):
-        try:
-            return key in self._chest and self._chest.in_memory(key) == self._in_memory
-        except TypeError:
-            return False
-
-    def __iter__(self):
-        return iter(self._keys())
-
-    def __len__(self):
-        if self._in_memory:
-            return self._chest.len_in_memory()
-        return len(self._chest) - self._chest.len_in_memory()
-
-    def __repr__(self):
-        return f"<{'fast' if self._in_memory else 'slow'} keys of {self._chest!r}>"
-
-
 class ChestBuffer(MutableMapping):
     """A dask worker's ``data``: values in memory up to ``target`` bytes,
     the rest spilled to a chest (see the module).
@@ -215,12 +179,12 @@ class ChestBuffer(MutableMapping):
     @property
     def fast(self) -> Mapping:
         """The keys whose values are in memory (a read-only view)."""
-        return _Keys(self._chest, True)
+        return self._chest.memory
 
     @property
     def slow(self) -> Mapping:
         """The keys whose values are spilled (a read-only view)."""
-        return _Keys(self._chest, False)
+        return self._chest.spilled
 
     memory = fast
     disk = slow

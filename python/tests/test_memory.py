@@ -79,3 +79,24 @@ def test_a_failed_flush_names_each_kind(tmp_path):
         assert "serialize" in e.value.kinds
         assert "'bad'" in e.value.keys
         del c["bad"]
+
+
+def test_live_views_of_the_keys_by_where_their_values_are():
+    with Chest(memory_budget=1 << 20, shards=1) as c:
+        memory, spilled = c.memory, c.spilled
+        assert len(memory) == 0 and not spilled
+        for i in range(5):
+            c[i] = i
+        c.spill(1)
+        c.spill(3)
+        assert sorted(memory) == [0, 2, 4] and sorted(spilled) == [1, 3]
+        assert len(memory) == 3 and len(spilled) == 2
+        assert 1 in spilled and 1 not in memory and 9 not in memory and [1] not in memory
+        loads = c.stats()["loads"]
+        assert bool(spilled) and 3 in spilled
+        assert c.stats()["loads"] == loads, "len, in and truth load nothing"
+        assert memory[2] == 2
+        with pytest.raises(KeyError):
+            memory[1]
+        c[9] = 9  # the views follow the chest
+        assert 9 in memory and len(memory) == 4
