@@ -348,9 +348,16 @@ unsafe impl Send for Unfilled {}
 
 impl Unfilled {
     fn new(py: Python<'_>, len: usize) -> PyResult<Self> {
-        let array = PyByteArray::new_with(py, len, |_| Ok(()))?;
-        // SAFETY: the GIL is held; the array is ours alone.
-        let ptr = unsafe { array.as_bytes_mut().as_mut_ptr() };
+        let size = ffi::Py_ssize_t::try_from(len)
+            .map_err(|_| PyValueError::new_err("a buffer too large for a bytearray"))?;
+        // Uninitialised (`PyByteArray::new_with` would zero it first: a
+        // pass over every byte for nothing, as `fill` writes them all).
+        // SAFETY: the GIL is held; a null pointer asks for uninitialised contents.
+        let raw = unsafe { ffi::PyByteArray_FromStringAndSize(std::ptr::null(), size) };
+        // SAFETY: a new reference, or null with the error set.
+        let array = unsafe { Bound::from_owned_ptr_or_err(py, raw)? }.cast_into::<PyByteArray>()?;
+        // SAFETY: the array is ours alone, and `len` bytes long.
+        let ptr = unsafe { ffi::PyByteArray_AsString(array.as_ptr()) } as *mut u8;
         Ok(Self {
             array: array.unbind(),
             ptr,

@@ -60,3 +60,21 @@ def test_one_writer_with_a_lease_on_ceph():
             assert r[7] == bytes([7]) * 20_000
     with Chest(url) as c:
         assert len(c) == 40 and c[39] == bytes([39]) * 20_000
+
+
+def test_a_dask_buffer_spills_to_a_prefix_of_its_own_on_garage():
+    from chest.dask import ChestBuffer
+
+    base = fresh(server("CHEST_S3_URL"), "dask")
+    buffers = [ChestBuffer(target=256 << 10, location=base) for _ in range(2)]
+    try:
+        for n, b in enumerate(buffers):
+            for i in range(8):
+                b[f"k{i}"] = np.full(16_384, n * 100 + i)  # 128 KiB each: most spill
+        for n, b in enumerate(buffers):
+            assert len(b.slow) > 0, "nothing spilled"
+            for i in range(8):
+                assert b[f"k{i}"][0] == n * 100 + i, "two buffers of one location are apart"
+    finally:
+        for b in buffers:
+            b.close()
