@@ -24,6 +24,7 @@ use pyo3::prelude::*;
 fn _chest(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<class::PyChest>()?;
     m.add_class::<serializer::StoredBuffer>()?;
+    m.add_class::<serializer::LoadedBuffer>()?;
     m.add("ChestError", m.py().get_type::<errors::ChestError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(weigher::weight, m)?)?;

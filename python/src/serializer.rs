@@ -238,38 +238,89 @@ impl Serializer<PyValue> for PySerializer {
                 if at != bytes.len() {
                     return Err("a pickle record with bytes after its buffers".into());
                 }
-                // Fresh bytearrays under the GIL, filled without it (no
-                // one else can see them yet), unpickled under it again.
-                let (stream, arrays) = Python::attach(|py| -> PyResult<_> {
-                    let stream = Py::new(
-                        py,
-                        StoredBuffer {
-                            bytes: bytes.slice(spans[0].clone()),
-                        },
-                    )?;
-                    let arrays = spans[1..]
-                        .iter()
-                        .map(|span| Unfilled::new(py, span.len()))
-                        .collect::<PyResult<Vec<_>>>()?;
-                    Ok((stream, arrays))
-                })
-                .map_err(boxed)?;
-                for (array, span) in arrays.iter().zip(&spans[1..]) {
-                    array.fill(&bytes[span.clone()]);
-                }
-                Python::attach(|py| {
-                    let buffers = PyList::empty(py);
-                    for array in arrays {
-                        buffers.append(array.into_object())?;
+                if n > 0 {
+                    // The record's memory is this read's alone (the usual
+                    // case): its buffers become writable Python buffers in
+                    // place, with no copy.
+                    match bytes.try_into_mut() {
+                        Ok(all) => return self.unpickle_in_place(loads, all, &spans),
+                        Err(shared) => return self.unpickle_copied(loads, shared, &spans),
                     }
-                    let kwargs = PyDict::new(py);
-                    kwargs.set_item("buffers", buffers)?;
-                    let obj = loads.bind(py).call((stream,), Some(&kwargs))?;
-                    self.loaded(obj)
-                })
-                .map_err(boxed)
+                }
+                self.unpickle_copied(loads, bytes, &spans)
             }
         }
+    }
+}
+
+impl PySerializer {
+    /// Unpickles a record whose memory this call owns: the stream is read in
+    /// place, each out-of-band buffer handed to Python as a writable
+    /// [`LoadedBuffer`] over its part of the record.
+    fn unpickle_in_place(
+        &self,
+        loads: &Py<PyAny>,
+        mut all: bytes::BytesMut,
+        spans: &[std::ops::Range<usize>],
+    ) -> Result<PyValue, BoxError> {
+        let _header = all.split_to(spans[0].start);
+        let stream = all.split_to(spans[0].len()).freeze();
+        let parts: Vec<bytes::BytesMut> = spans[1..]
+            .iter()
+            .map(|span| all.split_to(span.len()))
+            .collect();
+        Python::attach(|py| {
+            let stream = Py::new(py, StoredBuffer { bytes: stream })?;
+            let buffers = PyList::empty(py);
+            for data in parts {
+                buffers.append(Py::new(py, LoadedBuffer { data })?)?;
+            }
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("buffers", buffers)?;
+            let obj = loads.bind(py).call((stream,), Some(&kwargs))?;
+            self.loaded(obj)
+        })
+        .map_err(boxed)
+    }
+
+    /// Unpickles a record whose memory is shared: each out-of-band buffer is
+    /// copied into a new `bytearray` (writable, the result's own).
+    fn unpickle_copied(
+        &self,
+        loads: &Py<PyAny>,
+        bytes: Bytes,
+        spans: &[std::ops::Range<usize>],
+    ) -> Result<PyValue, BoxError> {
+        // Fresh bytearrays under the GIL, filled without it (no
+        // one else can see them yet), unpickled under it again.
+        let (stream, arrays) = Python::attach(|py| -> PyResult<_> {
+            let stream = Py::new(
+                py,
+                StoredBuffer {
+                    bytes: bytes.slice(spans[0].clone()),
+                },
+            )?;
+            let arrays = spans[1..]
+                .iter()
+                .map(|span| Unfilled::new(py, span.len()))
+                .collect::<PyResult<Vec<_>>>()?;
+            Ok((stream, arrays))
+        })
+        .map_err(boxed)?;
+        for (array, span) in arrays.iter().zip(&spans[1..]) {
+            array.fill(&bytes[span.clone()]);
+        }
+        Python::attach(|py| {
+            let buffers = PyList::empty(py);
+            for array in arrays {
+                buffers.append(array.into_object())?;
+            }
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("buffers", buffers)?;
+            let obj = loads.bind(py).call((stream,), Some(&kwargs))?;
+            self.loaded(obj)
+        })
+        .map_err(boxed)
     }
 }
 
@@ -373,6 +424,50 @@ impl Unfilled {
 
     fn into_object(self) -> Py<PyByteArray> {
         self.array
+    }
+}
+
+/// Part of a loaded record that this load owns alone, as a writable Python
+/// buffer: an array unpickled over it is writable and shares its memory (no
+/// copy). Kept alive by what refers to it (the array's base).
+#[pyclass(module = "chest._chest", name = "LoadedBuffer")]
+pub struct LoadedBuffer {
+    data: bytes::BytesMut,
+}
+
+#[pymethods]
+impl LoadedBuffer {
+    /// # Safety
+    /// Called by Python with a valid `view` to fill.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let (ptr, len) = {
+            let mut this = slf.borrow_mut();
+            (this.data.as_mut_ptr(), this.data.len())
+        };
+        // SAFETY: `view` is Python's; the memory lives as long as `slf`
+        // (the view holds a reference) and is never moved (never resized).
+        let filled = unsafe {
+            ffi::PyBuffer_FillInfo(
+                view,
+                slf.as_ptr(),
+                ptr as *mut _,
+                len as ffi::Py_ssize_t,
+                0,
+                flags,
+            )
+        };
+        if filled == -1 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        Ok(())
+    }
+
+    fn __len__(&self) -> usize {
+        self.data.len()
     }
 }
 
