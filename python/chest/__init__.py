@@ -48,8 +48,9 @@ class Chest(_Chest, MutableMapping):
         (pandas), else ``sys.getsizeof``, plus the chest's own bookkeeping
         of about 100 bytes per value in memory; or ``weigher(value)``.
     serializer
-        ``"pickle"`` (protocol 5; a numpy array's data is written without a
-        copy into the pickle stream and read back with one), ``"raw"``
+        ``"pickle"`` (protocol 5; a numpy array's data is kept out of the
+        pickle stream: copied once when written, read back with no copy
+        into a writable array), ``"raw"``
         (bytes-like values stored as they are, read back as a zero-copy
         :class:`StoredBuffer`), or ``(name, dumps, loads)``. The name is
         recorded: reopening with another serializer is refused.

@@ -7,9 +7,12 @@
 //! - `"pickle"`: pickle protocol 5 with out-of-band buffers, so the data of
 //!   a numpy array is not copied into the pickle stream. The record is
 //!   `n: u32 LE`, the `n` buffer lengths (`u64 LE` each), the stream's
-//!   length (`u64 LE`), the stream, then the buffers back to back. Read
-//!   back, the stream is unpickled from the stored bytes in place and each
-//!   buffer is copied once into a `bytearray`, so arrays come back writeable.
+//!   length (`u64 LE`), the stream, then the buffers back to back. Written
+//!   with one copy (a Python array is mutable: see [`Held`]); read back
+//!   without one when the load owns the record's memory (the usual case):
+//!   the stream is unpickled in place and each buffer becomes a writable
+//!   [`LoadedBuffer`], so arrays come back writeable and share the loaded
+//!   memory; otherwise each buffer is copied once into a `bytearray`.
 //! - `"raw"`: bytes-like values (anything with the buffer protocol) stored
 //!   as they are; read back as a [`StoredBuffer`] over the stored bytes.
 //! - a custom `(name, dumps, loads)`: `dumps(value)` returns a bytes-like
