@@ -32,8 +32,10 @@ pub enum EvictionPolicy {
     /// no reordering.
     #[default]
     LeastRecentlyUsed,
-    /// The heaviest value goes first, as Python's `chest` did: frees the most
-    /// memory per write, keeps many small values resident.
+    /// The heaviest value goes first: frees the most memory per write,
+    /// keeps many small values resident. (Python's `chest` evicted the least
+    /// recently written or loaded value: [`LeastRecentlyUsed`](Self::LeastRecentlyUsed)
+    /// is the closer match.)
     LargestFirst,
 }
 
