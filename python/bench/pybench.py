@@ -8,8 +8,9 @@ alternating, the median of the repetitions, peak RSS per side.
 Run it with the tests' venv (scripts/python.sh makes it; zict, diskcache and
 distributed come from the package index). The seed's `chest` (PyPI `chest`
 0.2.3) clashes with this package's import name: it runs from a venv of its
-own (target/python-seed-venv, made by `--seed-venv` on first use), with one
-shim (it imports `collections.MutableMapping`, gone since Python 3.10).
+own (target/python-seed-venv, made on first use with `chest==0.2.3`,
+`heapdict` and `numpy` from the package index), with one shim (it imports
+`collections.MutableMapping`, gone since Python 3.10).
 
 Workloads (the sizes at scale 1; keys are `str`, the same for every side):
 
@@ -257,9 +258,21 @@ def run_rust(workload, scale, dir):
 # --------------------------------------------------------------------- the orchestrator
 
 
+SEED_VENV = os.path.join(ROOT, "target", "python-seed-venv")
+
+
 def interpreter(side):
     if side == "seed":
-        return os.path.join(ROOT, "target", "python-seed-venv", "bin", "python")
+        python = os.path.join(SEED_VENV, "bin", "python")
+        if not os.path.exists(python):
+            print(f"pybench: making {SEED_VENV} (the seed's chest 0.2.3)", file=sys.stderr)
+            subprocess.run([sys.executable, "-m", "venv", SEED_VENV], check=True)
+            subprocess.run(
+                [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                 "chest==0.2.3", "heapdict", "numpy"],
+                check=True,
+            )
+        return python
     return sys.executable
 
 
