@@ -63,9 +63,9 @@ class Chest(_Chest, MutableMapping):
         ``"lru"`` (least recently used first, the default) or ``"largest"``.
     writer_threads
         Background threads that write evicted values. Default: none on a
-        local directory (the inserting thread writes: background writers
-        would take the GIL to pickle, and handing it back and forth per
-        value halves the speed of small inserts), two on object storage.
+        local directory (the inserting thread writes: a background writer
+        needs the GIL to pickle, and for small values the handover costs
+        about 10%), two on object storage (network writes overlap).
     count_overhead
         Count the chest's own bookkeeping (about 100 bytes a value in
         memory) in the budget (default); ``False`` counts the weights only.

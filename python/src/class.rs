@@ -278,11 +278,11 @@ impl PyChest {
         if let Some(b) = eviction_batch {
             builder = builder.eviction_batch(b);
         }
-        // Background writers pickle under the GIL the caller needs too: on
-        // a local store, where a write is quick, the inserting thread writes
-        // (no handing the GIL back and forth per value, which halved the
-        // speed of small inserts); on object storage, the core's default
-        // (two writers overlapping the network).
+        // Background writers pickle under the GIL the caller needs too (a
+        // batch at a time): on a local store, where a write is quick, the
+        // inserting thread writes (small inserts ~10% faster than with a
+        // writer thread); on object storage, the core's default (two
+        // writers overlapping the network).
         let remote = location
             .as_deref()
             .is_some_and(|l| l.starts_with("s3://") || l.contains("+s3://"));

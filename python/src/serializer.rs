@@ -31,6 +31,9 @@ use std::sync::Arc;
 use crate::value::PyValue;
 use crate::weigher::Weigher;
 
+/// Bytes from which a value's copy is made with the GIL released.
+const LARGE_COPY: usize = 64 << 10;
+
 /// How values are encoded (see the [module](self)).
 enum Codec {
     Pickle { dumps: Py<PyAny>, loads: Py<PyAny> },
@@ -159,6 +162,13 @@ impl Serializer<PyValue> for PySerializer {
         &self.name
     }
 
+    /// The GIL, taken once for a batch of values (a writer thread taking it
+    /// for each value and the caller taking it back between its calls hand
+    /// it over thousands of times a second).
+    fn around_batch<R>(&self, f: impl FnOnce() -> R) -> R {
+        Python::attach(|_| f())
+    }
+
     fn serialize(&self, value: &PyValue, out: &mut Vec<u8>) -> Result<(), BoxError> {
         // The Python work under the GIL; the copy of the bytes (the bulk of
         // the time for a large array) without it, the memory held alive and
@@ -198,7 +208,12 @@ impl Serializer<PyValue> for PySerializer {
             }
         })
         .map_err(boxed)?;
-        held.copy_to(out);
+        if held.len() >= LARGE_COPY {
+            // Released for a large copy, even inside a batch that holds it.
+            Python::attach(|py| py.detach(|| held.copy_to(out)));
+        } else {
+            held.copy_to(out);
+        }
         Ok(())
     }
 

@@ -272,20 +272,33 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         let mut seg_items = Vec::new();
         let mut wholes: Vec<(usize, WholeRecord)> = Vec::new();
         let mut whole_bytes = 0;
-        let last = victims.len().saturating_sub(1);
-        for (idx, v) in victims.iter().enumerate() {
-            match self.encode(&v.key, &v.value, v.weight, &mut seg) {
-                Ok(Some(record)) => {
-                    whole_bytes += record.len();
-                    wholes.push((idx, record));
+        let mut next = 0;
+        while next < victims.len() {
+            // Serialize until a write is due, in one batch of the serializer.
+            self.serializer.around_batch(|| {
+                while next < victims.len() {
+                    let (idx, v) = (next, &victims[next]);
+                    next += 1;
+                    match self.encode(&v.key, &v.value, v.weight, &mut seg) {
+                        Ok(Some(record)) => {
+                            whole_bytes += record.len();
+                            wholes.push((idx, record));
+                        }
+                        Ok(None) => seg_items.push(idx),
+                        Err(e) => {
+                            outcomes[idx] = Outcome::Unserializable;
+                            errors.push(e);
+                        }
+                    }
+                    if whole_bytes >= WHOLE_BATCH_BYTES
+                        || wholes.len() >= WHOLE_BATCH_COUNT
+                        || seg.bytes.len() >= self.config.segment_bytes
+                    {
+                        break;
+                    }
                 }
-                Ok(None) => seg_items.push(idx),
-                Err(e) => {
-                    outcomes[idx] = Outcome::Unserializable;
-                    errors.push(e);
-                }
-            }
-            let done = idx == last;
+            });
+            let done = next == victims.len();
             if !wholes.is_empty()
                 && (done || whole_bytes >= WHOLE_BATCH_BYTES || wholes.len() >= WHOLE_BATCH_COUNT)
             {

@@ -53,6 +53,18 @@ pub trait Serializer<V>: Send + Sync + 'static {
         self.deserialize(&bytes)
     }
 
+    /// Runs `f`, in which the chest serializes several values one after the
+    /// other (a batch being spilled, or flushed), calling
+    /// [`serialize`](Serializer::serialize) only inside it. A serializer
+    /// that needs a context for each call — an interpreter's lock, say — can
+    /// take it here once for the batch. The default just runs `f`.
+    fn around_batch<R>(&self, f: impl FnOnce() -> R) -> R
+    where
+        Self: Sized,
+    {
+        f()
+    }
+
     /// The value's serialized form as bytes that share the value itself,
     /// when a value is its own encoding (as with [`Raw`]): the chest then
     /// checksums and writes those bytes in place, with no copy. `None` (the
