@@ -121,27 +121,16 @@ fn run<T: Send>(
 /// Removes every object of the store at `location`, and a local store's
 /// directory.
 fn remove_store(location: &str) -> chest::Result<()> {
-    let opts = chest::registry::OpenOptions {
-        read_only: false,
-        create: false,
-    };
-    let opened = match chest::registry::open_backend(location, &opts) {
-        Ok(opened) => opened,
+    match chest::registry::delete_all(location) {
+        Ok(_) => {}
         // Already gone (a temporary chest removes its directory itself).
         Err(e)
             if matches!(
                 e.kind(),
                 chest::ErrorKind::MissingStore | chest::ErrorKind::NotFound
-            ) =>
-        {
-            return Ok(())
-        }
+            ) => {}
         Err(e) => return Err(e),
-    };
-    for name in opened.backend.list("")? {
-        opened.backend.delete(&name)?;
     }
-    drop(opened);
     if let Ok(url) = url::Url::parse(location) {
         if url.scheme() == "file" {
             if let Ok(path) = url.to_file_path() {

@@ -431,22 +431,6 @@ fn rm(url: &str, key_texts: &[String], as_json: bool) -> Outcome {
     }
 }
 
-/// Removes every object at `dst` (best effort): a chest this run created
-/// there and could not finish.
-fn remove_created(dst: &str) {
-    let opts = chest::registry::OpenOptions {
-        read_only: false,
-        create: false,
-    };
-    if let Ok(opened) = chest::registry::open_backend(dst, &opts) {
-        if let Ok(names) = opened.backend.list("") {
-            for name in names {
-                let _ = opened.backend.delete(&name);
-            }
-        }
-    }
-}
-
 fn cp(src: &str, dst: &str, as_json: bool) -> Outcome {
     let from = open(src)?;
     let entries = from.entries().map_err(|e| Failure::open(src, e))?;
@@ -483,7 +467,8 @@ fn cp(src: &str, dst: &str, as_json: bool) -> Outcome {
             // there is this copy's. Remove them all, so that it is left as
             // it was and the copy can be run again.
             drop(to);
-            remove_created(dst);
+            // Best effort: the copy's own error is the one to report.
+            let _ = chest::registry::delete_all(dst);
             return Err(f);
         }
     };

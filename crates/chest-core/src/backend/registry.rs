@@ -208,6 +208,37 @@ pub fn open_backend(location: &str, opts: &OpenOptions) -> Result<OpenedBackend>
     open_url(location, &url, opts).map_err(redact_error)
 }
 
+/// Deletes every object of the store at `location` — a chest and anything
+/// else there — and returns how many it deleted: for a chest being thrown
+/// away whole (a copy that failed, a chest dropped on purpose). Nothing is
+/// checked first; the store must not be open for writing elsewhere.
+///
+/// ```
+/// use chest_core::{registry, Chest};
+///
+/// let c: Chest<u32, String> = Chest::open("memory://doc-delete-all")?;
+/// c.insert(1, "one".into())?;
+/// c.close()?;
+/// assert!(registry::delete_all("memory://doc-delete-all")? > 0);
+/// assert!(Chest::<u32, String>::builder()
+///     .mode(chest_core::OpenMode::MustExist)
+///     .open("memory://doc-delete-all")
+///     .is_err());
+/// # Ok::<(), chest_core::Error>(())
+/// ```
+pub fn delete_all(location: &str) -> Result<usize> {
+    let opts = OpenOptions {
+        read_only: false,
+        create: false,
+    };
+    let opened = open_backend(location, &opts)?;
+    let names = opened.backend.list("")?;
+    for name in &names {
+        opened.backend.delete(name)?;
+    }
+    Ok(names.len())
+}
+
 /// The error with the URL it names passed through [`redact_url`].
 fn redact_error(e: Error) -> Error {
     match e {
