@@ -445,6 +445,39 @@ impl Unfilled {
     }
 }
 
+/// Fills `view` with `len` bytes at `ptr`, owned by `owner` (a reference to
+/// which the view takes, so the memory outlives it): the `__getbuffer__` of
+/// [`LoadedBuffer`] (writable) and [`StoredBuffer`] (read-only).
+///
+/// # Safety
+/// `view` is the one Python passed; `ptr..ptr + len` is memory of `owner`
+/// that neither moves nor is freed while `owner` lives.
+unsafe fn export(
+    owner: &Bound<'_, PyAny>,
+    view: *mut ffi::Py_buffer,
+    ptr: *mut u8,
+    len: usize,
+    readonly: bool,
+    flags: c_int,
+) -> PyResult<()> {
+    // SAFETY: the caller's; PyBuffer_FillInfo refuses a writable request
+    // of read-only memory with BufferError.
+    let filled = unsafe {
+        ffi::PyBuffer_FillInfo(
+            view,
+            owner.as_ptr(),
+            ptr as *mut _,
+            len as ffi::Py_ssize_t,
+            c_int::from(readonly),
+            flags,
+        )
+    };
+    if filled == -1 {
+        return Err(PyErr::fetch(owner.py()));
+    }
+    Ok(())
+}
+
 /// Part of a loaded record that this load owns alone, as a writable Python
 /// buffer: an array unpickled over it is writable and shares its memory (no
 /// copy). Kept alive by what refers to it (the array's base).
@@ -466,22 +499,9 @@ impl LoadedBuffer {
             let mut this = slf.borrow_mut();
             (this.data.as_mut_ptr(), this.data.len())
         };
-        // SAFETY: `view` is Python's; the memory lives as long as `slf`
-        // (the view holds a reference) and is never moved (never resized).
-        let filled = unsafe {
-            ffi::PyBuffer_FillInfo(
-                view,
-                slf.as_ptr(),
-                ptr as *mut _,
-                len as ffi::Py_ssize_t,
-                0,
-                flags,
-            )
-        };
-        if filled == -1 {
-            return Err(PyErr::fetch(slf.py()));
-        }
-        Ok(())
+        // SAFETY: the memory lives as long as `slf` and is never moved
+        // (never resized).
+        unsafe { export(slf.as_any(), view, ptr, len, false, flags) }
     }
 
     fn __len__(&self) -> usize {
@@ -507,22 +527,17 @@ impl StoredBuffer {
         flags: c_int,
     ) -> PyResult<()> {
         let bytes = &slf.get().bytes;
-        // SAFETY: `view` is Python's; the bytes live as long as `slf`, which
-        // the view holds a reference to (set by PyBuffer_FillInfo).
-        let filled = unsafe {
-            ffi::PyBuffer_FillInfo(
+        // SAFETY: the bytes live as long as `slf` and never move.
+        unsafe {
+            export(
+                slf.as_any(),
                 view,
-                slf.as_ptr(),
-                bytes.as_ptr() as *mut _,
-                bytes.len() as ffi::Py_ssize_t,
-                1,
+                bytes.as_ptr() as *mut u8,
+                bytes.len(),
+                true,
                 flags,
             )
-        };
-        if filled == -1 {
-            return Err(PyErr::fetch(slf.py()));
         }
-        Ok(())
     }
 
     fn __len__(&self) -> usize {

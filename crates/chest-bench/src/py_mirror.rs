@@ -8,13 +8,18 @@ use std::time::Instant;
 
 use chest::{Chest, ChestBuilder, Pod, Raw, Serializer, Weigh};
 
-use crate::common::{peak_rss, Result};
+use crate::common::{peak_rss, shuffled, Result, Values};
 
 /// Runs the workload and prints `{"write_s", "read_s", "peak_rss"}`.
 pub fn run(kind: &str, size: usize, count: usize, budget: usize, dir: &Path) -> Result<()> {
     let location = dir.to_str().ok_or("the directory is not UTF-8")?;
     let (write_s, read_s) = match kind {
-        "bytes" => workload::<Vec<u8>, _>(Raw, size, location, count, budget, |i| bytes(size, i))?,
+        "bytes" => {
+            let values = Values::new(size, 42);
+            workload::<Vec<u8>, _>(Raw, size, location, count, budget, |i| {
+                values.make(i as u64)
+            })?
+        }
         "f64" => workload::<Vec<f64>, _>(Pod::<f64>::new(), size, location, count, budget, |i| {
             floats(size / 8, i)
         })?,
@@ -31,19 +36,6 @@ pub fn run(kind: &str, size: usize, count: usize, budget: usize, dir: &Path) -> 
         })
     );
     Ok(())
-}
-
-/// Incompressible bytes, distinct per value.
-fn bytes(size: usize, i: usize) -> Vec<u8> {
-    let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..size)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn floats(n: usize, i: usize) -> Vec<f64> {
@@ -85,20 +77,12 @@ where
     c.flush()?;
     c.close()?;
     let write_s = start.elapsed().as_secs_f64();
-    // The shuffled order of every key (a fixed permutation).
-    let mut order: Vec<usize> = (0..count).collect();
-    let mut x = 42u64;
-    for i in (1..count).rev() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        order.swap(i, (x % (i as u64 + 1)) as usize);
-    }
+    let order = shuffled(count as u64, 42);
     let start = Instant::now();
     let c = open(serializer)?;
     let mut total = 0usize;
     for i in order {
-        total += c.get(&keys[i])?.map_or(0, |v| v.weigh());
+        total += c.get(&keys[i as usize])?.map_or(0, |v| v.weigh());
     }
     let read_s = start.elapsed().as_secs_f64();
     if total == 0 {

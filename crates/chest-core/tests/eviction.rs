@@ -69,11 +69,7 @@ fn a_value_being_written_is_read_and_updated_in_memory() {
     let (w, b) = Writes::new();
     let c = open(&b);
     let _release = w.release_on_drop();
-    w.writer.hold();
-    for k in 0..16 {
-        c.insert(k, value(k, LEN)).unwrap();
-    }
-    w.writer.wait_held(1);
+    w.fill_with_first_batch_held(&c);
     // Key 0, the coldest, is in the held batch.
     let misses = c.stats().misses;
     assert_eq!(*c.get(&0).unwrap().unwrap(), value(0, LEN));
@@ -103,11 +99,7 @@ fn inserts_wait_for_the_writer_when_memory_reaches_the_budget() {
     let (w, b) = Writes::new();
     let c = open(&b);
     let _release = w.release_on_drop();
-    w.writer.hold();
-    for k in 0..16 {
-        c.insert(k, value(k, LEN)).unwrap();
-    }
-    w.writer.wait_held(1);
+    w.fill_with_first_batch_held(&c);
     assert!(c.memory_usage() <= BUDGET);
     let waiting = AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -151,11 +143,7 @@ fn a_failed_background_write_reaches_flush_with_its_key() {
     let c = open(&b);
     let _release = w.release_on_drop();
     w.fail.on();
-    w.writer.hold();
-    for k in 0..16 {
-        c.insert(k, value(k, LEN)).unwrap();
-    }
-    w.writer.wait_held(1);
+    w.fill_with_first_batch_held(&c);
     w.writer.release();
     let err = c.flush().unwrap_err();
     let keys: Vec<&str> = err.errors().iter().filter_map(Error::key).collect();
@@ -239,11 +227,7 @@ fn a_chest_dropped_with_writes_in_flight_loses_nothing() {
     let (w, b) = Writes::new();
     let c = open(&b);
     let _release = w.release_on_drop();
-    w.writer.hold();
-    for k in 0..16 {
-        c.insert(k, value(k, LEN)).unwrap();
-    }
-    w.writer.wait_held(1);
+    w.fill_with_first_batch_held(&c);
     std::thread::scope(|s| {
         let (tx, rx) = mpsc::channel();
         s.spawn(move || {
@@ -406,11 +390,7 @@ fn batches_at_once(inner: Arc<dyn Backend>, writers: Option<usize>, expected: us
     };
     let c = open();
     let _release = w.release_on_drop();
-    w.writer.hold();
-    for k in 0..16 {
-        c.insert(k, value(k, LEN)).unwrap();
-    }
-    w.writer.wait_held(1);
+    w.fill_with_first_batch_held(&c);
     assert_eq!(w.writer.held(), 1, "one batch so far");
     let at_once = std::thread::scope(|s| {
         // A failed assertion in here lets the held insert go before the

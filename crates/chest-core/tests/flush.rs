@@ -16,7 +16,6 @@ use chest_core::{Backend, ChestBuilder, MemoryBackend};
 use common::hooks::{ValueGates, Writes};
 use common::{
     check, failure, hooked, open, open_weighed, snapshot, value, value_put, Gate, Op, Switch, HANG,
-    LEN,
 };
 
 /// Keys of `u32`, a budget of 1 MiB, four shards.
@@ -177,11 +176,7 @@ fn a_flush_waits_for_the_batches_in_flight() {
     let (w, b) = Writes::new();
     let c = open_weighed(&b);
     let _release = w.release_on_drop();
-    w.writer.hold();
-    for k in 0..16 {
-        c.insert(k, value(k, LEN)).unwrap();
-    }
-    w.writer.wait_held(1);
+    w.fill_with_first_batch_held(&c);
     std::thread::scope(|s| {
         let (tx, rx) = mpsc::channel();
         let c = &c;

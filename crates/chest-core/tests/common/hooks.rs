@@ -4,9 +4,11 @@
 
 use std::sync::Arc;
 
-use chest_core::{Backend, MemoryBackend};
+use chest_core::{Backend, Chest, MemoryBackend};
 
-use super::{failure, hooked_over, on_thread, value_get, value_put, Gate, Switch, WRITER};
+use super::{
+    failure, hooked_over, on_thread, value, value_get, value_put, Gate, Switch, LEN, WRITER,
+};
 
 /// Every write of a value passes `puts`, every read of one `gets`, whatever
 /// the thread: [`Gate::hold_next`] holds the next one, [`Gate::arrived`]
@@ -80,6 +82,17 @@ impl Writes {
     /// A fresh memory store behind the gates.
     pub fn new() -> (Arc<Self>, Arc<dyn Backend>) {
         Self::over(Arc::new(MemoryBackend::new()))
+    }
+
+    /// Holds the writer, fills a chest of [`open_weighed`](super::open_weighed)
+    /// with the 16 values of [`LEN`] that fill its budget, and waits until the
+    /// writer holds its first batch (the coldest values, from key 0).
+    pub fn fill_with_first_batch_held(&self, c: &Chest<u64, Vec<u8>>) {
+        self.writer.hold();
+        for k in 0..16 {
+            c.insert(k, value(k, LEN)).unwrap();
+        }
+        self.writer.wait_held(1);
     }
 
     /// Lets every held write through when dropped (see [`Gate::release_on_drop`]).
