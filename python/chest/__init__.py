@@ -98,7 +98,9 @@ class Chest(_Chest, MutableMapping):
     ``keys`` concerned.
 
     Memory on demand: ``memory`` and ``spilled`` (live views of the keys
-    by where their values are), ``in_memory(key)``, ``keys_in_memory()``,
+    by where their values are), ``in_memory(key)``,
+    ``get_in_memory(key, default=None)`` (the value only if no read is
+    needed), ``keys_in_memory()``,
     ``spill(key)`` (write it out now), ``evict(nbytes)`` (the coldest values,
     until ``nbytes`` are freed; returns the bytes freed) and
     ``stored_object(key)`` (the object holding its stored copy).

@@ -26,6 +26,11 @@ buffer's contract:
   ``len``, iteration and ``del`` never load a value;
 - ``fast`` / ``memory`` (the keys in memory) and ``slow`` / ``disk`` (the
   keys spilled), as read-only mappings;
+- a spilled value that is still referenced elsewhere (by a task, a
+  future...) is handed back as that same object, without a read and without
+  a second copy in memory, as dask's buffer does (a weak reference to every
+  value put in; values that take no weak reference, such as ``bytes``, are
+  read back);
 - ``evict()``: spills the coldest value and returns the memory it freed, or
   -1 if nothing could be spilled; it never raises;
 - ``spilled_total``: ``(memory, disk)``, the bytes the spilled values take
@@ -52,6 +57,7 @@ import shutil
 import time
 import urllib.parse
 import uuid
+import weakref
 from collections import defaultdict
 from collections.abc import Mapping, MutableMapping
 from typing import NamedTuple
@@ -70,6 +76,7 @@ _PICKLE = "Failed to pickle %s"  # the key as the chest names it: its repr
 # The kinds of an error that only keep values in memory (nothing lost).
 _DISK_KINDS = {"io", "denied", "unreachable", "backend", "missing_store"}
 _RATE_SECONDS = 10.0
+_MISSING = object()
 
 
 class SpilledSize(NamedTuple):
@@ -141,20 +148,37 @@ class ChestBuffer(MutableMapping):
         self.logged_pickle_errors: set = set()
         self.cumulative_metrics: defaultdict = defaultdict(float)
         self._last_logged: dict[str, float] = {}
+        # key -> the value put in, while something else keeps it alive.
+        self._alive: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
     # -- the mapping ---------------------------------------------------------
 
     def __setitem__(self, key, value):
+        # The weak reference first: whatever happens below, it never names
+        # an older value of the key.
+        self._alive.pop(key, None)
         try:
             self._chest[key] = value
         except ChestError as e:
             self._handle(e, key, value)
+        try:
+            self._alive[key] = value
+        except TypeError:  # no weak reference to it (bytes, int, ...)
+            pass
         self.logged_pickle_errors.discard(_key_text(key))
 
     def __getitem__(self, key):
+        value = self._chest.get_in_memory(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        value = self._alive.get(key)
+        if value is not None:
+            # Spilled, but alive elsewhere: the same object, not a copy.
+            return value
         return self._chest[key]
 
     def __delitem__(self, key):
+        self._alive.pop(key, None)
         del self._chest[key]
         self.logged_pickle_errors.discard(_key_text(key))
 
@@ -171,6 +195,7 @@ class ChestBuffer(MutableMapping):
         return len(self._chest)
 
     def clear(self):
+        self._alive.clear()
         self._chest.clear()
         self.logged_pickle_errors.clear()
 
@@ -212,6 +237,7 @@ class ChestBuffer(MutableMapping):
         """Closes the buffer: its values are gone (nothing is flushed, the
         values' objects are deleted), and so is its folder in the worker's
         directory."""
+        self._alive.clear()
         if not self._chest.closed:
             try:
                 self._chest.clear()

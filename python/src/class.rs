@@ -444,6 +444,23 @@ impl PyChest {
         Ok(self.core()?.is_in_memory(&k))
     }
 
+    /// `key`'s value if it is in memory now, else `default`: never reads
+    /// the store (a key that is spilled, or absent, gives `default`). A
+    /// value returned counts as a hit, as `chest[key]` would.
+    #[pyo3(signature = (key, default = None))]
+    fn get_in_memory(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        default: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let k = PyKey::from_py(key)?;
+        match self.core()?.get_in_memory(&k) {
+            Some(v) => Ok(v.obj.clone_ref(py)),
+            None => Ok(default.unwrap_or_else(|| py.None())),
+        }
+    }
+
     /// How many values are in memory now (no I/O).
     fn len_in_memory(&self) -> PyResult<usize> {
         Ok(self.core()?.len_in_memory())

@@ -73,6 +73,40 @@ def test_a_heavy_value_goes_straight_to_disk(buf):
     np.testing.assert_array_equal(buf["heavy"], blob(500 * KiB, 7))
 
 
+def test_a_spilled_value_still_referenced_comes_back_as_itself_without_a_read(buf):
+    held = blob(200 * KiB, 5)
+    buf["held"] = held
+    buf["other"] = blob(200 * KiB, 6)  # over the target: "held" is spilled
+    assert "held" in buf.slow
+    loads = buf._chest.stats()["loads"]
+    assert buf["held"] is held
+    assert buf._chest.stats()["loads"] == loads
+    # Once nothing else holds it, it is read from the store: equal, not the same.
+    del held
+    value = buf["held"]
+    assert buf._chest.stats()["loads"] == loads + 1
+    np.testing.assert_array_equal(value, blob(200 * KiB, 5))
+
+
+def test_a_value_replaced_or_deleted_is_never_handed_back(buf):
+    old = blob(200 * KiB, 1)
+    buf["k"] = old
+    buf["k"] = blob(200 * KiB, 2)  # the old one is still alive here
+    buf["x"] = blob(200 * KiB, 3)  # spills "k"
+    assert "k" in buf.slow
+    np.testing.assert_array_equal(buf["k"], blob(200 * KiB, 2))
+    del buf["k"]
+    with pytest.raises(KeyError):
+        buf["k"]
+    buf["k"] = b"no weak reference to bytes"
+    buf._chest.spill("k")
+    assert "k" in buf.slow
+    assert buf["k"] == b"no weak reference to bytes"
+    buf.clear()
+    with pytest.raises(KeyError):
+        buf["x"]
+
+
 def test_evict_returns_the_weight_freed_or_minus_one(buf, caplog):
     assert buf.evict() == -1, "nothing in memory"
     buf["a"] = blob(100 * KiB)

@@ -22,6 +22,11 @@ def test_in_memory_spill_and_keys_in_memory(tmp_path):
         assert c.spill(3) is False, "already out of memory"
         assert c.spill("absent") is False
         assert sorted(c.keys_in_memory()) == [0, 1, 2, 4, 5, 6, 7]
+        # get_in_memory never reads: a spilled or absent key gives the default.
+        loads = c.stats()["loads"]
+        assert c.get_in_memory(3) is None and c.get_in_memory("absent", 7) == 7
+        assert c.get_in_memory(4) is c[4]
+        assert c.stats()["loads"] == loads
         np.testing.assert_array_equal(c[3], np.full(1000, 3))
 
 

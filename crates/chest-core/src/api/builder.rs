@@ -92,6 +92,11 @@ impl<K: Key, V: Send + Sync + 'static, S> ChestBuilder<K, V, S> {
     /// bookkeeping for it (about a hundred bytes), so the budget bounds the
     /// memory the values really take. A value heavier than the whole budget
     /// goes straight to the backend.
+    ///
+    /// Beside the budget, the chest keeps the buffers its last writes were
+    /// serialized into, for the next ones (up to an eighth of the budget,
+    /// at most 64 MiB): allocating a large buffer anew for every write
+    /// costs the system allocator a page fault per 4 KiB.
     pub fn memory_budget(mut self, bytes: usize) -> Self {
         self.config.budget = bytes;
         self

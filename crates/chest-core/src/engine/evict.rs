@@ -202,7 +202,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         let record = match self.shared_record(key, value)? {
             Some(record) => record,
             None => {
-                let mut buf = Vec::with_capacity(hint.saturating_add(4).min(1 << 30));
+                let mut buf = self.store.buffer(hint.saturating_add(4).min(1 << 30));
                 self.serialize(key, value, &mut buf)?;
                 seal_whole(buf)
             }
@@ -241,9 +241,14 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         }
         let mut own = Vec::new();
         let buf = if large {
-            own.reserve(weight.saturating_add(4).min(1 << 30));
+            own = self.store.buffer(weight.saturating_add(4).min(1 << 30));
             &mut own
         } else {
+            if seg.bytes.capacity() == 0 {
+                // A kept buffer of a past segment (or large record), grown
+                // as needed.
+                seg.bytes = self.store.buffer(self.config.large_value);
+            }
             &mut seg.bytes
         };
         let start = buf.len();

@@ -17,6 +17,13 @@ use crate::store::manifest::ManifestWriter;
 use crate::store::{Found, Loaded, Store};
 use crate::value::serializer::Serializer;
 
+/// Bytes of written records' buffers a chest keeps for the next writes:
+/// an eighth of its memory budget, at most 64 MiB (memory beside the
+/// budget's, as the builder documents).
+pub(crate) fn write_buffer_cache(budget: usize) -> usize {
+    (budget / 8).min(64 << 20)
+}
+
 /// How many times a writer that took over an expired lease tries to put its
 /// fence in before the previous holder's commits.
 const FENCE_TRIES: usize = 5;
@@ -31,6 +38,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         let mut store = Store::new(opened.backend);
         store.set_reader_grace(config.reader_grace);
         store.set_max_stored(config.max_spill);
+        store.set_buffer_cache(write_buffer_cache(config.budget));
         let mut chest = Self::new_empty(config, serializer, weigher, store, opened.persistent);
         let span = tracing::info_span!("chest.open", location = chest.location());
         let _entered = span.enter();

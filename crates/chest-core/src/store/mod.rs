@@ -15,6 +15,7 @@
 //!   a dead object goes when a commit leaves both retained manifests younger
 //!   than its death: it died before the *previous* committed flush began.
 
+mod buffers;
 mod commit;
 mod compact;
 mod lease;
@@ -31,6 +32,7 @@ use bytes::Bytes;
 
 use crate::backend::{Backend, SingleWriter};
 use crate::error::{Error, Result};
+use buffers::WriteBuffers;
 use commit::Manifests;
 pub(crate) use commit::{Found, Loaded};
 use lease::Lease;
@@ -136,6 +138,8 @@ pub(crate) struct Store {
     retired: Mutex<Vec<(String, Instant)>>,
     /// The cap on stored bytes (`max_spill`), if any.
     max_stored: Option<u64>,
+    /// Buffers of written records, kept for the next ones.
+    buffers: WriteBuffers,
 }
 
 impl Drop for Store {
@@ -163,7 +167,20 @@ impl Store {
             shared: AtomicBool::new(false),
             retired: Mutex::new(Vec::new()),
             max_stored: None,
+            buffers: WriteBuffers::default(),
         }
+    }
+
+    /// Keeps up to `bytes` of written records' buffers for the next
+    /// records ([`Store::buffer`]). Set before the store is used.
+    pub fn set_buffer_cache(&mut self, bytes: usize) {
+        self.buffers = WriteBuffers::new(bytes);
+    }
+
+    /// An empty buffer with room for `capacity` bytes to serialize records
+    /// into: one a past write left, if one is large enough.
+    pub fn buffer(&self, capacity: usize) -> Vec<u8> {
+        self.buffers.take(capacity)
     }
 
     /// Caps the bytes of live objects: a write that would pass it is
@@ -339,7 +356,10 @@ impl Store {
             None
         };
         let id = self.alloc()?;
-        self.backend.put(&object_name(id), Bytes::from(seg.bytes))?;
+        let bytes = Bytes::from(seg.bytes);
+        let written = self.backend.put(&object_name(id), bytes.clone());
+        self.buffers.reclaim(bytes);
+        written?;
         self.register(id, size, seg.records.len() as u32, false);
         Ok(seg
             .records
@@ -373,16 +393,21 @@ impl Store {
             .map(|_| self.alloc())
             .collect::<Result<Vec<_>>>()?;
         let sizes: Vec<u64> = records.iter().map(|r| r.len() as u64).collect();
+        let mut buffers = Vec::with_capacity(records.len());
         let objects = ids
             .iter()
             .zip(records)
             .map(|(id, r)| {
                 let mut parts = Vec::with_capacity(2);
-                r.into_parts(&mut parts);
+                buffers.extend(r.into_parts(&mut parts));
                 (object_name(*id), parts)
             })
             .collect();
-        if let Err(e) = self.backend.put_many_parts(objects) {
+        let written = self.backend.put_many_parts(objects);
+        for b in buffers {
+            self.buffers.reclaim(b);
+        }
+        if let Err(e) = written {
             for id in &ids {
                 // Some may have been written; they are garbage now (and
                 // removed on the next open if this delete fails too).
@@ -410,6 +435,7 @@ impl Store {
         let mut locs = Vec::with_capacity(records.len());
         let mut offset = 0usize;
         let mut parts: Vec<Bytes> = Vec::with_capacity(records.len() * 2);
+        let mut buffers = Vec::with_capacity(records.len());
         for r in records {
             // Checked by the caller: the whole object is under 4 GiB.
             let len = r.len();
@@ -419,9 +445,13 @@ impl Store {
                 len: (len - record::CRC_LEN) as u32,
             });
             offset += len;
-            r.into_parts(&mut parts);
+            buffers.extend(r.into_parts(&mut parts));
         }
-        if let Err(e) = self.backend.put_parts(&object_name(id), parts) {
+        let written = self.backend.put_parts(&object_name(id), parts);
+        for b in buffers {
+            self.buffers.reclaim(b);
+        }
+        if let Err(e) = written {
             // Possibly written: garbage now, removed by the next open if
             // this delete fails too.
             let _ = self.backend.delete(&object_name(id));
@@ -835,6 +865,87 @@ impl Store {
 mod tests {
     use super::*;
     use crate::backend::memory::MemoryBackend;
+
+    /// A backend that copies what it is given (as a file or a network
+    /// backend does), so the buffers written are free again after a write.
+    #[derive(Debug)]
+    struct Copying(MemoryBackend);
+
+    impl Backend for Copying {
+        fn location(&self) -> &str {
+            self.0.location()
+        }
+        fn put(&self, name: &str, data: Bytes) -> crate::backend::BackendResult<()> {
+            self.0.put(name, Bytes::copy_from_slice(&data))
+        }
+        fn get(&self, name: &str) -> crate::backend::BackendResult<Bytes> {
+            self.0.get(name)
+        }
+        fn get_range(
+            &self,
+            name: &str,
+            range: std::ops::Range<u64>,
+        ) -> crate::backend::BackendResult<Bytes> {
+            self.0.get_range(name, range)
+        }
+        fn delete(&self, name: &str) -> crate::backend::BackendResult<()> {
+            self.0.delete(name)
+        }
+        fn list(&self, prefix: &str) -> crate::backend::BackendResult<Vec<String>> {
+            self.0.list(prefix)
+        }
+    }
+
+    fn with_buffers(backend: Arc<dyn Backend>) -> Store {
+        let mut store = Store::new(backend);
+        store.set_buffer_cache(1 << 20);
+        store
+    }
+
+    /// A whole record of `n` bytes of `fill` in a buffer from the store;
+    /// returns it and where its buffer is.
+    fn record_in_store_buffer(store: &Store, n: usize, fill: u8) -> (WholeRecord, *const u8) {
+        let mut buf = store.buffer(n + 4);
+        buf.resize(n, fill);
+        let at = buf.as_ptr();
+        (seal_whole(buf), at)
+    }
+
+    #[test]
+    fn a_written_records_buffer_serves_the_next_record() {
+        let store = with_buffers(Arc::new(Copying(MemoryBackend::new())));
+        let (record, at) = record_in_store_buffer(&store, 1000, 7);
+        let locs = store.write_wholes(vec![record]).unwrap();
+        let (record, again) = record_in_store_buffer(&store, 1000, 8);
+        assert_eq!(again, at, "the same allocation, taken back after the write");
+        let second = store.write_wholes(vec![record]).unwrap();
+        assert_eq!(&store.read(locs[0]).ok().unwrap()[..], &[7; 1000][..]);
+        assert_eq!(&store.read(second[0]).ok().unwrap()[..], &[8; 1000][..]);
+        // A segment's buffer too.
+        let mut seg = SegmentBuf {
+            bytes: store.buffer(100),
+            ..SegmentBuf::default()
+        };
+        let at = seg.bytes.as_ptr();
+        seg.bytes.extend_from_slice(b"small value");
+        seg.seal(0);
+        let loc = store.write_segment(seg).unwrap()[0];
+        let next = store.buffer(10);
+        assert_eq!(next.as_ptr(), at);
+        assert_eq!(&store.read(loc).ok().unwrap()[..], b"small value");
+    }
+
+    #[test]
+    fn a_buffer_the_backend_keeps_is_never_handed_out_again() {
+        // memory:// keeps the very bytes it is given.
+        let store = with_buffers(Arc::new(MemoryBackend::new()));
+        let (record, at) = record_in_store_buffer(&store, 1000, 7);
+        let loc = store.write_wholes(vec![record]).unwrap()[0];
+        let (record, next) = record_in_store_buffer(&store, 1000, 9);
+        assert_ne!(next, at);
+        store.write_wholes(vec![record]).unwrap();
+        assert_eq!(&store.read(loc).ok().unwrap()[..], &[7; 1000][..]);
+    }
 
     fn capped(max: u64) -> Store {
         let mut store = Store::new(Arc::new(MemoryBackend::new()));

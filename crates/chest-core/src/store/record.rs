@@ -105,13 +105,20 @@ impl WholeRecord {
         }
     }
 
-    /// The record as parts to write one after the other (no copy).
-    pub fn into_parts(self, parts: &mut Vec<Bytes>) {
+    /// The record as parts to write one after the other (no copy). Returns
+    /// a second handle on the buffer of an owned record, to take it back
+    /// once written ([`WriteBuffers::reclaim`](super::buffers::WriteBuffers::reclaim)).
+    pub fn into_parts(self, parts: &mut Vec<Bytes>) -> Option<Bytes> {
         match self {
-            WholeRecord::Owned(v) => parts.push(Bytes::from(v)),
+            WholeRecord::Owned(v) => {
+                let bytes = Bytes::from(v);
+                parts.push(bytes.clone());
+                Some(bytes)
+            }
             WholeRecord::Shared(b, crc) => {
                 parts.push(b);
                 parts.push(Bytes::copy_from_slice(&crc));
+                None
             }
         }
     }
