@@ -20,7 +20,13 @@ Workloads (the sizes at scale 1; keys are `str`, the same for every side):
 - P3: 1,000,000 values of 100 B, a 16 MiB budget: insert, flush; reopen,
   1,000,000 random reads.
 - P4: dask-shaped: 256 arrays of 4 MiB, target 256 MiB, read back
-  shuffled: chest.dask.ChestBuffer against distributed's SpillBuffer.
+  shuffled: chest.dask.ChestBuffer against distributed's SpillBuffer. The
+  values are copied as they go in (each owned by the buffer alone, as a
+  task's result is), in every side's write time.
+- P4C: P4 computed by dask: a LocalCluster (one worker, two threads, in
+  this process, `data=` each buffer) persists an array of 256 chunks of
+  4 MiB with a 256 MiB target ("write"), then sums it, twice over
+  ("read"); the sum is checked.
 
 The Rust side ("rust") is the same workload through the Rust API
 (`chest-bench __py-mirror`), to show the binding's cost; "nosync" is the
@@ -51,6 +57,10 @@ WORKLOADS = {
     "p2": ("f64", 8 * MiB, 128, 256 * MiB),
     "p3": ("bytes", 100, 1_000_000, 16 * MiB),
     "p4": ("f64", 4 * MiB, 256, 256 * MiB),
+    # The same shape computed by dask: a LocalCluster (one worker, two
+    # threads, in this process) persists an array four times its target and
+    # sums it.
+    "p4c": ("f64", 4 * MiB, 256, 256 * MiB),
 }
 
 SIDES = {
@@ -58,6 +68,7 @@ SIDES = {
     "p2": ["chest", "nosync", "rust", "zict", "spillbuffer", "diskcache", "seed", "shelve"],
     "p3": ["chest", "nosync", "rust", "zict", "spillbuffer", "diskcache", "seed", "shelve"],
     "p4": ["chestbuffer", "spillbuffer"],
+    "p4c": ["chestbuffer", "spillbuffer"],
 }
 
 
@@ -184,10 +195,58 @@ def check_value(kind, v, size, i):
 # --------------------------------------------------------------------- the run of one side
 
 
+def run_cluster(side, scale, dir):
+    """P4 computed by dask: `write` persists an array of `count` chunks (4x
+    the worker's target), `read` sums it twice over (every chunk read back);
+    the sum is checked."""
+    import resource
+
+    import dask.array as da
+    from distributed import Client, LocalCluster, wait
+
+    _, size, count, budget = WORKLOADS["p4c"]
+    count = max(4, int(count * scale))
+    target = max(1 << 20, int(budget * scale))
+    if side == "chestbuffer":
+        from chest.dask import ChestBuffer
+
+        data = (ChestBuffer, {"target": target})
+    else:
+        from distributed.spill import SpillBuffer
+
+        data = (SpillBuffer, {"spill_directory": os.path.join(dir, "spill"), "target": target})
+    per_chunk = size // 8
+    n = per_chunk * count
+    os.makedirs(dir, exist_ok=True)
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=2,
+        processes=False,
+        memory_limit=0,
+        dashboard_address=":0",
+        local_directory=dir,
+        data=data,
+    ) as cluster, Client(cluster) as client:
+        start = time.perf_counter()
+        x = da.arange(n, chunks=per_chunk, dtype="f8").persist()
+        wait(x)
+        write_s = time.perf_counter() - start
+        start = time.perf_counter()
+        total = (x * 2).sum().compute()
+        read_s = time.perf_counter() - start
+        assert total == n * (n - 1), (total, n)
+        kind = client.run(lambda dask_worker: type(dask_worker.data).__name__)
+        assert set(kind.values()) == {data[0].__name__}, kind
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"write_s": write_s, "read_s": read_s, "peak_rss": rss, "count": count, "budget": target}))
+
+
 def run_side(workload, side, scale, dir):
     """In the child: the workload on one side; prints its figures as JSON."""
     import resource
 
+    if workload == "p4c":
+        return run_cluster(side, scale, dir)
     kind, size, count, budget = WORKLOADS[workload]
     count = max(1, int(count * scale))
     budget = max(1 << 16, int(budget * scale)) if workload != "p3" else max(1 << 16, int(budget * scale))
@@ -352,7 +411,7 @@ def report(w, res, scale):
     kind, size, count, budget = WORKLOADS[w]
     count = max(1, int(count * scale))
     total = count * size
-    ours = "chestbuffer" if w == "p4" else "chest"
+    ours = "chestbuffer" if w.startswith("p4") else "chest"
     peers = [s for s in res if s not in (ours, "rust", "nosync") and "error" not in res[s]]
     best_w = min((res[s]["write_s"] for s in peers), default=None)
     best_r = min((res[s]["read_s"] for s in peers), default=None)
@@ -362,12 +421,12 @@ def report(w, res, scale):
         if "error" in r:
             print(f"{s:<12} {r['error']}")
             continue
-        name = s + ("*" if s in SAME_PROCESS and w != "p4" else "")
+        name = s + ("*" if s in SAME_PROCESS and not w.startswith("p4") else "")
         print(
             f"{name:<12} {r['write_s']:>9.3f} {total / r['write_s'] / 1e6:>8.0f} {r['read_s']:>9.3f}"
             f" {total / r['read_s'] / 1e6:>8.0f} {r['peak_rss'] / MiB:>13.0f}"
         )
-    if any(s in SAME_PROCESS for s in res) and w != "p4":
+    if any(s in SAME_PROCESS for s in res) and not w.startswith("p4"):
         print("* read back by the object that wrote it (it cannot reopen its folder)")
     if ours in res and "error" not in res[ours] and best_w:
         o = res[ours]
