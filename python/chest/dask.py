@@ -139,6 +139,10 @@ class ChestBuffer(MutableMapping):
             keep_loaded=True,
             mode="create",
             flush_on_drop=False,
+            # A worker sets results from its event loop: the spills' pickling
+            # and disk writes happen on a writer thread of the buffer's
+            # instead (dask's own buffer writes on the event loop).
+            writer_threads=1,
         )
         if self.max_spill is not False:
             options["max_spill"] = int(self.max_spill)

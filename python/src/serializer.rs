@@ -36,9 +36,19 @@ const LARGE_COPY: usize = 64 << 10;
 
 /// How values are encoded (see the [module](self)).
 enum Codec {
-    Pickle { dumps: Py<PyAny>, loads: Py<PyAny> },
+    Pickle {
+        dumps: Py<PyAny>,
+        loads: Py<PyAny>,
+        /// The pickle stream of `bytes(<out-of-band buffer 0>)`: a large
+        /// `bytes` value is written as this stream and its own data as the
+        /// one buffer (see [`bytes_record_stream`]).
+        bytes_stream: Vec<u8>,
+    },
     Raw,
-    Custom { dumps: Py<PyAny>, loads: Py<PyAny> },
+    Custom {
+        dumps: Py<PyAny>,
+        loads: Py<PyAny>,
+    },
 }
 
 /// A chest's serializer of Python values. It takes the GIL only around the
@@ -64,6 +74,7 @@ impl PySerializer {
                         codec: Codec::Pickle {
                             dumps: pickle.getattr("dumps")?.unbind(),
                             loads: pickle.getattr("loads")?.unbind(),
+                            bytes_stream: bytes_record_stream(py)?,
                         },
                         weigher,
                     })
@@ -141,6 +152,30 @@ fn contiguous_bytes(obj: &Bound<'_, PyAny>) -> PyResult<PyBuffer<u8>> {
     PyBuffer::<u8>::get(obj)
 }
 
+/// The pickle stream (protocol 5) that rebuilds a `bytes` object from its
+/// one out-of-band buffer: `bytes(buffers[0])`. Pickling a large `bytes`
+/// value puts its data in the stream (a copy of the value, under the GIL);
+/// this stream with the value's own data as the buffer is the same record
+/// format, read back by any protocol-5 unpickler given the buffer, and
+/// written with one copy (the value's, without the GIL) instead of two.
+fn bytes_record_stream(py: Python<'_>) -> PyResult<Vec<u8>> {
+    let code = c"
+import pickle
+
+class _Bytes:
+    def __reduce_ex__(self, protocol):
+        return (bytes, (pickle.PickleBuffer(b''),))
+
+stream = pickle.dumps(_Bytes(), protocol=5, buffer_callback=lambda b: False)
+";
+    let scope = PyDict::new(py);
+    py.run(code, Some(&scope), None)?;
+    let stream = scope
+        .get_item("stream")?
+        .ok_or_else(|| PyValueError::new_err("no stream"))?;
+    Ok(stream.cast::<PyBytes>()?.as_bytes().to_vec())
+}
+
 /// A Python error as the chest reports it (its type and message).
 fn boxed(e: PyErr) -> BoxError {
     e.to_string().into()
@@ -179,6 +214,19 @@ impl Serializer<PyValue> for PySerializer {
                 Codec::Raw => Held::of(value, Vec::new()),
                 Codec::Custom { dumps, .. } => {
                     Held::of(&dumps.bind(py).call1((value,))?, Vec::new())
+                }
+                Codec::Pickle { bytes_stream, .. }
+                    if value.is_exact_instance_of::<PyBytes>() && value.len()? >= LARGE_COPY =>
+                {
+                    // The record of `bytes(buffers[0])`, the buffer being
+                    // the value's own data (see `bytes_record_stream`).
+                    let len = value.len()? as u64;
+                    let mut header = Vec::with_capacity(20 + bytes_stream.len());
+                    header.extend_from_slice(&1u32.to_le_bytes());
+                    header.extend_from_slice(&len.to_le_bytes());
+                    header.extend_from_slice(&(bytes_stream.len() as u64).to_le_bytes());
+                    header.extend_from_slice(bytes_stream);
+                    Held::of(value, header)
                 }
                 Codec::Pickle { dumps, .. } => {
                     let buffers = PyList::empty(py);

@@ -150,6 +150,30 @@ def test_a_failing_weigher_raises_its_own_error_and_stores_nothing():
         assert "new" not in c
 
 
+class Blob(bytes):
+    """A bytes subclass: pickled as itself (class and attributes)."""
+
+
+def test_bytes_of_every_size_round_trip_as_bytes(tmp_path):
+    # A large bytes value is written as its own data (no pickle stream
+    # holding a copy of it); small ones are pickled as they are.
+    sizes = [0, 1, 100, (64 << 10) - 1, 64 << 10, MiB + 3]
+    values = {n: bytes((i * 7 + n) % 256 for i in range(n)) for n in sizes}
+    sub = Blob(b"s" * (100 << 10))
+    sub.note = "kept"
+    with Chest(tmp_path / "b", memory_budget=4096) as c:
+        for n, v in values.items():
+            c[n] = v
+        c["sub"] = sub
+        c.flush()
+    with Chest(tmp_path / "b", memory_budget=4096) as c:
+        for n, v in values.items():
+            got = c[n]
+            assert type(got) is bytes and got == v, n
+        got = c["sub"]
+        assert type(got) is Blob and got == sub and got.note == "kept"
+
+
 def test_raw_values_come_back_as_zero_copy_buffers(tmp_path):
     with Chest(tmp_path / "raw", serializer="raw", memory_budget=4096) as c:
         c["bytes"] = b"abc" * 1000
