@@ -10,7 +10,7 @@
 # index (python/requirements-test.txt), never from the system's site-packages.
 # The extension is built with `maturin develop --release` into the workspace's
 # target directory. The tests that read a chest back with the `chest` command
-# use target/debug/chest (CHEST_CLI to use another), built here if missing. S3 tests run when the servers'
+# use the target directory's debug/chest (CHEST_CLI to use another), built here if missing. S3 tests run when the servers'
 # settings are in the environment (scripts/test.sh starts the servers and runs
 # this script); with CHEST_REQUIRE_SERVERS=1 a missing server fails them.
 set -euo pipefail
@@ -38,7 +38,7 @@ fi
 
 # The `chest` command, for the tests that read a chest written from Python
 # (`cargo test --workspace` builds it; built here when this runs alone).
-export CHEST_CLI=${CHEST_CLI:-$PWD/target/debug/chest}
+export CHEST_CLI=${CHEST_CLI:-${CARGO_TARGET_DIR:-$PWD/target}/debug/chest}
 if [[ ! -x $CHEST_CLI ]]; then
     cargo build --quiet -p chest-cli
 fi
