@@ -9,7 +9,9 @@
 //!   backend whose hook sees every operation) and [`gate::Gate`] (holds
 //!   the threads that reach it until the test lets them through);
 //! - [`servers`]: the S3 servers the tests run against, and how a suite
-//!   skips (loudly) without them.
+//!   skips (loudly) without them;
+//! - [`traces`]: access traces, the yardsticks of eviction (Belady, LRU,
+//!   the popularity oracle) and a chest replaying a trace.
 //!
 //! A backend crate runs the whole suite with one macro call in an
 //! integration test:
@@ -34,6 +36,7 @@ pub mod gate;
 pub mod hooked;
 pub mod servers;
 pub mod single_writer;
+pub mod traces;
 
 /// A kind of store under test: hands out fresh, empty locations.
 pub trait Target: Send + Sync {
