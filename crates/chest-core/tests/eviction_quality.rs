@@ -81,10 +81,10 @@ fn mixed() -> Sizes {
 fn zipf_at_a_tenth_of_the_data_stays_near_the_oracle() {
     let t = Trace::zipf(5000, 0.99, 100_000, kib4(), 1);
     let r = measure(&t, 0.10);
-    // Today: about 1.4x the oracle (per-shard CLOCK-LRU with a doorkeeper
-    // admitting on a second read). Goal (issue 21): 1.05x.
+    // Today about 1.07x the oracle (frequency admission; the second-read
+    // doorkeeper before it: 1.36x). Goal (issue 21): 1.05x.
     let (vs_oracle, _) = r.chest.ratio(r.oracle);
-    assert!(vs_oracle <= 1.55, "{vs_oracle:.2}x the oracle's loads");
+    assert!(vs_oracle <= 1.2, "{vs_oracle:.2}x the oracle's loads");
     assert!(
         r.chest.count >= r.belady.count,
         "nothing loads less than Belady"
@@ -96,9 +96,9 @@ fn mixed_sizes_are_measured_in_bytes_too() {
     let t = Trace::zipf(5000, 0.99, 100_000, mixed(), 2);
     let r = measure(&t, 0.10);
     let (_, bytes_vs_oracle) = r.chest.ratio(r.oracle);
-    // Today 1.45x.
+    // Today 1.07x (second read: 1.45x).
     assert!(
-        bytes_vs_oracle <= 1.7,
+        bytes_vs_oracle <= 1.25,
         "{bytes_vs_oracle:.2}x the oracle's bytes"
     );
     assert!(r.chest.bytes >= r.belady.bytes / 2);
@@ -115,8 +115,8 @@ fn a_loop_larger_than_memory_is_not_reloaded_whole() {
         lru_vs_belady > 4.0,
         "the trace defeats LRU: {lru_vs_belady:.2}"
     );
-    // Today 1.6x (the doorkeeper keeps most of the loop out). Goal: 1.1x.
-    assert!(vs_belady <= 1.9, "{vs_belady:.2}x Belady");
+    // Today 1.25x (second read: 1.6x). Goal: 1.1x.
+    assert!(vs_belady <= 1.45, "{vs_belady:.2}x Belady");
 }
 
 #[test]
@@ -133,19 +133,19 @@ fn scans_and_shifts_and_one_hit_wonders_are_reported() {
         kib4(),
         3,
     );
-    // Today 4.9x Belady (LRU: 9.8x). Goal: 1.25x.
+    // Today 4.5x Belady (second read: 4.9x; LRU: 9.8x). Goal: 1.25x.
     let r = measure(&scans, 0.10);
-    assert!(r.chest.ratio(r.belady).0 <= 5.7);
+    assert!(r.chest.ratio(r.belady).0 <= 5.2);
     let shifting = Trace::shifting(5000, 0.99, 100_000, 20_000, kib4(), 4);
-    // Today 1.7x Belady. Goal: 1.6x.
+    // Today 1.85x Belady, 1.0x the oracle (second read: 1.74x). Goal: 1.6x.
     let r = measure(&shifting, 0.10);
-    assert!(r.chest.ratio(r.belady).0 <= 2.0);
+    assert!(r.chest.ratio(r.belady).0 <= 2.15);
     // A third of the gets are of keys read once: they take most of the
     // data, so memory is a smaller share of it.
     let once = Trace::one_hit_wonders(5000, 0.99, 100_000, 0.3, kib4(), 5);
-    // Today 1.9x Belady (LRU 2.7x).
+    // Today 1.6x Belady (second read: 1.97x; LRU 2.7x).
     let r = measure(&once, 0.02);
-    assert!(r.chest.ratio(r.belady).0 <= 2.3);
+    assert!(r.chest.ratio(r.belady).0 <= 1.85);
 }
 
 #[test]
@@ -166,6 +166,11 @@ fn every_policy_and_admission_choice_runs_the_same_trace() {
             "largest",
             EvictionPolicy::LargestFirst,
             Admission::SecondRead,
+        ),
+        (
+            "lru/freq (the default)",
+            EvictionPolicy::LeastRecentlyUsed,
+            Admission::Frequency,
         ),
     ] {
         let r = measure_with(

@@ -64,9 +64,11 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     {
         let mut shard = self.inner.shard(key);
         let tick = shard.tick();
+        let epoch = shard.epoch();
         match shard.map.get_mut(key) {
             Some(Slot::Resident(r)) => {
                 r.tick = tick;
+                r.freq.touch(epoch);
                 Counters::add(&self.inner.counters.hits, 1);
                 Some(Arc::clone(&r.value))
             }

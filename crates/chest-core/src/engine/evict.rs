@@ -143,7 +143,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             match r.stored {
                 Some(loc) => {
                     // Clean: an identical copy is stored; drop it without a write.
+                    let freq = r.freq;
                     self.spill_resident(slot, loc);
+                    self.evicted.note(freq.get(shard.epoch()));
+                    shard.remember(self.hash_of(&key), freq);
                     Counters::add(&self.counters.evictions, 1);
                 }
                 None => {
@@ -414,7 +417,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                     None => loc,
                 };
                 if evict {
+                    let freq = r.freq;
                     self.spill_resident(slot, stored);
+                    self.evicted.note(freq.get(shard.epoch()));
+                    shard.remember(self.hash_of(&v.key), freq);
                     Counters::add(&self.counters.evictions, 1);
                 } else {
                     r.stored = Some(stored);

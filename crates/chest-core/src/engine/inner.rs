@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::map::budget::Budget;
 use crate::map::changes::Changes;
 use crate::map::entry::{Resident, Slot};
+use crate::map::frequency::Evicted;
 use crate::map::shard::{Shard, ShardHash};
 use crate::stats::Counters;
 use crate::store::{Loc, Store};
@@ -41,6 +42,9 @@ pub(crate) struct Inner<K: Key, V: Send + Sync + 'static, S: Serializer<V>> {
     len: AtomicUsize,
     /// The shard eviction takes from next ([`Inner::next_shard`]).
     cursor: AtomicUsize,
+    /// The counts of the values eviction takes (for
+    /// [`Admission::Frequency`]).
+    pub(crate) evicted: Evicted,
     pub(crate) counters: Counters,
     pub(crate) persistent: bool,
     pub(crate) flush_lock: Mutex<()>,
@@ -75,7 +79,7 @@ pub(crate) fn entry_overhead<K, V>() -> usize {
 /// load is kept.
 fn recent_slots(config: &Config) -> usize {
     match config.admission {
-        Admission::EveryRead => 0,
+        Admission::EveryRead | Admission::Frequency => 0,
         Admission::SecondRead => {
             ((config.budget >> 10).clamp(1 << 10, 1 << 16) / config.shards).max(16)
         }
@@ -98,7 +102,17 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             }
         }));
         let shards = (0..config.shards)
-            .map(|_| Mutex::new(Shard::new(config.policy, recent_slots(&config))))
+            .map(|_| {
+                let shard = Shard::new(config.policy, recent_slots(&config));
+                Mutex::new(match config.admission {
+                    // The same sizing as the doorkeeper's: a counter a row
+                    // per KiB of budget, at least 1,024 a chest.
+                    Admission::Frequency => shard.counting_frequencies(
+                        ((config.budget >> 10).max(1 << 10) / config.shards).max(16),
+                    ),
+                    _ => shard,
+                })
+            })
             .collect();
         let budget = Budget::new(config.budget, config.evict_batch, config.large_value);
         Self {
@@ -112,6 +126,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             changes: Changes::default(),
             len: AtomicUsize::new(0),
             cursor: AtomicUsize::new(0),
+            evicted: Evicted::default(),
             counters: Counters::default(),
             persistent,
             flush_lock: Mutex::new(()),

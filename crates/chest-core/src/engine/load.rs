@@ -248,14 +248,12 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             Ok((weight, value)) => {
                 if ours {
                     let fits = keep && weight <= self.config.budget;
+                    let freq = shard.loaded_freq(self.hash_of(key));
                     if let Some(slot) = shard.map.get_mut(key) {
                         *slot = if fits {
-                            Slot::Resident(Resident::new(
-                                Arc::clone(&value),
-                                weight,
-                                tick,
-                                Some(loc),
-                            ))
+                            let mut r = Resident::new(Arc::clone(&value), weight, tick, Some(loc));
+                            r.freq = freq;
+                            Slot::Resident(r)
                         } else {
                             Slot::Spilled(loc)
                         };
@@ -395,10 +393,12 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         loop {
             let mut shard = self.shard(key);
             let tick = shard.tick();
+            let epoch = shard.epoch();
             let waiting = match shard.map.get_mut(key) {
                 None => return Ok(None),
                 Some(Slot::Resident(r)) => {
                     r.tick = tick;
+                    r.freq.touch(epoch);
                     Counters::add(&self.counters.hits, 1);
                     return Ok(Some(Fetched {
                         value: Arc::clone(&r.value),
@@ -409,7 +409,17 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 Some(Slot::Loading(load)) => Arc::clone(load),
                 Some(Slot::Spilled(loc)) => {
                     let loc = *loc;
-                    let keep = keep || shard.keep_load(self.hash_of(key));
+                    // Room: memory not filled up to where eviction stops
+                    // (after an eviction, what was freed is for the values
+                    // that win their place), or, when an eviction empties
+                    // most of a small budget, to half of it.
+                    let room = self
+                        .budget
+                        .taken()
+                        .saturating_add(self.store.value_len(loc))
+                        <= self.marks().low.max(self.budget.limit() / 2);
+                    let keep =
+                        keep || shard.keep_load(self.hash_of(key), room, self.evicted.typical());
                     if !keep && (loc.len as usize) < self.config.large_value {
                         // A small value not to be kept: read through. Nothing
                         // in memory changes, so the slot stays `Spilled` and

@@ -79,6 +79,7 @@
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
+use crate::map::frequency::Freq;
 use crate::store::Loc;
 
 /// A value in memory.
@@ -87,6 +88,9 @@ pub(crate) struct Resident<V> {
     pub weight: usize,
     /// Shard clock at the last access (for LRU).
     pub tick: u64,
+    /// How often it was wanted lately (for
+    /// [`Admission::Frequency`](crate::Admission::Frequency)).
+    pub freq: Freq,
     /// Where an identical copy is stored, if any: evicting it costs no write.
     pub stored: Option<Loc>,
     /// Failed to serialize: kept in memory, out of the eviction queue, until replaced.
@@ -102,6 +106,7 @@ impl<V> Resident<V> {
             value,
             weight,
             tick,
+            freq: Freq::default(),
             stored,
             pinned: false,
             evicting: false,

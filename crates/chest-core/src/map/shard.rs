@@ -8,6 +8,7 @@ use std::hash::Hash;
 use crate::config::EvictionPolicy;
 use crate::map::doorkeeper::{Recent, WAYS};
 use crate::map::entry::{Resident, Slot};
+use crate::map::frequency::{Freq, Sketch};
 use crate::map::index::{FastHash, Index};
 
 /// Picks a key's shard. Its bits are taken as a partition, which needs every
@@ -35,7 +36,30 @@ pub(crate) struct Shard<K, V> {
     /// evicting.
     order: Order<K>,
     clock: u64,
+    /// [`Admission::Frequency`](crate::Admission::Frequency): the counters
+    /// per row of the sketch (0: counts are not kept).
+    sketch_width: usize,
+    /// Counts of the keys not in memory (allocated on first use).
+    sketch: Option<Sketch>,
+    /// The current epoch of the counts (see [`crate::map::frequency`]), and
+    /// the clock at which the next begins (`u64::MAX`: counts not kept).
+    epoch: u8,
+    next_epoch: u64,
 }
+
+/// Keys eviction compares by count (the coldest by recency) under
+/// [`Admission::Frequency`](crate::Admission::Frequency).
+const SAMPLE: usize = 8;
+
+/// The position in a sample of its least wanted key (the first of equals:
+/// the least recently used).
+fn least_wanted<K>(sample: &[(K, u64, u32, u8)]) -> Option<usize> {
+    (0..sample.len()).min_by_key(|&i| (sample[i].3, i))
+}
+
+/// Accesses per counter of the sketch in an epoch (TinyLFU's sample of ten
+/// times the cache's size).
+const EPOCH_ACCESSES_PER_COUNTER: u64 = 10;
 
 /// The eviction order, by policy.
 enum Order<K> {
@@ -76,12 +100,100 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 }
             },
             clock: 0,
+            sketch_width: 0,
+            sketch: None,
+            epoch: 0,
+            next_epoch: u64::MAX,
+        }
+    }
+
+    /// Keeps the counts [`Admission::Frequency`](crate::Admission::Frequency)
+    /// decides by, in a sketch of `width` counters per row.
+    pub fn counting_frequencies(mut self, width: usize) -> Self {
+        self.sketch_width = width.max(16).next_power_of_two();
+        self.recent_slots = 0;
+        self.next_epoch = self.clock + self.epoch_length();
+        self
+    }
+
+    /// The epoch counts are aged to (see [`crate::map::frequency`]).
+    pub fn epoch(&self) -> u8 {
+        self.epoch
+    }
+
+    /// The count a value loaded now starts with in memory: its sketch's.
+    pub fn loaded_freq(&self, h: u64) -> Freq {
+        let count = self.sketch.as_ref().map_or(1, |s| s.estimate(h).max(1));
+        Freq::new(count, self.epoch)
+    }
+
+    /// A value of hash `h` leaves memory with `freq`: its count stays in
+    /// the sketch, so a load of it later knows it.
+    pub fn remember(&mut self, h: u64, freq: Freq) {
+        self.age();
+        if let Some(sketch) = &mut self.sketch {
+            let count = freq.get(self.epoch);
+            let known = sketch.estimate(h);
+            if count > known {
+                sketch.add(h, count - known);
+            }
+        }
+    }
+
+    /// Takes the first [`SAMPLE`] keys eviction would consider, in order,
+    /// with their counts (passing over stale copies and giving touched keys
+    /// their second chance on the way, as taking them would).
+    fn sample_coldest(&mut self) -> Vec<(K, u64, u32, u8)> {
+        let epoch = self.epoch;
+        let mut sample = Vec::with_capacity(SAMPLE);
+        let Order::Lru(fifo) = &mut self.order else {
+            return sample;
+        };
+        while sample.len() < SAMPLE {
+            let Some((key, queued, at)) = fifo.pop_front() else {
+                break;
+            };
+            match Self::eligible(self.map.get_hinted(&key, at)) {
+                None => {} // a stale copy
+                Some(r) if r.tick > queued => {
+                    let tick = r.tick;
+                    fifo.push_back((key, tick, at));
+                }
+                Some(r) => {
+                    let count = r.freq.get(epoch);
+                    sample.push((key, queued, at, count));
+                }
+            }
+        }
+        sample
+    }
+
+    /// Puts a sample back at the front, in its order.
+    fn unsample(&mut self, sample: Vec<(K, u64, u32, u8)>) {
+        if let Order::Lru(fifo) = &mut self.order {
+            for (key, queued, at, _) in sample.into_iter().rev() {
+                fifo.push_front((key, queued, at));
+            }
         }
     }
 
     /// Whether a value loaded now for the key of hash `h` should stay in
-    /// memory (see [`Admission`](crate::Admission)).
-    pub fn keep_load(&mut self, h: u64) -> bool {
+    /// memory (see [`Admission`](crate::Admission)); `room`: whether the
+    /// budget has room for it without evicting anything; `evicted`: the
+    /// typical count of the values eviction takes.
+    pub fn keep_load(&mut self, h: u64, room: bool, evicted: u8) -> bool {
+        if self.sketch_width > 0 {
+            self.age();
+            let width = self.sketch_width;
+            let wanted = self
+                .sketch
+                .get_or_insert_with(|| Sketch::new(width))
+                .add(h, 1);
+            // Kept when it is wanted more often than what it would push
+            // out, and not for the first time (as TinyLFU's doorkeeper: a
+            // value read once never pushes out one that was read before).
+            return room || wanted > evicted.max(1);
+        }
         if self.recent_slots == 0 {
             return true;
         }
@@ -91,9 +203,43 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             .seen_again(h)
     }
 
+    /// The clock, advanced by one access.
+    #[inline]
     pub fn tick(&mut self) -> u64 {
         self.clock += 1;
         self.clock
+    }
+
+    /// Begins the next epoch of the counts if enough accesses passed since
+    /// this one began. Called where counts are compared or kept (a load,
+    /// an eviction), not on a hit: while only hits happen no count is
+    /// compared, and the counts age when the next comparison comes.
+    fn age(&mut self) {
+        if self.clock >= self.next_epoch {
+            self.next_epoch_begins();
+        }
+    }
+
+    /// Accesses in an epoch.
+    fn epoch_length(&self) -> u64 {
+        EPOCH_ACCESSES_PER_COUNTER * self.sketch_width as u64
+    }
+
+    /// Ages every count by one epoch.
+    #[cold]
+    fn next_epoch_begins(&mut self) {
+        // As many epochs as passed since the last look (a run of hits does
+        // not look).
+        let len = self.epoch_length();
+        let passed = (self.clock - self.next_epoch) / len + 1;
+        self.epoch = self.epoch.wrapping_add(passed.min(255) as u8);
+        self.next_epoch = self.clock + len;
+        if let Some(sketch) = &mut self.sketch {
+            // Four halvings empty a 4-bit counter.
+            for _ in 0..passed.min(4) {
+                sketch.halve();
+            }
+        }
     }
 
     /// Whether a resident value may be chosen for eviction.
@@ -217,6 +363,14 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// The next key to evict (it stays in the map; the caller marks it),
     /// with a hint of its position in the index ([`NO_HINT`] if none).
     pub fn pop_coldest(&mut self) -> Option<(K, u32)> {
+        if self.sketch_width > 0 && matches!(self.order, Order::Lru(_)) {
+            // Of the few coldest by recency, the least wanted.
+            let mut sample = self.sample_coldest();
+            let i = least_wanted(&sample)?;
+            let (key, _, at, _) = sample.remove(i);
+            self.unsample(sample);
+            return Some((key, at));
+        }
         match &mut self.order {
             Order::Lru(fifo) => loop {
                 let (key, queued, at) = fifo.pop_front()?;
@@ -268,24 +422,24 @@ mod tests {
         let mut s: Shard<u32, u32> = Shard::new(EvictionPolicy::LeastRecentlyUsed, 64);
         // Hashes of one bucket (bits 40.. equal), different fingerprints.
         let h = |i: u64| (5u64 << 40) | (i << 1);
-        assert!(!s.keep_load(h(1)), "first load");
-        assert!(s.keep_load(h(1)), "second load");
+        assert!(!s.keep_load(h(1), false, 0), "first load");
+        assert!(s.keep_load(h(1), false, 0), "second load");
         assert!(
-            !s.keep_load(h(1)),
+            !s.keep_load(h(1), false, 0),
             "kept, so forgotten: a third load starts over"
         );
         // A bucket remembers its last WAYS keys; the oldest is forgotten.
         for i in 10..10 + WAYS as u64 + 1 {
-            assert!(!s.keep_load(h(i)));
+            assert!(!s.keep_load(h(i), false, 0));
         }
-        assert!(!s.keep_load(h(10)), "the oldest was forgotten");
+        assert!(!s.keep_load(h(10), false, 0), "the oldest was forgotten");
         for i in 12..10 + WAYS as u64 + 1 {
-            assert!(s.keep_load(h(i)), "key {i} was remembered");
+            assert!(s.keep_load(h(i), false, 0), "key {i} was remembered");
         }
         // Other buckets are independent; with no doorkeeper every load is kept.
-        assert!(!s.keep_load(6u64 << 40));
+        assert!(!s.keep_load(6u64 << 40, false, 0));
         let mut every: Shard<u32, u32> = Shard::new(EvictionPolicy::LeastRecentlyUsed, 0);
-        assert!(every.keep_load(h(1)));
+        assert!(every.keep_load(h(1), false, 0));
     }
 
     #[test]

@@ -1,0 +1,250 @@
+//! How often keys are wanted, for [`Admission::Frequency`](crate::Admission::Frequency):
+//! pure logic, no I/O, no locks (the shard owns these and calls them under
+//! its lock).
+//!
+//! - [`Freq`]: the count of a value in memory, kept in its entry (two bytes
+//!   beside its tick: a hit touches the cache line it already writes).
+//! - [`Sketch`]: the counts of keys not in memory, approximately (a
+//!   count-min sketch of 4-bit counters, as TinyLFU keeps), bumped by their
+//!   loads; a value leaving memory leaves its count there.
+//!
+//! Both age together by *epochs*: every time a shard has seen ten accesses
+//! per counter of its sketch, an epoch ends, the sketch halves every
+//! counter, and every [`Freq`] counts as halved too (lazily: a count
+//! remembers the epoch it was last written in, and is halved once per epoch
+//! since, when read). Halving keeps the counts those of the recent past, so
+//! a hot set that moves is followed within a few epochs.
+
+/// The counts of the values eviction takes, averaged over the last few
+/// dozen (an exponential moving average, in 1/256ths): what a loaded value
+/// must beat to be kept. One for the whole chest: eviction takes from every
+/// shard in turn, so a value loaded into one shard pushes out a value of
+/// another, and comparing it with its own shard's coldest compares it with
+/// the wrong value. Updated without a lock (a lost update between two
+/// evictions is an average slightly off, never a wrong state).
+#[derive(Debug, Default)]
+pub(crate) struct Evicted(std::sync::atomic::AtomicU32);
+
+impl Evicted {
+    /// A value of `count` was evicted.
+    pub fn note(&self, count: u8) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let old = self.0.load(Relaxed);
+        let new = old - old / 8 + (u32::from(count) << 8) / 8;
+        self.0.store(new, Relaxed);
+    }
+
+    /// The typical count of an evicted value (rounded).
+    pub fn typical(&self) -> u8 {
+        ((self.0.load(std::sync::atomic::Ordering::Relaxed) + 128) >> 8).min(255) as u8
+    }
+}
+
+/// Largest count kept (4 bits, as the sketch's counters).
+pub(crate) const MAX_COUNT: u8 = 15;
+
+/// A value's count and the epoch it was written in (see the [module](self)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Freq {
+    count: u8,
+    epoch: u8,
+}
+
+impl Freq {
+    /// A count of `count` (at most [`MAX_COUNT`]) as of `epoch`.
+    pub fn new(count: u8, epoch: u8) -> Self {
+        Self {
+            count: count.min(MAX_COUNT),
+            epoch,
+        }
+    }
+
+    /// The count as of `epoch`: halved once per epoch since it was written.
+    /// (Epochs wrap at 256: a count untouched for 256 epochs or more may
+    /// read as up to its value >> (age % 256) instead of 0, an error that
+    /// fades as soon as the key is touched or four more epochs pass.)
+    pub fn get(self, epoch: u8) -> u8 {
+        let age = epoch.wrapping_sub(self.epoch);
+        if age >= 8 {
+            0
+        } else {
+            self.count >> age
+        }
+    }
+
+    /// One more access, in `epoch`. (On the hit path: a count already of
+    /// this epoch is a compare and an add.)
+    #[inline]
+    pub fn touch(&mut self, epoch: u8) {
+        if self.epoch == epoch {
+            self.count += u8::from(self.count < MAX_COUNT);
+        } else {
+            *self = Self::new(self.get(epoch).saturating_add(1), epoch);
+        }
+    }
+}
+
+/// Approximate counts of keys by hash (see the [module](self)): four rows
+/// of 4-bit counters; a key's count is the least of its four counters,
+/// never below its true (aged) count, above it only when keys collide.
+pub(crate) struct Sketch {
+    /// 16 counters of 4 bits per word.
+    words: Box<[u64]>,
+    /// Counters per row, a power of two.
+    width: usize,
+}
+
+const ROWS: usize = 4;
+
+impl Sketch {
+    /// A sketch of `width` counters per row (rounded up to a power of two,
+    /// at least 16), all zero.
+    pub fn new(width: usize) -> Self {
+        let width = width.max(16).next_power_of_two();
+        Self {
+            words: vec![0; ROWS * width / 16].into_boxed_slice(),
+            width,
+        }
+    }
+
+    /// The counter positions (word, shift) of the key of hash `h`.
+    fn positions(&self, h: u64) -> [(usize, u32); ROWS] {
+        // Mixed first: the shard chose this key by some bits of `h`, the
+        // same for every key here. Then four indices from the 64 bits
+        // (double hashing).
+        let mut h = h.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h ^= h >> 29;
+        h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h ^= h >> 32;
+        let a = h as u32 as usize;
+        let b = ((h >> 32) as u32 as usize) | 1;
+        std::array::from_fn(|row| {
+            let i = a.wrapping_add(row.wrapping_mul(b)) & (self.width - 1);
+            let at = row * self.width + i;
+            (at / 16, (at % 16) as u32 * 4)
+        })
+    }
+
+    /// The key's count: the least of its counters.
+    pub fn estimate(&self, h: u64) -> u8 {
+        self.positions(h)
+            .iter()
+            .map(|&(w, s)| ((self.words[w] >> s) & 0xF) as u8)
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Adds `n` to the key's count (each of its counters that is at the
+    /// current minimum is raised, the rest stay: "conservative update",
+    /// which keeps collisions from inflating counts), saturating at
+    /// [`MAX_COUNT`]. Returns the new estimate.
+    pub fn add(&mut self, h: u64, n: u8) -> u8 {
+        let positions = self.positions(h);
+        let least = self.estimate(h);
+        let target = least.saturating_add(n).min(MAX_COUNT);
+        for (w, s) in positions {
+            let c = ((self.words[w] >> s) & 0xF) as u8;
+            if c < target {
+                self.words[w] = (self.words[w] & !(0xF << s)) | (u64::from(target) << s);
+            }
+        }
+        target
+    }
+
+    /// Halves every counter (an epoch ends).
+    pub fn halve(&mut self) {
+        // Each 4-bit counter shifted right by one: the bit shifted in from
+        // the next counter is masked off.
+        for w in self.words.iter_mut() {
+            *w = (*w >> 1) & 0x7777_7777_7777_7777;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Random 64-bit hashes (SplitMix64).
+    fn rng(seed: u64) -> impl FnMut() -> u64 {
+        let mut state = seed;
+        move || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+    }
+
+    #[test]
+    fn a_count_halves_once_per_epoch_since_it_was_written() {
+        let mut f = Freq::default();
+        for _ in 0..12 {
+            f.touch(3);
+        }
+        assert_eq!(f.get(3), 12);
+        assert_eq!(f.get(4), 6);
+        assert_eq!(f.get(6), 1);
+        assert_eq!(f.get(7), 0);
+        assert_eq!(f.get(200), 0, "long untouched: nothing");
+        f.touch(5); // 12 >> 2 = 3, plus this access
+        assert_eq!(f.get(5), 4);
+        let mut top = Freq::default();
+        for _ in 0..100 {
+            top.touch(0);
+        }
+        assert_eq!(top.get(0), MAX_COUNT, "saturates");
+        // Epochs wrap: 255 -> 0 is one epoch.
+        let f = Freq::new(8, 255);
+        assert_eq!(f.get(0), 4);
+    }
+
+    #[test]
+    fn the_sketch_counts_a_key_and_never_undercounts() {
+        let mut s = Sketch::new(1024);
+        assert_eq!(s.estimate(42), 0);
+        for i in 1..=5 {
+            assert_eq!(s.add(42, 1), i);
+        }
+        assert_eq!(s.estimate(42), 5);
+        // Many other keys: 42's count stays at least its own.
+        let mut rng = rng(7);
+        for _ in 0..2000 {
+            s.add(rng(), 1);
+        }
+        assert!(s.estimate(42) >= 5);
+        assert_eq!(s.add(42, 100), MAX_COUNT, "saturates");
+    }
+
+    #[test]
+    fn halving_halves_every_counter_without_touching_its_neighbours() {
+        let mut s = Sketch::new(16);
+        // Keys whose counters share words: 16 counters per word.
+        for h in 0..64u64 {
+            let h = h | (h << 32);
+            s.add(h, (h % 16) as u8);
+        }
+        let before: Vec<u8> = (0..64u64).map(|h| s.estimate(h | (h << 32))).collect();
+        s.halve();
+        for (h, &b) in (0..64u64).zip(&before) {
+            assert_eq!(s.estimate(h | (h << 32)), b / 2, "key {h}");
+        }
+    }
+
+    #[test]
+    fn collisions_are_rare_at_the_width_used() {
+        // A key read 3 times among 4,096 keys read once, 4,096 counters a
+        // row: the keys read once rarely look like more.
+        let mut s = Sketch::new(4096);
+        let mut rng = rng(11);
+        let keys: Vec<u64> = (0..4096).map(|_| rng()).collect();
+        for &k in &keys {
+            s.add(k, 1);
+        }
+        let inflated = keys.iter().filter(|&&k| s.estimate(k) > 1).count();
+        // About 3.5% (each of a key's four counters shared with another
+        // key whose count went there first).
+        assert!(inflated < 4096 / 20, "{inflated} of 4096 keys over-counted");
+    }
+}
