@@ -407,6 +407,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::map::frequency::Freq;
     use crate::store::Loc;
     use std::sync::Arc;
 
@@ -478,7 +479,82 @@ mod tests {
 
     #[test]
     fn lru_order_stays_whole_through_touches_pins_and_reinserts() {
-        let mut s: Shard<u32, u32> = Shard::new(EvictionPolicy::LeastRecentlyUsed, 0);
+        order_stays_whole(Shard::new(EvictionPolicy::LeastRecentlyUsed, 0));
+        // With counts, eviction samples the front and puts the rest back.
+        order_stays_whole(
+            Shard::new(EvictionPolicy::LeastRecentlyUsed, 0).counting_frequencies(16),
+        );
+    }
+
+    /// A resident of `key` whose count is `count`, queued.
+    fn resident_with_count(s: &mut Shard<u32, u32>, key: u32, count: u8) {
+        let tick = s.tick();
+        let mut r = Resident::new(Arc::new(key), 1, tick, None);
+        r.freq = Freq::new(count, s.epoch());
+        s.map.insert(key, Slot::Resident(r));
+        s.enqueue(&key);
+    }
+
+    #[test]
+    fn frequency_admission_keeps_with_room_or_when_wanted_more_than_what_goes() {
+        let mut s: Shard<u32, u32> =
+            Shard::new(EvictionPolicy::LeastRecentlyUsed, 0).counting_frequencies(1024);
+        let h = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        assert!(s.keep_load(h(1), true, 9), "room: kept whatever the counts");
+        assert!(
+            !s.keep_load(h(2), false, 0),
+            "a first load never pushes a value out"
+        );
+        assert!(
+            s.keep_load(h(2), false, 0),
+            "a second one does, over values read once"
+        );
+        assert!(!s.keep_load(h(3), false, 3));
+        assert!(!s.keep_load(h(3), false, 3));
+        assert!(!s.keep_load(h(3), false, 3), "3 is not more than 3");
+        assert!(s.keep_load(h(3), false, 3));
+        // What leaves memory leaves its count behind.
+        s.remember(h(4), Freq::new(6, s.epoch()));
+        assert_eq!(s.loaded_freq(h(4)).get(s.epoch()), 6);
+        assert!(s.keep_load(h(4), false, 6), "6 + this load is more than 6");
+    }
+
+    #[test]
+    fn frequency_eviction_takes_the_least_wanted_of_the_coldest() {
+        let mut s: Shard<u32, u32> =
+            Shard::new(EvictionPolicy::LeastRecentlyUsed, 0).counting_frequencies(16);
+        for (key, count) in [(0, 5), (1, 1), (2, 4), (3, 1), (4, 2)] {
+            resident_with_count(&mut s, key, count);
+        }
+        // Equal counts go least recently used first.
+        let order: Vec<u32> = std::iter::from_fn(|| s.pop_coldest().map(|(k, _)| k)).collect();
+        assert_eq!(order, vec![1, 3, 4, 2, 0]);
+    }
+
+    #[test]
+    fn counts_halve_once_per_epoch_of_accesses() {
+        let mut s: Shard<u32, u32> =
+            Shard::new(EvictionPolicy::LeastRecentlyUsed, 0).counting_frequencies(16);
+        let len = s.epoch_length();
+        resident_with_count(&mut s, 7, 12);
+        s.keep_load(99, false, 0);
+        s.keep_load(99, false, 0);
+        let counted = |s: &Shard<u32, u32>| match s.map.get(&7) {
+            Some(Slot::Resident(r)) => r.freq.get(s.epoch()),
+            _ => unreachable!(),
+        };
+        // Hits alone do not age the counts; the next comparison does, by
+        // as many epochs as passed.
+        for _ in 0..2 * len {
+            s.tick();
+        }
+        assert_eq!(counted(&s), 12);
+        s.keep_load(1234, false, 0);
+        assert_eq!(counted(&s), 3, "two epochs: 12 / 4");
+        assert_eq!(s.sketch.as_ref().unwrap().estimate(99), 0, "2 / 4");
+    }
+
+    fn order_stays_whole(mut s: Shard<u32, u32>) {
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
         let mut rand = |n: u64| {
             x ^= x << 13;

@@ -196,6 +196,17 @@ mod tests {
         let again = pool.take(1);
         assert_eq!(again.as_ptr(), ptr);
         assert!(again.capacity() >= 64 << 10);
+        // A buffer with room to spare (a record shorter than its estimate)
+        // comes back whole too.
+        let mut short = again;
+        short.extend_from_slice(&[2; 100]);
+        let ptr = short.as_ptr();
+        let bytes = Bytes::from(short);
+        drop(bytes.clone());
+        pool.reclaim(bytes);
+        let again = pool.take(64 << 10);
+        assert_eq!(again.as_ptr(), ptr);
+        assert!(again.is_empty());
     }
 
     #[test]
