@@ -50,7 +50,7 @@ struct Cli {
     #[command(subcommand)]
     child: Option<Child>,
 
-    /// Which workloads: `all`, or any of w1 w2 w3 w4 w5 w5-s3 w6 (w5 needs the `zstd`
+    /// Which workloads: `all`, or any of w1 w2 w3 w4 w5 w5-s3 w6 w7 (w5 needs the `zstd`
     /// feature; w6 the `s3` feature and a server in CHEST_S3_URL, w5-s3 both; `w5`
     /// includes w5-s3, and `all` and `w5` skip what has no server).
     #[arg(value_enum, default_value = "all")]
@@ -120,6 +120,7 @@ enum Which {
     #[value(name = "w5-s3")]
     W5S3,
     W6,
+    W7,
 }
 
 impl Which {
@@ -133,6 +134,7 @@ impl Which {
             Which::W5 => vec![Workload::W5, Workload::W5S3],
             Which::W5S3 => vec![Workload::W5S3],
             Which::W6 => vec![Workload::W6],
+            Which::W7 => vec![Workload::W7],
         }
     }
 }
@@ -425,6 +427,12 @@ fn notes() -> Vec<Value> {
          each key of this one. The chest's stats (spills, objects, s3_* counters) \
          and its insert stalls (inserts over 1 ms) are in the JSON. W5-s3 runs the same chest \
          side on compressible values through zstd+s3:// and plain s3://.",
+        "W7: the chest (default policy, memory://, values weighed by their length) replays \
+         synthetic traces of gets over values all spilled first: 50,000 keys x scale, \
+         1,000,000 gets x scale; ratios are its loads over Belady's (the offline optimum) \
+         or the popularity oracle's on the same trace, the first 20% of the trace and every \
+         key's first get not counted (chest_core::testing::traces). The grid of WORKLOADS.md \
+         is the ignored test w7_grid in crates/chest-core/tests/eviction_quality.rs.",
         "Peak RSS is VmHWM of the side's child process per phase (reset between phases; the \
          row shows the highest), so it includes the key index and the benchmark's own few \
          MiB; the goal is peak ≤ budget + 64 MiB.",

@@ -21,6 +21,7 @@ pub mod w3;
 pub mod w4;
 pub mod w5;
 pub mod w6;
+pub mod w7;
 
 /// A workload of WORKLOADS.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -43,6 +44,9 @@ pub enum Workload {
     /// Object storage: 4 MiB values through `s3://` against `object_store`
     /// directly (needs the `s3` feature and a server in `CHEST_S3_URL`).
     W6,
+    /// Eviction quality: loads on synthetic traces against Belady and the
+    /// popularity oracle.
+    W7,
 }
 
 impl Workload {
@@ -59,6 +63,7 @@ impl Workload {
         if cfg!(feature = "s3") {
             all.push(Workload::W6);
         }
+        all.push(Workload::W7);
         all
     }
 
@@ -85,6 +90,7 @@ impl Workload {
             Workload::W5 => "W5",
             Workload::W5S3 => "W5-s3",
             Workload::W6 => "W6",
+            Workload::W7 => "W7",
         }
     }
 
@@ -97,6 +103,7 @@ impl Workload {
             Workload::W5 => "compressible values (zstd+file://)",
             Workload::W5S3 => "compressible values over object storage (zstd+s3://)",
             Workload::W6 => "object storage (s3)",
+            Workload::W7 => "eviction quality",
         }
     }
 
@@ -110,6 +117,7 @@ impl Workload {
             Workload::W5 => &[Side::Chest, Side::Zstd, Side::Plain, Side::Zstd1],
             Workload::W5S3 => &[Side::Chest, Side::Plain],
             Workload::W6 => &[Side::Chest, Side::ObjectStore, Side::ObjectStoreSerial],
+            Workload::W7 => &[Side::Chest],
         }
     }
 
@@ -139,6 +147,7 @@ impl Workload {
             Workload::W5 => w5::params(ctx),
             Workload::W5S3 => w5::params_s3(ctx),
             Workload::W6 => w6::Params::new(ctx).json(),
+            Workload::W7 => w7::Params::new(ctx).json(),
         }
     }
 
@@ -152,6 +161,7 @@ impl Workload {
             Workload::W5 => w5::run(side, ctx),
             Workload::W5S3 => w5::run_s3(side, ctx),
             Workload::W6 => w6::run(side, ctx),
+            Workload::W7 => w7::run(side, ctx),
         }
     }
 
@@ -165,6 +175,7 @@ impl Workload {
             Workload::W5 => w5::rows(ctx, reports),
             Workload::W5S3 => w5::rows_s3(ctx, reports),
             Workload::W6 => w6::rows(ctx, reports),
+            Workload::W7 => w7::rows(ctx, reports),
         }
     }
 }
