@@ -253,7 +253,7 @@ impl PyChest {
             .admission(if keep_loaded {
                 Admission::EveryRead
             } else {
-                Admission::Frequency
+                Admission::SecondRead
             });
         if let Some(b) = memory_budget {
             builder = builder.memory_budget(b);

@@ -427,7 +427,7 @@ fn notes() -> Vec<Value> {
          each key of this one. The chest's stats (spills, objects, s3_* counters) \
          and its insert stalls (inserts over 1 ms) are in the JSON. W5-s3 runs the same chest \
          side on compressible values through zstd+s3:// and plain s3://.",
-        "W7: the chest (default policy, memory://, values weighed by their length) replays \
+        "W7: the chest (Admission::Frequency, memory://, values weighed by their length) replays \
          synthetic traces of gets over values all spilled first: 50,000 keys x scale, \
          1,000,000 gets x scale; ratios are its loads over Belady's (the offline optimum) \
          or the popularity oracle's on the same trace, the first 20% of the trace and every \

@@ -1,5 +1,5 @@
-//! W7, eviction quality: the chest (its default policy, `memory://`, the
-//! caller writing) replays synthetic traces of gets over spilled values,
+//! W7, eviction quality: the chest (`Admission::Frequency`, the policy
+//! meant to become the default; `memory://`, the caller writing) replays synthetic traces of gets over spilled values,
 //! and its loads are compared with Belady's offline optimum and the
 //! popularity oracle on the same trace (`chest_core::testing::traces`; the
 //! first 20% of each trace and every key's first get not counted). No
@@ -9,6 +9,7 @@
 //! testing --release --test eviction_quality -- --ignored --nocapture`.
 
 use chest_core::testing::traces::{belady, oracle, replay, Loads, Scans, Sizes, Trace};
+use chest_core::Admission;
 use serde_json::{json, Value};
 
 use super::{no_such_side, params_json, Side};
@@ -126,7 +127,7 @@ pub fn run(side: Side, ctx: &Ctx) -> Result<Report> {
         let t = &case.trace;
         let capacity = (t.data_bytes() as f64 * case.memory_share) as u64;
         let warmup = t.gets.len() / 5;
-        let chest = replay(t, capacity, warmup, |b| b)?;
+        let chest = replay(t, capacity, warmup, |b| b.admission(Admission::Frequency))?;
         let best = belady(t, capacity, warmup);
         let popular = oracle(t, capacity, warmup, case.bytes);
         let base = if case.vs_oracle { popular } else { best };

@@ -107,6 +107,11 @@ impl Sketch {
         }
     }
 
+    /// Counters per row.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
     /// The counter positions (word, shift) of the key of hash `h`.
     fn positions(&self, h: u64) -> [(usize, u32); ROWS] {
         // Mixed first: the shard chose this key by some bits of `h`, the

@@ -184,7 +184,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     pub fn keep_load(&mut self, h: u64, room: bool, evicted: u8) -> bool {
         if self.sketch_width > 0 {
             self.age();
-            let width = self.sketch_width;
+            let width = self.sketch_size();
             let wanted = self
                 .sketch
                 .get_or_insert_with(|| Sketch::new(width))
@@ -220,6 +220,14 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         }
     }
 
+    /// Counters a row of the sketch should have: at least one per key of
+    /// the shard (a sketch narrower than the keys it counts gives most of
+    /// them the counts of others: with small values, many more keys than
+    /// KiB of budget), at least the width set.
+    fn sketch_size(&self) -> usize {
+        self.sketch_width.max(self.map.len().next_power_of_two())
+    }
+
     /// Accesses in an epoch.
     fn epoch_length(&self) -> u64 {
         EPOCH_ACCESSES_PER_COUNTER * self.sketch_width as u64
@@ -234,10 +242,16 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         let passed = (self.clock - self.next_epoch) / len + 1;
         self.epoch = self.epoch.wrapping_add(passed.min(255) as u8);
         self.next_epoch = self.clock + len;
+        let size = self.sketch_size();
         if let Some(sketch) = &mut self.sketch {
-            // Four halvings empty a 4-bit counter.
-            for _ in 0..passed.min(4) {
-                sketch.halve();
+            if sketch.width() * 2 <= size {
+                // The shard outgrew it: a wider one (the counts start over).
+                *sketch = Sketch::new(size);
+            } else {
+                // Four halvings empty a 4-bit counter.
+                for _ in 0..passed.min(4) {
+                    sketch.halve();
+                }
             }
         }
     }
@@ -363,8 +377,11 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// The next key to evict (it stays in the map; the caller marks it),
     /// with a hint of its position in the index ([`NO_HINT`] if none).
     pub fn pop_coldest(&mut self) -> Option<(K, u32)> {
-        if self.sketch_width > 0 && matches!(self.order, Order::Lru(_)) {
-            // Of the few coldest by recency, the least wanted.
+        if self.sketch.is_some() && matches!(self.order, Order::Lru(_)) {
+            // Of the few coldest by recency, the least wanted. (Only once
+            // values are loaded: before, every value was inserted and its
+            // count says little, and a run of inserts evicts at the cost
+            // of one look per victim.)
             let mut sample = self.sample_coldest();
             let i = least_wanted(&sample)?;
             let (key, _, at, _) = sample.remove(i);
@@ -481,9 +498,10 @@ mod tests {
     fn lru_order_stays_whole_through_touches_pins_and_reinserts() {
         order_stays_whole(Shard::new(EvictionPolicy::LeastRecentlyUsed, 0));
         // With counts, eviction samples the front and puts the rest back.
-        order_stays_whole(
-            Shard::new(EvictionPolicy::LeastRecentlyUsed, 0).counting_frequencies(16),
-        );
+        let mut counting =
+            Shard::new(EvictionPolicy::LeastRecentlyUsed, 0).counting_frequencies(16);
+        counting.keep_load(12345, false, 0);
+        order_stays_whole(counting);
     }
 
     /// A resident of `key` whose count is `count`, queued.
@@ -523,6 +541,8 @@ mod tests {
     fn frequency_eviction_takes_the_least_wanted_of_the_coldest() {
         let mut s: Shard<u32, u32> =
             Shard::new(EvictionPolicy::LeastRecentlyUsed, 0).counting_frequencies(16);
+        // Counts decide once values are loaded (the sketch exists).
+        s.keep_load(12345, false, 0);
         for (key, count) in [(0, 5), (1, 1), (2, 4), (3, 1), (4, 2)] {
             resident_with_count(&mut s, key, count);
         }
