@@ -159,8 +159,8 @@ fn evict_frees_at_least_what_is_asked_coldest_first() {
     for k in 0..10 {
         assert_eq!(*c.get(&k).unwrap().unwrap(), value(k, 10_000));
     }
-    // The reads kept what fits (the budget had room); out again, and then
-    // nothing is left.
+    // Whatever the reads kept (under the admission in use) goes out again;
+    // then nothing is left.
     c.evict(usize::MAX).unwrap();
     assert_eq!(c.evict(1).unwrap(), 0, "nothing left to evict");
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::config::Key;
+use crate::config::{Admission, Key};
 use crate::engine::guard;
 use crate::engine::inner::Inner;
 use crate::error::{BackendError, Error, Result};
@@ -409,15 +409,17 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 Some(Slot::Loading(load)) => Arc::clone(load),
                 Some(Slot::Spilled(loc)) => {
                     let loc = *loc;
-                    // Room: memory not filled up to where eviction stops
-                    // (after an eviction, what was freed is for the values
-                    // that win their place), or, when an eviction empties
-                    // most of a small budget, to half of it.
-                    let room = self
-                        .budget
-                        .taken()
-                        .saturating_add(self.store.value_len(loc))
-                        <= self.marks().low.max(self.budget.limit() / 2);
+                    // Room (asked by frequency admission only): memory not
+                    // filled up to where eviction stops (after an eviction,
+                    // what was freed is for the values that win their
+                    // place), or, when an eviction empties most of a small
+                    // budget, to half of it.
+                    let room = self.config.admission == Admission::Frequency
+                        && self
+                            .budget
+                            .taken()
+                            .saturating_add(self.store.value_len(loc))
+                            <= self.marks().low.max(self.budget.limit() / 2);
                     let keep =
                         keep || shard.keep_load(self.hash_of(key), room, self.evicted.typical());
                     if !keep && (loc.len as usize) < self.config.large_value {
