@@ -64,11 +64,13 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     {
         let mut shard = self.inner.shard(key);
         let tick = shard.tick();
-        let epoch = shard.epoch();
+        let counting = shard.counting();
         match shard.map.get_mut(key) {
             Some(Slot::Resident(r)) => {
                 r.tick = tick;
-                r.freq.touch(epoch);
+                if let Some(epoch) = counting {
+                    r.freq.touch(epoch);
+                }
                 Counters::add(&self.inner.counters.hits, 1);
                 Some(Arc::clone(&r.value))
             }

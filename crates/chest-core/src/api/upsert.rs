@@ -141,11 +141,13 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             }
         };
         let tick = shard.tick();
-        let epoch = shard.epoch();
+        let counting = shard.counting();
         let Some(Slot::Resident(r)) = shard.map.get_mut(key) else {
             unreachable!("the value is resident under the same lock")
         };
-        r.freq.touch(epoch);
+        if let Some(epoch) = counting {
+            r.freq.touch(epoch);
+        }
         // Dirty before `f` runs, so a panic in `f` cannot leave a stale stored copy.
         if let Some(old) = r.stored.take() {
             self.inner.store.release(old);
@@ -238,12 +240,14 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let shard = match self.lock_resident(&key)? {
             Ok(mut shard) => {
                 let tick = shard.tick();
-                let epoch = shard.epoch();
+                let counting = shard.counting();
                 let Some(Slot::Resident(r)) = shard.map.get_mut(&key) else {
                     unreachable!("the value is resident under the same lock")
                 };
                 r.tick = tick;
-                r.freq.touch(epoch);
+                if let Some(epoch) = counting {
+                    r.freq.touch(epoch);
+                }
                 let value = Arc::clone(&r.value);
                 let heavy = r.weight > self.inner.config.budget;
                 let victim = heavy.then(|| self.take_clean_or_victim(&mut shard, &key));

@@ -22,6 +22,7 @@ use crate::engine::locks::join;
 use crate::engine::write_queue::{Outcome, Victim};
 use crate::error::{Error, Result};
 use crate::map::entry::Slot;
+use crate::map::frequency::Freq;
 use crate::map::shard::Shard;
 use crate::stats::Counters;
 use crate::store::{seal_shared, seal_whole, Loc, SegmentBuf, WholeRecord};
@@ -145,8 +146,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                     // Clean: an identical copy is stored; drop it without a write.
                     let freq = r.freq;
                     self.spill_resident(slot, loc);
-                    self.evicted.note(freq.get(shard.epoch()));
-                    shard.remember(self.hash_of(&key), freq);
+                    self.count_evicted(&mut shard, &key, freq);
                     Counters::add(&self.counters.evictions, 1);
                 }
                 None => {
@@ -157,6 +157,17 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             }
         }
         taken
+    }
+
+    /// A value of `key` left memory by eviction with `freq`: under
+    /// [`Admission::Frequency`](crate::Admission::Frequency) its count joins
+    /// the average of evicted counts and stays in the shard's sketch;
+    /// otherwise nothing is counted.
+    fn count_evicted(&self, shard: &mut Shard<K, V>, key: &K, freq: Freq) {
+        if let Some(epoch) = shard.counting() {
+            self.evicted.note(freq.get(epoch));
+            shard.remember(self.hash_of(key), freq);
+        }
     }
 
     /// Takes `key`'s resident, dirty value as a victim to be evicted.
@@ -419,8 +430,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 if evict {
                     let freq = r.freq;
                     self.spill_resident(slot, stored);
-                    self.evicted.note(freq.get(shard.epoch()));
-                    shard.remember(self.hash_of(&v.key), freq);
+                    self.count_evicted(shard, &v.key, freq);
                     Counters::add(&self.counters.evictions, 1);
                 } else {
                     r.stored = Some(stored);

@@ -248,11 +248,15 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             Ok((weight, value)) => {
                 if ours {
                     let fits = keep && weight <= self.config.budget;
-                    let freq = shard.loaded_freq(self.hash_of(key));
+                    let freq = shard
+                        .counting()
+                        .map(|_| shard.loaded_freq(self.hash_of(key)));
                     if let Some(slot) = shard.map.get_mut(key) {
                         *slot = if fits {
                             let mut r = Resident::new(Arc::clone(&value), weight, tick, Some(loc));
-                            r.freq = freq;
+                            if let Some(freq) = freq {
+                                r.freq = freq;
+                            }
                             Slot::Resident(r)
                         } else {
                             Slot::Spilled(loc)
@@ -393,12 +397,14 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         loop {
             let mut shard = self.shard(key);
             let tick = shard.tick();
-            let epoch = shard.epoch();
+            let counting = shard.counting();
             let waiting = match shard.map.get_mut(key) {
                 None => return Ok(None),
                 Some(Slot::Resident(r)) => {
                     r.tick = tick;
-                    r.freq.touch(epoch);
+                    if let Some(epoch) = counting {
+                        r.freq.touch(epoch);
+                    }
                     Counters::add(&self.counters.hits, 1);
                     return Ok(Some(Fetched {
                         value: Arc::clone(&r.value),

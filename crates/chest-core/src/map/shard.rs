@@ -121,6 +121,14 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         self.epoch
     }
 
+    /// The epoch, if this shard keeps counts
+    /// ([`Admission::Frequency`](crate::Admission::Frequency)); `None`
+    /// otherwise, and a hit or an eviction has no count to keep.
+    #[inline]
+    pub fn counting(&self) -> Option<u8> {
+        (self.sketch_width > 0).then_some(self.epoch)
+    }
+
     /// The count a value loaded now starts with in memory: its sketch's.
     pub fn loaded_freq(&self, h: u64) -> Freq {
         let count = self.sketch.as_ref().map_or(1, |s| s.estimate(h).max(1));
