@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use chest_core::{Backend, ChestBuilder, Error, ErrorKind, MemoryBackend};
+use chest_core::{Admission, Backend, ChestBuilder, Error, ErrorKind, MemoryBackend};
 use common::hooks::{ValueGates, Writes};
 use common::{
     check, failure, finishes, hooked, open_weighed as open, until, value, Op, Switch, BUDGET, HANG,
@@ -32,6 +32,40 @@ fn failing_puts() -> (Switch, Arc<dyn Backend>) {
 
 fn sized(i: u64) -> Vec<u8> {
     value(i, 1000 + i as usize)
+}
+
+/// Values that are stored (loaded ones) fill the whole budget: eviction
+/// drops them only as far as the budget needs, and keeps the margin below
+/// it (where eviction starts ahead of the budget) for values that must be
+/// written first. With 4 KiB values and a 1 MiB budget that margin is 16
+/// values: memory would sit at least 64 KiB below the budget.
+#[test]
+fn stored_values_fill_the_whole_budget() {
+    const MIB: usize = 1 << 20;
+    const SMALL: usize = 4096;
+    let b: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    let c = ChestBuilder::<u64, Vec<u8>>::with_weigher(Vec::len)
+        .memory_budget(MIB)
+        .count_entry_overhead(false)
+        .admission(Admission::EveryRead)
+        .open_backend(b)
+        .unwrap();
+    for k in 0..1024 {
+        c.insert(k, value(k, SMALL)).unwrap();
+    }
+    c.flush().unwrap();
+    c.evict(usize::MAX).unwrap();
+    assert_eq!(c.memory_usage(), 0);
+    for k in 0..1024 {
+        assert_eq!(*c.get(&k).unwrap().unwrap(), value(k, SMALL));
+        let usage = c.memory_usage();
+        assert!(usage <= MIB, "{usage} bytes over the budget");
+        if k >= 256 {
+            assert!(usage > MIB - SMALL, "{usage} bytes: the budget is not used");
+        }
+    }
+    assert_eq!(c.stats().spills, 1024, "nothing written again");
+    check(&c, true);
 }
 
 /// An insert returns while its eviction batch is being written.

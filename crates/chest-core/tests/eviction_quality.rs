@@ -87,8 +87,8 @@ fn mixed() -> Sizes {
 fn zipf_at_a_tenth_of_the_data_stays_near_the_oracle() {
     let t = Trace::zipf(5000, 0.99, 100_000, kib4(), 1);
     let r = measure(&t, 0.10);
-    // Today about 1.07x the oracle (frequency admission; the second-read
-    // doorkeeper before it: 1.36x). Goal (issue 21): 1.05x.
+    // Today 1.03-1.06x the oracle (frequency admission; the second-read
+    // doorkeeper, the default: 1.40x). Goal (issue 21): 1.05x.
     let (vs_oracle, _) = r.chest.ratio(r.oracle);
     assert!(vs_oracle <= 1.2, "{vs_oracle:.2}x the oracle's loads");
     assert!(
@@ -102,7 +102,7 @@ fn mixed_sizes_are_measured_in_bytes_too() {
     let t = Trace::zipf(5000, 0.99, 100_000, mixed(), 2);
     let r = measure(&t, 0.10);
     let (_, bytes_vs_oracle) = r.chest.ratio(r.oracle);
-    // Today 1.07x (second read: 1.45x).
+    // Today 1.04-1.05x (second read: 1.45x).
     assert!(
         bytes_vs_oracle <= 1.25,
         "{bytes_vs_oracle:.2}x the oracle's bytes"
@@ -121,13 +121,35 @@ fn a_loop_larger_than_memory_is_not_reloaded_whole() {
         lru_vs_belady > 4.0,
         "the trace defeats LRU: {lru_vs_belady:.2}"
     );
-    // Today 1.25x (second read: 1.6x). Goal: 1.1x.
-    assert!(vs_belady <= 1.45, "{vs_belady:.2}x Belady");
+    // Today 1.13x (second read: 1.6x). Goal: 1.1x.
+    assert!(vs_belady <= 1.25, "{vs_belady:.2}x Belady");
 }
 
 #[test]
 fn scans_and_shifts_and_one_hit_wonders_are_reported() {
+    // The same 2,000 keys read in order every 10,000 gets (a batch job
+    // over a table), between the gets of 5,000 Zipf keys.
     let scans = Trace::zipf_with_scans(
+        5000,
+        0.99,
+        100_000,
+        Scans {
+            every: 10_000,
+            len: 2000,
+            keys: 2000,
+        },
+        kib4(),
+        3,
+    );
+    // Today 1.19x Belady (second read: 1.47x; LRU 1.46x). Goal: 1.25x.
+    let r = measure(&scans, 0.10);
+    assert!(r.chest.ratio(r.belady).0 <= 1.3);
+    // Scans of keys read once each (20,000 of them): compulsory loads,
+    // not counted, but they take 80% of the data, so memory holds half of
+    // the Zipf keys, where marginal keys are read a handful of times in
+    // the trace and counts tell them apart slowly. Today 1.7x the oracle
+    // (3.75x Belady; second read: 2.07x the oracle, LRU 4.4x).
+    let fresh = Trace::zipf_with_scans(
         5000,
         0.99,
         100_000,
@@ -139,9 +161,12 @@ fn scans_and_shifts_and_one_hit_wonders_are_reported() {
         kib4(),
         3,
     );
-    // Today 4.5x Belady (second read: 4.9x; LRU: 9.8x). Goal: 1.25x.
-    let r = measure(&scans, 0.10);
-    assert!(r.chest.ratio(r.belady).0 <= 5.2);
+    let fresh = Trace {
+        name: "zipf + one-time scans".into(),
+        ..fresh
+    };
+    let r = measure(&fresh, 0.10);
+    assert!(r.chest.ratio(r.oracle).0 <= 1.9);
     let shifting = Trace::shifting(5000, 0.99, 100_000, 20_000, kib4(), 4);
     // Today 1.85x Belady, 1.0x the oracle (second read: 1.74x). Goal: 1.6x.
     let r = measure(&shifting, 0.10);

@@ -91,10 +91,13 @@ fn cases(p: &Params, seed: u64) -> Vec<Case> {
                 n,
                 0.99,
                 p.gets,
+                // The same range of 0.4 n keys read in order every
+                // tenth of the trace (a batch job over a table), between
+                // the gets of the Zipf keys.
                 Scans {
-                    every: p.gets / 20,
-                    len: n / 5,
-                    keys: n * 4,
+                    every: p.gets / 10,
+                    len: n * 2 / 5,
+                    keys: n * 2 / 5,
                 },
                 kib4,
                 seed + 2,

@@ -188,7 +188,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let mut errors = Vec::new();
         while budget.staying() > target {
             // Clean values are dropped as they are found; dirty ones come back.
-            let victims = self.inner.pick_victims(target);
+            let victims = self.inner.pick_victims(target, 0);
             if victims.is_empty() {
                 // Every shard was looked at: what is left cannot go now.
                 break;

@@ -64,7 +64,14 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// Takes victims, a little from each shard in turn, until `usage -
     /// inflight` is down to `target`: clean values are dropped at once,
     /// dirty ones are returned, marked `evicting` and counted in flight.
-    pub(crate) fn pick_victims(&self, target: usize) -> Vec<Victim<K, V>> {
+    ///
+    /// A clean value is dropped only while memory taken is above
+    /// `clean_floor`: dropping one costs nothing now but a read later, so
+    /// the margin below the budget that eviction keeps (the marks) is kept
+    /// for dirty values, whose writes take time, and clean ones fill the
+    /// budget. When the coldest value is clean and memory is already down
+    /// to the floor, it stays where it was and taking stops.
+    pub(crate) fn pick_victims(&self, target: usize, clean_floor: usize) -> Vec<Victim<K, V>> {
         let n = self.shards.len();
         let gap = self.config.budget.saturating_sub(target);
         let chunk = (gap / n).max(1);
@@ -75,7 +82,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 break;
             }
             let i = self.next_shard();
-            let taken = self.take_victims(i, chunk, target, &mut victims);
+            let Some(taken) = self.take_victims(i, chunk, target, clean_floor, &mut victims) else {
+                break;
+            };
             idle = if taken > 0 { 0 } else { idle + 1 };
         }
         victims
@@ -118,14 +127,17 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
 
     /// Takes about `chunk` bytes of the coldest values of shard `i`: clean
     /// ones are dropped at once, dirty ones become victims to be written
-    /// (still in memory, counted as in flight).
+    /// (still in memory, counted as in flight). `None`: the coldest value
+    /// is clean and memory taken is down to `clean_floor` (see
+    /// [`pick_victims`](Inner::pick_victims)), so taking stops.
     fn take_victims(
         &self,
         i: usize,
         chunk: usize,
         target: usize,
+        clean_floor: usize,
         victims: &mut Vec<Victim<K, V>>,
-    ) -> usize {
+    ) -> Option<usize> {
         let mut shard = self.lock_shard(i);
         let mut taken = 0;
         while taken < chunk {
@@ -140,8 +152,11 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             };
             let Slot::Resident(r) = slot else { continue };
             let w = r.weight;
-            taken += w;
             match r.stored {
+                Some(_) if self.budget.taken() <= clean_floor => {
+                    shard.unpop(key, at);
+                    return None;
+                }
                 Some(loc) => {
                     // Clean: an identical copy is stored; drop it without a write.
                     let freq = r.freq;
@@ -155,8 +170,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                     }
                 }
             }
+            taken += w;
         }
-        taken
+        Some(taken)
     }
 
     /// A value of `key` left memory by eviction with `freq`: under

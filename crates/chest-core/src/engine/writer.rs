@@ -101,7 +101,8 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         loop {
             if b.unfreed() > high {
                 // Room reserved for loads on their way counts as taken.
-                let victims = self.pick_victims(low.saturating_sub(b.reserved()));
+                // Clean values go only as far as the budget needs.
+                let victims = self.pick_victims(low.saturating_sub(b.reserved()), b.limit());
                 if !victims.is_empty() {
                     self.submit(victims);
                 }
@@ -151,7 +152,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 b.limit().saturating_sub(want)
             };
             if b.staying() > target {
-                let victims = self.pick_victims(target);
+                let victims = self.pick_victims(target, b.limit().saturating_sub(need));
                 if !victims.is_empty() {
                     self.submit(victims);
                 }

@@ -18,6 +18,10 @@
 //! - Eviction starts when `taken - inflight` passes the high mark, and takes
 //!   victims down to the low mark ([`marks`]); it looks at `taken - inflight`
 //!   because values already on their way out free their room when placed.
+//!   The marks are for values that must be written before they leave: a
+//!   clean value (its stored copy is current) leaves at once, so eviction
+//!   drops clean values only while `taken` is over the limit, and they fill
+//!   the whole budget (see `Inner::pick_victims`).
 //! - A chunk of loads is let in only while `taken + need <= limit`
 //!   ([`Budget::fits`]); callers decide when to wait (see `writer`).
 //!

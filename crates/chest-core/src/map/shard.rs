@@ -382,6 +382,20 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         }
     }
 
+    /// Puts back a key [`pop_coldest`](Shard::pop_coldest) gave and the
+    /// caller did not take, where it was: first in line.
+    pub fn unpop(&mut self, key: K, at: u32) {
+        match &mut self.order {
+            Order::Lru(fifo) => {
+                if let Some(r) = Self::eligible(self.map.get_hinted(&key, at)) {
+                    let tick = r.tick;
+                    fifo.push_front((key, tick, at));
+                }
+            }
+            Order::Largest(_) => self.enqueue(&key),
+        }
+    }
+
     /// The next key to evict (it stays in the map; the caller marks it),
     /// with a hint of its position in the index ([`NO_HINT`] if none).
     pub fn pop_coldest(&mut self) -> Option<(K, u32)> {
@@ -488,6 +502,29 @@ mod tests {
         }
         let order: Vec<u32> = std::iter::from_fn(|| s.pop_coldest().map(|(k, _)| k)).collect();
         assert_eq!(order, vec![2, 3, 4, 0, 1]);
+    }
+
+    #[test]
+    fn a_key_popped_and_put_back_is_first_in_line_again() {
+        for policy in [
+            EvictionPolicy::LeastRecentlyUsed,
+            EvictionPolicy::LargestFirst,
+        ] {
+            let mut s: Shard<u32, u32> = Shard::new(policy, 0);
+            for k in 0..4u32 {
+                let tick = s.tick();
+                s.map.insert(
+                    k,
+                    Slot::Resident(Resident::new(Arc::new(k), 10 - k as usize, tick, None)),
+                );
+                s.enqueue(&k);
+            }
+            let (first, at) = s.pop_coldest().unwrap();
+            s.unpop(first, at);
+            s.check_order().unwrap();
+            let order: Vec<u32> = std::iter::from_fn(|| s.pop_coldest().map(|(k, _)| k)).collect();
+            assert_eq!(order, vec![0, 1, 2, 3], "{policy:?}");
+        }
     }
 
     #[test]

@@ -127,7 +127,8 @@ impl Sizes {
 
 /// Sequential scans in a trace ([`Trace::zipf_with_scans`]): every `every`
 /// gets, a scan of `len` keys taken in turn from `keys` keys of their own
-/// (each read about once per `keys / len` scans).
+/// (each read about once per `keys / len` scans; with `keys == len`, every
+/// scan reads the same range, as a periodic batch job over a table).
 #[derive(Debug, Clone, Copy)]
 pub struct Scans {
     /// Gets between two scans.
