@@ -71,8 +71,9 @@ class Chest(_Chest, MutableMapping):
         memory) in the budget (default); ``False`` counts the weights only.
     keep_loaded
         Keep every value read from the store in memory (``False``, the
-        default: kept when read a second time soon, so one pass over the
-        chest does not push out the values in use).
+        default: kept while memory has room, then only when it was wanted
+        more often lately than the values it would push out, so one pass
+        over the chest does not push out the values in use).
     eviction_batch
         How far below the budget an eviction goes, in bytes (default 1/16
         of the budget); 1 evicts only until the values fit.

@@ -249,12 +249,10 @@ impl PyChest {
             .read_only(read_only)
             .eviction_policy(policy(eviction)?)
             .flush_on_drop(flush_on_drop)
-            .count_entry_overhead(count_overhead)
-            .admission(if keep_loaded {
-                Admission::EveryRead
-            } else {
-                Admission::SecondRead
-            });
+            .count_entry_overhead(count_overhead);
+        if keep_loaded {
+            builder = builder.admission(Admission::EveryRead);
+        }
         if let Some(b) = memory_budget {
             builder = builder.memory_budget(b);
         }

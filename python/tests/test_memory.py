@@ -67,8 +67,23 @@ def test_keep_loaded_keeps_every_value_read_back():
         with Chest(memory_budget=64 * KiB, keep_loaded=keep, shards=1) as c:
             c["cold"] = np.zeros(2000)
             c.spill("cold")
+            for i in range(200):  # memory full of small values
+                c[i] = bytes(1000)
             c["cold"]  # read once
             assert c.in_memory("cold") is expect_kept
+
+
+def test_a_value_read_again_is_kept_by_default():
+    with Chest(memory_budget=64 * KiB, shards=1) as c:
+        c["warm"] = np.zeros(2000)
+        c.spill("warm")
+        for i in range(200):
+            c[i] = bytes(1000)
+        loads = c.stats()["loads"]
+        for _ in range(3):
+            assert c["warm"].shape == (2000,)
+        assert c.stats()["loads"] == loads + 2, "kept on its second read"
+        assert c.in_memory("warm")
 
 
 def test_a_failed_flush_names_each_kind(tmp_path):

@@ -44,19 +44,18 @@ pub enum EvictionPolicy {
 /// Keeping every loaded value lets a scan of values read once push out the
 /// values in use (and, if those are dirty, write them): reading a chest
 /// bigger than its budget from end to end would cycle every value through
-/// memory for nothing. By default ([`SecondRead`](Admission::SecondRead)) a
-/// loaded value is kept when it is read a second time within a while (the
-/// chest remembers the keys of recent loads it did not keep, a few
-/// thousand per chest, as 4-byte fingerprints), as 2Q and TinyLFU's
-/// doorkeeper do. [`Frequency`](Admission::Frequency) keeps a loaded value
-/// while the budget has room, and once memory is full only when it was
-/// wanted more often lately than the values eviction takes (and more than
-/// once), as TinyLFU admits: a value read once does not push out one read
-/// often, a loop over more values than fit does not wash the memory out,
-/// and the values kept converge to the ones read most. On traces of
-/// independent draws (Zipf 0.99, memory a tenth of the data) it loads about
-/// 1.07x what keeping the most requested keys would, where the second-read
-/// rule loads 1.36x (`tests/eviction_quality.rs`).
+/// memory for nothing. By default ([`Frequency`](Admission::Frequency)) a
+/// loaded value is kept while memory is below where eviction stops (the
+/// budget less an eviction batch or two), and after that only when it was wanted more often lately than the values eviction
+/// takes, and more than once, as TinyLFU admits: a value read once does not
+/// push out one read often, a loop over more values than fit does not wash
+/// the memory out, and the values kept converge to the ones read most. On
+/// traces of independent draws (Zipf 0.99, memory a tenth of the data) it
+/// loads 1.04-1.07x what keeping the most requested keys would, where
+/// keeping a value on its second read ([`SecondRead`](Admission::SecondRead))
+/// loads 1.4x and keeping every load 1.55x; on a loop over 1.25x as many
+/// values as fit, 1.02x the offline optimum, where LRU reloads every value
+/// (`tests/eviction_quality.rs`, W7 in `chest-bench`).
 ///
 /// `update`, [`prefetch`](crate::Chest::prefetch) and the values a
 /// `get_or_insert_with` style call loads are always kept: they say the value
@@ -64,20 +63,23 @@ pub enum EvictionPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Admission {
-    /// Kept on its second load within a while; read once, a value is
-    /// handed to the caller and only the stored copy remains (the default).
-    #[default]
+    /// Kept on its second load within a while (the chest remembers the
+    /// keys of recent loads it did not keep, a few thousand per chest, as
+    /// 4-byte fingerprints, as 2Q does); read once, a value is handed to
+    /// the caller and only the stored copy remains.
     SecondRead,
     /// Kept on every load, as Python's `chest` did: a value read stays in
     /// memory, pushing out the coldest.
     EveryRead,
-    /// Kept when the budget has room for it, or when it was wanted more
-    /// often lately than the value eviction would take next (the counts of
-    /// values in memory are exact; those of spilled keys are kept in a
-    /// sketch of 4-bit counters, about one per KiB of budget; all counts
-    /// are halved as time passes, so a change of what is wanted is followed).
-    /// Not yet the default: on uniform random reads of many small values
-    /// (W2) it keeps and evicts more than it gains, about 15-30% slower.
+    /// Kept while memory is below where eviction stops, or when it was wanted more
+    /// often lately, and more than once, than the values eviction takes
+    /// (the default). Counts: for values in memory, the rounds of the
+    /// eviction queue in which they were used (a hit costs nothing more);
+    /// for spilled keys, their loads, in a sketch of 4-bit counters with at
+    /// least one counter a row per key; all are halved as time passes, so a
+    /// change of what is wanted is followed. Eviction takes the least
+    /// wanted of the few values coldest by recency.
+    #[default]
     Frequency,
 }
 

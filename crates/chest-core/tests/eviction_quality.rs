@@ -3,9 +3,8 @@
 //! oracle on the same trace (see `chest_core::testing::traces`).
 //!
 //! The fast set runs in `cargo test` with gates a little above what
-//! `Admission::Frequency` (the policy under study; not yet the default)
-//! reaches today (so a change that makes eviction worse
-//! fails), and prints every figure:
+//! `Admission::Frequency` (the default) reaches today (so a change that
+//! makes eviction worse fails), and prints every figure:
 //!
 //! ```sh
 //! cargo test -p chest-core --features testing --release --test eviction_quality -- --nocapture

@@ -1,5 +1,5 @@
-//! W7, eviction quality: the chest (`Admission::Frequency`, the policy
-//! meant to become the default; `memory://`, the caller writing) replays synthetic traces of gets over spilled values,
+//! W7, eviction quality: the chest (`Admission::Frequency`, the default;
+//! `memory://`, the caller writing) replays synthetic traces of gets over spilled values,
 //! and its loads are compared with Belady's offline optimum and the
 //! popularity oracle on the same trace (`chest_core::testing::traces`; the
 //! first 20% of each trace and every key's first get not counted). No

@@ -109,8 +109,9 @@ impl<K: Key, V: Send + Sync + 'static, S> ChestBuilder<K, V, S> {
     }
 
     /// Whether a value that `get` loads from the backend stays in memory:
-    /// on its second load within a while (the default, so that values read
-    /// once do not push out the values in use), or on every load. See
+    /// when it was wanted more often than what it would push out (the
+    /// default, so that values read once do not push out the values in
+    /// use), on its second load within a while, or on every load. See
     /// [`Admission`].
     pub fn admission(mut self, admission: Admission) -> Self {
         self.config.admission = admission;

@@ -64,13 +64,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     {
         let mut shard = self.inner.shard(key);
         let tick = shard.tick();
-        let counting = shard.counting();
         match shard.map.get_mut(key) {
             Some(Slot::Resident(r)) => {
                 r.tick = tick;
-                if let Some(epoch) = counting {
-                    r.freq.touch(epoch);
-                }
                 Counters::add(&self.inner.counters.hits, 1);
                 Some(Arc::clone(&r.value))
             }

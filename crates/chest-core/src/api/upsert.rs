@@ -141,13 +141,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             }
         };
         let tick = shard.tick();
-        let counting = shard.counting();
         let Some(Slot::Resident(r)) = shard.map.get_mut(key) else {
             unreachable!("the value is resident under the same lock")
         };
-        if let Some(epoch) = counting {
-            r.freq.touch(epoch);
-        }
         // Dirty before `f` runs, so a panic in `f` cannot leave a stale stored copy.
         if let Some(old) = r.stored.take() {
             self.inner.store.release(old);
@@ -240,14 +236,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         let shard = match self.lock_resident(&key)? {
             Ok(mut shard) => {
                 let tick = shard.tick();
-                let counting = shard.counting();
                 let Some(Slot::Resident(r)) = shard.map.get_mut(&key) else {
                     unreachable!("the value is resident under the same lock")
                 };
                 r.tick = tick;
-                if let Some(epoch) = counting {
-                    r.freq.touch(epoch);
-                }
                 let value = Arc::clone(&r.value);
                 let heavy = r.weight > self.inner.config.budget;
                 let victim = heavy.then(|| self.take_clean_or_victim(&mut shard, &key));

@@ -397,14 +397,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         loop {
             let mut shard = self.shard(key);
             let tick = shard.tick();
-            let counting = shard.counting();
             let waiting = match shard.map.get_mut(key) {
                 None => return Ok(None),
                 Some(Slot::Resident(r)) => {
                     r.tick = tick;
-                    if let Some(epoch) = counting {
-                        r.freq.touch(epoch);
-                    }
                     Counters::add(&self.counters.hits, 1);
                     return Ok(Some(Fetched {
                         value: Arc::clone(&r.value),

@@ -89,7 +89,8 @@ pub(crate) struct Resident<V> {
     /// Shard clock at the last access (for LRU).
     pub tick: u64,
     /// How often it was wanted lately (for
-    /// [`Admission::Frequency`](crate::Admission::Frequency)).
+    /// [`Admission::Frequency`](crate::Admission::Frequency)): the rounds of
+    /// the eviction queue in which it was used (see [`crate::map::frequency`]).
     pub freq: Freq,
     /// Where an identical copy is stored, if any: evicting it costs no write.
     pub stored: Option<Loc>,

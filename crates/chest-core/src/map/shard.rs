@@ -67,7 +67,8 @@ enum Order<K> {
     /// (inserted, loaded, updated), each with the tick it had then. A hit
     /// only stamps the entry's tick (no queue operation); a key whose tick
     /// is newer than its copy's when it reaches the front was used since:
-    /// it gets a second chance at the back instead of leaving. Copies of
+    /// it gets a second chance at the back instead of leaving (and, with
+    /// counts kept, one more to its count). Copies of
     /// keys that are no longer eligible (spilled, removed, pinned, evicting)
     /// are dropped when met. Every eligible key has a copy; stale copies are
     /// cleared by a rebuild when they outnumber the live ones. Every
@@ -123,7 +124,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     /// The epoch, if this shard keeps counts
     /// ([`Admission::Frequency`](crate::Admission::Frequency)); `None`
-    /// otherwise, and a hit or an eviction has no count to keep.
+    /// otherwise, and a load or an eviction has no count to keep.
     #[inline]
     pub fn counting(&self) -> Option<u8> {
         (self.sketch_width > 0).then_some(self.epoch)
@@ -161,9 +162,10 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             let Some((key, queued, at)) = fifo.pop_front() else {
                 break;
             };
-            match Self::eligible(self.map.get_hinted(&key, at)) {
+            match Self::eligible_mut(self.map.get_mut_hinted(&key, at)) {
                 None => {} // a stale copy
                 Some(r) if r.tick > queued => {
+                    r.freq.touch(epoch);
                     let tick = r.tick;
                     fifo.push_back((key, tick, at));
                 }
@@ -266,6 +268,13 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     /// Whether a resident value may be chosen for eviction.
     fn eligible(slot: Option<&Slot<V>>) -> Option<&Resident<V>> {
+        match slot {
+            Some(Slot::Resident(r)) if !r.pinned && !r.evicting => Some(r),
+            _ => None,
+        }
+    }
+
+    fn eligible_mut(slot: Option<&mut Slot<V>>) -> Option<&mut Resident<V>> {
         match slot {
             Some(Slot::Resident(r)) if !r.pinned && !r.evicting => Some(r),
             _ => None,
@@ -413,13 +422,16 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         match &mut self.order {
             Order::Lru(fifo) => loop {
                 let (key, queued, at) = fifo.pop_front()?;
-                let Some(r) = Self::eligible(self.map.get_hinted(&key, at)) else {
+                let Some(r) = Self::eligible_mut(self.map.get_mut_hinted(&key, at)) else {
                     continue; // a stale copy
                 };
                 if r.tick <= queued {
                     return Some((key, at));
                 }
                 // Touched since it was queued: its place is at the back.
+                if self.sketch_width > 0 {
+                    r.freq.touch(self.epoch);
+                }
                 let tick = r.tick;
                 fifo.push_back((key, tick, at));
             },

@@ -404,9 +404,59 @@ pub fn clean_values_not_rewritten(target: &dyn Target) {
     assert_eq!(after.bytes_written, before.bytes_written);
 }
 
-/// By default a value `get` loads stays in memory on its second load, not
-/// its first (values read once do not push out others); `update` and
-/// `prefetch` keep it at once; with `Admission::EveryRead` every load stays.
+/// By default (`Admission::Frequency`) a value `get` loads stays in memory
+/// while the budget has room; once memory is full, a value read once is
+/// handed over and pushes nothing out, and one read again is kept.
+pub fn loads_are_kept_when_wanted_more_than_what_they_push_out(target: &dyn Target) {
+    let loc = target.fresh();
+    let c: Chest<u64, Bytes> = ChestBuilder::new()
+        .memory_budget(256 << 10)
+        .shards(1)
+        .reader_grace(std::time::Duration::ZERO)
+        .open_backend(loc.open().expect("open the backend"))
+        .expect("open the chest");
+    for i in 0..512u64 {
+        c.insert(i, value(i, 1024)).unwrap();
+    }
+    c.flush().unwrap();
+    c.evict(usize::MAX).unwrap();
+    // Memory fills up with loads while the budget has room (up to where
+    // eviction stops).
+    for i in 0..200u64 {
+        assert_eq!(*c.get(&i).unwrap().unwrap(), value(i, 1024));
+    }
+    let before = c.stats();
+    assert!(before.resident > 0, "loads into room are kept: {before:?}");
+    assert!(c.memory_usage() <= 256 << 10);
+    for i in 200..232u64 {
+        assert_eq!(*c.get(&i).unwrap().unwrap(), value(i, 1024));
+    }
+    let once = c.stats();
+    assert_eq!(once.loads, before.loads + 32, "each first read loads");
+    assert_eq!(
+        (once.evictions, once.resident),
+        (before.evictions, before.resident),
+        "read once into a full memory, nothing was kept or pushed out"
+    );
+    let k = 300u64;
+    assert!(!c.is_in_memory(&k));
+    for _ in 0..3 {
+        assert_eq!(*c.get(&k).unwrap().unwrap(), value(k, 1024));
+    }
+    let after = c.stats();
+    assert_eq!(
+        after.loads,
+        once.loads + 2,
+        "read twice, the value was kept: {after:?}"
+    );
+    assert!(c.is_in_memory(&k));
+    assert!(c.memory_usage() <= 256 << 10);
+}
+
+/// With `Admission::SecondRead` a value `get` loads stays in memory on its
+/// second load, not its first (values read once do not push out others);
+/// `update` and `prefetch` keep it at once; with `Admission::EveryRead`
+/// every load stays.
 pub fn loads_are_kept_on_second_read(target: &dyn Target) {
     let loc = target.fresh();
     // The budget holds about 200 of the 512 values. One shard, so that
@@ -416,6 +466,7 @@ pub fn loads_are_kept_on_second_read(target: &dyn Target) {
     let c: Chest<u64, Bytes> = ChestBuilder::new()
         .memory_budget(256 << 10)
         .shards(1)
+        .admission(crate::Admission::SecondRead)
         .reader_grace(std::time::Duration::ZERO)
         .open_backend(loc.open().expect("open the backend"))
         .expect("open the chest");
