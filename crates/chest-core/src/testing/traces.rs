@@ -4,7 +4,7 @@
 //! A [`Trace`] is a sequence of gets over keys `0..keys`, each key with a
 //! fixed size. Generators: [`Trace::zipf`], [`Trace::zipf_with_scans`],
 //! [`Trace::cycle`], [`Trace::shifting`], [`Trace::one_hit_wonders`]; sizes
-//! by [`Sizes`]. Yardsticks, on the same trace and memory: [`belady`] (the
+//! by [`Sizes`]. Recorded traces: [`Trace::recorded`], [`Trace::cache2k`]. Yardsticks, on the same trace and memory: [`belady`] (the
 //! offline optimum: evict what is next used farthest in the future), an
 //! exact [`lru`], and the [`oracle`] that keeps the keys requested most
 //! (Aho, Denning & Ullman: under independent draws no online policy loads
@@ -277,6 +277,41 @@ impl Trace {
         }
     }
 
+    /// A recorded trace: `keys` are opaque (any `u64`), renamed `0..n` in
+    /// the order they first appear.
+    pub fn recorded(name: &str, keys: impl IntoIterator<Item = u64>, sizes: Sizes) -> Self {
+        let mut names: HashMap<u64, u32> = HashMap::new();
+        let gets = keys
+            .into_iter()
+            .map(|k| {
+                let next = names.len() as u32;
+                *names.entry(k).or_insert(next)
+            })
+            .collect();
+        Self {
+            name: name.into(),
+            keys: names.len() as u32,
+            gets,
+            sizes,
+        }
+    }
+
+    /// A trace of the cache2k project's format (`../shared/traces/`, once
+    /// decompressed): one key per access, 4-byte big-endian signed
+    /// integers. A trailing partial key is an error.
+    pub fn cache2k(name: &str, bytes: &[u8], sizes: Sizes) -> std::result::Result<Self, String> {
+        if bytes.len() % 4 != 0 {
+            return Err(format!(
+                "{name}: {} bytes is not a whole number of 4-byte keys",
+                bytes.len()
+            ));
+        }
+        let keys = bytes
+            .chunks_exact(4)
+            .map(|c| i32::from_be_bytes([c[0], c[1], c[2], c[3]]) as u32 as u64);
+        Ok(Self::recorded(name, keys, sizes))
+    }
+
     /// Bytes of every key's value together.
     pub fn data_bytes(&self) -> u64 {
         (0..self.keys).map(|k| u64::from(self.sizes.of(k))).sum()
@@ -511,6 +546,16 @@ mod tests {
         // Oracle: 0 (4 reads, 3 counted) and 1 (3, 2 counted) kept; 2 loaded
         // once counted, 3 never counted.
         assert_eq!(oracle(&t, 2, 0, false).count, 1);
+    }
+
+    #[test]
+    fn a_cache2k_trace_is_read_as_big_endian_keys_renamed_in_order() {
+        let bytes = [0, 0, 0, 7, 0xff, 0xff, 0xff, 0xfe, 0, 0, 0, 7, 0, 0, 1, 0];
+        let t = Trace::cache2k("t", &bytes, Sizes::Uniform(1)).unwrap();
+        assert_eq!((t.keys, t.gets), (3, vec![0, 1, 0, 2]));
+        assert!(Trace::cache2k("t", &bytes[..5], Sizes::Uniform(1))
+            .unwrap_err()
+            .contains("5 bytes"));
     }
 
     #[test]
