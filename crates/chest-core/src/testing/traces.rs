@@ -300,7 +300,7 @@ impl Trace {
     /// decompressed): one key per access, 4-byte big-endian signed
     /// integers. A trailing partial key is an error.
     pub fn cache2k(name: &str, bytes: &[u8], sizes: Sizes) -> std::result::Result<Self, String> {
-        if bytes.len() % 4 != 0 {
+        if !bytes.len().is_multiple_of(4) {
             return Err(format!(
                 "{name}: {} bytes is not a whole number of 4-byte keys",
                 bytes.len()
