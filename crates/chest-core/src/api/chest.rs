@@ -15,7 +15,7 @@ use crate::config::{Config, Key, Weigher};
 use crate::engine::inner::Inner;
 use crate::error::{Error, Result};
 use crate::map::entry::{Resident, Slot};
-use crate::map::frequency::Freq;
+use crate::map::policy::frequency::Freq;
 use crate::map::shard::Shard;
 use crate::stats::{Counters, Stats};
 use crate::value::serializer::{Cbor, Serializer};
@@ -174,7 +174,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     ) {
         let tick = shard.tick();
         let mut resident = Resident::new(value, weight, tick, None);
-        resident.freq = Freq::new(1, shard.epoch());
+        resident.freq = Freq::new(1, shard.counting().unwrap_or(0));
         let slot = Slot::Resident(resident);
         let old = shard.map.insert(key.clone(), slot);
         self.inner.budget.admit(weight);

@@ -22,7 +22,7 @@ use crate::engine::locks::join;
 use crate::engine::write_queue::{Outcome, Victim};
 use crate::error::{Error, Result};
 use crate::map::entry::Slot;
-use crate::map::frequency::Freq;
+use crate::map::policy::frequency::Freq;
 use crate::map::shard::Shard;
 use crate::stats::Counters;
 use crate::store::{seal_shared, seal_whole, Loc, SegmentBuf, WholeRecord};

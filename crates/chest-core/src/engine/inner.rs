@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::map::budget::Budget;
 use crate::map::changes::Changes;
 use crate::map::entry::{Resident, Slot};
-use crate::map::frequency::Evicted;
+use crate::map::policy::frequency::Evicted;
 use crate::map::shard::{Shard, ShardHash};
 use crate::stats::Counters;
 use crate::store::{Loc, Store};
@@ -70,7 +70,7 @@ pub(crate) struct Inner<K: Key, V: Send + Sync + 'static, S: Serializer<V>> {
 pub(crate) fn entry_overhead<K, V>() -> usize {
     std::mem::size_of::<Resident<V>>()
         + 2 * std::mem::size_of::<usize>()
-        + 2 * std::mem::size_of::<crate::map::shard::Queued<K>>()
+        + 2 * std::mem::size_of::<crate::map::policy::lru::Queued<K>>()
         + 3 * 16
 }
 

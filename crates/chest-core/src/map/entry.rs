@@ -79,7 +79,7 @@
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
-use crate::map::frequency::Freq;
+use crate::map::policy::frequency::Freq;
 use crate::store::Loc;
 
 /// A value in memory.
@@ -90,7 +90,7 @@ pub(crate) struct Resident<V> {
     pub tick: u64,
     /// How often it was wanted lately (for
     /// [`Admission::Frequency`](crate::Admission::Frequency)): the rounds of
-    /// the eviction queue in which it was used (see [`crate::map::frequency`]).
+    /// the eviction queue in which it was used (see [`crate::map::policy::frequency`]).
     pub freq: Freq,
     /// Where an identical copy is stored, if any: evicting it costs no write.
     pub stored: Option<Loc>,

@@ -174,6 +174,139 @@ impl Sketch {
     }
 }
 
+/// Accesses per counter of the sketch in an epoch (TinyLFU's sample of ten
+/// times the cache's size).
+const EPOCH_ACCESSES_PER_COUNTER: u64 = 10;
+
+/// What a shard keeps under [`Admission::Frequency`](crate::Admission::Frequency)
+/// besides the counts in its entries: the sketch of the keys not in memory,
+/// the epoch all counts are aged to, and the admission rule. The shard
+/// passes its clock (accesses so far) and its number of keys.
+pub(crate) struct Counts {
+    /// Counters a row of the sketch, at least (a power of two).
+    width: usize,
+    /// Counts of the keys not in memory, allocated at the first load:
+    /// until then every value was inserted, their counts say little, and
+    /// eviction goes by recency alone ([`Counts::deciding`]).
+    sketch: Option<Sketch>,
+    /// The epoch of the counts (see the [module](self)).
+    epoch: u8,
+    /// The shard clock at which the next epoch begins.
+    next_epoch: u64,
+}
+
+impl Counts {
+    /// Counts with a sketch of at least `width` counters a row, from the
+    /// shard clock `clock` on.
+    pub fn new(width: usize, clock: u64) -> Self {
+        let width = width.max(16).next_power_of_two();
+        let mut counts = Self {
+            width,
+            sketch: None,
+            epoch: 0,
+            next_epoch: 0,
+        };
+        counts.next_epoch = clock + counts.epoch_length();
+        counts
+    }
+
+    /// The epoch counts are aged to.
+    pub fn epoch(&self) -> u8 {
+        self.epoch
+    }
+
+    /// Whether loads have happened, so the counts decide what is evicted.
+    pub fn deciding(&self) -> bool {
+        self.sketch.is_some()
+    }
+
+    /// The count a value loaded now starts with in memory: its sketch's.
+    pub fn loaded_freq(&self, h: u64) -> Freq {
+        let count = self.sketch.as_ref().map_or(1, |s| s.estimate(h).max(1));
+        Freq::new(count, self.epoch)
+    }
+
+    /// A value of hash `h` leaves memory with `freq`: its count stays in
+    /// the sketch, so a load of it later knows it.
+    pub fn remember(&mut self, h: u64, freq: Freq, clock: u64, keys: usize) {
+        self.age(clock, keys);
+        if let Some(sketch) = &mut self.sketch {
+            let count = freq.get(self.epoch);
+            let known = sketch.estimate(h);
+            if count > known {
+                sketch.add(h, count - known);
+            }
+        }
+    }
+
+    /// Whether a value loaded now for the key of hash `h` stays in memory:
+    /// when there is `room` for it, or when it is wanted more often than
+    /// what eviction takes (`evicted`, the typical count of evicted values)
+    /// and not for the first time (as TinyLFU's doorkeeper: a value read
+    /// once never pushes out one that was read before). Counts the load.
+    pub fn keep_load(&mut self, h: u64, room: bool, evicted: u8, clock: u64, keys: usize) -> bool {
+        self.age(clock, keys);
+        let width = self.sketch_size(keys);
+        let wanted = self
+            .sketch
+            .get_or_insert_with(|| Sketch::new(width))
+            .add(h, 1);
+        room || wanted > evicted.max(1)
+    }
+
+    /// Begins the next epoch if enough accesses passed since this one
+    /// began. Called where counts are compared or kept (a load, an
+    /// eviction), not on a hit: while only hits happen no count is
+    /// compared, and the counts age when the next comparison comes.
+    fn age(&mut self, clock: u64, keys: usize) {
+        if clock >= self.next_epoch {
+            self.next_epoch_begins(clock, keys);
+        }
+    }
+
+    /// Counters a row of the sketch should have: at least one per key of
+    /// the shard (a sketch narrower than the keys it counts gives most of
+    /// them the counts of others: with small values, many more keys than
+    /// KiB of budget), at least the width set.
+    fn sketch_size(&self, keys: usize) -> usize {
+        self.width.max(keys.next_power_of_two())
+    }
+
+    /// Accesses in an epoch.
+    pub fn epoch_length(&self) -> u64 {
+        EPOCH_ACCESSES_PER_COUNTER * self.width as u64
+    }
+
+    /// Ages every count by as many epochs as passed.
+    #[cold]
+    fn next_epoch_begins(&mut self, clock: u64, keys: usize) {
+        // As many epochs as passed since the last look (a run of hits does
+        // not look).
+        let len = self.epoch_length();
+        let passed = (clock - self.next_epoch) / len + 1;
+        self.epoch = self.epoch.wrapping_add(passed.min(255) as u8);
+        self.next_epoch = clock + len;
+        let size = self.sketch_size(keys);
+        if let Some(sketch) = &mut self.sketch {
+            if sketch.width() * 2 <= size {
+                // The shard outgrew it: a wider one (the counts start over).
+                *sketch = Sketch::new(size);
+            } else {
+                // Four halvings empty a 4-bit counter.
+                for _ in 0..passed.min(4) {
+                    sketch.halve();
+                }
+            }
+        }
+    }
+
+    /// The sketch's count of the key of hash `h` (for tests).
+    #[cfg(test)]
+    pub fn estimate(&self, h: u64) -> u8 {
+        self.sketch.as_ref().map_or(0, |s| s.estimate(h))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

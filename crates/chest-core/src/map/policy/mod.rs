@@ -1,0 +1,37 @@
+//! The memory tier's policy, in units a shard calls under its lock (no I/O,
+//! no locks or threads of their own), each in its own file with its unit
+//! tests:
+//!
+//! - which resident value leaves first ([`EvictionPolicy`](crate::EvictionPolicy)):
+//!   [`lru`] (a CLOCK queue; with counts, the least wanted of the few
+//!   coldest) or [`largest`] (a priority queue by weight);
+//! - whether a value `get` loads stays ([`Admission`](crate::Admission)):
+//!   by counts ([`frequency`]: TinyLFU's rule, the default), on its second
+//!   read ([`doorkeeper`]), or always.
+//!
+//! The shard owns the state and passes its index where a unit needs to look
+//! at an entry (whether it may be evicted, its tick, its count).
+
+pub(crate) mod doorkeeper;
+pub(crate) mod frequency;
+pub(crate) mod largest;
+pub(crate) mod lru;
+
+use crate::map::entry::{Resident, Slot};
+
+/// A resident value that may be chosen for eviction (neither pinned nor
+/// being evicted).
+pub(crate) fn eligible<V>(slot: Option<&Slot<V>>) -> Option<&Resident<V>> {
+    match slot {
+        Some(Slot::Resident(r)) if !r.pinned && !r.evicting => Some(r),
+        _ => None,
+    }
+}
+
+/// [`eligible`], to change it.
+pub(crate) fn eligible_mut<V>(slot: Option<&mut Slot<V>>) -> Option<&mut Resident<V>> {
+    match slot {
+        Some(Slot::Resident(r)) if !r.pinned && !r.evicting => Some(r),
+        _ => None,
+    }
+}
