@@ -189,3 +189,20 @@ impl<V> Load<V> {
         }
     }
 }
+
+/// A resident value that may be chosen for eviction (neither pinned nor
+/// being evicted).
+pub(crate) fn eligible<V>(slot: Option<&Slot<V>>) -> Option<&Resident<V>> {
+    match slot {
+        Some(Slot::Resident(r)) if !r.pinned && !r.evicting => Some(r),
+        _ => None,
+    }
+}
+
+/// [`eligible`], to change it.
+pub(crate) fn eligible_mut<V>(slot: Option<&mut Slot<V>>) -> Option<&mut Resident<V>> {
+    match slot {
+        Some(Slot::Resident(r)) if !r.pinned && !r.evicting => Some(r),
+        _ => None,
+    }
+}

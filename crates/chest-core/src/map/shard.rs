@@ -5,10 +5,10 @@
 use std::hash::Hash;
 
 use crate::config::EvictionPolicy;
+use crate::map::entry::eligible;
 use crate::map::entry::Slot;
 use crate::map::index::Index;
 use crate::map::policy::doorkeeper::{Recent, WAYS};
-use crate::map::policy::eligible;
 use crate::map::policy::frequency::{Counts, Freq};
 use crate::map::policy::largest::Largest;
 use crate::map::policy::lru::Lru;

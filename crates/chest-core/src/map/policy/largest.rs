@@ -4,7 +4,7 @@
 use priority_queue::PriorityQueue;
 use std::hash::Hash;
 
-use super::eligible;
+use crate::map::entry::eligible;
 use crate::map::entry::Slot;
 use crate::map::index::{FastHash, Index};
 

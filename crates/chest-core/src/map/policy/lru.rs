@@ -20,8 +20,8 @@
 use std::collections::VecDeque;
 use std::hash::Hash;
 
-use super::{eligible, eligible_mut};
 use crate::map::entry::Slot;
+use crate::map::entry::{eligible, eligible_mut};
 use crate::map::index::Index;
 
 /// A key's copy in the queue: the key, its tick when queued, and its

@@ -16,22 +16,3 @@ pub(crate) mod doorkeeper;
 pub(crate) mod frequency;
 pub(crate) mod largest;
 pub(crate) mod lru;
-
-use crate::map::entry::{Resident, Slot};
-
-/// A resident value that may be chosen for eviction (neither pinned nor
-/// being evicted).
-pub(crate) fn eligible<V>(slot: Option<&Slot<V>>) -> Option<&Resident<V>> {
-    match slot {
-        Some(Slot::Resident(r)) if !r.pinned && !r.evicting => Some(r),
-        _ => None,
-    }
-}
-
-/// [`eligible`], to change it.
-pub(crate) fn eligible_mut<V>(slot: Option<&mut Slot<V>>) -> Option<&mut Resident<V>> {
-    match slot {
-        Some(Slot::Resident(r)) if !r.pinned && !r.evicting => Some(r),
-        _ => None,
-    }
-}
