@@ -403,6 +403,9 @@ fn notes() -> Vec<Value> {
         "W2: every side is durable once, at the end of its insert phase (chest flush; \
          redb Durability::None then Immediate on the last commit; fjall persist(SyncAll)); \
          keys inserted in ascending order; the read phase includes the reopen. \
+         'redb' and 'fjall' run with their caches set to the chest's budget (equal \
+         memory: the goal); 'redb-default' and 'fjall-default' (info) at their default \
+         caches (redb's, 1 GiB, holds the whole data set). \
          'chest-mmap' (info) is the same chest on file://…?mmap=true: reads from mapped \
          segment files, whose pages count in its peak RSS (outside the budget). \
          'random pread of its records' (info) is the floor of a read path with a system \

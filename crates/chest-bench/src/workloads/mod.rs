@@ -111,7 +111,14 @@ impl Workload {
     pub fn sides(self) -> &'static [Side] {
         match self {
             Workload::W1 => &[Side::Chest, Side::ChestNoFsync, Side::Files],
-            Workload::W2 => &[Side::Chest, Side::ChestMmap, Side::Redb, Side::Fjall],
+            Workload::W2 => &[
+                Side::Chest,
+                Side::ChestMmap,
+                Side::Redb,
+                Side::Fjall,
+                Side::RedbDefault,
+                Side::FjallDefault,
+            ],
             Workload::W3 => &[Side::Chest, Side::Mutex],
             Workload::W4 => &[Side::Chest],
             Workload::W5 => &[Side::Chest, Side::Zstd, Side::Plain, Side::Zstd1],
@@ -200,10 +207,16 @@ pub enum Side {
     Zstd1,
     /// W1: one file per value, `std::fs::write` / `std::fs::read`.
     Files,
-    /// W2: redb, one write transaction per 10,000 inserts.
+    /// W2: redb, one write transaction per 10,000 inserts, its cache set to
+    /// the chest's budget (equal memory).
     Redb,
-    /// W2: fjall, one write batch per 10,000 inserts.
+    /// W2: fjall, one write batch per 10,000 inserts, its cache set to the
+    /// chest's budget (equal memory).
     Fjall,
+    /// W2 (info): redb the same way at its default cache (1 GiB).
+    RedbDefault,
+    /// W2 (info): fjall the same way at its default cache.
+    FjallDefault,
     /// W3: `Mutex<HashMap<u64, Arc<Vec<u8>>>>`.
     Mutex,
     /// W4: builds the chest the repetitions reopen.
@@ -226,6 +239,8 @@ impl Side {
             Side::Files => "files",
             Side::Redb => "redb",
             Side::Fjall => "fjall",
+            Side::RedbDefault => "redb-default",
+            Side::FjallDefault => "fjall-default",
             Side::Mutex => "mutex-hashmap",
             Side::Setup => "setup",
             Side::ObjectStore => "object_store",

@@ -2,7 +2,10 @@
 //! 16 MiB × scale (at least 1 MiB), local directory: insert all, `flush`;
 //! reopen; 1,000,000 × scale uniform random `get`s. Baselines: redb and
 //! fjall on the same data, one write transaction / batch per 10,000 inserts,
-//! then the same random reads.
+//! then the same random reads, at equal memory: their caches set to the
+//! chest's budget (the goal's baselines), and at their default caches
+//! (`redb-default`, `fjall-default`: information; redb's default cache,
+//! 1 GiB, holds the whole data set).
 //!
 //! Every side is made durable once, at the end of its insert phase, as the
 //! chest's flush does: redb commits its batches with `Durability::None` and
@@ -75,8 +78,10 @@ pub fn run(side: Side, ctx: &Ctx) -> Result<Report> {
             let loc = format!("{}?mmap=true", file_url(&dir.join("chest"))?);
             chest_side(&p, &values, &loc, read_seed, &mut report)?
         }
-        Side::Redb => redb_side(&p, &values, &dir, read_seed, &mut report)?,
-        Side::Fjall => fjall_side(&p, &values, &dir, read_seed, &mut report)?,
+        Side::Redb => redb_side(&p, &values, &dir, read_seed, Some(p.budget), &mut report)?,
+        Side::Fjall => fjall_side(&p, &values, &dir, read_seed, Some(p.budget), &mut report)?,
+        Side::RedbDefault => redb_side(&p, &values, &dir, read_seed, None, &mut report)?,
+        Side::FjallDefault => fjall_side(&p, &values, &dir, read_seed, None, &mut report)?,
         _ => return Err(no_such_side(ID, side)),
     }
     report.info("bytes_on_disk", dir_size(&dir));
@@ -138,16 +143,26 @@ fn chest_side(
     Ok(())
 }
 
+/// redb with its cache set to `cache` bytes (`None`: its default).
 fn redb_side(
     p: &Params,
     values: &Values,
     dir: &std::path::Path,
     read_seed: u64,
+    cache: Option<usize>,
     report: &mut Report,
 ) -> Result<()> {
     let path = dir.join("w2.redb");
+    let mut builder = redb::Builder::new();
+    if let Some(bytes) = cache {
+        builder.set_cache_size(bytes);
+    }
+    report.info(
+        "cache_bytes",
+        cache.map_or(Value::Null, |b| (b as f64).into()),
+    );
     let ((), secs, peak) = measured(|| {
-        let db = redb::Database::create(&path)?;
+        let db = builder.create(&path)?;
         let keys: Vec<u64> = (0..p.values).collect();
         let batches = keys.chunks(BATCH).count();
         for (i, batch) in keys.chunks(BATCH).enumerate() {
@@ -172,7 +187,7 @@ fn redb_side(
 
     let mut open_secs = 0.0;
     let ((), secs, peak) = measured(|| {
-        let (db, s) = timed(|| Ok(redb::Database::open(&path)?))?;
+        let (db, s) = timed(|| Ok(builder.open(&path)?))?;
         open_secs = s;
         // One read transaction and one table handle for the whole batch of reads.
         let tx = db.begin_read()?;
@@ -192,16 +207,27 @@ fn redb_side(
     Ok(())
 }
 
+/// fjall with its cache set to `cache` bytes (`None`: its default).
 fn fjall_side(
     p: &Params,
     values: &Values,
     dir: &std::path::Path,
     read_seed: u64,
+    cache: Option<usize>,
     report: &mut Report,
 ) -> Result<()> {
     let path = dir.join("fjall");
+    report.info(
+        "cache_bytes",
+        cache.map_or(Value::Null, |b| (b as f64).into()),
+    );
     let open = || -> Result<(fjall::Database, fjall::Keyspace)> {
-        let db = fjall::Database::builder(&path).open()?;
+        let builder = fjall::Database::builder(&path);
+        let builder = match cache {
+            Some(bytes) => builder.cache_size(bytes as u64),
+            None => builder,
+        };
+        let db = builder.open()?;
         let ks = db.keyspace("w2", fjall::KeyspaceCreateOptions::default)?;
         Ok((db, ks))
     };
@@ -309,6 +335,19 @@ pub fn rows(ctx: &Ctx, reports: &[Report]) -> Vec<Row> {
             rows.push(row.goal(format!("≥ {FACTOR:.2} vs faster ({faster})"), holds));
         }
     }
+    // Information only: the baselines at their default caches.
+    for (phase, label) in [
+        ("insert", "insert+flush, default caches (info)"),
+        ("read", "reopen+random get, default caches (info)"),
+    ] {
+        for side in [Side::RedbDefault, Side::FjallDefault] {
+            rows.push(
+                Row::new(ID, label, "ops/s")
+                    .chest(figures(reports, chest, phase))
+                    .baseline(side.name(), figures(reports, side.name(), phase)),
+            );
+        }
+    }
     // Information only, against redb: the floor of reads with a system call
     // each (on the chest's own files), and reads from mapped files (faster,
     // outside the budget: the pages read count in the resident memory).
@@ -341,10 +380,12 @@ pub fn rows(ctx: &Ctx, reports: &[Report]) -> Vec<Row> {
         chest,
         Side::Redb.name(),
     ));
-    let mut fjall_peak = peak_row(ID, label, p.budget, reports, chest, Side::Fjall.name());
-    fjall_peak.goal = "(same)".into();
-    fjall_peak.holds = None;
-    rows.push(fjall_peak);
+    for side in [Side::Fjall, Side::RedbDefault, Side::FjallDefault] {
+        let mut peak = peak_row(ID, label, p.budget, reports, chest, side.name());
+        peak.goal = "(same)".into();
+        peak.holds = None;
+        rows.push(peak);
+    }
     let mut mmap_peak = peak_row(
         ID,
         "peak RSS, mmap=true (info)",
