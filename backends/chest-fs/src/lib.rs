@@ -147,27 +147,19 @@ pub fn open_url(url: &Url, opts: &OpenOptions) -> chest_core::Result<OpenedBacke
             .into(),
     })?;
     let query = Query::parse(url, &["fsync", "mmap"])?;
-    let (fsync, sync_on_flush) = match query.get("fsync").map(str::to_ascii_lowercase).as_deref() {
-        None | Some("flush") => (false, true),
-        Some("always" | "true" | "1" | "yes" | "on") => (true, true),
-        Some("never" | "false" | "0" | "no" | "off") => (false, false),
-        Some(other) => {
-            return Err(Error::InvalidUrl {
-                url: url.to_string(),
-                reason: format!("query key \"fsync\"={other:?}: use always, flush or never"),
-            })
-        }
-    };
-    let mmap = match query.get("mmap").map(str::to_ascii_lowercase).as_deref() {
-        None | Some("false" | "0" | "no" | "off") => false,
-        Some("true" | "1" | "yes" | "on") => true,
-        Some(other) => {
-            return Err(Error::InvalidUrl {
-                url: url.to_string(),
-                reason: format!("query key \"mmap\"={other:?}: use true or false"),
-            })
-        }
-    };
+    let (fsync, sync_on_flush) = query
+        .get_with("fsync", |v| match v.trim().to_ascii_lowercase().as_str() {
+            "flush" => Ok((false, true)),
+            "always" => Ok((true, true)),
+            "never" => Ok((false, false)),
+            other => match chest_core::registry::parse_bool(other) {
+                Ok(true) => Ok((true, true)),
+                Ok(false) => Ok((false, false)),
+                Err(_) => Err("use always, flush or never".into()),
+            },
+        })?
+        .unwrap_or((false, true));
+    let mmap = query.get_bool("mmap")?.unwrap_or(false);
     let backend = FsBackend::open(
         &path,
         FsOptions {

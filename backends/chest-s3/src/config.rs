@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use chest_core::registry::Query;
+use chest_core::registry::{parse_duration, parse_size, Query};
 use chest_core::{redact_url, Error, Result};
 use url::Url;
 
@@ -273,11 +273,17 @@ impl S3Config {
         });
         let virtual_hosted = query.get_bool("virtual_hosted")?.unwrap_or(false);
         let duration = |key: &str, default: Duration| -> Result<Duration> {
-            match query.get(key) {
-                None => Ok(default),
-                Some(v) => parse_duration(v)
-                    .map_err(|reason| invalid(format!("query key {key:?}={v:?}: {reason}"))),
-            }
+            Ok(query
+                .get_with(key, |v| {
+                    parse_duration(v).and_then(|d| {
+                        if d.is_zero() {
+                            Err("the duration must be above zero".into())
+                        } else {
+                            Ok(d)
+                        }
+                    })
+                })?
+                .unwrap_or(default))
         };
         let connect_timeout = duration("connect_timeout", DEFAULT_CONNECT_TIMEOUT)?;
         let timeout = duration("timeout", DEFAULT_TIMEOUT)?;
@@ -287,11 +293,11 @@ impl S3Config {
         let concurrency = query
             .get_parsed::<usize>("concurrency")?
             .unwrap_or(DEFAULT_CONCURRENCY);
-        let part_size = match query.get("part_size") {
-            None => DEFAULT_PART_SIZE,
-            Some(v) => parse_size(v)
-                .map_err(|reason| invalid(format!("query key \"part_size\"={v:?}: {reason}")))?,
-        };
+        let part_size = query
+            .get_with("part_size", |v| {
+                parse_size(v).and_then(|n| usize::try_from(n).map_err(|_| "too large".into()))
+            })?
+            .unwrap_or(DEFAULT_PART_SIZE);
         let reuse_connections = query
             .get_bool("reuse_connections")?
             .unwrap_or_else(|| !endpoint.as_deref().is_some_and(is_loopback_http));
@@ -450,57 +456,6 @@ fn percent_decode(s: &str) -> Option<String> {
         i += 1;
     }
     String::from_utf8(out).ok()
-}
-
-/// `5`, `2.5`, `2.5s`, `500ms`, `1m` (a bare number is seconds).
-pub(crate) fn parse_duration(v: &str) -> std::result::Result<Duration, String> {
-    let v = v.trim();
-    let (number, scale) = if let Some(n) = v.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = v.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = v.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (v, 1.0)
-    };
-    let n: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| "expected a duration like 5, 2.5s, 500ms or 1m".to_string())?;
-    let secs = n * scale;
-    if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 {
-        return Err("the duration must be above zero and at most a day".into());
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// `8388608`, `8MiB`, `8M`, `512KiB`, `1GiB` (binary units; a bare number is bytes).
-pub(crate) fn parse_size(v: &str) -> std::result::Result<usize, String> {
-    let v = v.trim();
-    let lower = v.to_ascii_lowercase();
-    let units: [(&str, u64); 9] = [
-        ("kib", 1 << 10),
-        ("mib", 1 << 20),
-        ("gib", 1 << 30),
-        ("kb", 1 << 10),
-        ("mb", 1 << 20),
-        ("gb", 1 << 30),
-        ("k", 1 << 10),
-        ("m", 1 << 20),
-        ("g", 1 << 30),
-    ];
-    let (number, scale) = units
-        .iter()
-        .find_map(|(suffix, scale)| lower.strip_suffix(suffix).map(|n| (n, *scale)))
-        .unwrap_or((lower.as_str(), 1));
-    let n: u64 = number
-        .trim()
-        .parse()
-        .map_err(|_| "expected a size like 8388608, 8MiB or 16M".to_string())?;
-    n.checked_mul(scale)
-        .and_then(|b| usize::try_from(b).ok())
-        .ok_or_else(|| "the size is too large".to_string())
 }
 
 #[cfg(test)]
@@ -675,13 +630,21 @@ mod tests {
     }
 
     #[test]
-    fn durations_and_sizes() {
-        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
-        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
-        assert!(parse_duration("0").is_err() && parse_duration("x").is_err());
-        assert_eq!(parse_size("8388608").unwrap(), 8 << 20);
-        assert_eq!(parse_size("8M").unwrap(), 8 << 20);
-        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
-        assert!(parse_size("lots").is_err());
+    fn sizes_and_durations_read_as_in_every_chest_url() {
+        let c = cfg(
+            "s3://b?part_size=16MiB&timeout=2.5s&connect_timeout=500ms",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.part_size, 16 << 20);
+        assert_eq!(c.timeout, Duration::from_millis(2500));
+        assert_eq!(c.connect_timeout, Duration::from_millis(500));
+        let e = cfg("s3://b?timeout=0", &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("\"timeout\"=\"0\": the duration must be above zero"),
+            "{e}"
+        );
+        let e = cfg("s3://b?part_size=lots", &[]).unwrap_err().to_string();
+        assert!(e.contains("expected a size"), "{e}");
     }
 }

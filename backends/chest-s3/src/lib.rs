@@ -30,11 +30,11 @@
 //! | `session_token` | session token of temporary credentials | `AWS_SESSION_TOKEN` |
 //! | `allow_http` | boolean: allow a plain `http://` endpoint (`false` with an `http://` endpoint is an error) | `true` when the endpoint starts with `http://`, else `false` |
 //! | `virtual_hosted` | boolean: virtual-hosted-style requests (`bucket.host/key`) instead of path-style (`host/bucket/key`) | `false` |
-//! | `connect_timeout` | bound on establishing a connection; a duration: `5`, `2.5s`, `500ms`, `1m` (a bare number is seconds; above zero, at most a day) | `5s` ([`DEFAULT_CONNECT_TIMEOUT`]) |
+//! | `connect_timeout` | bound on establishing a connection; a duration as in every chest URL ([`chest_core::registry::parse_duration`]: `5`, `2.5s`, `500ms`, `1m`; a bare number is seconds; here above zero, at most a day) | `5s` ([`DEFAULT_CONNECT_TIMEOUT`]) |
 //! | `timeout` | bound on one request, from connecting to the end of its body; a duration, as above | `30s` ([`DEFAULT_TIMEOUT`]) |
 //! | `retries` | retries of a request that failed transiently (see [Operations](#operations)), a whole number, `0` for none | `5` ([`DEFAULT_RETRIES`]) |
 //! | `concurrency` | 1 to 1024: objects in flight in `put_many`, and in `get_many`, each counted over all calls; parts in flight in one multipart upload | `8` ([`DEFAULT_CONCURRENCY`]) |
-//! | `part_size` | objects larger than this go up as multipart uploads in parts of this size; a size: bytes, or with `k`/`KB`/`KiB`, `M`/`MB`/`MiB`, `G`/`GB`/`GiB` (all binary, any case); 5 MiB to 5 GiB ([`MIN_PART_SIZE`], [`MAX_PART_SIZE`]) | `8MiB` ([`DEFAULT_PART_SIZE`]) |
+//! | `part_size` | objects larger than this go up as multipart uploads in parts of this size; a size as in every chest URL ([`chest_core::registry::parse_size`]: bytes, or with `b`, `k`/`KB`/`KiB`, `M`/`MB`/`MiB`, `G`/`GB`/`GiB`, all binary, any case); 5 MiB to 5 GiB ([`MIN_PART_SIZE`], [`MAX_PART_SIZE`]) | `8MiB` ([`DEFAULT_PART_SIZE`]) |
 //! | `reuse_connections` | boolean: keep idle connections for later requests (see [`S3Config::reuse_connections`]) | `true`, except `false` for a plain-`http` loopback endpoint (`localhost`, `127.x.x.x`, `[::1]`) |
 //! | `lock` | `lease`: a chest keeps the prefix to one writer with a lease (needs a server that honours conditional writes); `none`: the user guarantees one writer (see [One writer](#one-writer)) | `lease` |
 //!

@@ -48,7 +48,7 @@
 //! | query key | values | default |
 //! | --- | --- | --- |
 //! | `level` | the zstd level, an integer in zstd's range ([`zstd::compression_level_range`]: −131072 to 22 in zstd 1.5.7): 1 fast to 22 small, negative levels faster still, 0 zstd's default (3) | `3` ([`DEFAULT_LEVEL`]) |
-//! | `frame_size` | uncompressed bytes per independently compressed frame (see [What is stored](#what-is-stored)): a whole number of bytes, or followed by `k`/`KB`/`KiB` or `m`/`MB`/`MiB` (binary, any case); 1 KiB to 1 GiB ([`MIN_FRAME_SIZE`], [`MAX_FRAME_SIZE`]). Smaller frames make ranged reads cheaper, larger ones compress a little better | `256k` ([`DEFAULT_FRAME_SIZE`]) |
+//! | `frame_size` | uncompressed bytes per independently compressed frame (see [What is stored](#what-is-stored)): a size as in every chest URL ([`chest_core::registry::parse_size`]: bytes, or with `b`, `k`/`KB`/`KiB`, `m`/`MB`/`MiB`, `g`/`GB`/`GiB`, binary, any case); 1 KiB to 1 GiB ([`MIN_FRAME_SIZE`], [`MAX_FRAME_SIZE`]). Smaller frames make ranged reads cheaper, larger ones compress a little better | `256k` ([`DEFAULT_FRAME_SIZE`]) |
 //! | `threads` | 1 to 64 ([`MAX_THREADS`]): threads that (de)compress the frames of one object (see [Threads](#threads)); 1 keeps the work on the calling thread | the CPUs, at most 8 |
 //!
 //! [`ZstdOptions::max_ratio`] (default 0.95: an object that compression
@@ -975,80 +975,52 @@ impl Backend for ZstdBackend {
     }
 }
 
-/// Reads `level`, `frame_size` and `threads` from a `zstd+…` URL's query.
+/// Reads `level`, `frame_size` and `threads` from a `zstd+…` URL's query
+/// (the other keys are the inner store's), through the query grammar every
+/// chest URL shares ([`chest_core::registry::parse_size`] for the frame size).
 fn options_from_url(url: &Url) -> chest_core::Result<ZstdOptions> {
-    let invalid = |reason: String| chest_core::Error::InvalidUrl {
-        url: url.to_string(),
-        reason,
-    };
+    let query = chest_core::registry::Query::parse_some(url, PARAMS)?;
     let mut opts = ZstdOptions::default();
-    let mut seen: Vec<String> = Vec::new();
-    for (key, value) in url.query_pairs() {
-        if !PARAMS.contains(&key.as_ref()) {
-            continue;
-        }
-        if seen.iter().any(|k| *k == key) {
-            return Err(invalid(format!("query key {key:?} is given twice")));
-        }
-        seen.push(key.to_string());
-        match key.as_ref() {
-            "level" => {
-                let levels = zstd::compression_level_range();
-                let level: i32 = value
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|l| levels.contains(l))
-                    .ok_or_else(|| {
-                        invalid(format!(
-                            "query key \"level\"={value:?}: the zstd level must be an integer in {}..={} \
-                             (1 fast .. 22 small, negative faster still)",
-                            levels.start(),
-                            levels.end()
-                        ))
-                    })?;
-                opts.level = level;
-            }
-            "threads" => {
-                opts.threads = value
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|t| (1..=MAX_THREADS).contains(t))
-                    .ok_or_else(|| {
-                        invalid(format!(
-                            "query key \"threads\"={value:?}: expected a number of threads from 1 to {MAX_THREADS}"
-                        ))
-                    })?;
-            }
-            _ => {
-                opts.frame_size = parse_size(&value)
-                    .filter(|s| (MIN_FRAME_SIZE..=MAX_FRAME_SIZE).contains(s))
-                    .ok_or_else(|| {
-                        invalid(format!(
-                            "query key \"frame_size\"={value:?}: expected a size in bytes between \
-                             {MIN_FRAME_SIZE} and {MAX_FRAME_SIZE} (suffixes k, KiB, m, MiB accepted)"
-                        ))
-                    })?;
-            }
-        }
+    let levels = zstd::compression_level_range();
+    if let Some(level) = query.get_with("level", |v| {
+        v.trim()
+            .parse()
+            .ok()
+            .filter(|l| levels.contains(l))
+            .ok_or_else(|| {
+                format!(
+                    "the zstd level must be an integer in {}..={} (1 fast .. 22 small, negative faster still)",
+                    levels.start(),
+                    levels.end()
+                )
+            })
+    })? {
+        opts.level = level;
+    }
+    if let Some(threads) = query.get_with("threads", |v| {
+        v.trim()
+            .parse()
+            .ok()
+            .filter(|t| (1..=MAX_THREADS).contains(t))
+            .ok_or_else(|| format!("expected a number of threads from 1 to {MAX_THREADS}"))
+    })? {
+        opts.threads = threads;
+    }
+    if let Some(frame_size) = query.get_with("frame_size", |v| {
+        chest_core::registry::parse_size(v)
+            .ok()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|s| (MIN_FRAME_SIZE..=MAX_FRAME_SIZE).contains(s))
+            .ok_or_else(|| {
+                format!(
+                    "expected a size between {MIN_FRAME_SIZE} and {MAX_FRAME_SIZE} bytes \
+                     (256k, 1MiB, ... accepted)"
+                )
+            })
+    })? {
+        opts.frame_size = frame_size;
     }
     Ok(opts)
-}
-
-/// Parses `262144`, `256k`, `256KiB`, `1m`, `1MiB`.
-fn parse_size(s: &str) -> Option<usize> {
-    let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(digits);
-    let n: usize = n.parse().ok()?;
-    let mult = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        _ => return None,
-    };
-    n.checked_mul(mult)
 }
 
 /// Query keys of `zstd+` URLs, removed from the inner URL.
@@ -1060,19 +1032,4 @@ fn wrap(url: &Url, inner: Arc<dyn Backend>) -> chest_core::Result<Arc<dyn Backen
 
 chest_core::inventory::submit! {
     Layer { name: "zstd", params: PARAMS, wrap }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("4096"), Some(4096));
-        assert_eq!(parse_size("256k"), Some(256 << 10));
-        assert_eq!(parse_size("1MiB"), Some(1 << 20));
-        assert_eq!(parse_size("1.5m"), None);
-        assert_eq!(parse_size("k"), None);
-        assert_eq!(parse_size("12 parsecs"), None);
-    }
 }

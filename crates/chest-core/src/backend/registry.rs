@@ -394,19 +394,39 @@ fn shown_value<'a>(key: &str, value: &'a str) -> &'a str {
 }
 
 impl Query {
-    /// Reads the query of `url`; a key not in `known` is an error naming it.
-    /// Errors show the URL through [`redact_url`].
+    /// Reads the query of `url`; a key not in `known`, or a key given twice,
+    /// is an error naming it. Errors show the URL through [`redact_url`].
     pub fn parse(url: &Url, known: &[&str]) -> Result<Self> {
+        Self::read(url, known, true)
+    }
+
+    /// Reads the keys of `url`'s query that are in `keys` and passes over
+    /// the others: a layer's own keys, in a URL whose other keys are the
+    /// store's underneath (`zstd+file:///d?level=3&fsync=never`). A key of
+    /// `keys` given twice is an error.
+    pub fn parse_some(url: &Url, keys: &[&str]) -> Result<Self> {
+        Self::read(url, keys, false)
+    }
+
+    fn read(url: &Url, known: &[&str], refuse_unknown: bool) -> Result<Self> {
         let shown = redact_url(url.as_str()).into_owned();
         let mut pairs = HashMap::new();
         for (k, v) in url.query_pairs() {
             if !known.contains(&k.as_ref()) {
+                if !refuse_unknown {
+                    continue;
+                }
                 return Err(Error::InvalidUrl {
                     url: shown,
                     reason: format!("unknown query key {k:?} (known: {})", known.join(", ")),
                 });
             }
-            pairs.insert(k.into_owned(), v.into_owned());
+            if pairs.insert(k.to_string(), v.into_owned()).is_some() {
+                return Err(Error::InvalidUrl {
+                    url: shown,
+                    reason: format!("query key {k:?} is given twice"),
+                });
+            }
         }
         Ok(Self { url: shown, pairs })
     }
@@ -416,37 +436,115 @@ impl Query {
         self.pairs.get(key).map(String::as_str)
     }
 
-    /// `key` parsed with [`FromStr`](std::str::FromStr), with an error naming the URL.
-    pub fn get_parsed<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>>
-    where
-        T::Err: std::fmt::Display,
-    {
+    /// `key` read by `parse`, whose error says what was expected; the error
+    /// returned names the URL, the key and the value.
+    pub fn get_with<T>(
+        &self,
+        key: &str,
+        parse: impl FnOnce(&str) -> std::result::Result<T, String>,
+    ) -> Result<Option<T>> {
         self.get(key)
             .map(|v| {
-                v.parse().map_err(|e| Error::InvalidUrl {
+                parse(v).map_err(|reason| Error::InvalidUrl {
                     url: self.url.clone(),
-                    reason: format!("query key {key:?}={:?}: {e}", shown_value(key, v)),
+                    reason: format!("query key {key:?}={:?}: {reason}", shown_value(key, v)),
                 })
             })
             .transpose()
     }
 
-    /// `key` as a boolean (`true/false/1/0/yes/no`).
-    pub fn get_bool(&self, key: &str) -> Result<Option<bool>> {
-        self.get(key)
-            .map(|v| match v.to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => Ok(true),
-                "false" | "0" | "no" | "off" => Ok(false),
-                _ => Err(Error::InvalidUrl {
-                    url: self.url.clone(),
-                    reason: format!(
-                        "query key {key:?}={:?} is not a boolean",
-                        shown_value(key, v)
-                    ),
-                }),
-            })
-            .transpose()
+    /// `key` parsed with [`FromStr`](std::str::FromStr), with an error naming the URL.
+    pub fn get_parsed<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.get_with(key, |v| v.parse().map_err(|e: T::Err| e.to_string()))
     }
+
+    /// `key` as a boolean: `true`, `1`, `yes`, `on` or `false`, `0`, `no`,
+    /// `off` (any case).
+    pub fn get_bool(&self, key: &str) -> Result<Option<bool>> {
+        self.get_with(key, parse_bool)
+    }
+
+    /// `key` as a size in bytes ([`parse_size`]).
+    pub fn get_size(&self, key: &str) -> Result<Option<u64>> {
+        self.get_with(key, parse_size)
+    }
+
+    /// `key` as a duration ([`parse_duration`]).
+    pub fn get_duration(&self, key: &str) -> Result<Option<std::time::Duration>> {
+        self.get_with(key, parse_duration)
+    }
+}
+
+/// The booleans of every chest URL: `true`, `1`, `yes`, `on` or `false`,
+/// `0`, `no`, `off` (any case).
+pub fn parse_bool(v: &str) -> std::result::Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("not a boolean (true or false)".into()),
+    }
+}
+
+/// The sizes of every chest URL: a whole number of bytes with an optional
+/// binary unit, any case, spaces allowed between: `4096`, `4096b`, `256k`,
+/// `256KiB`, `256kb`, `8m`, `8MiB`, `1g`, `1GiB` (k = 1024).
+///
+/// ```
+/// use chest_core::registry::parse_size;
+/// assert_eq!(parse_size("8MiB"), Ok(8 << 20));
+/// assert_eq!(parse_size("256 k"), Ok(256 << 10));
+/// assert!(parse_size("1.5m").is_err());
+/// ```
+pub fn parse_size(v: &str) -> std::result::Result<u64, String> {
+    let v = v.trim();
+    let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (number, unit) = v.split_at(digits);
+    let expected = || format!("expected a size like 4096, 256k, 8MiB or 1GiB, not {v:?}");
+    let n: u64 = number.parse().map_err(|_| expected())?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(expected()),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("the size {v:?} is too large"))
+}
+
+/// The durations of every chest URL: a number with an optional unit, `ms`,
+/// `s` or `m`; a bare number is seconds: `5`, `2.5`, `2.5s`, `500ms`, `1m`.
+/// Not negative, and at most a day.
+///
+/// ```
+/// use chest_core::registry::parse_duration;
+/// use std::time::Duration;
+/// assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+/// assert!(parse_duration("soon").is_err());
+/// ```
+pub fn parse_duration(v: &str) -> std::result::Result<std::time::Duration, String> {
+    let t = v.trim();
+    let (number, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (t, 1.0)
+    };
+    let n: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a duration like 5, 2.5s, 500ms or 1m, not {v:?}"))?;
+    let secs = n * scale;
+    if !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("the duration {v:?} must be from 0 to a day"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 #[cfg(test)]
@@ -527,6 +625,57 @@ mod tests {
             !dbg.contains("S3CR3T") && !dbg.contains("T0K3N") && dbg.contains("\"x\": \"1\""),
             "{dbg}"
         );
+    }
+
+    #[test]
+    fn one_grammar_for_sizes_durations_and_booleans() {
+        for (v, n) in [
+            ("4096", 4096),
+            ("4096b", 4096),
+            ("256k", 256 << 10),
+            ("256 KiB", 256 << 10),
+            ("256kb", 256 << 10),
+            ("8M", 8 << 20),
+            ("8mib", 8 << 20),
+            ("1g", 1 << 30),
+            ("2GiB", 2 << 30),
+        ] {
+            assert_eq!(parse_size(v), Ok(n), "{v}");
+        }
+        for v in ["", "k", "1.5m", "-1", "12 parsecs", "1t", "99999999999999g"] {
+            assert!(parse_size(v).is_err(), "{v}");
+        }
+        use std::time::Duration;
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2.5s"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        for v in ["x", "-1", "2d", "100000"] {
+            assert!(parse_duration(v).is_err(), "{v}");
+        }
+        assert_eq!(parse_bool("On"), Ok(true));
+        assert_eq!(parse_bool("0"), Ok(false));
+        assert!(parse_bool("maybe").is_err());
+    }
+
+    #[test]
+    fn a_query_key_given_twice_or_unknown_is_an_error_naming_it() {
+        let url = Url::parse("file:///d?fsync=never&fsync=always").unwrap();
+        let e = Query::parse(&url, &["fsync"]).unwrap_err().to_string();
+        assert!(e.contains("\"fsync\" is given twice"), "{e}");
+        let url = Url::parse("file:///d?level=3&fsync=never&token=s3cr3t").unwrap();
+        let layer = Query::parse_some(&url, &["level"]).unwrap();
+        assert_eq!(layer.get_parsed::<i32>("level").unwrap(), Some(3));
+        assert_eq!(layer.get("fsync"), None, "other keys are the inner store's");
+        let e = Query::parse(&url, &["level", "fsync"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown query key \"token\""), "{e}");
+        let url = Url::parse("s3://b?part_size=lots&secret_access_key=s3cr3t").unwrap();
+        let q = Query::parse(&url, &["part_size", "secret_access_key"]).unwrap();
+        let e = q.get_size("part_size").unwrap_err().to_string();
+        assert!(e.contains("\"part_size\"=\"lots\": expected a size"), "{e}");
+        assert!(!e.contains("s3cr3t"), "{e}");
     }
 
     #[test]
