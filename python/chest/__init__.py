@@ -35,7 +35,8 @@ class Chest(_Chest, MutableMapping):
     ``Chest(location=None, *, memory_budget=None, serializer="pickle",
     weigher=None, mode="open_or_create", read_only=False, eviction="lru",
     writer_threads=None, flush_on_drop=True, count_overhead=True,
-    keep_loaded=False, eviction_batch=None, shards=None, max_spill=None)``
+    keep_loaded=False, admission=None, eviction_batch=None, shards=None,
+    max_spill=None)``
 
     location
         Where the chest lives: a path, ``file:///dir``, ``memory://name``,
@@ -70,10 +71,17 @@ class Chest(_Chest, MutableMapping):
         Count the chest's own bookkeeping (about 100 bytes a value in
         memory) in the budget (default); ``False`` counts the weights only.
     keep_loaded
-        Keep every value read from the store in memory (``False``, the
-        default: kept while memory has room, then only when it was wanted
+        Keep every value read from the store in memory: the same as
+        ``admission="every_read"``.
+    admission
+        Which values read from the store stay in memory. ``"frequency"``
+        (the default): kept while memory has room, then only when wanted
         more often lately than the values it would push out, so one pass
-        over the chest does not push out the values in use).
+        over the chest does not push out the values in use (TinyLFU's rule;
+        near the best static choice on skewed reads). ``"second_read"``:
+        kept when read again soon. ``"every_read"``: always kept (the seed's
+        behaviour; best when what was just read is read again soon, as in
+        web-like access).
     eviction_batch
         How far below the budget an eviction goes, in bytes (default 1/16
         of the budget); 1 evicts only until the values fit.

@@ -61,6 +61,31 @@ fn open_mode(mode: &str) -> PyResult<OpenMode> {
     })
 }
 
+/// The admission named by `admission` (`keep_loaded=True` is
+/// `"every_read"`; the two may not disagree).
+fn admission_of(admission: Option<&str>, keep_loaded: bool) -> PyResult<Admission> {
+    let named = match admission {
+        None => None,
+        Some("frequency") => Some(Admission::Frequency),
+        Some("second_read") => Some(Admission::SecondRead),
+        Some("every_read") => Some(Admission::EveryRead),
+        Some(other) => {
+            return Err(PyValueError::new_err(format!(
+                "admission must be \"frequency\", \"second_read\" or \"every_read\", not {other:?}"
+            )))
+        }
+    };
+    match (named, keep_loaded) {
+        (Some(a), true) if a != Admission::EveryRead => Err(PyValueError::new_err(format!(
+            "keep_loaded=True keeps every read (admission=\"every_read\"), not admission={:?}",
+            admission.unwrap_or_default()
+        ))),
+        (_, true) => Ok(Admission::EveryRead),
+        (Some(a), false) => Ok(a),
+        (None, false) => Ok(Admission::default()),
+    }
+}
+
 fn policy(name: &str) -> PyResult<EvictionPolicy> {
     Ok(match name {
         "lru" => EvictionPolicy::LeastRecentlyUsed,
@@ -202,6 +227,7 @@ impl PyChest {
         flush_on_drop = true,
         count_overhead = true,
         keep_loaded = false,
+        admission = None,
         eviction_batch = None,
         shards = None,
         max_spill = None,
@@ -220,6 +246,7 @@ impl PyChest {
         flush_on_drop: bool,
         count_overhead: bool,
         keep_loaded: bool,
+        admission: Option<&str>,
         eviction_batch: Option<usize>,
         shards: Option<usize>,
         max_spill: Option<u64>,
@@ -250,9 +277,7 @@ impl PyChest {
             .eviction_policy(policy(eviction)?)
             .flush_on_drop(flush_on_drop)
             .count_entry_overhead(count_overhead);
-        if keep_loaded {
-            builder = builder.admission(Admission::EveryRead);
-        }
+        builder = builder.admission(admission_of(admission, keep_loaded)?);
         if let Some(b) = memory_budget {
             builder = builder.memory_budget(b);
         }

@@ -73,6 +73,28 @@ def test_keep_loaded_keeps_every_value_read_back():
             assert c.in_memory("cold") is expect_kept
 
 
+def test_admission_picks_which_reads_stay_in_memory():
+    def loads_for_three_reads(**options):
+        with Chest(memory_budget=64 * KiB, shards=1, **options) as c:
+            c["v"] = np.zeros(2000)
+            c.spill("v")
+            for i in range(200):  # memory full of small values
+                c[i] = bytes(1000)
+            loads = c.stats()["loads"]
+            for _ in range(3):
+                c["v"]
+            return c.stats()["loads"] - loads
+
+    assert loads_for_three_reads(admission="every_read") == 1
+    assert loads_for_three_reads(keep_loaded=True) == 1
+    assert loads_for_three_reads(admission="second_read") == 2
+    assert loads_for_three_reads(admission="frequency") == 2
+    with pytest.raises(ValueError, match="admission must be"):
+        Chest(admission="sometimes")
+    with pytest.raises(ValueError, match="keep_loaded=True"):
+        Chest(keep_loaded=True, admission="frequency")
+
+
 def test_a_value_read_again_is_kept_by_default():
     with Chest(memory_budget=64 * KiB, shards=1) as c:
         c["warm"] = np.zeros(2000)

@@ -19,8 +19,8 @@ use object_store::{
     GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
 };
 
+use crate::client::Inner;
 use crate::http::Counters;
-use crate::Inner;
 
 /// What the probe found.
 #[derive(Debug, Clone)]
