@@ -121,6 +121,38 @@ pub type BackendResult<T> = std::result::Result<T, BackendError>;
 /// default, and forward what it does not change: a default would silently
 /// turn the inner backend's concurrent `put_many`, its `put_durable` or its
 /// `sync` into something weaker.
+///
+/// # The rules and their checks
+///
+/// Each rule above and in the methods' documentation, and the check of the
+/// conformance suite (`testing::backend_contract`, `testing::single_writer`;
+/// feature `testing`) that holds every backend to it:
+///
+/// | rule | checks |
+/// | --- | --- |
+/// | Names: exactly the name given | `odd_names`, `list_prefixes` |
+/// | Names: or a clear refusal, all or nothing; reads and deletes of a malformed name refused too | `invalid_names`, `odd_names`, `put_many_failure_leaves_whole_objects`, `get_many_mixed` |
+/// | A prefix is not an object | `list_after_deletes` (get, delete and list of prefixes) |
+/// | Its own files stay its own | `list("")` is exactly what was written: `sync_keeps_exact_contents`, `list_after_deletes`, `put_many_round_trip`, `odd_names` |
+/// | One location, one namespace: a fresh location is empty | `odd_names`, `delete_missing`, `sync_keeps_exact_contents` |
+/// | Whole objects only: a reader sees one version whole | `threads_share_a_store` (`get`, `get_range`, `get_many` against `put`, `put_durable`, `put_many` of different lengths) |
+/// | Whole objects only: a crash leaves one version whole | the chest's crash simulation (`tests/crash.rs` over `testing::crash`, every step and both crash semantics) and the kill loop (`tests/kill_loop.rs`, real processes on `file://`) |
+/// | What a machine crash leaves of a `put` not made durable | `testing::crash` (`Semantics::TornFiles`), `crash_durable_objects` |
+/// | Read after write, across threads and handles | `round_trip`, `overwrite`, `delete_missing`, `list_after_deletes`, `threads_share_a_store`; a reopened handle: `sync_keeps_exact_contents` |
+/// | Concurrent writers of one name | `threads_share_a_store` |
+/// | Durability: `sync`, `put_durable` | `sync_keeps_exact_contents`, `put_durable_round_trip`; on a real crash: the kill loop |
+/// | Threads: one handle from many threads | `threads_share_a_store` |
+/// | Threads: callable inside an async runtime | `works_inside_an_async_runtime` |
+/// | Errors name the store and the object; `NotFound` and `RangeOutOfBounds` are answers | `get_missing`, `range_edges`, `get_many_mixed` |
+/// | `put`: any length, the empty object distinct from a missing one | `empty_object`, `round_trip`, `large_object` |
+/// | `put_many`: each object whole; a failure leaves each whole or as before; an empty batch | `put_many_round_trip`, `put_many_failure_leaves_whole_objects` |
+/// | `get_range`: exact length, empty ranges, out of bounds, missing objects | `get_range`, `range_edges`, `large_object` |
+/// | `get_many`: one result per request, in order, failures per request | `get_many_in_order`, `get_many_mixed` |
+/// | `list`: every and only object names under a string prefix, sorted | `list_prefixes`, `list_after_deletes` |
+/// | `put_parts`, `put_many_parts`: the concatenation, replacing whole | `put_parts_round_trip` |
+/// | `location`, `write_concurrency`, `counters` | `reports` |
+/// | `single_writer`, `put_if`, `get_versioned` | `single_writer`: `conditional_writes`, `conditional_writes_race`, `second_writer_refused`, `writers_race_to_open`, `taken_over_writer_is_fenced`, `paused_writer_cannot_commit`, `reader_keeps_its_snapshot` |
+/// | Layers forward every method | not checked by the suite: a layer's own tests (each layer implements every method today) |
 pub trait Backend: Send + Sync + Debug {
     /// Where this store lives, for messages: usually its URL (`file:///data/c1`,
     /// `s3://bucket/prefix at http://127.0.0.1:3900`). Never empty, the same

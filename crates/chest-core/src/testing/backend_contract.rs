@@ -7,7 +7,7 @@ use std::sync::Barrier;
 use bytes::Bytes;
 
 use super::Target;
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendResult};
 use crate::error::BackendError;
 
 fn bytes(seed: u64, len: usize) -> Bytes {
@@ -189,15 +189,58 @@ pub fn odd_names(target: &dyn Target) {
     );
 }
 
-/// Empty names and empty components are refused with `InvalidName`.
+/// Empty names and empty components are refused with `InvalidName` by
+/// every call that takes a name (`put`, `put_durable`, `get`, `get_range`,
+/// `delete`), and a refused write writes nothing and changes no other
+/// object.
 pub fn invalid_names(target: &dyn Target) {
     let b = target.fresh().open().unwrap();
-    for name in ["", "a//b", "/lead", "trail/"] {
-        match b.put(name, bytes(6, 1)) {
-            Err(BackendError::InvalidName { .. }) => {}
-            other => panic!("put {name:?} should be InvalidName, got {other:?}"),
-        }
+    b.put("kept", bytes(5, 10)).unwrap();
+    let refused = |what: &str, name: &str, r: BackendResult<()>| match r {
+        Err(BackendError::InvalidName { .. }) => {}
+        other => panic!("{what} {name:?} should be InvalidName, got {other:?}"),
+    };
+    for name in ["", "a//b", "/lead", "trail/", "nul\0byte"] {
+        refused("put", name, b.put(name, bytes(6, 1)));
+        refused("put_durable", name, b.put_durable(name, bytes(6, 1)));
+        refused("get", name, b.get(name).map(drop));
+        refused("get_range", name, b.get_range(name, 0..0).map(drop));
+        refused("delete", name, b.delete(name));
     }
+    assert_eq!(
+        b.list("").unwrap(),
+        vec!["kept".to_string()],
+        "nothing else written"
+    );
+    assert_eq!(b.get("kept").unwrap(), bytes(5, 10));
+}
+
+/// Every call works from a thread that is running an async runtime's task
+/// (a backend over an async client runs its own runtime, and never blocks
+/// on the caller's).
+pub fn works_inside_an_async_runtime(target: &dyn Target) {
+    let b = target.fresh().open().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a tokio runtime");
+    rt.block_on(async {
+        b.put("in/async", bytes(7, 300)).unwrap();
+        b.put_many(vec![("in/many".into(), bytes(8, 40))]).unwrap();
+        assert_eq!(b.get("in/async").unwrap(), bytes(7, 300));
+        assert_eq!(
+            b.get_range("in/async", 10..20).unwrap(),
+            bytes(7, 300).slice(10..20)
+        );
+        let many = b.get_many(vec![("in/many".into(), None)]);
+        assert_eq!(many.into_iter().next().unwrap().unwrap(), bytes(8, 40));
+        assert_eq!(
+            b.list("in/").unwrap(),
+            vec!["in/async".to_string(), "in/many".to_string()]
+        );
+        b.delete("in/async").unwrap();
+        b.sync().unwrap();
+        assert_eq!(b.list("").unwrap(), vec!["in/many".to_string()]);
+    });
 }
 
 /// The objects a check wrote, by name: what `list("")` and `get` must give.

@@ -246,7 +246,8 @@ macro_rules! conformance_tests {
                 get_missing, delete_missing, get_range, get_many_in_order, list_prefixes, odd_names,
                 invalid_names, put_many_round_trip, put_many_failure_leaves_whole_objects,
                 put_durable_round_trip, put_parts_round_trip, get_many_mixed, sync_keeps_exact_contents,
-                list_after_deletes, range_edges, reports, threads_share_a_store;
+                list_after_deletes, range_edges, reports, threads_share_a_store,
+                works_inside_an_async_runtime;
             chest_behaviour: spill_under_budget, reopen_after_flush, iter_visits_every_key,
                 prefetch_loads_spilled_values,
                 read_ahead_loads_spilled_values,
