@@ -46,15 +46,20 @@ pub enum EvictionPolicy {
 /// bigger than its budget from end to end would cycle every value through
 /// memory for nothing. By default ([`Frequency`](Admission::Frequency)) a
 /// loaded value is kept while memory is below where eviction stops (the
-/// budget less an eviction batch or two), and after that only when it was wanted more often lately than the values eviction
-/// takes, and more than once, as TinyLFU admits: a value read once does not
-/// push out one read often, a loop over more values than fit does not wash
-/// the memory out, and the values kept converge to the ones read most. On
-/// traces of independent draws (Zipf 0.99, memory a tenth of the data) it
-/// loads 1.04-1.07x what keeping the most requested keys would, where
-/// keeping a value on its second read ([`SecondRead`](Admission::SecondRead))
-/// loads 1.4x and keeping every load 1.55x; on a loop over 1.25x as many
-/// values as fit, 1.02x the offline optimum, where LRU reloads every value
+/// budget less an eviction batch or two), and after that only when it was
+/// wanted more often lately than the values eviction takes, and more than
+/// once, as W-TinyLFU admits; the others wait on probation in a small
+/// window (about 1% of the values in memory) and stay if they are used
+/// there and then wanted enough. A value read once does not push out one
+/// read often, a loop over more values than fit does not wash the memory
+/// out, the values kept converge to the ones read most, and a value read
+/// again soon after its first read is there. On traces of independent
+/// draws (Zipf 0.99, memory a tenth of the data) it loads 1.05-1.08x what
+/// keeping the most requested keys would, where keeping a value on its
+/// second read ([`SecondRead`](Admission::SecondRead)) loads 1.4x and
+/// keeping every load 1.55x; on a loop over 1.25x as many values as fit,
+/// 1.05x the offline optimum, where LRU reloads every value; on recorded
+/// web and database traces about what an exact LRU loads, or less
 /// (`tests/eviction_quality.rs`, W7 in `chest-bench`).
 ///
 /// `update`, [`prefetch`](crate::Chest::prefetch) and the values a
@@ -71,14 +76,17 @@ pub enum Admission {
     /// Kept on every load, as Python's `chest` did: a value read stays in
     /// memory, pushing out the coldest.
     EveryRead,
-    /// Kept while memory is below where eviction stops, or when it was wanted more
-    /// often lately, and more than once, than the values eviction takes
-    /// (the default). Counts: for values in memory, the rounds of the
+    /// Kept while memory is below where eviction stops, or when it was
+    /// wanted more often lately, and more than once, than the values
+    /// eviction takes (the default). Counts: for values in memory, the rounds of the
     /// eviction queue in which they were used (a hit costs nothing more);
     /// for spilled keys, their loads, in a sketch of 4-bit counters with at
     /// least one counter a row per key; all are halved as time passes, so a
-    /// change of what is wanted is followed. Eviction takes the least
-    /// wanted of the few values coldest by recency.
+    /// change of what is wanted is followed. A load that does not win its
+    /// place waits in a window of about 1% of the values in memory, and
+    /// stays if it is used there and then wanted more than what eviction
+    /// takes. Eviction takes the least wanted of the few values coldest by
+    /// recency.
     #[default]
     Frequency,
 }

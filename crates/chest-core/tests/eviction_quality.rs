@@ -198,11 +198,9 @@ fn cache2k(file: &str) -> Trace {
 }
 
 /// Recorded web traces, memory 1, 5 and 10% of the keys: strong recency
-/// (a key is read again soon or not for long), where counting admission
-/// keeps too little of what was just read. Today the chest loads 1.02-1.16x
-/// what an exact LRU loads (1.7-3.7x Belady); keeping every load
-/// (`EveryRead`) 1.03-1.06x, the second-read rule about as much as the
-/// default. Gated at 1.3x LRU.
+/// (a key is read again soon or not for long). The window of loads on
+/// probation is what serves them: without it the chest loaded 1.02-1.16x
+/// what an exact LRU loads; with it 0.85-1.00x. Gated at 1.1x LRU.
 #[test]
 fn recorded_web_traces_are_reported() {
     for file in ["cache2k-web07.trace.xz", "cache2k-web12.trace.xz"] {
@@ -211,7 +209,7 @@ fn recorded_web_traces_are_reported() {
             let r = measure(&t, share);
             assert!(r.chest.count >= r.belady.count);
             let vs_lru = r.chest.count as f64 / r.lru.count as f64;
-            assert!(vs_lru <= 1.3, "{file} at {share}: {vs_lru:.2}x LRU");
+            assert!(vs_lru <= 1.1, "{file} at {share}: {vs_lru:.2}x LRU");
         }
     }
 }

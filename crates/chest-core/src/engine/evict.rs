@@ -175,6 +175,31 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         Some(taken)
     }
 
+    /// Drops the values the window of `shard` pushes out unused (see
+    /// [`Shard::window_overflow`]): a clean one leaves memory as eviction
+    /// drops it; one changed since it was loaded (it cannot be dropped) goes
+    /// into the eviction order instead.
+    pub(crate) fn drop_window_overflow(&self, shard: &mut Shard<K, V>) {
+        while let Some((key, at)) = shard.window_overflow(self.evicted.typical()) {
+            let Some(slot) = shard.map.get_mut_hinted(&key, at) else {
+                continue;
+            };
+            let Slot::Resident(r) = slot else { continue };
+            match r.stored {
+                Some(loc) => {
+                    let freq = r.freq;
+                    self.spill_resident(slot, loc);
+                    // Its count stays in the sketch; it does not join the
+                    // average of what eviction takes, which is the bar for
+                    // the values in the eviction order.
+                    shard.remember(self.hash_of(&key), freq);
+                    Counters::add(&self.counters.evictions, 1);
+                }
+                None => shard.enqueue(&key),
+            }
+        }
+    }
+
     /// A value of `key` left memory by eviction with `freq`: under
     /// [`Admission::Frequency`](crate::Admission::Frequency) its count joins
     /// the average of evicted counts and stays in the shard's sketch;

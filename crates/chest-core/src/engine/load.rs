@@ -20,6 +20,7 @@ use crate::engine::guard;
 use crate::engine::inner::Inner;
 use crate::error::{BackendError, Error, Result};
 use crate::map::entry::{Load, Resident, Slot};
+use crate::map::policy::frequency::Keep;
 use crate::stats::Counters;
 use crate::store::{object_name, Loc, ReadError};
 use crate::value::serializer::Serializer;
@@ -158,7 +159,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             let reads = self.store.read_many(&locs);
             for (guard, read) in chunk.into_iter().zip(reads) {
                 let share = estimate(&guard);
-                let finished = self.finish_load(guard, read, true);
+                let finished = self.finish_load(guard, read, Keep::Main);
                 reserved.give_back(share);
                 outcomes.push(finished);
             }
@@ -226,7 +227,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         &self,
         mut guard: LoadGuard<'_, K, V, S, Q>,
         read: std::result::Result<Bytes, ReadError>,
-        keep: bool,
+        place: Keep,
     ) -> Result<Option<Fetched<V>>>
     where
         K: Borrow<Q>,
@@ -247,7 +248,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         match decoded {
             Ok((weight, value)) => {
                 if ours {
-                    let fits = keep && weight <= self.config.budget;
+                    let fits = place != Keep::No && weight <= self.config.budget;
                     let freq = shard
                         .counting()
                         .map(|_| shard.loaded_freq(self.hash_of(key)));
@@ -262,7 +263,16 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                             Slot::Spilled(loc)
                         };
                     }
-                    if fits {
+                    if fits && place == Keep::Window {
+                        self.budget.admit(weight);
+                        // On probation: it must be used again while in the
+                        // window to stay; the oldest the window pushes out
+                        // leave memory (they are clean: just loaded).
+                        if let Some(k) = shard.map.get_key_value(key).map(|(k, _)| k.clone()) {
+                            shard.enqueue_window(&k);
+                        }
+                        self.drop_window_overflow(&mut shard);
+                    } else if fits {
                         self.budget.admit(weight);
                         // The eviction order owns a copy of the key.
                         if let Some(k) = shard.map.get_key_value(key).map(|(k, _)| k.clone()) {
@@ -422,8 +432,17 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                             .taken()
                             .saturating_add(self.store.value_len(loc))
                             <= self.marks().low.max(self.budget.limit() / 2);
-                    let keep =
-                        keep || shard.keep_load(self.hash_of(key), room, self.evicted.typical());
+                    let place = if keep {
+                        Keep::Main
+                    } else {
+                        shard.keep_load(
+                            self.hash_of(key),
+                            room,
+                            self.evicted.typical(),
+                            self.budget.resident() / self.shards.len(),
+                        )
+                    };
+                    let keep = place != Keep::No;
                     if !keep && (loc.len as usize) < self.config.large_value {
                         // A small value not to be kept: read through. Nothing
                         // in memory changes, so the slot stays `Spilled` and
@@ -455,7 +474,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                     let _entered = span.enter();
                     let started = std::time::Instant::now();
                     let read = self.store.read(loc);
-                    let finished = self.finish_load(guard, read, keep);
+                    let finished = self.finish_load(guard, read, place);
                     match &finished {
                         Ok(_) => tracing::trace!(secs = started.elapsed().as_secs_f64(), "loaded"),
                         Err(e) => tracing::warn!(error = %e, "load"),

@@ -9,7 +9,7 @@ use crate::map::entry::eligible;
 use crate::map::entry::Slot;
 use crate::map::index::Index;
 use crate::map::policy::doorkeeper::{Recent, WAYS};
-use crate::map::policy::frequency::{Counts, Freq};
+use crate::map::policy::frequency::{Counts, Freq, Keep};
 use crate::map::policy::largest::Largest;
 use crate::map::policy::lru::Lru;
 
@@ -30,8 +30,17 @@ pub(crate) struct Shard<K, V> {
     order: Order<K>,
     /// Which loads stay in memory.
     admission: Admit,
+    /// [`Admission::Frequency`](crate::Admission::Frequency): the newest
+    /// loads kept on probation ([`Keep::Window`]), outside the eviction
+    /// order, oldest first; at most `window_cap` of them.
+    window: Lru<K>,
+    window_cap: usize,
     clock: u64,
 }
+
+/// The window's share of a shard's values in memory (W-TinyLFU's window;
+/// at least one value).
+const WINDOW_SHARE: f64 = 0.01;
 
 /// The eviction order, by [`EvictionPolicy`].
 enum Order<K> {
@@ -72,6 +81,8 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                     slots: recent_slots.max(WAYS).next_power_of_two(),
                 }
             },
+            window: Lru::new(),
+            window_cap: 0,
             clock: 0,
         }
     }
@@ -111,22 +122,63 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         }
     }
 
-    /// Whether a value loaded now for the key of hash `h` should stay in
-    /// memory (see [`Admission`](crate::Admission)); `room`: whether the
-    /// budget has room for it without evicting anything; `evicted`: the
-    /// typical count of the values eviction takes.
-    pub fn keep_load(&mut self, h: u64, room: bool, evicted: u8) -> bool {
+    /// Whether, and where, a value loaded now for the key of hash `h`
+    /// should stay in memory (see [`Admission`](crate::Admission)); `room`:
+    /// whether the budget has room for it without evicting anything;
+    /// `evicted`: the typical count of the values eviction takes;
+    /// `residents`: about how many values this shard holds (sizes the
+    /// window).
+    pub fn keep_load(&mut self, h: u64, room: bool, evicted: u8, residents: usize) -> Keep {
         let keys = self.map.len();
+        let kept = |keep: bool| if keep { Keep::Main } else { Keep::No };
         match &mut self.admission {
-            Admit::Every => true,
+            Admit::Every => Keep::Main,
             Admit::SecondRead { recent, slots } => {
                 let slots = *slots;
-                recent
-                    .get_or_insert_with(|| Recent::new(slots))
-                    .seen_again(h)
+                kept(
+                    recent
+                        .get_or_insert_with(|| Recent::new(slots))
+                        .seen_again(h),
+                )
             }
-            Admit::Frequency(counts) => counts.keep_load(h, room, evicted, self.clock, keys),
+            Admit::Frequency(counts) => {
+                self.window_cap = ((residents as f64 * WINDOW_SHARE) as usize).max(1);
+                counts.keep_load(h, room, evicted, self.clock, keys)
+            }
         }
+    }
+
+    /// Puts a resident key loaded on probation into the window.
+    pub fn enqueue_window(&mut self, key: &K) {
+        self.window.push(&self.map, key);
+    }
+
+    /// While the window holds more than its share: its oldest value, if it
+    /// is not wanted more often than what eviction takes (`evicted`, the
+    /// typical count of evicted values; a use in the window counts one
+    /// more), to leave memory (the caller drops it, or queues it for
+    /// eviction if it cannot be dropped); one wanted more moves into the
+    /// eviction order (W-TinyLFU's window and its admission). `None` once
+    /// the window is within its share.
+    pub fn window_overflow(&mut self, evicted: u8) -> Option<(K, u32)> {
+        while self.window.len() > self.window_cap {
+            let (key, at, used) = self.window.pop_front(&self.map)?;
+            let epoch = self.counting().unwrap_or(0);
+            let wanted = match self.map.get_mut_hinted(&key, at) {
+                Some(Slot::Resident(r)) => {
+                    if used {
+                        r.freq.touch(epoch);
+                    }
+                    r.freq.get(epoch)
+                }
+                _ => 0,
+            };
+            if wanted <= evicted.max(1) {
+                return Some((key, at));
+            }
+            self.enqueue(&key);
+        }
+        None
     }
 
     /// The clock, advanced by one access.
@@ -160,10 +212,11 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     where
         K: std::fmt::Debug,
     {
-        let queued: std::collections::HashSet<&K> = match &self.order {
+        let mut queued: std::collections::HashSet<&K> = match &self.order {
             Order::Lru(lru) => lru.keys().collect(),
             Order::Largest(largest) => largest.keys().collect(),
         };
+        queued.extend(self.window.keys());
         let exact = matches!(self.order, Order::Largest(_));
         for (key, slot) in self.map.iter() {
             let eligible = eligible(Some(slot)).is_some();
@@ -192,6 +245,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
 
     /// Empties the eviction order (the map is being emptied too).
     pub fn clear_queue(&mut self) {
+        self.window.clear();
         match &mut self.order {
             Order::Lru(lru) => lru.clear(),
             Order::Largest(largest) => largest.clear(),
@@ -276,24 +330,30 @@ mod tests {
         let mut s: Shard<u32, u32> = Shard::new(EvictionPolicy::LeastRecentlyUsed, 64);
         // Hashes of one bucket (bits 40.. equal), different fingerprints.
         let h = |i: u64| (5u64 << 40) | (i << 1);
-        assert!(!s.keep_load(h(1), false, 0), "first load");
-        assert!(s.keep_load(h(1), false, 0), "second load");
+        assert!((s.keep_load(h(1), false, 0, 0) == Keep::No), "first load");
+        assert!(s.keep_load(h(1), false, 0, 0) == Keep::Main, "second load");
         assert!(
-            !s.keep_load(h(1), false, 0),
+            (s.keep_load(h(1), false, 0, 0) == Keep::No),
             "kept, so forgotten: a third load starts over"
         );
         // A bucket remembers its last WAYS keys; the oldest is forgotten.
         for i in 10..10 + WAYS as u64 + 1 {
-            assert!(!s.keep_load(h(i), false, 0));
+            assert!((s.keep_load(h(i), false, 0, 0) == Keep::No));
         }
-        assert!(!s.keep_load(h(10), false, 0), "the oldest was forgotten");
+        assert!(
+            (s.keep_load(h(10), false, 0, 0) == Keep::No),
+            "the oldest was forgotten"
+        );
         for i in 12..10 + WAYS as u64 + 1 {
-            assert!(s.keep_load(h(i), false, 0), "key {i} was remembered");
+            assert!(
+                s.keep_load(h(i), false, 0, 0) == Keep::Main,
+                "key {i} was remembered"
+            );
         }
         // Other buckets are independent; with no doorkeeper every load is kept.
-        assert!(!s.keep_load(6u64 << 40, false, 0));
+        assert!(s.keep_load(6u64 << 40, false, 0, 0) == Keep::No);
         let mut every: Shard<u32, u32> = Shard::new(EvictionPolicy::LeastRecentlyUsed, 0);
-        assert!(every.keep_load(h(1), false, 0));
+        assert!(every.keep_load(h(1), false, 0, 0) == Keep::Main);
     }
 
     #[test]
@@ -359,7 +419,7 @@ mod tests {
         // With counts, eviction samples the front and puts the rest back.
         let mut counting =
             Shard::new(EvictionPolicy::LeastRecentlyUsed, 0).counting_frequencies(16);
-        counting.keep_load(12345, false, 0);
+        counting.keep_load(12345, false, 0, 0);
         order_stays_whole(counting);
     }
 
@@ -377,23 +437,75 @@ mod tests {
         let mut s: Shard<u32, u32> =
             Shard::new(EvictionPolicy::LeastRecentlyUsed, 0).counting_frequencies(1024);
         let h = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        assert!(s.keep_load(h(1), true, 9), "room: kept whatever the counts");
         assert!(
-            !s.keep_load(h(2), false, 0),
+            s.keep_load(h(1), true, 9, 0) == Keep::Main,
+            "room: kept whatever the counts"
+        );
+        assert!(
+            (s.keep_load(h(2), false, 0, 0) == Keep::Window),
             "a first load never pushes a value out"
         );
         assert!(
-            s.keep_load(h(2), false, 0),
+            (s.keep_load(h(2), false, 0, 0) == Keep::Main),
             "a second one does, over values read once"
         );
-        assert!(!s.keep_load(h(3), false, 3));
-        assert!(!s.keep_load(h(3), false, 3));
-        assert!(!s.keep_load(h(3), false, 3), "3 is not more than 3");
-        assert!(s.keep_load(h(3), false, 3));
+        assert!((s.keep_load(h(3), false, 3, 0) == Keep::Window));
+        assert!((s.keep_load(h(3), false, 3, 0) == Keep::Window));
+        assert!(
+            (s.keep_load(h(3), false, 3, 0) == Keep::Window),
+            "3 is not more than 3"
+        );
+        assert!(s.keep_load(h(3), false, 3, 0) == Keep::Main);
         // What leaves memory leaves its count behind.
         s.remember(h(4), Freq::new(6, s.counting().unwrap()));
         assert_eq!(s.loaded_freq(h(4)).get(s.counting().unwrap()), 6);
-        assert!(s.keep_load(h(4), false, 6), "6 + this load is more than 6");
+        assert!(
+            s.keep_load(h(4), false, 6, 0) == Keep::Main,
+            "6 + this load is more than 6"
+        );
+    }
+
+    #[test]
+    fn the_window_pushes_out_its_oldest_unused_and_promotes_a_used_one() {
+        let mut s: Shard<u32, u32> =
+            Shard::new(EvictionPolicy::LeastRecentlyUsed, 0).counting_frequencies(16);
+        // A window of one value (at least one, whatever the residents).
+        assert_eq!(s.keep_load(7, false, 0, 0), Keep::Window);
+        for k in 0..3u32 {
+            let tick = s.tick();
+            let mut r = Resident::new(Arc::new(k), 1, tick, None);
+            r.freq = Freq::new(1, s.counting().unwrap());
+            s.map.insert(k, Slot::Resident(r));
+            s.enqueue_window(&k);
+        }
+        // Key 1 is used while on probation.
+        let tick = s.tick();
+        if let Some(Slot::Resident(r)) = s.map.get_mut(&1) {
+            r.tick = tick;
+        }
+        let (out, _) = s.window_overflow(1).expect("the oldest, unused");
+        assert_eq!(out, 0);
+        s.map.remove(&0); // the caller drops it
+        assert_eq!(s.window_overflow(1), None, "key 1 moved on, key 2 fits");
+        s.check_order().unwrap();
+        assert_eq!(
+            s.pop_coldest().map(|(k, _)| k),
+            Some(1),
+            "1 is in the eviction order"
+        );
+        assert_eq!(s.pop_coldest(), None, "2 is still on probation");
+        // A value wanted no more than what eviction takes leaves even if used.
+        let tick = s.tick();
+        if let Some(Slot::Resident(r)) = s.map.get_mut(&2) {
+            r.tick = tick;
+        }
+        for k in 3..5u32 {
+            let tick = s.tick();
+            s.map
+                .insert(k, Slot::Resident(Resident::new(Arc::new(k), 1, tick, None)));
+            s.enqueue_window(&k);
+        }
+        assert_eq!(s.window_overflow(9).map(|(k, _)| k), Some(2));
     }
 
     #[test]
@@ -401,7 +513,7 @@ mod tests {
         let mut s: Shard<u32, u32> =
             Shard::new(EvictionPolicy::LeastRecentlyUsed, 0).counting_frequencies(16);
         // Counts decide once values are loaded (the sketch exists).
-        s.keep_load(12345, false, 0);
+        s.keep_load(12345, false, 0, 0);
         for (key, count) in [(0, 5), (1, 1), (2, 4), (3, 1), (4, 2)] {
             resident_with_count(&mut s, key, count);
         }
@@ -416,8 +528,8 @@ mod tests {
             Shard::new(EvictionPolicy::LeastRecentlyUsed, 0).counting_frequencies(16);
         let len = s.counts().epoch_length();
         resident_with_count(&mut s, 7, 12);
-        s.keep_load(99, false, 0);
-        s.keep_load(99, false, 0);
+        s.keep_load(99, false, 0, 0);
+        s.keep_load(99, false, 0, 0);
         let counted = |s: &Shard<u32, u32>| match s.map.get(&7) {
             Some(Slot::Resident(r)) => r.freq.get(s.counting().unwrap()),
             _ => unreachable!(),
@@ -428,7 +540,7 @@ mod tests {
             s.tick();
         }
         assert_eq!(counted(&s), 12);
-        s.keep_load(1234, false, 0);
+        s.keep_load(1234, false, 0, 0);
         assert_eq!(counted(&s), 3, "two epochs: 12 / 4");
         assert_eq!(s.counts().estimate(99), 0, "2 / 4");
     }

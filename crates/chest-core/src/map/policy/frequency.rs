@@ -174,6 +174,21 @@ impl Sketch {
     }
 }
 
+/// Where a value `get` loads goes ([`Counts::keep_load`], the shard's
+/// `keep_load`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// Handed to the caller only; the stored copy stays.
+    No,
+    /// Into memory, in the eviction order.
+    Main,
+    /// Into memory on probation, in the window: the newest loads that did
+    /// not win their place by count (W-TinyLFU's window). One used again
+    /// while there moves into the eviction order when the window pushes it
+    /// out; one not used leaves memory then.
+    Window,
+}
+
 /// Accesses per counter of the sketch in an epoch (TinyLFU's sample of ten
 /// times the cache's size).
 const EPOCH_ACCESSES_PER_COUNTER: u64 = 10;
@@ -244,14 +259,18 @@ impl Counts {
     /// what eviction takes (`evicted`, the typical count of evicted values)
     /// and not for the first time (as TinyLFU's doorkeeper: a value read
     /// once never pushes out one that was read before). Counts the load.
-    pub fn keep_load(&mut self, h: u64, room: bool, evicted: u8, clock: u64, keys: usize) -> bool {
+    pub fn keep_load(&mut self, h: u64, room: bool, evicted: u8, clock: u64, keys: usize) -> Keep {
         self.age(clock, keys);
         let width = self.sketch_size(keys);
         let wanted = self
             .sketch
             .get_or_insert_with(|| Sketch::new(width))
             .add(h, 1);
-        room || wanted > evicted.max(1)
+        if room || wanted > evicted.max(1) {
+            Keep::Main
+        } else {
+            Keep::Window
+        }
     }
 
     /// Begins the next epoch if enough accesses passed since this one

@@ -81,7 +81,6 @@ impl<K: Hash + Eq + Clone> Lru<K> {
     }
 
     /// Copies in the queue (stale ones included).
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.fifo.len()
     }
@@ -95,6 +94,19 @@ impl<K: Hash + Eq + Clone> Lru<K> {
         if let Some(r) = eligible(map.get_hinted(&key, at)) {
             let tick = r.tick;
             self.fifo.push_front((key, tick, at));
+        }
+    }
+
+    /// The first key in line that may be evicted (taken out; it stays in
+    /// the map), with a hint of its position and whether it was used since
+    /// it was queued (stale copies are passed over).
+    pub fn pop_front<V>(&mut self, map: &Index<K, Slot<V>>) -> Option<(K, u32, bool)> {
+        loop {
+            let (key, queued, at) = self.fifo.pop_front()?;
+            if let Some(r) = eligible(map.get_hinted(&key, at)) {
+                let used = r.tick > queued;
+                return Some((key, at, used));
+            }
         }
     }
 
