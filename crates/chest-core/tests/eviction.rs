@@ -34,6 +34,40 @@ fn sized(i: u64) -> Vec<u8> {
     value(i, 1000 + i as usize)
 }
 
+/// Write errors not yet reported were about values a `clear` removes: they
+/// go with them, and the flush after it reports nothing stale.
+#[test]
+fn clear_drops_the_unreported_errors_of_the_values_it_removes() {
+    let (fail, b) = failing_puts();
+    let c = ChestBuilder::<u64, Vec<u8>>::with_weigher(Vec::len)
+        .memory_budget(BUDGET)
+        .admission(Admission::EveryRead)
+        .writer_threads(0)
+        .open_backend(Arc::clone(&b))
+        .unwrap();
+    for k in 0..32 {
+        c.insert(k, value(k, LEN)).unwrap();
+    }
+    c.flush().unwrap();
+    fail.on();
+    // Dirty values in memory whose spills fail (reported to the inserts)...
+    for k in 100..116 {
+        let _ = c.insert(k, value(k, LEN));
+    }
+    let errors = c.stats().errors;
+    // ... and loads that make room by spilling them: those failures wait
+    // for the next call that reports (a get does not).
+    for k in 0..8 {
+        assert_eq!(*c.get(&k).unwrap().unwrap(), value(k, LEN));
+    }
+    assert!(c.stats().errors > errors, "the loads' spills failed too");
+    c.clear().unwrap();
+    fail.off();
+    c.flush().unwrap();
+    assert!(c.is_empty());
+    check(&c, true);
+}
+
 /// Values that are stored (loaded ones) fill the whole budget: eviction
 /// drops them only as far as the budget needs, and keeps the margin below
 /// it (where eviction starts ahead of the budget) for values that must be

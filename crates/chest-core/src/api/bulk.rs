@@ -97,7 +97,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     }
 
     /// Removes every key, in memory and in the backend (the objects go as
-    /// a removal's do: once no kept manifest names them).
+    /// a removal's do: once no kept manifest names them). Errors of
+    /// background writes not reported yet go with the values they were
+    /// about.
     ///
     /// ```
     /// use chest_core::Chest;
@@ -131,6 +133,11 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
             drop(drained);
             self.inner.store.reap();
         }
+        // Errors of earlier background writes not reported yet were about
+        // values that are gone now: they go with them. (A value put since,
+        // whose write failed, is still dirty in memory; the next flush
+        // writes it itself and reports its own failure.)
+        drop(self.inner.take_errors());
         Ok(())
     }
 }
