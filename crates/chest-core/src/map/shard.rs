@@ -35,7 +35,61 @@ pub(crate) struct Shard<K, V> {
     /// order, oldest first; at most `window_cap` of them.
     window: Lru<K>,
     window_cap: usize,
+    /// Whether the window earns its keep (see [`WindowUse`]).
+    window_use: WindowUse,
     clock: u64,
+}
+
+/// How much the window is used, and so how many of the loads that do not
+/// win their place go into it: every one while the values it pushes out
+/// were used there often enough (one in [`WindowUse::CHECK`] / `RARE`, at
+/// least), else one in [`WindowUse::SAMPLE`] — enough to see when that
+/// changes. On uniform random reads nothing in the window is read again,
+/// and each load kept there costs an allocation and a drop for nothing.
+#[derive(Debug, Default)]
+struct WindowUse {
+    /// Values pushed out of the window since the last check, and how many
+    /// of them were used there.
+    out: u32,
+    used: u32,
+    /// Whether the window is rarely used (loads go into it one in
+    /// `SAMPLE`), and the loads skipped since the last one taken.
+    rare: bool,
+    skipped: u32,
+}
+
+impl WindowUse {
+    /// Values pushed out between two checks.
+    const CHECK: u32 = 256;
+    /// Below one use in this many values pushed out, the window is rarely used.
+    const RARE: u32 = 128;
+    /// While it is, one load in this many goes into it.
+    const SAMPLE: u32 = 16;
+
+    /// Whether this load (one that did not win its place) goes into the window.
+    fn take(&mut self) -> bool {
+        if !self.rare {
+            return true;
+        }
+        self.skipped += 1;
+        if self.skipped >= Self::SAMPLE {
+            self.skipped = 0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A value was pushed out of the window, `used` there or not.
+    fn out(&mut self, used: bool) {
+        self.out += 1;
+        self.used += u32::from(used);
+        if self.out >= Self::CHECK {
+            self.rare = self.used * Self::RARE < self.out;
+            self.out = 0;
+            self.used = 0;
+        }
+    }
 }
 
 /// The window's share of a shard's values in memory (W-TinyLFU's window;
@@ -83,6 +137,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             },
             window: Lru::new(),
             window_cap: 0,
+            window_use: WindowUse::default(),
             clock: 0,
         }
     }
@@ -143,7 +198,10 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             }
             Admit::Frequency(counts) => {
                 self.window_cap = ((residents as f64 * WINDOW_SHARE) as usize).max(1);
-                counts.keep_load(h, room, evicted, self.clock, keys)
+                match counts.keep_load(h, room, evicted, self.clock, keys) {
+                    Keep::Window if !self.window_use.take() => Keep::No,
+                    keep => keep,
+                }
             }
         }
     }
@@ -163,6 +221,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     pub fn window_overflow(&mut self, evicted: u8) -> Option<(K, u32)> {
         while self.window.len() > self.window_cap {
             let (key, at, used) = self.window.pop_front(&self.map)?;
+            self.window_use.out(used);
             let epoch = self.counting().unwrap_or(0);
             let wanted = match self.map.get_mut_hinted(&key, at) {
                 Some(Slot::Resident(r)) => {
@@ -506,6 +565,22 @@ mod tests {
             s.enqueue_window(&k);
         }
         assert_eq!(s.window_overflow(9).map(|(k, _)| k), Some(2));
+    }
+
+    #[test]
+    fn a_window_rarely_used_takes_one_load_in_sixteen_until_it_is_used_again() {
+        let mut w = WindowUse::default();
+        assert!((0..100).all(|_| w.take()), "used until shown otherwise");
+        for _ in 0..WindowUse::CHECK {
+            w.out(false);
+        }
+        let taken = (0..160).filter(|_| w.take()).count();
+        assert_eq!(taken, 10, "one in sixteen");
+        // Used again (one in eight pushed out): every load again.
+        for i in 0..WindowUse::CHECK {
+            w.out(i % 8 == 0);
+        }
+        assert!((0..100).all(|_| w.take()));
     }
 
     #[test]
