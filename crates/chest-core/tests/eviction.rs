@@ -68,6 +68,38 @@ fn clear_drops_the_unreported_errors_of_the_values_it_removes() {
     check(&c, true);
 }
 
+/// The budget holds when the windows of loads on probation could hold
+/// more than all of it (a few large values, many shards: each shard's
+/// window keeps at least one value): eviction takes from the windows when
+/// nothing else is left.
+#[test]
+fn the_budget_holds_when_windows_could_hold_more_than_it() {
+    const LARGE: usize = 64 << 10;
+    let b: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    let c = ChestBuilder::<u64, Vec<u8>>::with_weigher(Vec::len)
+        .memory_budget(4 * LARGE)
+        .count_entry_overhead(false)
+        .shards(16)
+        .open_backend(b)
+        .unwrap();
+    for k in 0..64 {
+        c.insert(k, value(k, LARGE)).unwrap();
+    }
+    c.flush().unwrap();
+    for round in 0..3 {
+        for k in 0..64 {
+            assert_eq!(*c.get(&k).unwrap().unwrap(), value(k, LARGE));
+            let usage = c.memory_usage();
+            assert!(
+                usage <= 5 * LARGE,
+                "round {round}, key {k}: {usage} bytes in memory, budget {}",
+                4 * LARGE
+            );
+        }
+    }
+    check(&c, true);
+}
+
 /// Values that are stored (loaded ones) fill the whole budget: eviction
 /// drops them only as far as the budget needs, and keeps the margin below
 /// it (where eviction starts ahead of the budget) for values that must be

@@ -338,7 +338,7 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             Admit::Frequency(counts) => Some(counts),
             _ => None,
         };
-        match &mut self.order {
+        let coldest = match &mut self.order {
             // Of the few coldest by recency, the least wanted, once values
             // are loaded (before, every value was inserted and its count
             // says little, and a run of inserts evicts at the cost of one
@@ -348,7 +348,10 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 c => lru.pop_coldest(&mut self.map, c.map(Counts::epoch)),
             },
             Order::Largest(largest) => largest.pop_coldest(&self.map),
-        }
+        };
+        // Nothing else left: the window's oldest (the budget holds even
+        // when the windows hold all of it, as with a few large values).
+        coldest.or_else(|| self.window.pop_front(&self.map).map(|(k, at, _)| (k, at)))
     }
 
     /// Copies in the LRU queue, stale ones included (for tests).
@@ -552,19 +555,25 @@ mod tests {
             Some(1),
             "1 is in the eviction order"
         );
-        assert_eq!(s.pop_coldest(), None, "2 is still on probation");
+        s.map.remove(&1); // evicted
+                          // Nothing else left, eviction takes the window's oldest (the budget
+                          // holds); put back, it is first in line.
+        let (k, at) = s.pop_coldest().expect("the window's oldest");
+        assert_eq!(k, 2);
+        s.unpop(k, at);
+        s.check_order().unwrap();
         // A value wanted no more than what eviction takes leaves even if used.
-        let tick = s.tick();
-        if let Some(Slot::Resident(r)) = s.map.get_mut(&2) {
-            r.tick = tick;
-        }
         for k in 3..5u32 {
             let tick = s.tick();
             s.map
                 .insert(k, Slot::Resident(Resident::new(Arc::new(k), 1, tick, None)));
             s.enqueue_window(&k);
         }
-        assert_eq!(s.window_overflow(9).map(|(k, _)| k), Some(2));
+        let tick = s.tick();
+        if let Some(Slot::Resident(r)) = s.map.get_mut(&3) {
+            r.tick = tick;
+        }
+        assert_eq!(s.window_overflow(9).map(|(k, _)| k), Some(3));
     }
 
     #[test]
