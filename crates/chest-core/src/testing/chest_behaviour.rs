@@ -404,15 +404,14 @@ pub fn clean_values_not_rewritten(target: &dyn Target) {
     assert_eq!(after.bytes_written, before.bytes_written);
 }
 
-/// By default (`Admission::Frequency`) a value `get` loads stays in memory
-/// while the budget has room; once memory is full, a value read once waits
-/// on probation in a small window and pushes out none of the values in
-/// memory, and one read again is kept.
-pub fn loads_are_kept_when_wanted_more_than_what_they_push_out(target: &dyn Target) {
-    let loc = target.fresh();
+/// A chest on `loc` within 256 KiB, one shard (eviction takes the coldest
+/// values of all), loaded values kept as `admission` says, holding 512
+/// values of 1 KiB, flushed: about the newest 200 in memory.
+fn flushed_512_values(loc: &dyn Location, admission: crate::Admission) -> Chest<u64, Bytes> {
     let c: Chest<u64, Bytes> = ChestBuilder::new()
         .memory_budget(256 << 10)
         .shards(1)
+        .admission(admission)
         .reader_grace(std::time::Duration::ZERO)
         .open_backend(loc.open().expect("open the backend"))
         .expect("open the chest");
@@ -420,6 +419,16 @@ pub fn loads_are_kept_when_wanted_more_than_what_they_push_out(target: &dyn Targ
         c.insert(i, value(i, 1024)).unwrap();
     }
     c.flush().unwrap();
+    c
+}
+
+/// By default (`Admission::Frequency`) a value `get` loads stays in memory
+/// while the budget has room; once memory is full, a value read once waits
+/// on probation in a small window and pushes out none of the values in
+/// memory, and one read again is kept.
+pub fn loads_are_kept_when_wanted_more_than_what_they_push_out(target: &dyn Target) {
+    let loc = target.fresh();
+    let c = flushed_512_values(&*loc, crate::Admission::Frequency);
     c.evict(usize::MAX).unwrap();
     // Memory fills up with loads while the budget has room (up to where
     // eviction stops).
@@ -482,17 +491,7 @@ pub fn loads_are_kept_on_second_read(target: &dyn Target) {
     // eviction takes the coldest values of all (with many shards it takes
     // a little from each in turn, and which keys are resident depends on
     // how the keys fall into the shards, so on the number of cores).
-    let c: Chest<u64, Bytes> = ChestBuilder::new()
-        .memory_budget(256 << 10)
-        .shards(1)
-        .admission(crate::Admission::SecondRead)
-        .reader_grace(std::time::Duration::ZERO)
-        .open_backend(loc.open().expect("open the backend"))
-        .expect("open the chest");
-    for i in 0..512u64 {
-        c.insert(i, value(i, 1024)).unwrap();
-    }
-    c.flush().unwrap();
+    let c = flushed_512_values(&*loc, crate::Admission::SecondRead);
     // The early keys are spilled.
     let spilled: Vec<u64> = (0..32).collect();
     let resident = |c: &Chest<u64, Bytes>| c.stats().resident;
