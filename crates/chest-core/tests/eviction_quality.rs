@@ -86,8 +86,8 @@ fn mixed() -> Sizes {
 fn zipf_at_a_tenth_of_the_data_stays_near_the_oracle() {
     let t = Trace::zipf(5000, 0.99, 100_000, kib4(), 1);
     let r = measure(&t, 0.10);
-    // Today 1.03-1.06x the oracle (frequency admission; the second-read
-    // doorkeeper, the default: 1.40x). Goal (issue 21): 1.05x.
+    // Today 1.05-1.07x the oracle (the second-read doorkeeper: 1.40x).
+    // Goal (issue 21): 1.05x.
     let (vs_oracle, _) = r.chest.ratio(r.oracle);
     assert!(vs_oracle <= 1.2, "{vs_oracle:.2}x the oracle's loads");
     assert!(
@@ -101,7 +101,7 @@ fn mixed_sizes_are_measured_in_bytes_too() {
     let t = Trace::zipf(5000, 0.99, 100_000, mixed(), 2);
     let r = measure(&t, 0.10);
     let (_, bytes_vs_oracle) = r.chest.ratio(r.oracle);
-    // Today 1.04-1.05x (second read: 1.45x).
+    // Today 1.06-1.07x (second read: 1.45x).
     assert!(
         bytes_vs_oracle <= 1.25,
         "{bytes_vs_oracle:.2}x the oracle's bytes"
@@ -120,7 +120,7 @@ fn a_loop_larger_than_memory_is_not_reloaded_whole() {
         lru_vs_belady > 4.0,
         "the trace defeats LRU: {lru_vs_belady:.2}"
     );
-    // Today 1.13x (second read: 1.6x). Goal: 1.1x.
+    // Today 1.05x (second read: 1.6x). Goal: 1.1x.
     assert!(vs_belady <= 1.25, "{vs_belady:.2}x Belady");
 }
 
@@ -140,7 +140,7 @@ fn scans_and_shifts_and_one_hit_wonders_are_reported() {
         kib4(),
         3,
     );
-    // Today 1.19x Belady (second read: 1.47x; LRU 1.46x). Goal: 1.25x.
+    // Today 1.20x Belady (second read: 1.47x; LRU 1.46x). Goal: 1.25x.
     let r = measure(&scans, 0.10);
     assert!(r.chest.ratio(r.belady).0 <= 1.3);
     // Scans of keys read once each (20,000 of them): compulsory loads,
@@ -167,13 +167,13 @@ fn scans_and_shifts_and_one_hit_wonders_are_reported() {
     let r = measure(&fresh, 0.10);
     assert!(r.chest.ratio(r.oracle).0 <= 1.9);
     let shifting = Trace::shifting(5000, 0.99, 100_000, 20_000, kib4(), 4);
-    // Today 1.85x Belady, 1.0x the oracle (second read: 1.74x). Goal: 1.6x.
+    // Today 1.75x Belady, 0.94x the oracle (second read: 1.74x). Goal: 1.6x.
     let r = measure(&shifting, 0.10);
     assert!(r.chest.ratio(r.belady).0 <= 2.15);
     // A third of the gets are of keys read once: they take most of the
     // data, so memory is a smaller share of it.
     let once = Trace::one_hit_wonders(5000, 0.99, 100_000, 0.3, kib4(), 5);
-    // Today 1.6x Belady (second read: 1.97x; LRU 2.7x).
+    // Today 1.55x Belady (second read: 1.97x; LRU 2.7x).
     let r = measure(&once, 0.02);
     assert!(r.chest.ratio(r.belady).0 <= 1.85);
 }
@@ -200,7 +200,8 @@ fn cache2k(file: &str) -> Trace {
 /// Recorded web traces, memory 1, 5 and 10% of the keys: strong recency
 /// (a key is read again soon or not for long). The window of loads on
 /// probation is what serves them: without it the chest loaded 1.02-1.16x
-/// what an exact LRU loads; with it 0.85-1.00x. Gated at 1.1x LRU.
+/// what an exact LRU loads; with a window of 1% 0.85-1.00x; with the
+/// window sized by the hill climber 0.78-1.01x. Gated at 1.1x LRU.
 #[test]
 fn recorded_web_traces_are_reported() {
     for file in ["cache2k-web07.trace.xz", "cache2k-web12.trace.xz"] {
@@ -306,7 +307,15 @@ fn w7_grid() {
         &Trace::one_hit_wonders(50_000, 0.99, 1_000_000, 0.3, kib4(), 14),
         0.02,
     );
-    // The recorded database trace (5,000,000 accesses).
+    recorded_database_trace_is_reported();
+}
+
+/// The recorded database trace (cache2k's orm-busy: 5,000,000 accesses of
+/// 76,349 keys), memory 1, 5, 10 and 30% of the keys: recency matters
+/// there as on the web traces, and more (about half a minute in release).
+#[test]
+#[ignore = "long: 5,000,000 accesses"]
+fn recorded_database_trace_is_reported() {
     let orm = cache2k("cache2k-orm-busy.trace.xz");
     for share in [0.01, 0.05, 0.10, 0.30] {
         measure(&orm, share);

@@ -12,6 +12,7 @@ use std::sync::{Mutex, MutexGuard, Weak};
 use crate::config::{Admission, Config, Key, Weigher};
 use crate::engine::guard;
 use crate::engine::read_queue::ReadAhead;
+use crate::engine::window::WindowShare;
 use crate::engine::write_queue::WriteBehind;
 use crate::error::{Error, Result};
 use crate::map::budget::Budget;
@@ -45,6 +46,9 @@ pub(crate) struct Inner<K: Key, V: Send + Sync + 'static, S: Serializer<V>> {
     /// The counts of the values eviction takes (for
     /// [`Admission::Frequency`]).
     pub(crate) evicted: Evicted,
+    /// The share of memory the windows of loads on probation may hold
+    /// (for [`Admission::Frequency`]).
+    pub(crate) window: WindowShare,
     pub(crate) counters: Counters,
     pub(crate) persistent: bool,
     pub(crate) flush_lock: Mutex<()>,
@@ -127,6 +131,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             len: AtomicUsize::new(0),
             cursor: AtomicUsize::new(0),
             evicted: Evicted::default(),
+            window: WindowShare::default(),
             counters: Counters::default(),
             persistent,
             flush_lock: Mutex::new(()),

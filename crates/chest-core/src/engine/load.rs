@@ -391,6 +391,32 @@ const NO_LOC: Loc = Loc {
 };
 
 impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
+    /// How many values a shard's window of loads on probation may hold
+    /// now, at a miss: the chest's [`WindowShare`](crate::engine::window::WindowShare)
+    /// of the values a shard holds on average (the sample it climbs by fed
+    /// with this miss), and the least share's (while the window is rarely
+    /// used).
+    fn window_cap(&self) -> (usize, usize) {
+        if self.config.admission != Admission::Frequency {
+            return (1, 1);
+        }
+        use std::sync::atomic::Ordering::Relaxed;
+        let hits = self.counters.hits.load(Relaxed);
+        let gets = hits + self.counters.misses.load(Relaxed);
+        let resident = self.budget.resident();
+        // Full: eviction has begun and memory is more than half taken (not
+        // "no room": eviction of written values goes below the budget and
+        // back many times a second, and would end every sample).
+        let full = self.counters.evictions.load(Relaxed) > 0
+            && self.budget.taken() >= self.budget.limit() / 2;
+        self.window.missed(hits, gets, resident, full);
+        let per_shard = (resident / self.shards.len()) as f64;
+        (
+            (per_shard * self.window.share()) as usize,
+            (per_shard * crate::map::policy::climber::START) as usize,
+        )
+    }
+
     /// The value of `key`: from memory, from a load another thread is
     /// making, or loaded now. A value loaded now stays in memory if `keep`,
     /// or else as the chest's [`Admission`](crate::Admission) decides.
@@ -435,11 +461,13 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                     let place = if keep {
                         Keep::Main
                     } else {
+                        let (window, window_least) = self.window_cap();
                         shard.keep_load(
                             self.hash_of(key),
                             room,
                             self.evicted.typical(),
-                            self.budget.resident() / self.shards.len(),
+                            window,
+                            window_least,
                         )
                     };
                     let keep = place != Keep::No;

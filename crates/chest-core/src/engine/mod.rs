@@ -2,7 +2,8 @@
 //! background writers ([`writer`]) and readers ([`readahead`]) on one
 //! [`crew`], loads of spilled values ([`load`]), flush and compaction
 //! ([`flush`]), recovery at open ([`recover`]), the invariant check
-//! ([`invariants`]), and the catching of panics in user code ([`guard`]).
+//! ([`invariants`]), the catching of panics in user code ([`guard`]), and
+//! the size of the windows of loads on probation ([`window`]).
 
 pub(crate) mod crew;
 pub(crate) mod evict;
@@ -15,5 +16,6 @@ pub(crate) mod locks;
 pub(crate) mod read_queue;
 pub(crate) mod readahead;
 pub(crate) mod recover;
+pub(crate) mod window;
 pub(crate) mod write_queue;
 pub(crate) mod writer;

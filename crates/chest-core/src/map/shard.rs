@@ -92,10 +92,6 @@ impl WindowUse {
     }
 }
 
-/// The window's share of a shard's values in memory (W-TinyLFU's window;
-/// at least one value).
-const WINDOW_SHARE: f64 = 0.01;
-
 /// The eviction order, by [`EvictionPolicy`].
 enum Order<K> {
     Lru(Lru<K>),
@@ -181,9 +177,18 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// should stay in memory (see [`Admission`](crate::Admission)); `room`:
     /// whether the budget has room for it without evicting anything;
     /// `evicted`: the typical count of the values eviction takes;
-    /// `residents`: about how many values this shard holds (sizes the
-    /// window).
-    pub fn keep_load(&mut self, h: u64, room: bool, evicted: u8, residents: usize) -> Keep {
+    /// `window`: how many values the window may hold (at least one), and
+    /// `window_least`: how many while it is rarely used (what is not read
+    /// again there gains nothing from a larger one, and takes memory from
+    /// the values that won their place).
+    pub fn keep_load(
+        &mut self,
+        h: u64,
+        room: bool,
+        evicted: u8,
+        window: usize,
+        window_least: usize,
+    ) -> Keep {
         let keys = self.map.len();
         let kept = |keep: bool| if keep { Keep::Main } else { Keep::No };
         match &mut self.admission {
@@ -197,7 +202,12 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 )
             }
             Admit::Frequency(counts) => {
-                self.window_cap = ((residents as f64 * WINDOW_SHARE) as usize).max(1);
+                self.window_cap = if self.window_use.rare {
+                    window.min(window_least)
+                } else {
+                    window
+                }
+                .max(1);
                 match counts.keep_load(h, room, evicted, self.clock, keys) {
                     Keep::Window if !self.window_use.take() => Keep::No,
                     keep => keep,
@@ -211,25 +221,25 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
         self.window.push(&self.map, key);
     }
 
-    /// While the window holds more than its share: its oldest value, if it
-    /// is not wanted more often than what eviction takes (`evicted`, the
-    /// typical count of evicted values; a use in the window counts one
-    /// more), to leave memory (the caller drops it, or queues it for
-    /// eviction if it cannot be dropped); one wanted more moves into the
-    /// eviction order (W-TinyLFU's window and its admission). `None` once
-    /// the window is within its share.
+    /// While the window holds more than its share: its oldest value not
+    /// used since it was queued there (one used goes to the back of the
+    /// window, one more to its count: the window is a CLOCK of its own, so
+    /// what is read again soon stays while it is), if it is not wanted more
+    /// often than what eviction takes (`evicted`, the typical count of
+    /// evicted values), to leave memory (the caller drops it, or queues it
+    /// for eviction if it cannot be dropped); one wanted more moves into
+    /// the eviction order (W-TinyLFU's window and its admission). `None`
+    /// once the window is within its share.
     pub fn window_overflow(&mut self, evicted: u8) -> Option<(K, u32)> {
         while self.window.len() > self.window_cap {
-            let (key, at, used) = self.window.pop_front(&self.map)?;
-            self.window_use.out(used);
-            let epoch = self.counting().unwrap_or(0);
-            let wanted = match self.map.get_mut_hinted(&key, at) {
-                Some(Slot::Resident(r)) => {
-                    if used {
-                        r.freq.touch(epoch);
-                    }
-                    r.freq.get(epoch)
-                }
+            let epoch = self.counting();
+            let use_ = &mut self.window_use;
+            let (key, at) = self
+                .window
+                .pop_unused(&mut self.map, epoch, |_| use_.out(true))?;
+            self.window_use.out(false);
+            let wanted = match self.map.get_hinted(&key, at) {
+                Some(Slot::Resident(r)) => r.freq.get(epoch.unwrap_or(0)),
                 _ => 0,
             };
             if wanted <= evicted.max(1) {
@@ -392,30 +402,36 @@ mod tests {
         let mut s: Shard<u32, u32> = Shard::new(EvictionPolicy::LeastRecentlyUsed, 64);
         // Hashes of one bucket (bits 40.. equal), different fingerprints.
         let h = |i: u64| (5u64 << 40) | (i << 1);
-        assert!((s.keep_load(h(1), false, 0, 0) == Keep::No), "first load");
-        assert!(s.keep_load(h(1), false, 0, 0) == Keep::Main, "second load");
         assert!(
-            (s.keep_load(h(1), false, 0, 0) == Keep::No),
+            (s.keep_load(h(1), false, 0, 0, 0) == Keep::No),
+            "first load"
+        );
+        assert!(
+            s.keep_load(h(1), false, 0, 0, 0) == Keep::Main,
+            "second load"
+        );
+        assert!(
+            (s.keep_load(h(1), false, 0, 0, 0) == Keep::No),
             "kept, so forgotten: a third load starts over"
         );
         // A bucket remembers its last WAYS keys; the oldest is forgotten.
         for i in 10..10 + WAYS as u64 + 1 {
-            assert!((s.keep_load(h(i), false, 0, 0) == Keep::No));
+            assert!((s.keep_load(h(i), false, 0, 0, 0) == Keep::No));
         }
         assert!(
-            (s.keep_load(h(10), false, 0, 0) == Keep::No),
+            (s.keep_load(h(10), false, 0, 0, 0) == Keep::No),
             "the oldest was forgotten"
         );
         for i in 12..10 + WAYS as u64 + 1 {
             assert!(
-                s.keep_load(h(i), false, 0, 0) == Keep::Main,
+                s.keep_load(h(i), false, 0, 0, 0) == Keep::Main,
                 "key {i} was remembered"
             );
         }
         // Other buckets are independent; with no doorkeeper every load is kept.
-        assert!(s.keep_load(6u64 << 40, false, 0, 0) == Keep::No);
+        assert!(s.keep_load(6u64 << 40, false, 0, 0, 0) == Keep::No);
         let mut every: Shard<u32, u32> = Shard::new(EvictionPolicy::LeastRecentlyUsed, 0);
-        assert!(every.keep_load(h(1), false, 0, 0) == Keep::Main);
+        assert!(every.keep_load(h(1), false, 0, 0, 0) == Keep::Main);
     }
 
     #[test]
@@ -481,7 +497,7 @@ mod tests {
         // With counts, eviction samples the front and puts the rest back.
         let mut counting =
             Shard::new(EvictionPolicy::LeastRecentlyUsed, 0).counting_frequencies(16);
-        counting.keep_load(12345, false, 0, 0);
+        counting.keep_load(12345, false, 0, 0, 0);
         order_stays_whole(counting);
     }
 
@@ -500,80 +516,94 @@ mod tests {
             Shard::new(EvictionPolicy::LeastRecentlyUsed, 0).counting_frequencies(1024);
         let h = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         assert!(
-            s.keep_load(h(1), true, 9, 0) == Keep::Main,
+            s.keep_load(h(1), true, 9, 0, 0) == Keep::Main,
             "room: kept whatever the counts"
         );
         assert!(
-            (s.keep_load(h(2), false, 0, 0) == Keep::Window),
+            (s.keep_load(h(2), false, 0, 0, 0) == Keep::Window),
             "a first load never pushes a value out"
         );
         assert!(
-            (s.keep_load(h(2), false, 0, 0) == Keep::Main),
+            (s.keep_load(h(2), false, 0, 0, 0) == Keep::Main),
             "a second one does, over values read once"
         );
-        assert!((s.keep_load(h(3), false, 3, 0) == Keep::Window));
-        assert!((s.keep_load(h(3), false, 3, 0) == Keep::Window));
+        assert!((s.keep_load(h(3), false, 3, 0, 0) == Keep::Window));
+        assert!((s.keep_load(h(3), false, 3, 0, 0) == Keep::Window));
         assert!(
-            (s.keep_load(h(3), false, 3, 0) == Keep::Window),
+            (s.keep_load(h(3), false, 3, 0, 0) == Keep::Window),
             "3 is not more than 3"
         );
-        assert!(s.keep_load(h(3), false, 3, 0) == Keep::Main);
+        assert!(s.keep_load(h(3), false, 3, 0, 0) == Keep::Main);
         // What leaves memory leaves its count behind.
         s.remember(h(4), Freq::new(6, s.counting().unwrap()));
         assert_eq!(s.loaded_freq(h(4)).get(s.counting().unwrap()), 6);
         assert!(
-            s.keep_load(h(4), false, 6, 0) == Keep::Main,
+            s.keep_load(h(4), false, 6, 0, 0) == Keep::Main,
             "6 + this load is more than 6"
         );
     }
 
     #[test]
-    fn the_window_pushes_out_its_oldest_unused_and_promotes_a_used_one() {
+    fn the_window_keeps_what_is_used_in_it_and_promotes_what_is_wanted_more() {
         let mut s: Shard<u32, u32> =
             Shard::new(EvictionPolicy::LeastRecentlyUsed, 0).counting_frequencies(16);
-        // A window of one value (at least one, whatever the residents).
-        assert_eq!(s.keep_load(7, false, 0, 0), Keep::Window);
-        for k in 0..3u32 {
+        let epoch = s.counting().unwrap();
+        // A window of one value (at least one, whatever is asked).
+        assert_eq!(s.keep_load(7, false, 0, 0, 0), Keep::Window);
+        let load = |s: &mut Shard<u32, u32>, k: u32| {
             let tick = s.tick();
             let mut r = Resident::new(Arc::new(k), 1, tick, None);
-            r.freq = Freq::new(1, s.counting().unwrap());
+            r.freq = Freq::new(1, epoch);
             s.map.insert(k, Slot::Resident(r));
             s.enqueue_window(&k);
+        };
+        let used = |s: &mut Shard<u32, u32>, k: u32| {
+            let tick = s.tick();
+            if let Some(Slot::Resident(r)) = s.map.get_mut(&k) {
+                r.tick = tick;
+            }
+        };
+        for k in 0..3 {
+            load(&mut s, k);
         }
-        // Key 1 is used while on probation.
-        let tick = s.tick();
-        if let Some(Slot::Resident(r)) = s.map.get_mut(&1) {
-            r.tick = tick;
-        }
-        let (out, _) = s.window_overflow(1).expect("the oldest, unused");
-        assert_eq!(out, 0);
-        s.map.remove(&0); // the caller drops it
-        assert_eq!(s.window_overflow(1), None, "key 1 moved on, key 2 fits");
+        // Key 0 is used while on probation: a second chance in the window
+        // (one more to its count); the oldest unused go, each no more
+        // wanted than what eviction takes (a count of 1).
+        used(&mut s, 0);
+        let (out, _) = s.window_overflow(1).expect("the oldest unused");
+        assert_eq!(out, 1);
+        s.map.remove(&1); // the caller drops it
+        assert_eq!(s.window_overflow(1).map(|(k, _)| k), Some(2));
+        s.map.remove(&2);
+        assert_eq!(s.window_overflow(1), None, "key 0 fits");
+        assert_eq!(s.queued(), 0, "nothing in the eviction order");
+        s.check_order().unwrap();
+        // Pushed out unused now, 0 is wanted more than what eviction takes
+        // (2 > 1): into the eviction order.
+        load(&mut s, 3);
+        assert_eq!(s.window_overflow(1), None, "0 moved on, 3 fits");
         s.check_order().unwrap();
         assert_eq!(
             s.pop_coldest().map(|(k, _)| k),
-            Some(1),
-            "1 is in the eviction order"
+            Some(0),
+            "0 is in the order"
         );
-        s.map.remove(&1); // evicted
+        s.map.remove(&0); // evicted
                           // Nothing else left, eviction takes the window's oldest (the budget
                           // holds); put back, it is first in line.
         let (k, at) = s.pop_coldest().expect("the window's oldest");
-        assert_eq!(k, 2);
+        assert_eq!(k, 3);
         s.unpop(k, at);
         s.check_order().unwrap();
-        // A value wanted no more than what eviction takes leaves even if used.
-        for k in 3..5u32 {
-            let tick = s.tick();
-            s.map
-                .insert(k, Slot::Resident(Resident::new(Arc::new(k), 1, tick, None)));
-            s.enqueue_window(&k);
-        }
-        let tick = s.tick();
-        if let Some(Slot::Resident(r)) = s.map.get_mut(&3) {
-            r.tick = tick;
-        }
-        assert_eq!(s.window_overflow(9).map(|(k, _)| k), Some(3));
+        // Against a higher bar, a value used in the window leaves too, once
+        // it goes a round of the window unused.
+        load(&mut s, 4);
+        used(&mut s, 4);
+        load(&mut s, 5);
+        assert_eq!(s.window_overflow(9).map(|(k, _)| k), Some(5));
+        assert_eq!(s.window_overflow(9), None);
+        load(&mut s, 6);
+        assert_eq!(s.window_overflow(9).map(|(k, _)| k), Some(4));
     }
 
     #[test]
@@ -597,7 +627,7 @@ mod tests {
         let mut s: Shard<u32, u32> =
             Shard::new(EvictionPolicy::LeastRecentlyUsed, 0).counting_frequencies(16);
         // Counts decide once values are loaded (the sketch exists).
-        s.keep_load(12345, false, 0, 0);
+        s.keep_load(12345, false, 0, 0, 0);
         for (key, count) in [(0, 5), (1, 1), (2, 4), (3, 1), (4, 2)] {
             resident_with_count(&mut s, key, count);
         }
@@ -612,8 +642,8 @@ mod tests {
             Shard::new(EvictionPolicy::LeastRecentlyUsed, 0).counting_frequencies(16);
         let len = s.counts().epoch_length();
         resident_with_count(&mut s, 7, 12);
-        s.keep_load(99, false, 0, 0);
-        s.keep_load(99, false, 0, 0);
+        s.keep_load(99, false, 0, 0, 0);
+        s.keep_load(99, false, 0, 0, 0);
         let counted = |s: &Shard<u32, u32>| match s.map.get(&7) {
             Some(Slot::Resident(r)) => r.freq.get(s.counting().unwrap()),
             _ => unreachable!(),
@@ -624,7 +654,7 @@ mod tests {
             s.tick();
         }
         assert_eq!(counted(&s), 12);
-        s.keep_load(1234, false, 0, 0);
+        s.keep_load(1234, false, 0, 0, 0);
         assert_eq!(counted(&s), 3, "two epochs: 12 / 4");
         assert_eq!(s.counts().estimate(99), 0, "2 / 4");
     }

@@ -119,6 +119,17 @@ impl<K: Hash + Eq + Clone> Lru<K> {
         map: &mut Index<K, Slot<V>>,
         counting: Option<u8>,
     ) -> Option<(K, u32)> {
+        self.pop_unused(map, counting, |_| {})
+    }
+
+    /// [`pop_coldest`](Lru::pop_coldest), telling `second_chance` of each
+    /// key sent to the back because it was used.
+    pub fn pop_unused<V>(
+        &mut self,
+        map: &mut Index<K, Slot<V>>,
+        counting: Option<u8>,
+        mut second_chance: impl FnMut(&K),
+    ) -> Option<(K, u32)> {
         loop {
             let (key, queued, at) = self.fifo.pop_front()?;
             let Some(r) = eligible_mut(map.get_mut_hinted(&key, at)) else {
@@ -132,6 +143,7 @@ impl<K: Hash + Eq + Clone> Lru<K> {
                 r.freq.touch(epoch);
             }
             let tick = r.tick;
+            second_chance(&key);
             self.fifo.push_back((key, tick, at));
         }
     }

@@ -12,6 +12,7 @@
 //! The shard owns the state and passes its index where a unit needs to look
 //! at an entry (whether it may be evicted, its tick, its count).
 
+pub(crate) mod climber;
 pub(crate) mod doorkeeper;
 pub(crate) mod frequency;
 pub(crate) mod largest;
