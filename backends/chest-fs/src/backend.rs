@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use chest_core::backend::{check_name, check_range};
-use chest_core::{Backend, BackendError, BackendResult, SingleWriter};
+use chest_core::{Backend, BackendError, BackendResult, ReadCost, SingleWriter};
 use tempfile::TempDir;
 
 use crate::lock::DirLock;
@@ -693,6 +693,13 @@ impl Drop for FsBackend {
 impl Backend for FsBackend {
     fn location(&self) -> &str {
         &self.location
+    }
+
+    /// About 100 µs to the first byte (a local SSD's random read, or a
+    /// system call and a copy from the page cache, much less) and 1 GB/s:
+    /// a read's latency is worth about 100 KB of transfer.
+    fn read_cost(&self) -> ReadCost {
+        ReadCost::new(std::time::Duration::from_micros(100), 1_000_000_000)
     }
 
     fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {

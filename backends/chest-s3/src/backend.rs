@@ -411,6 +411,12 @@ impl Backend for S3Backend {
         self.inner.config.concurrency
     }
 
+    /// About 10 ms to the first byte and 100 MB/s: a GET's latency is worth
+    /// about 1 MB of transfer.
+    fn read_cost(&self) -> chest_core::ReadCost {
+        chest_core::ReadCost::new(std::time::Duration::from_millis(10), 100_000_000)
+    }
+
     fn counters(&self) -> Vec<(String, u64)> {
         self.inner.counters.snapshot()
     }

@@ -382,6 +382,10 @@ impl Backend for ZstdBackend {
         self.inner.write_concurrency()
     }
 
+    fn read_cost(&self) -> chest_core::ReadCost {
+        self.inner.read_cost()
+    }
+
     fn counters(&self) -> Vec<(String, u64)> {
         let mut c = vec![
             (

@@ -83,10 +83,16 @@ pub enum Admission {
     /// for spilled keys, their loads, in a sketch of 4-bit counters with at
     /// least one counter a row per key; all are halved as time passes, so a
     /// change of what is wanted is followed. A load that does not win its
-    /// place waits in a window of about 1% of the values in memory, and
-    /// stays if it is used there and then wanted more than what eviction
-    /// takes. Eviction takes the least wanted of the few values coldest by
-    /// recency.
+    /// place waits in a window (a CLOCK of its own: what is used there
+    /// stays while it is), and moves on if it is then wanted more than what
+    /// eviction takes; the window's share of memory (1% at first, up to
+    /// 80%) follows the hit rate (Caffeine's hill climber), so traces where
+    /// what was just read is read again soon get a large one. Eviction
+    /// takes the least wanted of the few values coldest by recency.
+    /// "Wanted" weighs counts by what a read costs per byte
+    /// ([`ChestBuilder::read_cost`](crate::ChestBuilder::read_cost)): for
+    /// values of one size, counts alone; with a read latency, small values
+    /// read often are worth more per byte of memory than large ones.
     #[default]
     Frequency,
 }
@@ -125,6 +131,8 @@ pub(crate) struct Config {
     pub entry_overhead: bool,
     /// The cap on the bytes the store holds, if any.
     pub max_spill: Option<u64>,
+    /// What a read from the store costs (`None`: the backend's hint).
+    pub read_cost: Option<crate::ReadCost>,
 }
 
 /// Default time a dead object stays for readers beside a writer: 60 s.

@@ -16,7 +16,8 @@
 #![cfg(feature = "testing")]
 
 use chest_core::testing::traces::{belady, lru, oracle, replay, Loads, Scans, Sizes, Trace};
-use chest_core::{Admission, EvictionPolicy};
+use chest_core::{Admission, EvictionPolicy, ReadCost};
+use std::time::Duration;
 
 /// What a trace gives, per policy: loads of the counted gets.
 struct Row {
@@ -107,6 +108,35 @@ fn mixed_sizes_are_measured_in_bytes_too() {
         "{bytes_vs_oracle:.2}x the oracle's bytes"
     );
     assert!(r.chest.bytes >= r.belady.bytes / 2);
+}
+
+#[test]
+fn a_read_latency_keeps_small_values_read_often() {
+    // Sizes of 1-64 KiB drawn independently of popularity. A store whose
+    // reads cost their bytes: the chest keeps what saves the most bytes
+    // read. One whose reads wait 10 ms (1 MB of transfer at 100 MB/s):
+    // a read of a small value costs as much as one of a large value, so
+    // it keeps what saves the most reads.
+    let t = Trace::zipf(5000, 0.99, 100_000, mixed(), 2);
+    let bytes = measure_with(&t, 0.10, |b| b.read_cost(ReadCost::BYTES), "bytes");
+    let latency = measure_with(
+        &t,
+        0.10,
+        |b| b.read_cost(ReadCost::new(Duration::from_millis(10), 100_000_000)),
+        "10 ms",
+    );
+    assert!(
+        latency.chest.count < bytes.chest.count,
+        "reads: {} with a latency, {} without",
+        latency.chest.count,
+        bytes.chest.count
+    );
+    assert!(
+        bytes.chest.bytes < latency.chest.bytes,
+        "bytes: {} without a latency, {} with",
+        bytes.chest.bytes,
+        latency.chest.bytes
+    );
 }
 
 #[test]

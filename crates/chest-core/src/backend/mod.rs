@@ -14,6 +14,52 @@ use crate::error::BackendError;
 /// Result of backend operations.
 pub type BackendResult<T> = std::result::Result<T, BackendError>;
 
+/// What reading an object back from a store costs, roughly: a fixed
+/// latency, then its bytes at a bandwidth ([`Backend::read_cost`]). A hint
+/// for which values a chest keeps in memory: what a value saves is how
+/// often it is read times what a read of it costs, per byte of memory.
+///
+/// ```
+/// use chest_core::ReadCost;
+/// use std::time::Duration;
+///
+/// let disk = ReadCost::new(Duration::from_micros(100), 1_000_000_000);
+/// // A read of 100 KB costs twice what its latency alone costs.
+/// assert_eq!(disk.latency_bytes(), 100_000);
+/// assert_eq!(ReadCost::BYTES.latency_bytes(), 0);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadCost {
+    /// Time to the first byte of a read.
+    pub latency: std::time::Duration,
+    /// Bytes per second once it flows (at least 1).
+    pub bytes_per_sec: u64,
+}
+
+impl ReadCost {
+    /// A read costs its bytes alone (no latency): the default hint, and
+    /// the memory backend's.
+    pub const BYTES: ReadCost = ReadCost {
+        latency: std::time::Duration::ZERO,
+        bytes_per_sec: u64::MAX,
+    };
+
+    /// A latency and a bandwidth in bytes per second (taken as at least 1).
+    pub const fn new(latency: std::time::Duration, bytes_per_sec: u64) -> Self {
+        Self {
+            latency,
+            bytes_per_sec: if bytes_per_sec == 0 { 1 } else { bytes_per_sec },
+        }
+    }
+
+    /// The bytes a read moves in the time of its latency: below this size
+    /// a read costs mostly its latency.
+    pub fn latency_bytes(&self) -> u64 {
+        let bytes = self.latency.as_secs_f64() * self.bytes_per_sec as f64;
+        bytes.min(u64::MAX as f64) as u64
+    }
+}
+
 /// A store of named byte objects, the lowest layer of a chest.
 ///
 /// A backend is a flat namespace: each name maps to one immutable byte
@@ -150,7 +196,7 @@ pub type BackendResult<T> = std::result::Result<T, BackendError>;
 /// | `get_many`: one result per request, in order, failures per request | `get_many_in_order`, `get_many_mixed` |
 /// | `list`: every and only object names under a string prefix, sorted | `list_prefixes`, `list_after_deletes` |
 /// | `put_parts`, `put_many_parts`: the concatenation, replacing whole | `put_parts_round_trip` |
-/// | `location`, `write_concurrency`, `counters` | `reports` |
+/// | `location`, `write_concurrency`, `read_cost`, `counters` | `reports` |
 /// | `single_writer`, `put_if`, `get_versioned` | `single_writer`: `conditional_writes`, `conditional_writes_race`, `second_writer_refused`, `writers_race_to_open`, `taken_over_writer_is_fenced`, `paused_writer_cannot_commit`, `reader_keeps_its_snapshot` |
 /// | Layers forward every method | not checked by the suite: a layer's own tests (each layer implements every method today) |
 pub trait Backend: Send + Sync + Debug {
@@ -356,6 +402,17 @@ pub trait Backend: Send + Sync + Debug {
     /// concurrency of the backend it wraps.
     fn write_concurrency(&self) -> usize {
         1
+    }
+
+    /// What reading an object back costs, roughly: a hint for which
+    /// values a chest keeps in memory (see [`ReadCost`]). The default,
+    /// [`ReadCost::BYTES`], says a read costs its bytes alone; a store whose
+    /// reads wait on a latency says so, and a chest then prefers keeping
+    /// small values read often, each of which costs a read's latency to
+    /// load again. Constant while the backend is open. A layer reports the
+    /// cost of the backend it wraps.
+    fn read_cost(&self) -> ReadCost {
+        ReadCost::BYTES
     }
 
     /// Counters of the store itself, shown in the chest's

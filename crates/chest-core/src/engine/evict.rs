@@ -161,7 +161,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                     // Clean: an identical copy is stored; drop it without a write.
                     let freq = r.freq;
                     self.spill_resident(slot, loc);
-                    self.count_evicted(&mut shard, &key, freq);
+                    self.count_evicted(&mut shard, &key, freq, loc);
                     Counters::add(&self.counters.evictions, 1);
                 }
                 None => {
@@ -180,7 +180,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// drops it; one changed since it was loaded (it cannot be dropped) goes
     /// into the eviction order instead.
     pub(crate) fn drop_window_overflow(&self, shard: &mut Shard<K, V>) {
-        while let Some((key, at)) = shard.window_overflow(self.evicted.typical()) {
+        while let Some((key, at)) = shard.window_overflow(&self.evicted) {
             let Some(slot) = shard.map.get_mut_hinted(&key, at) else {
                 continue;
             };
@@ -200,13 +200,14 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         }
     }
 
-    /// A value of `key` left memory by eviction with `freq`: under
-    /// [`Admission::Frequency`](crate::Admission::Frequency) its count joins
-    /// the average of evicted counts and stays in the shard's sketch;
-    /// otherwise nothing is counted.
-    fn count_evicted(&self, shard: &mut Shard<K, V>, key: &K, freq: Freq) {
+    /// A value of `key` left memory by eviction with `freq`, its stored
+    /// copy `stored`: under [`Admission::Frequency`](crate::Admission::Frequency)
+    /// its worth (count and size) joins the average of what eviction takes
+    /// and its count stays in the shard's sketch; otherwise nothing is
+    /// counted.
+    fn count_evicted(&self, shard: &mut Shard<K, V>, key: &K, freq: Freq, stored: Loc) {
         if let Some(epoch) = shard.counting() {
-            self.evicted.note(freq.get(epoch));
+            self.evicted.note(freq.get(epoch), u64::from(stored.len));
             shard.remember(self.hash_of(key), freq);
         }
     }
@@ -471,7 +472,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 if evict {
                     let freq = r.freq;
                     self.spill_resident(slot, stored);
-                    self.count_evicted(shard, &v.key, freq);
+                    self.count_evicted(shard, &v.key, freq, stored);
                     Counters::add(&self.counters.evictions, 1);
                 } else {
                     r.stored = Some(stored);

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::map::budget::Budget;
 use crate::map::changes::Changes;
 use crate::map::entry::{Resident, Slot};
+use crate::map::policy::cost::Worth;
 use crate::map::policy::frequency::Evicted;
 use crate::map::shard::{Shard, ShardHash};
 use crate::stats::Counters;
@@ -105,6 +106,14 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 1
             }
         }));
+        // How counts are weighed by size: by what a read from the store
+        // costs.
+        let worth = Worth::new(
+            config
+                .read_cost
+                .unwrap_or_else(|| store.backend().read_cost())
+                .latency_bytes(),
+        );
         let shards = (0..config.shards)
             .map(|_| {
                 let shard = Shard::new(config.policy, recent_slots(&config));
@@ -113,6 +122,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                     // per KiB of budget, at least 1,024 a chest.
                     Admission::Frequency => shard.counting_frequencies(
                         ((config.budget >> 10).max(1 << 10) / config.shards).max(16),
+                        worth,
                     ),
                     _ => shard,
                 })
@@ -130,7 +140,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             changes: Changes::default(),
             len: AtomicUsize::new(0),
             cursor: AtomicUsize::new(0),
-            evicted: Evicted::default(),
+            evicted: Evicted::new(worth),
             window: WindowShare::default(),
             counters: Counters::default(),
             persistent,

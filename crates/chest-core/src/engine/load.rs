@@ -465,7 +465,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                         shard.keep_load(
                             self.hash_of(key),
                             room,
-                            self.evicted.typical(),
+                            self.evicted.typical(u64::from(loc.len)),
                             window,
                             window_least,
                         )

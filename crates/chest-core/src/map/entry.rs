@@ -113,6 +113,13 @@ impl<V> Resident<V> {
             evicting: false,
         })
     }
+
+    /// Its size for what reading it back costs: its stored copy's length,
+    /// else (not stored yet) its weight.
+    pub fn size(&self) -> u64 {
+        self.stored
+            .map_or(self.weight as u64, |loc| u64::from(loc.len))
+    }
 }
 
 /// A key's state.

@@ -8,8 +8,9 @@ use crate::config::EvictionPolicy;
 use crate::map::entry::eligible;
 use crate::map::entry::Slot;
 use crate::map::index::Index;
+use crate::map::policy::cost::Worth;
 use crate::map::policy::doorkeeper::{Recent, WAYS};
-use crate::map::policy::frequency::{Counts, Freq, Keep};
+use crate::map::policy::frequency::{Counts, Evicted, Freq, Keep};
 use crate::map::policy::largest::Largest;
 use crate::map::policy::lru::Lru;
 
@@ -139,9 +140,10 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     }
 
     /// Keeps the counts [`Admission::Frequency`](crate::Admission::Frequency)
-    /// decides by, in a sketch of `width` counters per row.
-    pub fn counting_frequencies(mut self, width: usize) -> Self {
-        self.admission = Admit::Frequency(Counts::new(width, self.clock));
+    /// decides by, in a sketch of `width` counters per row, weighed by
+    /// `worth`.
+    pub fn counting_frequencies(mut self, width: usize, worth: Worth) -> Self {
+        self.admission = Admit::Frequency(Counts::new(width, self.clock, worth));
         self
     }
 
@@ -225,12 +227,12 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// used since it was queued there (one used goes to the back of the
     /// window, one more to its count: the window is a CLOCK of its own, so
     /// what is read again soon stays while it is), if it is not wanted more
-    /// often than what eviction takes (`evicted`, the typical count of
-    /// evicted values), to leave memory (the caller drops it, or queues it
+    /// often than what eviction takes (`evicted`: the typical evicted
+    /// value's worth, in counts of its size), to leave memory (the caller drops it, or queues it
     /// for eviction if it cannot be dropped); one wanted more moves into
     /// the eviction order (W-TinyLFU's window and its admission). `None`
     /// once the window is within its share.
-    pub fn window_overflow(&mut self, evicted: u8) -> Option<(K, u32)> {
+    pub fn window_overflow(&mut self, evicted: &Evicted) -> Option<(K, u32)> {
         while self.window.len() > self.window_cap {
             let epoch = self.counting();
             let use_ = &mut self.window_use;
@@ -238,11 +240,13 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
                 .window
                 .pop_unused(&mut self.map, epoch, |_| use_.out(true))?;
             self.window_use.out(false);
-            let wanted = match self.map.get_hinted(&key, at) {
-                Some(Slot::Resident(r)) => r.freq.get(epoch.unwrap_or(0)),
-                _ => 0,
+            let (wanted, bar) = match self.map.get_hinted(&key, at) {
+                Some(Slot::Resident(r)) => {
+                    (r.freq.get(epoch.unwrap_or(0)), evicted.typical(r.size()))
+                }
+                _ => (0, 0),
             };
-            if wanted <= evicted.max(1) {
+            if wanted <= bar.max(1) {
                 return Some((key, at));
             }
             self.enqueue(&key);
@@ -354,7 +358,9 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
             // says little, and a run of inserts evicts at the cost of one
             // look per victim).
             Order::Lru(lru) => match counts {
-                Some(c) if c.deciding() => lru.pop_least_wanted(&mut self.map, c.epoch()),
+                Some(c) if c.deciding() => {
+                    lru.pop_least_wanted(&mut self.map, c.epoch(), c.worth())
+                }
                 c => lru.pop_coldest(&mut self.map, c.map(Counts::epoch)),
             },
             Order::Largest(largest) => largest.pop_coldest(&self.map),
@@ -495,8 +501,8 @@ mod tests {
     fn lru_order_stays_whole_through_touches_pins_and_reinserts() {
         order_stays_whole(Shard::new(EvictionPolicy::LeastRecentlyUsed, 0));
         // With counts, eviction samples the front and puts the rest back.
-        let mut counting =
-            Shard::new(EvictionPolicy::LeastRecentlyUsed, 0).counting_frequencies(16);
+        let mut counting = Shard::new(EvictionPolicy::LeastRecentlyUsed, 0)
+            .counting_frequencies(16, Worth::default());
         counting.keep_load(12345, false, 0, 0, 0);
         order_stays_whole(counting);
     }
@@ -512,8 +518,8 @@ mod tests {
 
     #[test]
     fn frequency_admission_keeps_with_room_or_when_wanted_more_than_what_goes() {
-        let mut s: Shard<u32, u32> =
-            Shard::new(EvictionPolicy::LeastRecentlyUsed, 0).counting_frequencies(1024);
+        let mut s: Shard<u32, u32> = Shard::new(EvictionPolicy::LeastRecentlyUsed, 0)
+            .counting_frequencies(1024, Worth::default());
         let h = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         assert!(
             s.keep_load(h(1), true, 9, 0, 0) == Keep::Main,
@@ -545,8 +551,8 @@ mod tests {
 
     #[test]
     fn the_window_keeps_what_is_used_in_it_and_promotes_what_is_wanted_more() {
-        let mut s: Shard<u32, u32> =
-            Shard::new(EvictionPolicy::LeastRecentlyUsed, 0).counting_frequencies(16);
+        let mut s: Shard<u32, u32> = Shard::new(EvictionPolicy::LeastRecentlyUsed, 0)
+            .counting_frequencies(16, Worth::default());
         let epoch = s.counting().unwrap();
         // A window of one value (at least one, whatever is asked).
         assert_eq!(s.keep_load(7, false, 0, 0, 0), Keep::Window);
@@ -570,18 +576,24 @@ mod tests {
         // (one more to its count); the oldest unused go, each no more
         // wanted than what eviction takes (a count of 1).
         used(&mut s, 0);
-        let (out, _) = s.window_overflow(1).expect("the oldest unused");
+        let (out, _) = s
+            .window_overflow(&Evicted::at(1))
+            .expect("the oldest unused");
         assert_eq!(out, 1);
         s.map.remove(&1); // the caller drops it
-        assert_eq!(s.window_overflow(1).map(|(k, _)| k), Some(2));
+        assert_eq!(s.window_overflow(&Evicted::at(1)).map(|(k, _)| k), Some(2));
         s.map.remove(&2);
-        assert_eq!(s.window_overflow(1), None, "key 0 fits");
+        assert_eq!(s.window_overflow(&Evicted::at(1)), None, "key 0 fits");
         assert_eq!(s.queued(), 0, "nothing in the eviction order");
         s.check_order().unwrap();
         // Pushed out unused now, 0 is wanted more than what eviction takes
         // (2 > 1): into the eviction order.
         load(&mut s, 3);
-        assert_eq!(s.window_overflow(1), None, "0 moved on, 3 fits");
+        assert_eq!(
+            s.window_overflow(&Evicted::at(1)),
+            None,
+            "0 moved on, 3 fits"
+        );
         s.check_order().unwrap();
         assert_eq!(
             s.pop_coldest().map(|(k, _)| k),
@@ -600,10 +612,10 @@ mod tests {
         load(&mut s, 4);
         used(&mut s, 4);
         load(&mut s, 5);
-        assert_eq!(s.window_overflow(9).map(|(k, _)| k), Some(5));
-        assert_eq!(s.window_overflow(9), None);
+        assert_eq!(s.window_overflow(&Evicted::at(9)).map(|(k, _)| k), Some(5));
+        assert_eq!(s.window_overflow(&Evicted::at(9)), None);
         load(&mut s, 6);
-        assert_eq!(s.window_overflow(9).map(|(k, _)| k), Some(4));
+        assert_eq!(s.window_overflow(&Evicted::at(9)).map(|(k, _)| k), Some(4));
     }
 
     #[test]
@@ -624,8 +636,8 @@ mod tests {
 
     #[test]
     fn frequency_eviction_takes_the_least_wanted_of_the_coldest() {
-        let mut s: Shard<u32, u32> =
-            Shard::new(EvictionPolicy::LeastRecentlyUsed, 0).counting_frequencies(16);
+        let mut s: Shard<u32, u32> = Shard::new(EvictionPolicy::LeastRecentlyUsed, 0)
+            .counting_frequencies(16, Worth::default());
         // Counts decide once values are loaded (the sketch exists).
         s.keep_load(12345, false, 0, 0, 0);
         for (key, count) in [(0, 5), (1, 1), (2, 4), (3, 1), (4, 2)] {
@@ -638,8 +650,8 @@ mod tests {
 
     #[test]
     fn counts_halve_once_per_epoch_of_accesses() {
-        let mut s: Shard<u32, u32> =
-            Shard::new(EvictionPolicy::LeastRecentlyUsed, 0).counting_frequencies(16);
+        let mut s: Shard<u32, u32> = Shard::new(EvictionPolicy::LeastRecentlyUsed, 0)
+            .counting_frequencies(16, Worth::default());
         let len = s.counts().epoch_length();
         resident_with_count(&mut s, 7, 12);
         s.keep_load(99, false, 0, 0, 0);

@@ -722,6 +722,9 @@ pub fn reports(target: &dyn Target) {
     assert!(!b.location().is_empty(), "location() is empty");
     let concurrency = b.write_concurrency();
     assert!(concurrency >= 1, "write_concurrency() is {concurrency}");
+    let cost = b.read_cost();
+    assert!(cost.bytes_per_sec >= 1, "read_cost() is {cost:?}");
+    assert_eq!(b.read_cost(), cost, "read_cost() changes");
     let before = b.counters();
     let names = |c: &[(String, u64)]| c.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
     let mut unique = names(&before);

@@ -169,6 +169,9 @@ impl Backend for Hooked {
     fn write_concurrency(&self) -> usize {
         self.inner.write_concurrency()
     }
+    fn read_cost(&self) -> crate::ReadCost {
+        self.inner.read_cost()
+    }
     fn counters(&self) -> Vec<(String, u64)> {
         self.inner.counters()
     }

@@ -140,6 +140,9 @@ impl Backend for KeepAlive {
     fn write_concurrency(&self) -> usize {
         self.backend.write_concurrency()
     }
+    fn read_cost(&self) -> crate::ReadCost {
+        self.backend.read_cost()
+    }
     fn counters(&self) -> Vec<(String, u64)> {
         self.backend.counters()
     }

@@ -91,6 +91,9 @@ impl Backend for Shaped {
             n => n,
         }
     }
+    fn read_cost(&self) -> chest_core::ReadCost {
+        self.inner.read_cost()
+    }
     fn packs_large_values(&self) -> bool {
         self.packs
     }

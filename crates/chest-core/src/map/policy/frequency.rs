@@ -17,6 +17,10 @@
 //!   count-min sketch of 4-bit counters, as TinyLFU keeps), bumped by their
 //!   loads; a value leaving memory leaves its count there.
 //!
+//! What a loaded value must beat, and which of the coldest values leaves
+//! first, goes by counts weighed by what a read costs per byte
+//! ([`Worth`]): for values of one size, by counts alone.
+//!
 //! Both age together by *epochs*: every time a shard has seen ten accesses
 //! per counter of its sketch, an epoch ends, the sketch halves every
 //! counter, and every [`Freq`] counts as halved too (lazily: a count
@@ -24,28 +28,54 @@
 //! since, when read). Halving keeps the counts those of the recent past, so
 //! a hot set that moves is followed within a few epochs.
 
-/// The counts of the values eviction takes, averaged over the last few
-/// dozen (an exponential moving average, in 1/256ths): what a loaded value
-/// must beat to be kept. One for the whole chest: eviction takes from every
-/// shard in turn, so a value loaded into one shard pushes out a value of
-/// another, and comparing it with its own shard's coldest compares it with
-/// the wrong value. Updated without a lock (a lost update between two
-/// evictions is an average slightly off, never a wrong state).
+use super::cost::Worth;
+
+/// The worth of the values eviction takes (their counts weighed by what a
+/// read costs per byte: see [`Worth`]), averaged over the last few dozen
+/// (an exponential moving average): what a loaded value must beat to be
+/// kept. One for the whole chest: eviction takes from every shard in turn,
+/// so a value loaded into one shard pushes out a value of another, and
+/// comparing it with its own shard's coldest compares it with the wrong
+/// value. Updated without a lock (a lost update between two evictions is an
+/// average slightly off, never a wrong state).
 #[derive(Debug, Default)]
-pub(crate) struct Evicted(std::sync::atomic::AtomicU32);
+pub(crate) struct Evicted {
+    /// The average, as `f32` bits.
+    average: std::sync::atomic::AtomicU32,
+    worth: Worth,
+}
 
 impl Evicted {
-    /// A value of `count` was evicted.
-    pub fn note(&self, count: u8) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let old = self.0.load(Relaxed);
-        let new = old - old / 8 + (u32::from(count) << 8) / 8;
-        self.0.store(new, Relaxed);
+    /// The average of values weighed by `worth`.
+    pub fn new(worth: Worth) -> Self {
+        Self {
+            average: Default::default(),
+            worth,
+        }
     }
 
-    /// The typical count of an evicted value (rounded).
-    pub fn typical(&self) -> u8 {
-        ((self.0.load(std::sync::atomic::Ordering::Relaxed) + 128) >> 8).min(255) as u8
+    /// An average at `count`, by counts alone (for tests).
+    #[cfg(test)]
+    pub fn at(count: u8) -> Self {
+        Self {
+            average: (f32::from(count)).to_bits().into(),
+            worth: Worth::default(),
+        }
+    }
+
+    /// A value of `count`, `size` bytes, was evicted.
+    pub fn note(&self, count: u8, size: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let old = f32::from_bits(self.average.load(Relaxed));
+        let new = old + (self.worth.of(count, size) - old) / 8.0;
+        self.average.store(new.to_bits(), Relaxed);
+    }
+
+    /// The count a value of `size` bytes must beat to be kept: the typical
+    /// evicted value's worth, in counts of that size (rounded).
+    pub fn typical(&self, size: u64) -> u8 {
+        let average = f32::from_bits(self.average.load(std::sync::atomic::Ordering::Relaxed));
+        self.worth.count_for(average, size)
     }
 }
 
@@ -208,21 +238,29 @@ pub(crate) struct Counts {
     epoch: u8,
     /// The shard clock at which the next epoch begins.
     next_epoch: u64,
+    /// How counts are weighed by size.
+    worth: Worth,
 }
 
 impl Counts {
     /// Counts with a sketch of at least `width` counters a row, from the
-    /// shard clock `clock` on.
-    pub fn new(width: usize, clock: u64) -> Self {
+    /// shard clock `clock` on, weighed by `worth`.
+    pub fn new(width: usize, clock: u64, worth: Worth) -> Self {
         let width = width.max(16).next_power_of_two();
         let mut counts = Self {
             width,
             sketch: None,
             epoch: 0,
             next_epoch: 0,
+            worth,
         };
         counts.next_epoch = clock + counts.epoch_length();
         counts
+    }
+
+    /// How counts are weighed by size.
+    pub fn worth(&self) -> Worth {
+        self.worth
     }
 
     /// The epoch counts are aged to.
@@ -363,6 +401,26 @@ mod tests {
         // Epochs wrap: 255 -> 0 is one epoch.
         let f = Freq::new(8, 255);
         assert_eq!(f.get(0), 4);
+    }
+
+    #[test]
+    fn the_bar_is_what_eviction_takes_in_counts_of_the_loaded_size() {
+        // By bytes alone: the average count, whatever the sizes.
+        let e = Evicted::new(Worth::default());
+        for _ in 0..64 {
+            e.note(3, 4096);
+        }
+        assert_eq!(e.typical(1024), 3);
+        assert_eq!(e.typical(1 << 20), 3);
+        // With a latency of 100 KB: 64 KiB values of count 3 evicted; a
+        // 1 KiB value beats them with a lower count, a 1 MiB one needs more.
+        let e = Evicted::new(Worth::new(100_000));
+        for _ in 0..64 {
+            e.note(3, 64 << 10);
+        }
+        assert_eq!(e.typical(64 << 10), 3);
+        assert!(e.typical(1024) < 1, "{}", e.typical(1024));
+        assert!(e.typical(1 << 20) > 3, "{}", e.typical(1 << 20));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use std::hash::Hash;
 use crate::map::entry::Slot;
 use crate::map::entry::{eligible, eligible_mut};
 use crate::map::index::Index;
+use crate::map::policy::cost::Worth;
 
 /// A key's copy in the queue: the key, its tick when queued, and its
 /// position in the index then (a hint).
@@ -36,10 +37,10 @@ pub(crate) struct Lru<K> {
     fifo: VecDeque<Queued<K>>,
 }
 
-/// The position in a sample of its least wanted key (the first of equals:
+/// The position in a sample of its least worth key (the first of equals:
 /// the least recently used).
-fn least_wanted<K>(sample: &[(K, u64, u32, u8)]) -> Option<usize> {
-    (0..sample.len()).min_by_key(|&i| (sample[i].3, i))
+fn least_wanted<K>(sample: &[(K, u64, u32, f32)]) -> Option<usize> {
+    (0..sample.len()).min_by(|&i, &j| sample[i].3.total_cmp(&sample[j].3).then(i.cmp(&j)))
 }
 
 impl<K: Hash + Eq + Clone> Lru<K> {
@@ -149,12 +150,14 @@ impl<K: Hash + Eq + Clone> Lru<K> {
     }
 
     /// Of the first [`SAMPLE`] keys [`pop_coldest`](Lru::pop_coldest) would
-    /// consider, in order, the least wanted by count as of `epoch` (the
+    /// consider, in order, the least wanted: of least [`Worth`] by count as
+    /// of `epoch` and size (by count alone, for values of one size; the
     /// first of equals); the others stay first in line, in their order.
     pub fn pop_least_wanted<V>(
         &mut self,
         map: &mut Index<K, Slot<V>>,
         epoch: u8,
+        worth: Worth,
     ) -> Option<(K, u32)> {
         let mut sample = Vec::with_capacity(SAMPLE);
         while sample.len() < SAMPLE {
@@ -169,8 +172,8 @@ impl<K: Hash + Eq + Clone> Lru<K> {
                     self.fifo.push_back((key, tick, at));
                 }
                 Some(r) => {
-                    let count = r.freq.get(epoch);
-                    sample.push((key, queued, at, count));
+                    let worth = worth.of(r.freq.get(epoch), r.size());
+                    sample.push((key, queued, at, worth));
                 }
             }
         }
@@ -234,7 +237,8 @@ mod tests {
         // beyond it.
         let (mut map, mut lru) = queued(&[3, 1, 2, 1, 5, 4, 6, 7, 8, 0]);
         let take = |lru: &mut Lru<u32>, map: &mut Index<u32, Slot<u32>>| {
-            lru.pop_least_wanted(map, 0).map(|(k, _)| k)
+            lru.pop_least_wanted(map, 0, Worth::default())
+                .map(|(k, _)| k)
         };
         assert_eq!(
             take(&mut lru, &mut map),

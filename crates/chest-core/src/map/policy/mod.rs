@@ -13,6 +13,7 @@
 //! at an entry (whether it may be evicted, its tick, its count).
 
 pub(crate) mod climber;
+pub(crate) mod cost;
 pub(crate) mod doorkeeper;
 pub(crate) mod frequency;
 pub(crate) mod largest;
