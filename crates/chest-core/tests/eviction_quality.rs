@@ -1,6 +1,8 @@
 //! Eviction quality: how many loads the chest makes on access traces,
-//! against Belady's offline optimum, an exact LRU and the popularity
-//! oracle on the same trace (see `chest_core::testing::traces`).
+//! against Belady's offline optimum, an exact LRU, the popularity oracle
+//! and an online LFU with exact counts of the whole past (the price of
+//! learning counts: what an ideal counting policy would pay on the way to
+//! the oracle) on the same trace (see `chest_core::testing::traces`).
 //!
 //! The fast set runs in `cargo test` with gates a little above what
 //! `Admission::Frequency` (the default) reaches today (so a change that
@@ -15,7 +17,7 @@
 
 #![cfg(feature = "testing")]
 
-use chest_core::testing::traces::{belady, lru, oracle, replay, Loads, Scans, Sizes, Trace};
+use chest_core::testing::traces::{belady, lfu, lru, oracle, replay, Loads, Scans, Sizes, Trace};
 use chest_core::{Admission, EvictionPolicy, ReadCost};
 use std::time::Duration;
 
@@ -25,6 +27,8 @@ struct Row {
     belady: Loads,
     lru: Loads,
     oracle: Loads,
+    /// Exact counts of the whole past, no aging: the price of learning.
+    lfu: Loads,
 }
 
 /// Replays `trace` with `memory_share` of its data as the budget through the
@@ -55,12 +59,14 @@ fn measure_with(
         belady: belady(trace, capacity, warmup),
         lru: lru(trace, capacity, warmup),
         oracle: oracle(trace, capacity, warmup, by_bytes),
+        lfu: lfu(trace, capacity, warmup),
     };
     let (vb, bb) = row.chest.ratio(row.belady);
     let (vo, bo) = row.chest.ratio(row.oracle);
     let (lb, _) = row.lru.ratio(row.belady);
+    let (fo, fbo) = row.lfu.ratio(row.oracle);
     println!(
-        "{:<22} {:>4.0}% {:<8} chest {:>7} loads: {vb:.2}x Belady ({bb:.2}x bytes), {vo:.2}x oracle ({bo:.2}x bytes); LRU {lb:.2}x Belady",
+        "{:<22} {:>4.0}% {:<8} chest {:>7} loads: {vb:.2}x Belady ({bb:.2}x bytes), {vo:.2}x oracle ({bo:.2}x bytes); LRU {lb:.2}x Belady; exact LFU {fo:.2}x oracle ({fbo:.2}x bytes)",
         trace.name,
         memory_share * 100.0,
         label,
