@@ -14,6 +14,7 @@ use chest_core::backend::{check_name, check_range};
 use chest_core::{Backend, BackendError, BackendResult, ReadCost, SingleWriter};
 use tempfile::TempDir;
 
+use crate::config::FsOptions;
 use crate::lock::DirLock;
 use crate::reads::{Handle, Handles};
 
@@ -32,48 +33,6 @@ const INSTALL_ATTEMPTS: usize = 16;
 
 /// Numbers the temporary files of this process.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// How to open an [`FsBackend`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FsOptions {
-    /// Create the directory (and its parents) if it does not exist. Ignored
-    /// when `read_only`.
-    pub create: bool,
-    /// Only read: take the shared lock, refuse `put` and `delete`.
-    pub read_only: bool,
-    /// Make every `put` durable before it returns: fsync the file before
-    /// the rename and its directory after. Without it, writes become durable
-    /// at the next [`Backend::sync`].
-    pub fsync: bool,
-    /// Whether [`Backend::sync`] (called by every chest flush) fsyncs what
-    /// was written since the last one. `false` never fsyncs: for scratch
-    /// data that need not survive a machine crash (a process crash is still
-    /// safe: writes are renames).
-    pub sync_on_flush: bool,
-    /// On Unix, read ranges of objects (a chest's values packed into
-    /// segments) by copying them out of files mapped into memory instead of
-    /// with a system call each: 1.6 × the random reads of small values in
-    /// one run of W2. But the pages read count in the process's resident
-    /// memory (outside a chest's budget) until the kernel reclaims them,
-    /// and a file cut short underneath the store by another program, or a
-    /// disk error while a page is read, ends the process with `SIGBUS`
-    /// instead of an error. Off by default; ignored elsewhere (Windows
-    /// refuses to replace a mapped file).
-    pub mmap: bool,
-}
-
-impl Default for FsOptions {
-    /// Create if missing, writable, no per-put fsync.
-    fn default() -> Self {
-        Self {
-            create: true,
-            read_only: false,
-            fsync: false,
-            sync_on_flush: true,
-            mmap: false,
-        }
-    }
-}
 
 /// Files and directories changed since the last sync.
 #[derive(Debug, Default)]

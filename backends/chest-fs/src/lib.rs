@@ -121,17 +121,20 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod config;
 mod lock;
 pub mod names;
 mod reads;
 
 use std::sync::Arc;
 
-use chest_core::registry::{OpenOptions, OpenedBackend, Query, Scheme, TempStore};
+use chest_core::registry::{OpenOptions, OpenedBackend, Scheme, TempStore};
+#[cfg(doc)]
 use chest_core::Error;
 use url::Url;
 
-pub use backend::{FsBackend, FsOptions, TEMP_PREFIX};
+pub use backend::{FsBackend, TEMP_PREFIX};
+pub use config::{FsOptions, QUERY_KEYS};
 pub use lock::LOCK_FILE;
 
 /// Opens the directory a `file://` URL names (the `file` scheme's factory).
@@ -140,38 +143,9 @@ pub use lock::LOCK_FILE;
 /// [crate docs' table](crate#query-keys); any other key or value is an
 /// [`Error::InvalidUrl`]. The store is persistent.
 pub fn open_url(url: &Url, opts: &OpenOptions) -> chest_core::Result<OpenedBackend> {
-    let path = url.to_file_path().map_err(|()| Error::InvalidUrl {
-        url: url.to_string(),
-        reason: "not a local directory: a file URL needs an absolute path and no host \
-                 (or `localhost`)"
-            .into(),
-    })?;
-    let query = Query::parse(url, &["fsync", "mmap"])?;
-    let (fsync, sync_on_flush) = query
-        .get_with("fsync", |v| match v.trim().to_ascii_lowercase().as_str() {
-            "flush" => Ok((false, true)),
-            "always" => Ok((true, true)),
-            "never" => Ok((false, false)),
-            other => match chest_core::registry::parse_bool(other) {
-                Ok(true) => Ok((true, true)),
-                Ok(false) => Ok((false, false)),
-                Err(_) => Err("use always, flush or never".into()),
-            },
-        })?
-        .unwrap_or((false, true));
-    let mmap = query.get_bool("mmap")?.unwrap_or(false);
-    let backend = FsBackend::open(
-        &path,
-        FsOptions {
-            create: opts.create,
-            read_only: opts.read_only,
-            fsync,
-            sync_on_flush,
-            mmap,
-        },
-    )?;
+    let (path, options) = config::from_url(url, opts)?;
     Ok(OpenedBackend {
-        backend: Arc::new(backend),
+        backend: Arc::new(FsBackend::open(&path, options)?),
         persistent: true,
     })
 }

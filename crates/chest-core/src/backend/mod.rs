@@ -166,7 +166,10 @@ impl ReadCost {
 /// directory alive) should implement every method, including those with a
 /// default, and forward what it does not change: a default would silently
 /// turn the inner backend's concurrent `put_many`, its `put_durable` or its
-/// `sync` into something weaker.
+/// `sync` into something weaker. Put `#[deny(clippy::missing_trait_methods)]`
+/// on the `impl Backend` of a layer: `cargo clippy` then refuses one that
+/// leaves a method to its default, including a method added to this trait
+/// later.
 ///
 /// # The rules and their checks
 ///
@@ -198,7 +201,7 @@ impl ReadCost {
 /// | `put_parts`, `put_many_parts`: the concatenation, replacing whole | `put_parts_round_trip` |
 /// | `location`, `write_concurrency`, `read_cost`, `counters` | `reports` |
 /// | `single_writer`, `put_if`, `get_versioned` | `single_writer`: `conditional_writes`, `conditional_writes_race`, `second_writer_refused`, `writers_race_to_open`, `taken_over_writer_is_fenced`, `paused_writer_cannot_commit`, `reader_keeps_its_snapshot` |
-/// | Layers forward every method | not checked by the suite: a layer's own tests (each layer implements every method today) |
+/// | Layers forward every method | the compiler, not the suite: `#[deny(clippy::missing_trait_methods)]` on each layer's `impl Backend` (chest-zstd's, the `testing` wrappers), run by `cargo clippy` in CI |
 pub trait Backend: Send + Sync + Debug {
     /// Where this store lives, for messages: usually its URL (`file:///data/c1`,
     /// `s3://bucket/prefix at http://127.0.0.1:3900`). Never empty, the same

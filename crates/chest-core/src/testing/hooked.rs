@@ -108,6 +108,9 @@ impl fmt::Debug for Hooked {
     }
 }
 
+// A layer: the compiler checks that it forwards every method (a default
+// would silently weaken the store underneath; see `Backend`'s "Layers").
+#[deny(clippy::missing_trait_methods)]
 impl Backend for Hooked {
     fn location(&self) -> &str {
         self.inner.location()

@@ -99,6 +99,9 @@ impl std::fmt::Debug for KeepAlive {
     }
 }
 
+// A layer: the compiler checks that it forwards every method (a default
+// would silently weaken the store underneath; see `Backend`'s "Layers").
+#[deny(clippy::missing_trait_methods)]
 impl Backend for KeepAlive {
     fn location(&self) -> &str {
         self.backend.location()

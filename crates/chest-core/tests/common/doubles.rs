@@ -58,6 +58,9 @@ impl Shaped {
     }
 }
 
+// Not a forwarding layer: the defaults are kept on purpose, so that a
+// batch written through `put_many` or `put_parts` reaches `put` and is
+// recorded there.
 impl Backend for Shaped {
     fn location(&self) -> &str {
         self.inner.location()
