@@ -348,13 +348,19 @@ fn w7_grid() {
 
 /// The recorded database trace (cache2k's orm-busy: 5,000,000 accesses of
 /// 76,349 keys), memory 1, 5, 10 and 30% of the keys: recency matters
-/// there as on the web traces, and more (about half a minute in release).
+/// there as on the web traces, and more (about 15 s in release). The
+/// window sized by the hill climber is what serves it: with the window
+/// fixed at 1% of memory the chest loaded 1.79x what an exact LRU loads at
+/// 1% (2.41x Belady), with the climber 1.09x (1.47x Belady); gated at
+/// 1.25x LRU.
 #[test]
 #[ignore = "long: 5,000,000 accesses"]
 fn recorded_database_trace_is_reported() {
     let orm = cache2k("cache2k-orm-busy.trace.xz");
     for share in [0.01, 0.05, 0.10, 0.30] {
-        measure(&orm, share);
+        let r = measure(&orm, share);
+        let vs_lru = r.chest.count as f64 / r.lru.count as f64;
+        assert!(vs_lru <= 1.25, "orm-busy at {share}: {vs_lru:.2}x LRU");
     }
 }
 

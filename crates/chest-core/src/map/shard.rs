@@ -178,7 +178,8 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// Whether, and where, a value loaded now for the key of hash `h`
     /// should stay in memory (see [`Admission`](crate::Admission)); `room`:
     /// whether the budget has room for it without evicting anything;
-    /// `evicted`: the typical count of the values eviction takes;
+    /// `evicted`: the count a value of this one's size needs to be worth
+    /// what eviction typically takes;
     /// `window`: how many values the window may hold (at least one), and
     /// `window_least`: how many while it is rarely used (what is not read
     /// again there gains nothing from a larger one, and takes memory from
@@ -228,10 +229,11 @@ impl<K: Hash + Eq + Clone, V> Shard<K, V> {
     /// window, one more to its count: the window is a CLOCK of its own, so
     /// what is read again soon stays while it is), if it is not wanted more
     /// often than what eviction takes (`evicted`: the typical evicted
-    /// value's worth, in counts of its size), to leave memory (the caller drops it, or queues it
-    /// for eviction if it cannot be dropped); one wanted more moves into
-    /// the eviction order (W-TinyLFU's window and its admission). `None`
-    /// once the window is within its share.
+    /// value's worth, in counts of this value's size), to leave memory
+    /// (the caller drops it, or queues it for eviction if it cannot be
+    /// dropped); one wanted more moves into the eviction order (W-TinyLFU's
+    /// window and its admission). `None` once the window is within its
+    /// share.
     pub fn window_overflow(&mut self, evicted: &Evicted) -> Option<(K, u32)> {
         while self.window.len() > self.window_cap {
             let epoch = self.counting();

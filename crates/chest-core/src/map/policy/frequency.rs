@@ -170,7 +170,12 @@ impl Sketch {
 
     /// The key's count: the least of its counters.
     pub fn estimate(&self, h: u64) -> u8 {
-        self.positions(h)
+        self.least(&self.positions(h))
+    }
+
+    /// The least of the counters at `positions`.
+    fn least(&self, positions: &[(usize, u32); ROWS]) -> u8 {
+        positions
             .iter()
             .map(|&(w, s)| ((self.words[w] >> s) & 0xF) as u8)
             .min()
@@ -183,15 +188,28 @@ impl Sketch {
     /// [`MAX_COUNT`]. Returns the new estimate.
     pub fn add(&mut self, h: u64, n: u8) -> u8 {
         let positions = self.positions(h);
-        let least = self.estimate(h);
-        let target = least.saturating_add(n).min(MAX_COUNT);
-        for (w, s) in positions {
+        let target = self.least(&positions).saturating_add(n).min(MAX_COUNT);
+        self.raise(&positions, target);
+        target
+    }
+
+    /// Raises the key's count to `count` if it is below (conservative
+    /// update, as [`add`](Sketch::add)), saturating at [`MAX_COUNT`].
+    pub fn raise_to(&mut self, h: u64, count: u8) {
+        let positions = self.positions(h);
+        if self.least(&positions) < count {
+            self.raise(&positions, count.min(MAX_COUNT));
+        }
+    }
+
+    /// Sets each counter at `positions` below `target` to it.
+    fn raise(&mut self, positions: &[(usize, u32); ROWS], target: u8) {
+        for &(w, s) in positions {
             let c = ((self.words[w] >> s) & 0xF) as u8;
             if c < target {
                 self.words[w] = (self.words[w] & !(0xF << s)) | (u64::from(target) << s);
             }
         }
-        target
     }
 
     /// Halves every counter (an epoch ends).
@@ -284,11 +302,7 @@ impl Counts {
     pub fn remember(&mut self, h: u64, freq: Freq, clock: u64, keys: usize) {
         self.age(clock, keys);
         if let Some(sketch) = &mut self.sketch {
-            let count = freq.get(self.epoch);
-            let known = sketch.estimate(h);
-            if count > known {
-                sketch.add(h, count - known);
-            }
+            sketch.raise_to(h, freq.get(self.epoch));
         }
     }
 
@@ -438,6 +452,17 @@ mod tests {
         }
         assert!(s.estimate(42) >= 5);
         assert_eq!(s.add(42, 100), MAX_COUNT, "saturates");
+    }
+
+    #[test]
+    fn raising_a_count_never_lowers_one() {
+        let mut s = Sketch::new(1024);
+        s.raise_to(42, 5);
+        assert_eq!(s.estimate(42), 5);
+        s.raise_to(42, 3);
+        assert_eq!(s.estimate(42), 5, "never lowered");
+        s.raise_to(42, 200);
+        assert_eq!(s.estimate(42), MAX_COUNT, "saturates");
     }
 
     #[test]
