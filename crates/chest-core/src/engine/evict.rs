@@ -78,17 +78,20 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         // About as many victims as values of the average weight make up
         // what is to be freed: a batch of small values is thousands long,
         // and growing the list one doubling at a time copied it over and
-        // over (a fifth of W2's insert instructions).
+        // over (a fifth of W2's insert instructions). Allocated at the
+        // first value to write (clean values are dropped without one).
         let average = self.budget.usage() / self.budget.resident().max(1);
         let expected = self.budget.staying().saturating_sub(target) / average.max(1);
-        let mut victims = Vec::with_capacity(expected.min(1 << 16) + 1);
+        let mut victims = Vec::new();
         let mut idle = 0;
         while idle < n {
             if self.budget.staying() <= target {
                 break;
             }
             let i = self.next_shard();
-            let Some(taken) = self.take_victims(i, chunk, target, clean_floor, &mut victims) else {
+            let Some(taken) =
+                self.take_victims(i, chunk, target, clean_floor, expected, &mut victims)
+            else {
                 break;
             };
             idle = if taken > 0 { 0 } else { idle + 1 };
@@ -142,6 +145,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         chunk: usize,
         target: usize,
         clean_floor: usize,
+        expected: usize,
         victims: &mut Vec<Victim<K, V>>,
     ) -> Option<usize> {
         let mut shard = self.lock_shard(i);
@@ -172,6 +176,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 }
                 None => {
                     if let Some(v) = self.victim_of(i, slot, key, at) {
+                        if victims.capacity() == 0 {
+                            victims.reserve(expected.min(1 << 16) + 1);
+                        }
                         victims.push(v);
                     }
                 }

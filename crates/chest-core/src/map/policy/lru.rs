@@ -37,10 +37,10 @@ pub(crate) struct Lru<K> {
     fifo: VecDeque<Queued<K>>,
 }
 
-/// The position in a sample of its least worth key (the first of equals:
-/// the least recently used).
-fn least_wanted<K>(sample: &[(K, u64, u32, f32)]) -> Option<usize> {
-    (0..sample.len()).min_by(|&i, &j| sample[i].3.total_cmp(&sample[j].3).then(i.cmp(&j)))
+/// The position in a sample of its least worth (the first of equals: the
+/// least recently used).
+fn least_wanted(worths: &[f32]) -> Option<usize> {
+    (0..worths.len()).min_by(|&i, &j| worths[i].total_cmp(&worths[j]).then(i.cmp(&j)))
 }
 
 impl<K: Hash + Eq + Clone> Lru<K> {
@@ -159,29 +159,39 @@ impl<K: Hash + Eq + Clone> Lru<K> {
         epoch: u8,
         worth: Worth,
     ) -> Option<(K, u32)> {
-        let mut sample = Vec::with_capacity(SAMPLE);
-        while sample.len() < SAMPLE {
-            let Some((key, queued, at)) = self.fifo.pop_front() else {
-                break;
-            };
-            match eligible_mut(map.get_mut_hinted(&key, at)) {
-                None => {} // a stale copy
+        // The candidates stay in the queue, first in line (no allocation:
+        // this runs for every value eviction takes); what is met before
+        // them is dealt with where it is, as a pop would.
+        let mut worths = [0f32; SAMPLE];
+        let mut n = 0;
+        while n < SAMPLE && n < self.fifo.len() {
+            let (queued, at) = (self.fifo[n].1, self.fifo[n].2);
+            let met = match eligible_mut(map.get_mut_hinted(&self.fifo[n].0, at)) {
+                None => None, // a stale copy
                 Some(r) if r.tick > queued => {
                     r.freq.touch(epoch);
-                    let tick = r.tick;
-                    self.fifo.push_back((key, tick, at));
+                    Some(Err(r.tick))
                 }
-                Some(r) => {
-                    let worth = worth.of(r.freq.get(epoch), r.size());
-                    sample.push((key, queued, at, worth));
+                Some(r) => Some(Ok(worth.of(r.freq.get(epoch), r.size()))),
+            };
+            match met {
+                None => {
+                    self.fifo.remove(n);
+                }
+                Some(Err(tick)) => {
+                    // Used since it was queued: to the back.
+                    if let Some((key, _, at)) = self.fifo.remove(n) {
+                        self.fifo.push_back((key, tick, at));
+                    }
+                }
+                Some(Ok(w)) => {
+                    worths[n] = w;
+                    n += 1;
                 }
             }
         }
-        let i = least_wanted(&sample)?;
-        let (key, _, at, _) = sample.remove(i);
-        for (key, queued, at, _) in sample.into_iter().rev() {
-            self.fifo.push_front((key, queued, at));
-        }
+        let i = least_wanted(&worths[..n])?;
+        let (key, _, at) = self.fifo.remove(i)?;
         Some((key, at))
     }
 }
