@@ -20,7 +20,7 @@
 //! store's epochs). The store then commits the manifest (see
 //! `store::commit`).
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 

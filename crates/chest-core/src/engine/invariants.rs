@@ -1,7 +1,7 @@
 //! The chest's consistency check, run by the tests between phases and, in
 //! debug builds, after every flush (foyer's sanity checks are the model).
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use crate::config::Key;
 use crate::engine::inner::Inner;

@@ -13,7 +13,7 @@
 //! checksum u32      CRC-32 of every byte before it
 //! ```
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::num::NonZeroU32;
 
 use super::record::Loc;
