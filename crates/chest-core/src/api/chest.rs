@@ -342,6 +342,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         };
         stats.resident = self.inner.budget.resident();
         stats.fill(&self.inner.counters);
+        stats.hits += self.inner.pending_hits();
         stats
     }
 }

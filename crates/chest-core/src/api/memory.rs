@@ -67,8 +67,11 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         match shard.map.get_mut(key) {
             Some(Slot::Resident(r)) => {
                 r.tick = tick;
-                Counters::add(&self.inner.counters.hits, 1);
-                Some(Arc::clone(&r.value))
+                let value = Arc::clone(&r.value);
+                if let Some(n) = shard.count_hit() {
+                    Counters::add(&self.inner.counters.hits, n);
+                }
+                Some(value)
             }
             _ => None,
         }

@@ -237,6 +237,14 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         }
     }
 
+    /// Hits the shards counted and have not yet added to the chest's
+    /// counter (see [`Shard::count_hit`]; takes each shard's lock).
+    pub(crate) fn pending_hits(&self) -> u64 {
+        (0..self.shards.len())
+            .map(|i| self.lock_shard(i).pending_hits())
+            .sum()
+    }
+
     /// The shard eviction takes from next: each in turn.
     pub(crate) fn next_shard(&self) -> usize {
         self.cursor.fetch_add(1, Ordering::Relaxed) % self.shards.len()

@@ -437,12 +437,15 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 None => return Ok(None),
                 Some(Slot::Resident(r)) => {
                     r.tick = tick;
-                    Counters::add(&self.counters.hits, 1);
-                    return Ok(Some(Fetched {
+                    let fetched = Fetched {
                         value: Arc::clone(&r.value),
                         weight: r.weight,
                         loc: r.stored.unwrap_or(NO_LOC),
-                    }));
+                    };
+                    if let Some(n) = shard.count_hit() {
+                        Counters::add(&self.counters.hits, n);
+                    }
+                    return Ok(Some(fetched));
                 }
                 Some(Slot::Loading(load)) => Arc::clone(load),
                 Some(Slot::Spilled(loc)) => {
