@@ -138,7 +138,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// ones are dropped at once, dirty ones become victims to be written
     /// (still in memory, counted as in flight). `None`: the coldest value
     /// is clean and memory taken is down to `clean_floor` (see
-    /// [`pick_victims`](Inner::pick_victims)), so taking stops.
+    /// [`pick_victims`](Inner::pick_victims)), so taking stops. `expected`:
+    /// about how many victims the whole batch takes (the list's size when
+    /// its first victim comes).
     fn take_victims(
         &self,
         i: usize,
