@@ -10,8 +10,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use chest_core::backend::{check_name, check_range};
-use chest_core::{Backend, BackendError, BackendResult, ReadCost, SingleWriter};
+use chest_core::backend::{check_name, check_range, unsupported};
+use chest_core::{
+    Backend, BackendError, BackendResult, Capabilities, GetOptions, GetResult, ObjectVersion,
+    PutOptions, ReadCost, SingleWriter,
+};
 use tempfile::TempDir;
 
 use crate::config::FsOptions;
@@ -637,6 +640,38 @@ impl FsBackend {
     }
 }
 
+impl FsBackend {
+    /// A whole object, read in one go.
+    fn get_whole(&self, name: &str) -> BackendResult<Bytes> {
+        let path = self.object_path(name)?;
+        let (mut file, size) = self.open_object(name, &path)?;
+        let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        file.read_to_end(&mut buf)
+            .map_err(|e| self.io("read", &path, e))?;
+        Counters::add(&self.counters.bytes_read, buf.len() as u64);
+        Ok(Bytes::from(buf))
+    }
+
+    /// Bytes `range` of an object, through the cache of open handles.
+    fn get_range_of(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
+        let handle = self.handles.get_or_open(name, || {
+            let path = self.object_path(name)?;
+            let (file, size) = self.open_object(name, &path)?;
+            Ok::<_, BackendError>(Handle::new(file, size, self.opts.mmap))
+        })?;
+        check_range(&self.location, name, &range, handle.size())?;
+        let len = range.end - range.start;
+        let bytes = handle
+            .read(range)
+            .map_err(|e| match self.object_path(name) {
+                Ok(path) => self.io("read", &path, e),
+                Err(invalid) => invalid,
+            })?;
+        Counters::add(&self.counters.bytes_read, len);
+        Ok(bytes)
+    }
+}
+
 impl Drop for FsBackend {
     /// A store that wrote nothing leaves no lock file it created behind: a
     /// folder opened and refused (not a chest, no chest) stays as it was.
@@ -654,36 +689,44 @@ impl Backend for FsBackend {
         &self.location
     }
 
-    /// About 100 µs to the first byte (a local SSD's random read, or a
-    /// system call and a copy from the page cache, much less) and 1 GB/s:
-    /// a read's latency is worth about 100 KB of transfer.
-    fn read_cost(&self) -> ReadCost {
-        ReadCost::new(std::time::Duration::from_micros(100), 1_000_000_000)
+    /// Values written together are packed into one file (one create,
+    /// rename and fsync instead of one per value). A read costs about
+    /// 100 µs to the first byte (a local SSD's random read, or a system
+    /// call and a copy from the page cache, much less) and 1 GB/s: its
+    /// latency is worth about 100 KB of transfer.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::DEFAULT
+            .with_packs_large_values(true)
+            .with_read_cost(ReadCost::new(
+                std::time::Duration::from_micros(100),
+                1_000_000_000,
+            ))
     }
 
-    fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
-        self.put_object(name, &[data], self.opts.fsync)
-    }
-
-    /// The parts are written one after the other into the temporary file:
-    /// no joined copy.
-    fn put_parts(&self, name: &str, parts: Vec<Bytes>) -> BackendResult<()> {
-        self.put_object(name, &parts, self.opts.fsync)
-    }
-
-    /// One object after the other, each written as its parts (as the
-    /// default `put_many` writes one after the other), with no joined copy.
-    fn put_many_parts(&self, objects: Vec<(String, Vec<Bytes>)>) -> BackendResult<()> {
-        for (name, parts) in objects {
-            self.put_object(&name, &parts, self.opts.fsync)?;
+    /// The parts are written one after the other into a temporary file (no
+    /// joined copy), renamed over the object. Durable
+    /// ([`PutOptions::durable`]) with `?fsync=flush` or `always`: the file
+    /// is fsynced before the rename and the directory after it; with
+    /// `?fsync=never` (and for temporary stores) a durable write is a plain
+    /// one, safe against a crash of the process only. No conditional
+    /// writes: a writer holds the directory's lock instead.
+    fn put_opts(
+        &self,
+        name: &str,
+        parts: Vec<Bytes>,
+        opts: PutOptions,
+    ) -> BackendResult<Option<ObjectVersion>> {
+        if opts.mode.is_conditional() {
+            return Err(unsupported(
+                &self.location,
+                format!(
+                    "conditional write of {name:?} (a directory is kept to one writer by its lock)"
+                ),
+            ));
         }
-        Ok(())
-    }
-
-    /// `true`: values written together go into one file (one create, rename
-    /// and fsync instead of one per value).
-    fn packs_large_values(&self) -> bool {
-        true
+        let fsync = self.opts.fsync || (opts.durable && self.opts.sync_on_flush);
+        self.put_object(name, &parts, fsync)?;
+        Ok(None)
     }
 
     /// [`SingleWriter::Held`]: a writer holds the directory's exclusive
@@ -692,39 +735,20 @@ impl Backend for FsBackend {
         Ok(SingleWriter::Held)
     }
 
-    /// With `?fsync=flush` or `always`: temporary file, fsync, rename, fsync
-    /// of the directory. With `?fsync=never` (and for temporary stores): a
-    /// plain `put`, safe against a crash of the process only.
-    fn put_durable(&self, name: &str, data: Bytes) -> BackendResult<()> {
-        self.put_object(name, &[data], self.opts.fsync || self.opts.sync_on_flush)
-    }
-
-    fn get(&self, name: &str) -> BackendResult<Bytes> {
-        let path = self.object_path(name)?;
-        let (mut file, size) = self.open_object(name, &path)?;
-        let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        file.read_to_end(&mut buf)
-            .map_err(|e| self.io("read", &path, e))?;
-        Counters::add(&self.counters.bytes_read, buf.len() as u64);
-        Ok(Bytes::from(buf))
-    }
-
-    fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
-        let handle = self.handles.get_or_open(name, || {
-            let path = self.object_path(name)?;
-            let (file, size) = self.open_object(name, &path)?;
-            Ok::<_, BackendError>(Handle::new(file, size, self.opts.mmap))
-        })?;
-        check_range(&self.location, name, &range, handle.size())?;
-        let len = range.end - range.start;
-        let bytes = handle
-            .read(range)
-            .map_err(|e| match self.object_path(name) {
-                Ok(path) => self.io("read", &path, e),
-                Err(invalid) => invalid,
-            })?;
-        Counters::add(&self.counters.bytes_read, len);
-        Ok(bytes)
+    /// A whole object is read in one go; a range through a cache of open
+    /// handles (positioned reads, or a map with `?mmap=true`). No versions.
+    fn get_opts(&self, name: &str, opts: GetOptions) -> BackendResult<GetResult> {
+        if opts.version {
+            return Err(unsupported(
+                &self.location,
+                format!("versioned read of {name:?}"),
+            ));
+        }
+        match opts.range {
+            None => self.get_whole(name),
+            Some(range) => self.get_range_of(name, range),
+        }
+        .map(GetResult::data)
     }
 
     fn delete(&self, name: &str) -> BackendResult<()> {

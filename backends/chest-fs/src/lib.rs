@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use bytes::Bytes;
-//! use chest_core::Backend;
+//! use chest_core::{Backend, BackendExt};
 //! use chest_fs::{FsBackend, FsOptions};
 //!
 //! let dir = tempfile::tempdir()?;
@@ -98,7 +98,7 @@
 //! - With `?fsync=flush` (the default), nothing is fsynced as it is written;
 //!   [`sync`](chest_core::Backend::sync) (which a chest calls at every flush)
 //!   fsyncs every file written and every directory changed since the last
-//!   sync, and [`put_durable`](chest_core::Backend::put_durable) (a chest's
+//!   sync, and [`put_durable`](chest_core::BackendExt::put_durable) (a chest's
 //!   manifests) fsyncs the temporary file before the rename and the
 //!   directory after it. After a crash of the machine (power loss, kernel panic), writes
 //!   since the last sync may be lost, and some file systems may then show a

@@ -41,14 +41,14 @@ fn second_writer_in_process_is_refused() {
     assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
     // The refused opener does not disturb the holder.
     first.put("x", "1".into()).unwrap();
-    use chest_core::Backend;
+    use chest_core::BackendExt;
     assert_eq!(&first.get("x").unwrap()[..], b"1");
 }
 
 #[test]
 fn lock_is_released_on_drop() {
     let dir = tempfile::tempdir().unwrap();
-    use chest_core::Backend;
+    use chest_core::BackendExt;
     writer(dir.path()).unwrap().put("x", "1".into()).unwrap();
     for _ in 0..3 {
         let w = writer(dir.path()).unwrap();
@@ -110,7 +110,7 @@ fn a_store_that_wrote_nothing_leaves_the_directory_as_it_was() {
 
 #[test]
 fn a_store_that_wrote_keeps_its_lock_file() {
-    use chest_core::Backend;
+    use chest_core::{Backend, BackendExt};
     let dir = tempfile::tempdir().unwrap();
     let w = writer(dir.path()).unwrap();
     w.put("x", "1".into()).unwrap();

@@ -6,6 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use bytes::Bytes;
+use chest_core::BackendExt;
 use chest_core::{Backend, BackendError};
 use chest_fs::{FsBackend, FsOptions, LOCK_FILE, TEMP_PREFIX};
 use proptest::prelude::*;

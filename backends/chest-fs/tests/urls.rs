@@ -1,6 +1,7 @@
 //! The `file` URL scheme and the temporary store, through the registry.
 
 use chest_core::registry::{open_backend, open_temp, OpenOptions};
+use chest_core::BackendExt;
 use chest_core::{BackendError, Error};
 // Link the crate, so that its registrations are in this binary (nothing
 // else here names it).

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use bytes::Bytes;
+use chest_core::BackendExt;
 use chest_core::{Backend, BackendError};
 use chest_fs::{FsBackend, FsOptions, TEMP_PREFIX};
 

@@ -9,7 +9,11 @@ use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use chest_core::{Backend, BackendError, BackendResult, ObjectVersion, PutIf, SingleWriter};
+use chest_core::backend::{check_range, join_parts};
+use chest_core::{
+    Backend, BackendError, BackendResult, Capabilities, GetOptions, GetResult, ObjectVersion,
+    PutMode, PutOptions, ReadCost, SingleWriter,
+};
 use futures::StreamExt;
 use object_store::{BackoffConfig, RetryConfig};
 use url::Url;
@@ -247,6 +251,18 @@ impl Backend for S3Backend {
         &self.inner.location
     }
 
+    /// `concurrency` objects written at once by `put_many`, each an object
+    /// of its own. A GET costs about 10 ms to the first byte and 100 MB/s:
+    /// its latency is worth about 1 MB of transfer.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::DEFAULT
+            .with_write_concurrency(self.inner.config.concurrency)
+            .with_read_cost(ReadCost::new(
+                std::time::Duration::from_millis(10),
+                100_000_000,
+            ))
+    }
+
     /// [`SingleWriter::Trusted`] with `lock=none`; otherwise what the probe
     /// of conditional writes found ([`SingleWriter::Lease`], or
     /// [`SingleWriter::Unavailable`] naming `lock=none`).
@@ -257,50 +273,37 @@ impl Backend for S3Backend {
         Ok(self.conditional()?.answer)
     }
 
-    fn get_versioned(&self, name: &str) -> BackendResult<(Bytes, ObjectVersion)> {
+    /// One request whose body is the parts as they are (no joined copy;
+    /// multipart above `part_size`). A conditional write is a single-part
+    /// PUT with `If-None-Match: *` or `If-Match: <ETag>` (unquoted where the
+    /// probe found the server needs it), returning the new ETag. Every
+    /// completed PUT is durable: `durable` asks nothing more.
+    fn put_opts(
+        &self,
+        name: &str,
+        parts: Vec<Bytes>,
+        opts: PutOptions,
+    ) -> BackendResult<Option<ObjectVersion>> {
         let path = self.inner.path(name)?;
         let inner = Arc::clone(&self.inner);
         let name = name.to_string();
-        self.run(async move { inner.get_versioned(&name, path).await })
-    }
-
-    /// A single-part PUT with `If-None-Match: *` or `If-Match: <ETag>`
-    /// (unquoted where the probe found the server needs it).
-    fn put_if(&self, name: &str, data: Bytes, condition: PutIf) -> BackendResult<ObjectVersion> {
-        let path = self.inner.path(name)?;
-        let unquoted = match &condition {
-            PutIf::Version(_) => self.conditional()?.unquoted_etag,
-            PutIf::Absent => false,
+        if !opts.mode.is_conditional() {
+            self.run(inner.put(name, path, parts))?;
+            return Ok(None);
+        }
+        let unquoted = match &opts.mode {
+            PutMode::Update(_) => self.conditional()?.unquoted_etag,
+            _ => false,
         };
-        let inner = Arc::clone(&self.inner);
-        let name = name.to_string();
+        let data = join_parts(parts);
+        let condition = opts.mode;
         self.run(async move { inner.put_if(&name, path, data, condition, unquoted).await })
-    }
-
-    fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
-        self.put_parts(name, vec![data])
-    }
-
-    /// One request whose body is the parts as they are (no joined copy).
-    fn put_parts(&self, name: &str, parts: Vec<Bytes>) -> BackendResult<()> {
-        let path = self.inner.path(name)?;
-        let inner = Arc::clone(&self.inner);
-        let name = name.to_string();
-        self.run(inner.put(name, path, parts))
-    }
-
-    fn put_many(&self, objects: Vec<(String, Bytes)>) -> BackendResult<()> {
-        self.put_many_parts(
-            objects
-                .into_iter()
-                .map(|(name, data)| (name, vec![data]))
-                .collect(),
-        )
+            .map(Some)
     }
 
     /// Objects in flight at once (`concurrency`, shared by every caller),
     /// each sent as its parts.
-    fn put_many_parts(&self, objects: Vec<(String, Vec<Bytes>)>) -> BackendResult<()> {
+    fn put_many(&self, objects: Vec<(String, Vec<Bytes>)>) -> BackendResult<()> {
         let mut jobs = Vec::with_capacity(objects.len());
         for (name, parts) in objects {
             let path = self.inner.path(&name)?;
@@ -337,18 +340,34 @@ impl Backend for S3Backend {
         })
     }
 
-    fn get(&self, name: &str) -> BackendResult<Bytes> {
+    /// A GET, ranged where asked; with the ETag as the version if asked (a
+    /// versioned range reads the whole object and slices it).
+    fn get_opts(&self, name: &str, opts: GetOptions) -> BackendResult<GetResult> {
         let path = self.inner.path(name)?;
         let inner = Arc::clone(&self.inner);
         let name = name.to_string();
-        self.run(async move { inner.get(&name, path).await })
-    }
-
-    fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
-        let path = self.inner.path(name)?;
-        let inner = Arc::clone(&self.inner);
-        let name = name.to_string();
-        self.run(async move { inner.get_range(&name, path, range).await })
+        if opts.version {
+            let (all, version) = {
+                let name = name.clone();
+                self.run(async move { inner.get_versioned(&name, path).await })?
+            };
+            let data = match opts.range {
+                None => all,
+                Some(range) => {
+                    check_range(self.location(), &name, &range, all.len() as u64)?;
+                    all.slice(range.start as usize..range.end as usize)
+                }
+            };
+            return Ok(GetResult {
+                data,
+                version: Some(version),
+            });
+        }
+        let data = match opts.range {
+            None => self.run(async move { inner.get(&name, path).await })?,
+            Some(range) => self.run(async move { inner.get_range(&name, path, range).await })?,
+        };
+        Ok(GetResult::data(data))
     }
 
     fn get_many(&self, requests: Vec<(String, Option<Range<u64>>)>) -> Vec<BackendResult<Bytes>> {
@@ -407,14 +426,9 @@ impl Backend for S3Backend {
         self.run(async move { inner.list(&prefix).await })
     }
 
-    fn write_concurrency(&self) -> usize {
-        self.inner.config.concurrency
-    }
-
-    /// About 10 ms to the first byte and 100 MB/s: a GET's latency is worth
-    /// about 1 MB of transfer.
-    fn read_cost(&self) -> chest_core::ReadCost {
-        chest_core::ReadCost::new(std::time::Duration::from_millis(10), 100_000_000)
+    /// Every completed PUT is durable: nothing to do.
+    fn sync(&self) -> BackendResult<()> {
+        Ok(())
     }
 
     fn counters(&self) -> Vec<(String, u64)> {

@@ -13,7 +13,8 @@
 //! ETag fail, and does one with the right ETag succeed, quoted or unquoted?
 
 use bytes::Bytes;
-use chest_core::{BackendError, BackendResult, ObjectVersion, PutIf, SingleWriter};
+use chest_core::PutMode as Condition;
+use chest_core::{BackendError, BackendResult, ObjectVersion, SingleWriter};
 use object_store::path::Path;
 use object_store::{
     GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
@@ -66,12 +67,13 @@ impl Inner {
         name: &str,
         path: Path,
         data: Bytes,
-        condition: PutIf,
+        condition: Condition,
         unquoted_etag: bool,
     ) -> BackendResult<ObjectVersion> {
         let (mode, wanted) = match &condition {
-            PutIf::Absent => (PutMode::Create, None),
-            PutIf::Version(v) => {
+            Condition::Overwrite => (PutMode::Overwrite, None),
+            Condition::Create => (PutMode::Create, None),
+            Condition::Update(v) => {
                 let tag = if unquoted_etag {
                     v.as_str().trim_matches('"').to_string()
                 } else {
@@ -129,7 +131,7 @@ impl Inner {
     }
 
     async fn probe_steps(&self, name: &str, path: &Path) -> BackendResult<Conditional> {
-        let put = |data: &'static [u8], condition: PutIf, unquoted: bool| {
+        let put = |data: &'static [u8], condition: Condition, unquoted: bool| {
             self.put_if(
                 name,
                 path.clone(),
@@ -147,8 +149,8 @@ impl Inner {
             )),
             unquoted_etag: false,
         };
-        let first = put(b"probe 1", PutIf::Absent, false).await?;
-        match put(b"probe 2", PutIf::Absent, false).await {
+        let first = put(b"probe 1", Condition::Create, false).await?;
+        match put(b"probe 2", Condition::Create, false).await {
             Ok(_) => {
                 return Ok(unavailable(
                     "accepted a second create-only write of one object (it ignores \
@@ -158,7 +160,7 @@ impl Inner {
             Err(BackendError::Conflict { .. }) => {}
             Err(e) => return Err(e),
         }
-        let wrong = PutIf::Version(ObjectVersion::new("\"0123456789abcdef0123456789abcdef\""));
+        let wrong = Condition::Update(ObjectVersion::new("\"0123456789abcdef0123456789abcdef\""));
         match put(b"probe 3", wrong, false).await {
             Ok(_) => {
                 return Ok(unavailable(
@@ -169,7 +171,7 @@ impl Inner {
             Err(e) => return Err(e),
         }
         for unquoted_etag in [false, true] {
-            match put(b"probe 4", PutIf::Version(first.clone()), unquoted_etag).await {
+            match put(b"probe 4", Condition::Update(first.clone()), unquoted_etag).await {
                 Ok(_) => {
                     return Ok(Conditional {
                         answer: SingleWriter::Lease,

@@ -51,7 +51,7 @@
 //! shown), and an `endpoint` with a user or password in it is refused.
 //!
 //! ```no_run
-//! use chest_core::Backend;
+//! use chest_core::{Backend, BackendExt};
 //! use chest_s3::{S3Backend, S3Config};
 //!
 //! let url = url::Url::parse("s3://chest-test/run-1?endpoint=http://127.0.0.1:3900&region=garage")?;

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chest_core::Backend;
+use chest_core::{Backend, BackendExt};
 use chest_s3::S3Backend;
 
 impl Cluster {
@@ -76,7 +76,13 @@ fn survives_one_node_down() {
         .map(|i| (format!("obj/{i:02}"), data(i, 100 + 5000 * i as usize)))
         .collect();
     objects.push(("obj/big".into(), data(99, (12 << 20) + 7))); // multipart
-    n1.put_many(objects.clone()).unwrap();
+    n1.put_many(
+        objects
+            .iter()
+            .map(|(n, d)| (n.clone(), vec![d.clone()]))
+            .collect(),
+    )
+    .unwrap();
     let names: Vec<String> = objects.iter().map(|(n, _)| n.clone()).collect();
     assert_eq!(
         n3.list("obj/").unwrap(),

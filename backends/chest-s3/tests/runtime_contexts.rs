@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chest_core::Backend;
+use chest_core::{Backend, BackendExt};
 use chest_s3::S3Backend;
 
 /// A fresh prefix of the test server `base`.

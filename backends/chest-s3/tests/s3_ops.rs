@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chest_core::registry::{open_backend, OpenOptions};
+use chest_core::BackendExt;
 use chest_core::{Backend, BackendError};
 use chest_s3::S3Backend;
 
@@ -72,7 +73,13 @@ fn put_many_uploads_concurrently() {
     let objects: Vec<(String, Bytes)> = (0..60u8)
         .map(|i| (format!("many/{i:03}"), data(i, 1000 + i as usize * 37)))
         .collect();
-    b.put_many(objects.clone()).unwrap();
+    b.put_many(
+        objects
+            .iter()
+            .map(|(n, d)| (n.clone(), vec![d.clone()]))
+            .collect(),
+    )
+    .unwrap();
     let names: Vec<String> = objects.iter().map(|(n, _)| n.clone()).collect();
     assert_eq!(b.list("many/").unwrap(), names);
     for (name, bytes) in &objects {
@@ -83,8 +90,8 @@ fn put_many_uploads_concurrently() {
     // A bad name anywhere refuses the whole batch before anything is written.
     let err = b
         .put_many(vec![
-            ("fine/1".into(), data(0, 1)),
-            ("bad//name".into(), data(0, 1)),
+            ("fine/1".into(), vec![data(0, 1)]),
+            ("bad//name".into(), vec![data(0, 1)]),
         ])
         .unwrap_err();
     assert!(matches!(err, BackendError::InvalidName { .. }), "{err:?}");

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use chest_core::{Backend, MemoryBackend};
+use chest_core::{BackendExt, MemoryBackend};
 use chest_zstd::{ZstdBackend, ZstdOptions};
 
 const SIZE: usize = 8 << 20;

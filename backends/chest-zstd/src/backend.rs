@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use chest_core::backend::check_range;
-use chest_core::{Backend, BackendError, BackendResult, ObjectVersion, PutIf, SingleWriter};
+use chest_core::{
+    Backend, BackendError, BackendExt, BackendResult, Capabilities, GetOptions, GetResult,
+    ObjectVersion, PutOptions, SingleWriter,
+};
 use url::Url;
 
 use crate::config::{options_from_url, ZstdOptions, MAX_FRAME_SIZE, MAX_THREADS, MIN_FRAME_SIZE};
@@ -191,159 +194,10 @@ impl ZstdBackend {
     }
 }
 
-// A layer: the compiler checks that it forwards every method (a default
-// would silently weaken the store underneath; see `Backend`'s "Layers").
-#[deny(clippy::missing_trait_methods)]
-impl Backend for ZstdBackend {
-    fn location(&self) -> &str {
-        &self.location
-    }
-
-    fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
-        let encoded = self.encode(name, &data)?;
-        let (len, stored) = (data.len(), encoded.bytes.len());
-        drop(data);
-        self.inner.put(name, encoded.bytes)?;
-        self.count(len, stored, encoded.compressed);
-        Ok(())
-    }
-
-    fn put_durable(&self, name: &str, data: Bytes) -> BackendResult<()> {
-        let encoded = self.encode(name, &data)?;
-        let (len, stored) = (data.len(), encoded.bytes.len());
-        drop(data);
-        self.inner.put_durable(name, encoded.bytes)?;
-        self.count(len, stored, encoded.compressed);
-        Ok(())
-    }
-
-    /// On a store that writes one object at a time
-    /// ([`write_concurrency`](Backend::write_concurrency) 1), each object is
-    /// written as soon as it is compressed, while the frames of the next
-    /// ones are compressed on the other threads; otherwise the batch is
-    /// compressed, then handed to the inner `put_many` at once.
-    fn put_many(&self, objects: Vec<(String, Bytes)>) -> BackendResult<()> {
-        self.put_many_parts(
-            objects
-                .into_iter()
-                .map(|(name, data)| (name, vec![data]))
-                .collect(),
-        )
-    }
-
-    fn get(&self, name: &str) -> BackendResult<Bytes> {
-        let stored = self.inner.get(name)?;
-        self.decode_whole(name, stored)
-    }
-
-    fn single_writer(&self) -> BackendResult<SingleWriter> {
-        self.inner.single_writer()
-    }
-
-    /// The inner backend's hint: packed values are compressed as one object,
-    /// in frames, so a ranged read still decompresses only its own frames.
-    fn packs_large_values(&self) -> bool {
-        self.inner.packs_large_values()
-    }
-
-    /// Each object is compressed from its parts as
-    /// [`put_parts`](Backend::put_parts) does (no joined copy), the batch as
-    /// [`put_many`](Backend::put_many) does it.
-    fn put_many_parts(&self, objects: Vec<(String, Vec<Bytes>)>) -> BackendResult<()> {
-        let datas = || {
-            objects
-                .iter()
-                .map(|(n, parts)| (n.as_str(), Data::parts(parts.iter().map(|p| &p[..]))))
-                .collect()
-        };
-        let lens: Vec<usize> = objects
-            .iter()
-            .map(|(_, parts)| parts.iter().map(Bytes::len).sum())
-            .collect();
-        if self.inner.write_concurrency() <= 1 {
-            let written: Mutex<Vec<(usize, usize, bool)>> = Mutex::new(Vec::new());
-            let sink = |o: usize, e: Encoded| {
-                let (stored, compressed) = (e.bytes.len(), e.compressed);
-                self.inner.put(&objects[o].0, e.bytes)?;
-                lock(&written).push((lens[o], stored, compressed));
-                Ok(())
-            };
-            self.encode_batch(datas(), Some(&sink))?;
-            for (len, stored, compressed) in
-                written.into_inner().unwrap_or_else(PoisonError::into_inner)
-            {
-                self.count(len, stored, compressed);
-            }
-            return Ok(());
-        }
-        let encoded = self.encode_batch(datas(), None)?;
-        let compressed: Vec<bool> = encoded.iter().map(|e| e.compressed).collect();
-        let stored: Vec<(String, Bytes)> = objects
-            .into_iter()
-            .zip(encoded)
-            .map(|((name, _), e)| (name, e.bytes))
-            .collect();
-        let stored_lens: Vec<usize> = stored.iter().map(|(_, b)| b.len()).collect();
-        self.inner.put_many(stored)?;
-        for ((len, compressed), stored) in lens.into_iter().zip(compressed).zip(stored_lens) {
-            self.count(len, stored, compressed);
-        }
-        Ok(())
-    }
-
-    /// Compresses the parts as one object without joining them first, and
-    /// puts the result in one piece. A frame ends at the end of every part
-    /// (runs of parts under 4 KiB share frames, and only those are copied
-    /// together), so a ranged read of one part decompresses its own frames
-    /// only: a chest's packed values and their checksums.
-    fn put_parts(&self, name: &str, parts: Vec<Bytes>) -> BackendResult<()> {
-        let data = Data::parts(parts.iter().map(|p| &p[..]));
-        let len = data.len();
-        let encoded = self.encode_data(name, data)?;
-        drop(parts);
-        let stored = encoded.bytes.len();
-        self.inner.put(name, encoded.bytes)?;
-        self.count(len, stored, encoded.compressed);
-        Ok(())
-    }
-
-    /// The inner object's version: the version of the compressed bytes.
-    fn get_versioned(&self, name: &str) -> BackendResult<(Bytes, ObjectVersion)> {
-        let (stored, version) = self.inner.get_versioned(name)?;
-        Ok((self.decode_whole(name, stored)?, version))
-    }
-
-    fn put_if(&self, name: &str, data: Bytes, condition: PutIf) -> BackendResult<ObjectVersion> {
-        let encoded = self.encode(name, &data)?;
-        let (len, stored) = (data.len(), encoded.bytes.len());
-        drop(data);
-        let version = self.inner.put_if(name, encoded.bytes, condition)?;
-        self.count(len, stored, encoded.compressed);
-        Ok(version)
-    }
-
-    /// Whole objects are fetched through the inner `get_many` (concurrently
-    /// where it can) and decoded here; ranges are read one by one.
-    fn get_many(&self, requests: Vec<(String, Option<Range<u64>>)>) -> Vec<BackendResult<Bytes>> {
-        let wholes: Vec<(String, Option<Range<u64>>)> = requests
-            .iter()
-            .filter(|(_, range)| range.is_none())
-            .cloned()
-            .collect();
-        let mut fetched = self.inner.get_many(wholes).into_iter();
-        requests
-            .into_iter()
-            .map(|(name, range)| match range {
-                Some(range) => self.get_range(&name, range),
-                None => match fetched.next() {
-                    Some(stored) => stored.and_then(|stored| self.decode_whole(&name, stored)),
-                    None => self.get(&name),
-                },
-            })
-            .collect()
-    }
-
-    fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
+impl ZstdBackend {
+    /// Bytes `range` of an object: only the frames it covers are read and
+    /// decompressed.
+    fn range_of(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
         let prefix = self.probe(name)?;
         let header = Header::parse(&prefix).map_err(|f| self.fault(name, f))?;
         check_range(&self.location, name, &range, header.len)?;
@@ -368,6 +222,144 @@ impl Backend for ZstdBackend {
             }
         }
     }
+}
+
+// A layer: the compiler checks that it forwards every method (a default
+// would silently weaken the store underneath; see `Backend`'s "Layers").
+#[deny(clippy::missing_trait_methods)]
+impl Backend for ZstdBackend {
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The inner backend's: packed values are compressed as one object, in
+    /// frames, so a ranged read still decompresses only its own frames.
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    /// Compresses the parts as one object without joining them first, and
+    /// writes the result in one piece, with `opts` as given (a condition
+    /// and a version are the compressed object's). A frame ends at the end
+    /// of every part (runs of parts under 4 KiB share frames, and only
+    /// those are copied together), so a ranged read of one part
+    /// decompresses its own frames only: a chest's packed values and their
+    /// checksums.
+    fn put_opts(
+        &self,
+        name: &str,
+        parts: Vec<Bytes>,
+        opts: PutOptions,
+    ) -> BackendResult<Option<ObjectVersion>> {
+        let data = Data::parts(parts.iter().map(|p| &p[..]));
+        let len = data.len();
+        let encoded = self.encode_data(name, data)?;
+        drop(parts);
+        let stored = encoded.bytes.len();
+        let version = self.inner.put_opts(name, vec![encoded.bytes], opts)?;
+        self.count(len, stored, encoded.compressed);
+        Ok(version)
+    }
+
+    /// Each object is compressed from its parts as `put_opts` does. On a
+    /// store that writes one object at a time (write concurrency 1), each
+    /// object is written as soon as it is compressed, while the frames of
+    /// the next ones are compressed on the other threads; otherwise the
+    /// batch is compressed, then handed to the inner `put_many` at once.
+    fn put_many(&self, objects: Vec<(String, Vec<Bytes>)>) -> BackendResult<()> {
+        let datas = || {
+            objects
+                .iter()
+                .map(|(n, parts)| (n.as_str(), Data::parts(parts.iter().map(|p| &p[..]))))
+                .collect()
+        };
+        let lens: Vec<usize> = objects
+            .iter()
+            .map(|(_, parts)| parts.iter().map(Bytes::len).sum())
+            .collect();
+        if self.inner.capabilities().write_concurrency <= 1 {
+            let written: Mutex<Vec<(usize, usize, bool)>> = Mutex::new(Vec::new());
+            let sink = |o: usize, e: Encoded| {
+                let (stored, compressed) = (e.bytes.len(), e.compressed);
+                self.inner
+                    .put_opts(&objects[o].0, vec![e.bytes], PutOptions::default())?;
+                lock(&written).push((lens[o], stored, compressed));
+                Ok(())
+            };
+            self.encode_batch(datas(), Some(&sink))?;
+            for (len, stored, compressed) in
+                written.into_inner().unwrap_or_else(PoisonError::into_inner)
+            {
+                self.count(len, stored, compressed);
+            }
+            return Ok(());
+        }
+        let encoded = self.encode_batch(datas(), None)?;
+        let compressed: Vec<bool> = encoded.iter().map(|e| e.compressed).collect();
+        let stored: Vec<(String, Vec<Bytes>)> = objects
+            .into_iter()
+            .zip(encoded)
+            .map(|((name, _), e)| (name, vec![e.bytes]))
+            .collect();
+        let stored_lens: Vec<usize> = stored.iter().map(|(_, b)| b[0].len()).collect();
+        self.inner.put_many(stored)?;
+        for ((len, compressed), stored) in lens.into_iter().zip(compressed).zip(stored_lens) {
+            self.count(len, stored, compressed);
+        }
+        Ok(())
+    }
+
+    /// A whole object is read from the inner store (with the inner
+    /// object's version, the version of the compressed bytes, if asked)
+    /// and decoded; a range decompresses only the frames it covers. A
+    /// versioned range decodes the whole object.
+    fn get_opts(&self, name: &str, opts: GetOptions) -> BackendResult<GetResult> {
+        match opts.range {
+            Some(range) if !opts.version => Ok(GetResult::data(self.range_of(name, range)?)),
+            range => {
+                let stored = self.inner.get_opts(
+                    name,
+                    GetOptions {
+                        range: None,
+                        version: opts.version,
+                    },
+                )?;
+                let whole = self.decode_whole(name, stored.data)?;
+                let data = match range {
+                    None => whole,
+                    Some(range) => {
+                        check_range(&self.location, name, &range, whole.len() as u64)?;
+                        whole.slice(range.start as usize..range.end as usize)
+                    }
+                };
+                Ok(GetResult {
+                    data,
+                    version: stored.version,
+                })
+            }
+        }
+    }
+
+    /// Whole objects are fetched through the inner `get_many` (concurrently
+    /// where it can) and decoded here; ranges are read one by one.
+    fn get_many(&self, requests: Vec<(String, Option<Range<u64>>)>) -> Vec<BackendResult<Bytes>> {
+        let wholes: Vec<(String, Option<Range<u64>>)> = requests
+            .iter()
+            .filter(|(_, range)| range.is_none())
+            .cloned()
+            .collect();
+        let mut fetched = self.inner.get_many(wholes).into_iter();
+        requests
+            .into_iter()
+            .map(|(name, range)| match range {
+                Some(range) => self.range_of(&name, range),
+                None => match fetched.next() {
+                    Some(stored) => stored.and_then(|stored| self.decode_whole(&name, stored)),
+                    None => self.get(&name),
+                },
+            })
+            .collect()
+    }
 
     fn delete(&self, name: &str) -> BackendResult<()> {
         self.inner.delete(name)
@@ -381,12 +373,8 @@ impl Backend for ZstdBackend {
         self.inner.sync()
     }
 
-    fn write_concurrency(&self) -> usize {
-        self.inner.write_concurrency()
-    }
-
-    fn read_cost(&self) -> chest_core::ReadCost {
-        self.inner.read_cost()
+    fn single_writer(&self) -> BackendResult<SingleWriter> {
+        self.inner.single_writer()
     }
 
     fn counters(&self) -> Vec<(String, u64)> {

@@ -17,15 +17,6 @@ pub(crate) struct Data<'a> {
 }
 
 impl<'a> Data<'a> {
-    /// One contiguous buffer.
-    pub fn one(data: &'a [u8]) -> Self {
-        Self {
-            parts: vec![data],
-            starts: vec![0],
-            len: data.len(),
-        }
-    }
-
     /// The concatenation of `parts`.
     pub fn parts(parts: impl IntoIterator<Item = &'a [u8]>) -> Self {
         let mut data = Self {
@@ -129,7 +120,7 @@ mod tests {
         assert_eq!(out, whole);
         assert_eq!(Data::parts(Vec::new()).len(), 0);
         assert_eq!(Data::parts(Vec::new()).frame_bounds(10), vec![0]);
-        assert_eq!(Data::one(&[]).frame_bounds(10), vec![0]);
+        assert_eq!(Data::parts([&[][..]]).frame_bounds(10), vec![0]);
         assert!(Data::parts(Vec::new()).slice(0..0).is_empty());
     }
 
@@ -139,8 +130,11 @@ mod tests {
         let crc = [1u8; 4];
         let f = JOIN_BELOW;
         let b = |parts: &[&[u8]]| Data::parts(parts.iter().copied()).frame_bounds(f);
-        assert_eq!(Data::one(&big).frame_bounds(f), vec![0, f, 2 * f, 3 * f]);
-        assert_eq!(Data::one(&big[..10]).frame_bounds(f), vec![0, 10]);
+        assert_eq!(
+            Data::parts([&big[..]]).frame_bounds(f),
+            vec![0, f, 2 * f, 3 * f]
+        );
+        assert_eq!(Data::parts([&big[..10]]).frame_bounds(f), vec![0, 10]);
         // Values and their checksums: frames end at every part.
         let v = 3 * f;
         assert_eq!(

@@ -5,6 +5,7 @@
 use std::ops::Range;
 
 use bytes::Bytes;
+use chest_core::BackendExt;
 use chest_core::{BackendError, BackendResult};
 
 use crate::backend::ZstdBackend;

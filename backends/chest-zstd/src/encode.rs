@@ -49,10 +49,6 @@ pub(crate) struct Encoded {
 
 impl ZstdBackend {
     /// Turns `data` into the stored form: compressed frames, or raw.
-    pub(crate) fn encode(&self, name: &str, data: &[u8]) -> BackendResult<Encoded> {
-        self.encode_data(name, Data::one(data))
-    }
-
     pub(crate) fn encode_data(&self, name: &str, data: Data<'_>) -> BackendResult<Encoded> {
         let mut encoded = self.encode_batch(vec![(name, data)], None)?;
         Ok(encoded.pop().expect("one object in, one out"))

@@ -4,7 +4,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use chest_core::{Backend, MemoryBackend};
+//! use chest_core::{Backend, BackendExt, MemoryBackend};
 //! use chest_zstd::{ZstdBackend, ZstdOptions};
 //!
 //! let mem = MemoryBackend::new();
@@ -64,10 +64,10 @@
 //! [`ZstdOptions::max_ratio`]) is stored raw behind the header. Compressed
 //! data is cut into independent zstd frames of at most
 //! [`ZstdOptions::frame_size`] uncompressed bytes with an index of their
-//! sizes in the header, so [`get_range`](Backend::get_range) reads and
+//! sizes in the header, so [`get_range`](chest_core::BackendExt::get_range) reads and
 //! decompresses only the frames it needs, and large objects are
 //! (de)compressed on several threads. An object written from parts
-//! ([`put_parts`](Backend::put_parts), as a chest packs several values into
+//! ([`put_parts`](chest_core::BackendExt::put_parts), as a chest packs several values into
 //! one object) ends a frame at the end of every part, so a packed value's
 //! frames are its own. The full layout (format version 2; version 1, with
 //! frames of one size, is still read) is described on [`MAGIC`].
@@ -86,7 +86,7 @@
 //!
 //! # Limits
 //!
-//! A ranged read ([`get_range`](chest_core::Backend::get_range)) reads the
+//! A ranged read ([`get_range`](chest_core::BackendExt::get_range)) reads the
 //! object's header and then its frames in separate requests of the inner
 //! store. If another thread or process replaces the object in between, the
 //! read can fail with a `Corrupt` error or, for an object stored raw, join

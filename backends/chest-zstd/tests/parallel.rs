@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chest_core::testing::noise;
+use chest_core::BackendExt;
 use chest_core::{Backend, BackendError, MemoryBackend};
 use chest_zstd::{ZstdBackend, ZstdOptions};
 
@@ -248,7 +249,7 @@ fn put_many_spreads_the_frames_of_a_batch() {
     }
     let many = MemoryBackend::new();
     let z = layer(&many, 3, FRAME);
-    z.put_many(objects.clone()).unwrap();
+    z.put_many(whole(objects.clone())).unwrap();
     for (n, d) in &objects {
         assert_eq!(&z.get(n).unwrap(), d, "{n}");
         assert_eq!(one.get(n).unwrap(), many.get(n).unwrap(), "{n}");
@@ -388,7 +389,15 @@ impl Backend for Picky {
     fn location(&self) -> &str {
         "picky://"
     }
-    fn put(&self, name: &str, data: Bytes) -> chest_core::BackendResult<()> {
+    fn capabilities(&self) -> chest_core::Capabilities {
+        chest_core::Capabilities::DEFAULT.with_write_concurrency(self.concurrency)
+    }
+    fn put_opts(
+        &self,
+        name: &str,
+        parts: Vec<Bytes>,
+        opts: chest_core::PutOptions,
+    ) -> chest_core::BackendResult<Option<chest_core::ObjectVersion>> {
         self.puts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if name.contains("bad") {
             return Err(BackendError::Other {
@@ -397,25 +406,22 @@ impl Backend for Picky {
                 source: None,
             });
         }
-        self.mem.put(name, data)
+        self.mem.put_opts(name, parts, opts)
     }
-    fn put_many(&self, objects: Vec<(String, Bytes)>) -> chest_core::BackendResult<()> {
+    fn put_many(&self, objects: Vec<(String, Vec<Bytes>)>) -> chest_core::BackendResult<()> {
         self.batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        for (n, d) in objects {
-            self.put(&n, d)?;
+        for (n, parts) in objects {
+            self.put_opts(&n, parts, chest_core::PutOptions::default())?;
         }
         Ok(())
     }
-    fn get(&self, name: &str) -> chest_core::BackendResult<Bytes> {
-        self.mem.get(name)
-    }
-    fn get_range(
+    fn get_opts(
         &self,
         name: &str,
-        range: std::ops::Range<u64>,
-    ) -> chest_core::BackendResult<Bytes> {
-        self.mem.get_range(name, range)
+        opts: chest_core::GetOptions,
+    ) -> chest_core::BackendResult<chest_core::GetResult> {
+        self.mem.get_opts(name, opts)
     }
     fn delete(&self, name: &str) -> chest_core::BackendResult<()> {
         self.mem.delete(name)
@@ -423,9 +429,14 @@ impl Backend for Picky {
     fn list(&self, prefix: &str) -> chest_core::BackendResult<Vec<String>> {
         self.mem.list(prefix)
     }
-    fn write_concurrency(&self) -> usize {
-        self.concurrency
+    fn sync(&self) -> chest_core::BackendResult<()> {
+        self.mem.sync()
     }
+}
+
+/// A batch of objects of one part each, as `put_many` takes them.
+fn whole(objects: Vec<(String, Bytes)>) -> Vec<(String, Vec<Bytes>)> {
+    objects.into_iter().map(|(n, d)| (n, vec![d])).collect()
 }
 
 #[test]
@@ -455,7 +466,7 @@ fn put_many_writes_each_object_as_it_is_compressed_or_the_batch_at_once() {
                 ..ZstdOptions::default()
             },
         );
-        z.put_many(batch(false)).unwrap();
+        z.put_many(whole(batch(false))).unwrap();
         for (n, d) in batch(false) {
             assert_eq!(z.get(&n).unwrap(), d, "{n}");
         }
@@ -465,7 +476,7 @@ fn put_many_writes_each_object_as_it_is_compressed_or_the_batch_at_once() {
         assert_eq!(batches, usize::from(concurrency > 1), "{concurrency}");
         assert_eq!(picky.puts.load(Relaxed), 5);
         // A refused object fails the batch, naming it; nothing more is counted.
-        let msg = z.put_many(batch(true)).unwrap_err().to_string();
+        let msg = z.put_many(whole(batch(true))).unwrap_err().to_string();
         assert!(msg.contains("o3-bad refused"), "{msg}");
         assert_eq!(counter(&z, "zstd.objects_compressed"), 5);
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chest_core::registry::{open_backend, OpenOptions};
+use chest_core::BackendExt;
 use chest_core::{Backend, BackendError, BackendResult, Chest, MemoryBackend};
 use chest_fs as _; // registers `file:`
 use chest_zstd::{ZstdBackend, ZstdOptions, DEFAULT_FRAME_SIZE, MAGIC};
@@ -86,18 +87,22 @@ impl Backend for Spy {
     fn location(&self) -> &str {
         "spy://"
     }
-    fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
-        self.mem.put(name, data)
+    fn put_opts(
+        &self,
+        name: &str,
+        parts: Vec<Bytes>,
+        opts: chest_core::PutOptions,
+    ) -> BackendResult<Option<chest_core::ObjectVersion>> {
+        self.mem.put_opts(name, parts, opts)
     }
-    fn get(&self, name: &str) -> BackendResult<Bytes> {
-        let b = self.mem.get(name)?;
-        self.note(&b);
-        Ok(b)
-    }
-    fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
-        let b = self.mem.get_range(name, range)?;
-        self.note(&b);
-        Ok(b)
+    fn get_opts(
+        &self,
+        name: &str,
+        opts: chest_core::GetOptions,
+    ) -> BackendResult<chest_core::GetResult> {
+        let r = self.mem.get_opts(name, opts)?;
+        self.note(&r.data);
+        Ok(r)
     }
     fn delete(&self, name: &str) -> BackendResult<()> {
         self.mem.delete(name)
@@ -105,9 +110,17 @@ impl Backend for Spy {
     fn list(&self, prefix: &str) -> BackendResult<Vec<String>> {
         self.mem.list(prefix)
     }
+    fn sync(&self) -> BackendResult<()> {
+        self.mem.sync()
+    }
     fn counters(&self) -> Vec<(String, u64)> {
         vec![("spy.bytes_read".into(), self.read.load(Ordering::Relaxed))]
     }
+}
+
+/// A batch of objects of one part each, as `put_many` takes them.
+fn whole(objects: Vec<(String, Bytes)>) -> Vec<(String, Vec<Bytes>)> {
+    objects.into_iter().map(|(n, d)| (n, vec![d])).collect()
 }
 
 #[test]
@@ -705,11 +718,11 @@ fn options_are_clamped() {
 fn put_many_and_pass_through_operations() {
     let mem = MemoryBackend::new();
     let z = zstd_over(&mem, ZstdOptions::default());
-    z.put_many(vec![
+    z.put_many(whole(vec![
         ("a/1".into(), text(5000).into()),
         ("a/2".into(), noise(1, 5000).into()),
         ("b".into(), Bytes::new()),
-    ])
+    ]))
     .unwrap();
     assert_eq!(z.list("a/").unwrap(), vec!["a/1", "a/2"]);
     assert_eq!(z.get("a/1").unwrap(), text(5000));
@@ -749,7 +762,7 @@ fn put_many_of_large_objects_on_several_threads() {
             (format!("big/{i}"), Bytes::from(data))
         })
         .collect();
-    z.put_many(objects.clone()).unwrap();
+    z.put_many(whole(objects.clone())).unwrap();
     for (name, data) in &objects {
         assert_eq!(&z.get(name).unwrap(), data, "{name}");
     }
@@ -758,10 +771,10 @@ fn put_many_of_large_objects_on_several_threads() {
     assert_eq!(counter(&z, "zstd.bytes_out"), mem.stored_bytes());
     // A failing object fails the batch, naming it.
     let err = z
-        .put_many(vec![
+        .put_many(whole(vec![
             ("ok".into(), Bytes::from(text(2 << 20))),
             ("a//b".into(), Bytes::from(text(10))),
-        ])
+        ]))
         .unwrap_err();
     assert!(matches!(err, BackendError::InvalidName { .. }), "{err:?}");
 }

@@ -65,7 +65,7 @@ pub enum BackendError {
         /// What holds it, as far as it is known.
         detail: String,
     },
-    /// A conditional write ([`Backend::put_if`](crate::Backend::put_if))
+    /// A conditional write ([`BackendExt::put_if`](crate::BackendExt::put_if))
     /// found its condition false: the object exists, or is at another
     /// version. Nothing was written.
     #[error("{location}: conditional write of {name:?} refused: {detail}")]

@@ -62,7 +62,10 @@ pub use api::builder::ChestBuilder;
 pub use api::chest::Chest;
 pub use backend::location::{redact_url, IntoLocation, REDACTED};
 pub use backend::memory::MemoryBackend;
-pub use backend::{Backend, BackendResult, ObjectVersion, PutIf, ReadCost, SingleWriter};
+pub use backend::{
+    Backend, BackendExt, BackendResult, Capabilities, GetOptions, GetResult, ObjectVersion,
+    PutMode, PutOptions, ReadCost, SingleWriter,
+};
 pub use config::{
     Admission, EvictionPolicy, Key, OpenMode, Weigher, DEFAULT_BUDGET, DEFAULT_LEASE_TTL,
     DEFAULT_READER_GRACE,

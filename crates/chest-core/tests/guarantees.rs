@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 use chest_core::testing::hooked::{Hooked, Op};
+use chest_core::BackendExt;
 use chest_core::{Backend, Chest, ChestBuilder, Error, ErrorKind, MemoryBackend, Raw};
 use common::{on_thread, value, value_put as is_value, Gate, WRITER};
 
@@ -464,8 +465,8 @@ fn durability_space_after_a_remove_comes_back_the_same_way_every_time() {
     }
 }
 
-/// A store whose `put_durable` is the trait's default, `put` then `sync`
-/// (not atomic under a machine crash), over the crash simulator.
+/// A store whose durable write is a plain write then a `sync` (not atomic
+/// under a machine crash), over the crash simulator.
 #[derive(Debug)]
 struct PlainDurable(Arc<chest_core::testing::crash::CrashBackend>);
 
@@ -473,18 +474,28 @@ impl Backend for PlainDurable {
     fn location(&self) -> &str {
         self.0.location()
     }
-    fn put(&self, name: &str, data: bytes::Bytes) -> chest_core::BackendResult<()> {
-        self.0.put(name, data)
-    }
-    fn get(&self, name: &str) -> chest_core::BackendResult<bytes::Bytes> {
-        self.0.get(name)
-    }
-    fn get_range(
+    fn put_opts(
         &self,
         name: &str,
-        range: std::ops::Range<u64>,
-    ) -> chest_core::BackendResult<bytes::Bytes> {
-        self.0.get_range(name, range)
+        parts: Vec<bytes::Bytes>,
+        opts: chest_core::PutOptions,
+    ) -> chest_core::BackendResult<Option<chest_core::ObjectVersion>> {
+        let plain = chest_core::PutOptions {
+            durable: false,
+            ..opts.clone()
+        };
+        let version = self.0.put_opts(name, parts, plain)?;
+        if opts.durable {
+            self.0.sync()?;
+        }
+        Ok(version)
+    }
+    fn get_opts(
+        &self,
+        name: &str,
+        opts: chest_core::GetOptions,
+    ) -> chest_core::BackendResult<chest_core::GetResult> {
+        self.0.get_opts(name, opts)
     }
     fn delete(&self, name: &str) -> chest_core::BackendResult<()> {
         self.0.delete(name)

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chest_core::testing::single_writer::expire_lease;
+use chest_core::BackendExt;
 use chest_core::{Backend, Chest, ChestBuilder, ErrorKind, MemoryBackend, OpenMode};
 use common::doubles::{LeaseFaults, MANIFEST_FAILS, MANIFEST_HELD};
 use common::until;

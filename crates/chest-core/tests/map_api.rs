@@ -6,6 +6,7 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 
+use chest_core::BackendExt;
 use chest_core::{Backend, Chest, ChestBuilder, MemoryBackend};
 use common::{check, value};
 

@@ -10,6 +10,7 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use chest_core::BackendExt;
 use chest_core::{
     Backend, BoxError, Chest, ChestBuilder, ErrorKind, MemoryBackend, Raw, Serializer,
 };

@@ -10,6 +10,7 @@ mod common;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use chest_core::BackendExt;
 use chest_core::{Backend, Chest, ChestBuilder, Error, MemoryBackend, OpenMode};
 use common::doubles::Shaped;
 use common::{failure, hooked, open, value, Op};

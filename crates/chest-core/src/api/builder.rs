@@ -121,12 +121,12 @@ impl<K: Key, V: Send + Sync + 'static, S> ChestBuilder<K, V, S> {
 
     /// What reading a value back from the store costs, for
     /// [`Admission::Frequency`] to weigh how often a value is read against
-    /// its size (default: the backend's [`Backend::read_cost`] hint — a
+    /// its size (default: the backend's [`Capabilities::read_cost`] hint — a
     /// local directory about 100 µs and 1 GB/s, S3 about 10 ms and
     /// 100 MB/s, memory its bytes alone). With a latency, small values
     /// read often are kept before large ones read as often.
     ///
-    /// [`Backend::read_cost`]: crate::Backend::read_cost
+    /// [`Capabilities::read_cost`]: crate::Capabilities::read_cost
     pub fn read_cost(mut self, cost: crate::ReadCost) -> Self {
         self.config.read_cost = Some(cost);
         self
@@ -250,7 +250,7 @@ impl<K: Key, V: Send + Sync + 'static, S> ChestBuilder<K, V, S> {
     /// the batch itself and returns once it is written.
     ///
     /// The default is 1, or 2 on a backend that writes several objects at
-    /// once ([`crate::Backend::write_concurrency`]
+    /// once ([`crate::Capabilities::write_concurrency`]
     /// above 1, as S3): there a batch's last, slowest uploads would
     /// otherwise leave the connections idle until the next batch starts.
     /// The backend still bounds the requests in flight.

@@ -98,7 +98,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// Newer manifests that were found damaged at open and skipped, falling
     /// back to the newest readable one (each with what was wrong). Empty
     /// unless a flush was cut short by a machine crash on a store that does
-    /// not make [`put_durable`](crate::Backend::put_durable) durable; then
+    /// not make [`put_durable`](crate::BackendExt::put_durable) durable; then
     /// the chest holds the state of the flush before it.
     pub fn damaged_manifests(&self) -> &[String] {
         &self.inner.skipped_manifests
@@ -297,7 +297,13 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
     /// that reads several objects at once (S3), the next few values are
     /// prefetched together.
     pub fn iter(&self) -> impl Iterator<Item = Result<(K, Arc<V>)>> + '_ {
-        let window = self.inner.store.backend().write_concurrency().max(1);
+        let window = self
+            .inner
+            .store
+            .backend()
+            .capabilities()
+            .write_concurrency
+            .max(1);
         let mut keys = self.iter_keys();
         std::iter::from_fn(move || {
             let chunk: Vec<K> = keys.by_ref().take(window).collect();

@@ -467,7 +467,7 @@ impl RawChest {
     pub fn verify(&self, mut progress: impl FnMut(usize, usize)) -> Result<Vec<Failure>> {
         let entries = self.entries()?;
         let total = entries.len();
-        let window = self.store.backend().write_concurrency().max(1);
+        let window = self.store.backend().capabilities().write_concurrency.max(1);
         let mut failures = Vec::new();
         let mut done = 0;
         for chunk in entries.chunks(window) {

@@ -2,20 +2,20 @@
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
-use std::ops::Range;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use bytes::Bytes;
 
 use crate::backend::{
-    check_name, check_range, Backend, BackendResult, ObjectVersion, PutIf, SingleWriter,
+    check_name, check_range, join_parts, Backend, BackendResult, GetOptions, GetResult,
+    ObjectVersion, PutMode, PutOptions, SingleWriter,
 };
 use crate::error::BackendError;
 
 /// Objects held in memory. Clones share the same objects, so a clone
 /// "reopens" the store. Named stores (`memory://name`) live as long as the process.
 ///
-/// Conditional writes ([`Backend::put_if`]) are atomic. A named store is
+/// Conditional writes ([`PutMode`]) are atomic. A named store is
 /// shared by everything in the process that opens its name, so a chest
 /// keeps it to one writer with a lease ([`SingleWriter::Lease`]); an
 /// anonymous one is private to whoever holds its clones
@@ -102,25 +102,60 @@ impl Backend for MemoryBackend {
         &self.location
     }
 
-    fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
+    /// Every write is atomic under the store's lock; a condition is checked
+    /// under it too. Versions are a counter of the store's writes.
+    fn put_opts(
+        &self,
+        name: &str,
+        parts: Vec<Bytes>,
+        opts: PutOptions,
+    ) -> BackendResult<Option<ObjectVersion>> {
         check_name(&self.location, name)?;
-        self.write().insert(name, data);
-        Ok(())
+        let data = join_parts(parts);
+        let mut objects = self.write();
+        let current = objects.map.get(name).map(|(_, v)| *v);
+        let refused = match (&opts.mode, current) {
+            (PutMode::Overwrite, _) => None,
+            (PutMode::Create, Some(v)) => Some(format!("it exists (version {v})")),
+            (PutMode::Create, None) => None,
+            (PutMode::Update(want), None) => Some(format!(
+                "it does not exist (expected version {})",
+                want.as_str()
+            )),
+            (PutMode::Update(want), Some(v)) => (want.as_str() != v.to_string())
+                .then(|| format!("it is at version {v}, not {}", want.as_str())),
+        };
+        if let Some(detail) = refused {
+            return Err(BackendError::Conflict {
+                location: self.location.to_string(),
+                name: name.to_string(),
+                detail,
+            });
+        }
+        Ok(Some(ObjectVersion::new(
+            objects.insert(name, data).to_string(),
+        )))
     }
 
-    fn get(&self, name: &str) -> BackendResult<Bytes> {
+    fn get_opts(&self, name: &str, opts: GetOptions) -> BackendResult<GetResult> {
         check_name(&self.location, name)?;
-        self.read()
+        let (all, version) = self
+            .read()
             .map
             .get(name)
-            .map(|(b, _)| b.clone())
-            .ok_or_else(|| self.not_found(name))
-    }
-
-    fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
-        let all = self.get(name)?;
-        check_range(&self.location, name, &range, all.len() as u64)?;
-        Ok(all.slice(range.start as usize..range.end as usize))
+            .map(|(b, v)| (b.clone(), *v))
+            .ok_or_else(|| self.not_found(name))?;
+        let data = match opts.range {
+            None => all,
+            Some(range) => {
+                check_range(&self.location, name, &range, all.len() as u64)?;
+                all.slice(range.start as usize..range.end as usize)
+            }
+        };
+        Ok(GetResult {
+            data,
+            version: Some(ObjectVersion::new(version.to_string())),
+        })
     }
 
     fn delete(&self, name: &str) -> BackendResult<()> {
@@ -139,45 +174,16 @@ impl Backend for MemoryBackend {
             .collect())
     }
 
+    /// Nothing to do: the store is not persistent.
+    fn sync(&self) -> BackendResult<()> {
+        Ok(())
+    }
+
     fn single_writer(&self) -> BackendResult<SingleWriter> {
         Ok(if self.named {
             SingleWriter::Lease
         } else {
             SingleWriter::Held
         })
-    }
-
-    fn get_versioned(&self, name: &str) -> BackendResult<(Bytes, ObjectVersion)> {
-        check_name(&self.location, name)?;
-        self.read()
-            .map
-            .get(name)
-            .map(|(b, v)| (b.clone(), ObjectVersion::new(v.to_string())))
-            .ok_or_else(|| self.not_found(name))
-    }
-
-    fn put_if(&self, name: &str, data: Bytes, condition: PutIf) -> BackendResult<ObjectVersion> {
-        check_name(&self.location, name)?;
-        let mut objects = self.write();
-        let current = objects.map.get(name).map(|(_, v)| *v);
-        let refused = match (&condition, current) {
-            (PutIf::Absent, Some(v)) => Some(format!("it exists (version {v})")),
-            (PutIf::Version(want), None) => Some(format!(
-                "it does not exist (expected version {})",
-                want.as_str()
-            )),
-            (PutIf::Version(want), Some(v)) if want.as_str() != v.to_string() => {
-                Some(format!("it is at version {v}, not {}", want.as_str()))
-            }
-            _ => None,
-        };
-        if let Some(detail) = refused {
-            return Err(BackendError::Conflict {
-                location: self.location.to_string(),
-                name: name.to_string(),
-                detail,
-            });
-        }
-        Ok(ObjectVersion::new(objects.insert(name, data).to_string()))
     }
 }

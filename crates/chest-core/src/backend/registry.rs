@@ -572,6 +572,7 @@ mod tests {
 
     #[test]
     fn memory_urls() {
+        use crate::backend::BackendExt;
         let a = open_backend("memory://", &OpenOptions::default()).unwrap();
         assert!(!a.persistent);
         let b = open_backend("memory://reg-test", &OpenOptions::default()).unwrap();

@@ -100,7 +100,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         persistent: bool,
     ) -> Self {
         config.writers = Some(config.writers.unwrap_or_else(|| {
-            if store.backend().write_concurrency() > 1 {
+            if store.backend().capabilities().write_concurrency > 1 {
                 2
             } else {
                 1
@@ -111,7 +111,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         let worth = Worth::new(
             config
                 .read_cost
-                .unwrap_or_else(|| store.backend().read_cost())
+                .unwrap_or_else(|| store.backend().capabilities().read_cost)
                 .latency_bytes(),
         );
         let shards = (0..config.shards)

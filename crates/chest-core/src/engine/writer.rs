@@ -80,8 +80,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
 
     /// Where eviction starts and where it stops (see [`crate::map::budget::marks`]).
     pub(crate) fn marks(&self) -> Marks {
-        self.budget
-            .marks(self.writers(), self.store.backend().write_concurrency())
+        self.budget.marks(
+            self.writers(),
+            self.store.backend().capabilities().write_concurrency,
+        )
     }
 
     /// Keeps memory within the budget: spills the coldest values when

@@ -14,7 +14,7 @@
 //! ```
 //!
 //! A flush writes the next manifest under a new name with
-//! [`Backend::put_durable`] (on a local directory: temporary file, fsync,
+//! [`BackendExt::put_durable`] (on a local directory: temporary file, fsync,
 //! rename, fsync of the directory), after a [`Backend::sync`] has made the
 //! values it names durable. Only then are the manifests before the previous
 //! one deleted: the newest and the one before it are always kept. At open,
@@ -27,7 +27,8 @@ use bytes::Bytes;
 
 use super::lease::LEASE;
 use super::manifest::{self, DecodeError, Manifest};
-use crate::backend::{Backend, PutIf};
+use crate::backend::BackendExt;
+use crate::backend::{Backend, PutMode};
 use crate::error::{BackendError, Error, Result};
 
 /// Name of the marker object.
@@ -416,7 +417,7 @@ enum Created {
 
 /// Writes `data` under `name` only if nothing has that name.
 fn create_only(backend: &dyn Backend, name: &str, data: Bytes) -> Result<Created> {
-    match backend.put_if(name, data.clone(), PutIf::Absent) {
+    match backend.put_if(name, data.clone(), PutMode::Create) {
         Ok(_) => Ok(Created::Written),
         Err(BackendError::Conflict { .. }) => match backend.get(name) {
             Ok(found) if found == data => Ok(Created::Written),

@@ -2,7 +2,7 @@
 //! store) keeps to one writer, and fences a writer that lost it.
 //!
 //! The lease is the object `lease` in the chest's location, written only
-//! with conditional writes ([`Backend::put_if`]):
+//! with conditional writes ([`BackendExt::put_if`]):
 //!
 //! - **Taking it.** A writable open reads it. None there: it is created
 //!   with a create-only write at epoch 1. Released by its holder, or
@@ -54,7 +54,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, ObjectVersion, PutIf};
+use crate::backend::BackendExt;
+use crate::backend::{Backend, ObjectVersion, PutMode};
 use crate::error::{BackendError, Error, Result};
 
 /// Name of the lease object.
@@ -189,8 +190,8 @@ impl Lease {
                 ids_below: ids_floor.saturating_add(ID_CHUNK),
             };
             let condition = match current {
-                Some((_, version)) => PutIf::Version(version),
-                None => PutIf::Absent,
+                Some((_, version)) => PutMode::Update(version),
+                None => PutMode::Create,
             };
             let version = match write(&*backend, &record, condition) {
                 Ok(v) => v,
@@ -385,7 +386,7 @@ impl Shared {
         let mut tries = 0;
         let version = loop {
             tries += 1;
-            let e = match write(&*self.backend, &record, PutIf::Version(version.clone())) {
+            let e = match write(&*self.backend, &record, PutMode::Update(version.clone())) {
                 Ok(v) => break v,
                 Err(e @ BackendError::Conflict { .. }) => e,
                 // Unknown whether it landed: the next update finds out.
@@ -509,7 +510,7 @@ fn decode(backend: &dyn Backend, bytes: &[u8]) -> Result<Record> {
 fn write(
     backend: &dyn Backend,
     record: &Record,
-    condition: PutIf,
+    condition: PutMode,
 ) -> std::result::Result<ObjectVersion, BackendError> {
     backend.put_if(LEASE, encode(record), condition)
 }

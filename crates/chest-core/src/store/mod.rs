@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::backend::BackendExt;
 use crate::backend::{Backend, SingleWriter};
 use crate::error::{Error, Result};
 use buffers::WriteBuffers;
@@ -373,19 +374,20 @@ impl Store {
     }
 
     /// Writes several records (from [`seal_whole`] or [`seal_shared`]) as
-    /// objects of their own, through [`Backend::put_many_parts`] so the
+    /// objects of their own, through [`Backend::put_many`] so the
     /// backend may write them at once, and without joining a shared value's
     /// bytes with its checksum.
     /// On failure, none counts as written.
     ///
-    /// On a backend that [packs large values](Backend::packs_large_values)
+    /// On a backend that [packs large values](Capabilities::packs_large_values)
     /// (a local directory), several records go into one object instead,
     /// written part by part with no joined copy, each a record of a segment.
     pub fn write_wholes(&self, records: Vec<WholeRecord>) -> Result<Vec<Loc>> {
         self.writable()?;
         let total: usize = records.iter().map(WholeRecord::len).sum();
         let _room = self.reserve(total as u64)?;
-        if records.len() > 1 && self.backend.packs_large_values() && total < PACKED_MAX {
+        if records.len() > 1 && self.backend.capabilities().packs_large_values && total < PACKED_MAX
+        {
             return self.write_packed(records);
         }
         let ids = records
@@ -403,7 +405,7 @@ impl Store {
                 (object_name(*id), parts)
             })
             .collect();
-        let written = self.backend.put_many_parts(objects);
+        let written = self.backend.put_many(objects);
         for b in buffers {
             self.buffers.reclaim(b);
         }
@@ -875,24 +877,30 @@ mod tests {
         fn location(&self) -> &str {
             self.0.location()
         }
-        fn put(&self, name: &str, data: Bytes) -> crate::backend::BackendResult<()> {
-            self.0.put(name, Bytes::copy_from_slice(&data))
-        }
-        fn get(&self, name: &str) -> crate::backend::BackendResult<Bytes> {
-            self.0.get(name)
-        }
-        fn get_range(
+        fn put_opts(
             &self,
             name: &str,
-            range: std::ops::Range<u64>,
-        ) -> crate::backend::BackendResult<Bytes> {
-            self.0.get_range(name, range)
+            parts: Vec<Bytes>,
+            opts: crate::backend::PutOptions,
+        ) -> crate::backend::BackendResult<Option<crate::backend::ObjectVersion>> {
+            let copies = parts.iter().map(|p| Bytes::copy_from_slice(p)).collect();
+            self.0.put_opts(name, copies, opts)
+        }
+        fn get_opts(
+            &self,
+            name: &str,
+            opts: crate::backend::GetOptions,
+        ) -> crate::backend::BackendResult<crate::backend::GetResult> {
+            self.0.get_opts(name, opts)
         }
         fn delete(&self, name: &str) -> crate::backend::BackendResult<()> {
             self.0.delete(name)
         }
         fn list(&self, prefix: &str) -> crate::backend::BackendResult<Vec<String>> {
             self.0.list(prefix)
+        }
+        fn sync(&self) -> crate::backend::BackendResult<()> {
+            self.0.sync()
         }
     }
 

@@ -7,11 +7,17 @@ use std::sync::Barrier;
 use bytes::Bytes;
 
 use super::Target;
+use crate::backend::BackendExt;
 use crate::backend::{Backend, BackendResult};
 use crate::error::BackendError;
 
 fn bytes(seed: u64, len: usize) -> Bytes {
     Bytes::from(super::noise(seed, len))
+}
+
+/// A batch of objects of one part each, as `put_many` takes them.
+fn whole(objects: Vec<(String, Bytes)>) -> Vec<(String, Vec<Bytes>)> {
+    objects.into_iter().map(|(n, d)| (n, vec![d])).collect()
 }
 
 /// put then get gives the same bytes, for several sizes.
@@ -225,7 +231,8 @@ pub fn works_inside_an_async_runtime(target: &dyn Target) {
         .expect("a tokio runtime");
     rt.block_on(async {
         b.put("in/async", bytes(7, 300)).unwrap();
-        b.put_many(vec![("in/many".into(), bytes(8, 40))]).unwrap();
+        b.put_many(vec![("in/many".into(), vec![bytes(8, 40)])])
+            .unwrap();
         assert_eq!(b.get("in/async").unwrap(), bytes(7, 300));
         assert_eq!(
             b.get_range("in/async", 10..20).unwrap(),
@@ -264,7 +271,7 @@ fn assert_holds(b: &dyn Backend, model: &Model, when: &str) {
     }
 }
 
-/// `put_parts` and `put_many_parts` store the concatenation of the parts,
+/// `put_parts` and `put_many` store the concatenation of the parts,
 /// whatever their number and sizes (none, empty ones, ones around 1 MiB),
 /// and replace an object whole.
 pub fn put_parts_round_trip(target: &dyn Target) {
@@ -305,14 +312,13 @@ pub fn put_parts_round_trip(target: &dyn Target) {
             (name, parts)
         })
         .collect();
-    b.put_many_parts(objects).unwrap();
+    b.put_many(objects).unwrap();
     // One of them again, replaced whole by a shorter object.
     let (parts, whole) = made(&[3, 4]);
-    b.put_many_parts(vec![("pp/many/3".to_string(), parts)])
-        .unwrap();
+    b.put_many(vec![("pp/many/3".to_string(), parts)]).unwrap();
     expect[3].1 = whole;
     for (name, whole) in expect {
-        assert_eq!(b.get(&name).unwrap(), whole, "put_many_parts: {name}");
+        assert_eq!(b.get(&name).unwrap(), whole, "put_many of parts: {name}");
     }
 }
 
@@ -330,7 +336,7 @@ pub fn put_many_round_trip(target: &dyn Target) {
         })
         .collect();
     model.extend(first.iter().cloned());
-    b.put_many(first).unwrap();
+    b.put_many(whole(first)).unwrap();
     assert_holds(&*b, &model, "after a put_many of 24 objects");
 
     // Every third object replaced (by a shorter or longer one, or an empty
@@ -345,7 +351,7 @@ pub fn put_many_round_trip(target: &dyn Target) {
         .chain((0..4u64).map(|i| (format!("pm/new/{i}"), bytes(300 + i, 10 * i as usize))))
         .collect();
     model.extend(second.iter().cloned());
-    b.put_many(second).unwrap();
+    b.put_many(whole(second)).unwrap();
     assert_holds(&*b, &model, "after a put_many replacing 8 objects");
 
     b.put_many(Vec::new()).unwrap();
@@ -359,12 +365,12 @@ pub fn put_many_failure_leaves_whole_objects(target: &dyn Target) {
     let before: Vec<(String, Bytes)> = (0..6u64)
         .map(|i| (format!("f/{i}"), bytes(400 + i, 5_000 + i as usize)))
         .collect();
-    b.put_many(before.clone()).unwrap();
+    b.put_many(whole(before.clone())).unwrap();
     let mut batch: Vec<(String, Bytes)> = (0..12u64)
         .map(|i| (format!("f/{i}"), bytes(500 + i, 9_000 + 100 * i as usize)))
         .collect();
     batch.insert(5, ("f//invalid".into(), bytes(600, 10)));
-    let result = b.put_many(batch.clone());
+    let result = b.put_many(whole(batch.clone()));
     assert!(
         result.is_err(),
         "a put_many with the name \"f//invalid\" succeeded"
@@ -547,7 +553,7 @@ pub fn sync_keeps_exact_contents(target: &dyn Target) {
         .map(|i| (format!("s/many/{i}"), bytes(920 + i, 777 + i as usize)))
         .collect();
     model.extend(batch.iter().cloned());
-    b.put_many(batch).unwrap();
+    b.put_many(whole(batch)).unwrap();
     for i in [1u64, 4, 9] {
         let name = format!("s/{}/{i}", i % 2);
         b.delete(&name).unwrap();
@@ -720,11 +726,12 @@ pub fn range_edges(target: &dyn Target) {
 pub fn reports(target: &dyn Target) {
     let b = target.fresh().open().unwrap();
     assert!(!b.location().is_empty(), "location() is empty");
-    let concurrency = b.write_concurrency();
-    assert!(concurrency >= 1, "write_concurrency() is {concurrency}");
-    let cost = b.read_cost();
-    assert!(cost.bytes_per_sec >= 1, "read_cost() is {cost:?}");
-    assert_eq!(b.read_cost(), cost, "read_cost() changes");
+    let capabilities = b.capabilities();
+    let concurrency = capabilities.write_concurrency;
+    assert!(concurrency >= 1, "write_concurrency is {concurrency}");
+    let cost = capabilities.read_cost;
+    assert!(cost.bytes_per_sec >= 1, "read_cost is {cost:?}");
+    assert_eq!(b.capabilities(), capabilities, "capabilities() changes");
     let before = b.counters();
     let names = |c: &[(String, u64)]| c.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
     let mut unique = names(&before);
@@ -742,7 +749,7 @@ pub fn reports(target: &dyn Target) {
 
     b.put_many(
         (0..4)
-            .map(|i| (format!("c/{i}"), bytes(i, 10_000)))
+            .map(|i| (format!("c/{i}"), vec![bytes(i, 10_000)]))
             .collect(),
     )
     .unwrap();
@@ -758,9 +765,9 @@ pub fn reports(target: &dyn Target) {
         assert!(new >= old, "counter {name} went down from {old} to {new}");
     }
     assert_eq!(
-        b.write_concurrency(),
-        concurrency,
-        "write_concurrency() changed"
+        b.capabilities(),
+        capabilities,
+        "capabilities() changed after use"
     );
 }
 
@@ -856,7 +863,7 @@ pub fn threads_share_a_store(target: &dyn Target) {
                         let done = match (round + v) % 3 {
                             0 => b.put(HOT, data),
                             1 => b.put_durable(HOT, data),
-                            _ => b.put_many(vec![(HOT.to_string(), data), side(w, v)]),
+                            _ => b.put_many(whole(vec![(HOT.to_string(), data), side(w, v)])),
                         };
                         done.unwrap_or_else(|e| panic!("writer {w}: put of version {v}: {e}"));
                     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use super::{Location, Target};
+use crate::backend::BackendExt;
 use crate::{BoxError, Chest, ChestBuilder, Error, Serializer};
 
 type Bytes = Vec<u8>;

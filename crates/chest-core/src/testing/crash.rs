@@ -6,7 +6,7 @@
 //! would leave. Between them is the list of *pending* operations: puts and
 //! deletes that completed but were not yet made durable.
 //! [`sync`](Backend::sync) makes every pending operation durable;
-//! [`put_durable`](Backend::put_durable) makes its one object durable at once
+//! [`put_durable`](BackendExt::put_durable) makes its one object durable at once
 //! and leaves the others pending.
 //!
 //! Every mutating call (a `put`, a `put_durable`, a `delete`, a `sync`, each
@@ -49,7 +49,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use bytes::Bytes;
 
 use crate::backend::memory::MemoryBackend;
-use crate::backend::{check_name, check_range, Backend, BackendResult};
+use crate::backend::BackendExt;
+use crate::backend::{
+    check_name, check_range, join_parts, unsupported, Backend, BackendResult, Capabilities,
+    GetOptions, GetResult, ObjectVersion, PutOptions,
+};
 use crate::error::BackendError;
 
 /// A tiny, fast, seedable pseudo-random generator (splitmix64): the same seed
@@ -556,13 +560,9 @@ impl CrashBackend {
     }
 }
 
-impl Backend for CrashBackend {
-    fn location(&self) -> &str {
-        &self.location
-    }
-
-    fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
-        check_name(&self.location, name)?;
+impl CrashBackend {
+    /// A plain write: live at once, durable once synced.
+    fn put_plain(&self, name: &str, data: Bytes) {
         let mut state = self.state();
         let len = data.len();
         state.live.insert(name.to_string(), data.clone());
@@ -580,20 +580,10 @@ impl Backend for CrashBackend {
                 len,
             },
         );
-        Ok(())
     }
 
-    // `put_many` keeps the default: one `put`, so one step, per object.
-    // `put_parts` keeps the default too: one `put` of the joined parts.
-
-    /// Like the directory it models, a store of torn files packs large
-    /// values (so the crash cases cover packed segments of large records).
-    fn packs_large_values(&self) -> bool {
-        self.semantics == Semantics::TornFiles
-    }
-
-    fn put_durable(&self, name: &str, data: Bytes) -> BackendResult<()> {
-        check_name(&self.location, name)?;
+    /// A durable write: live and durable at once, whole.
+    fn put_durable_now(&self, name: &str, data: Bytes) {
         let mut state = self.state();
         let len = data.len();
         state.live.insert(name.to_string(), data.clone());
@@ -608,22 +598,66 @@ impl Backend for CrashBackend {
                 len,
             },
         );
-        Ok(())
+    }
+}
+
+impl Backend for CrashBackend {
+    fn location(&self) -> &str {
+        &self.location
     }
 
-    fn get(&self, name: &str) -> BackendResult<Bytes> {
+    /// Like the directory it models, a store of torn files packs large
+    /// values (so the crash cases cover packed segments of large records).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::DEFAULT.with_packs_large_values(self.semantics == Semantics::TornFiles)
+    }
+
+    /// One step per object (`put_many` keeps the default: one step per
+    /// object of a batch). No conditional writes: a chest trusts its user
+    /// to open one writer here.
+    fn put_opts(
+        &self,
+        name: &str,
+        parts: Vec<Bytes>,
+        opts: PutOptions,
+    ) -> BackendResult<Option<ObjectVersion>> {
         check_name(&self.location, name)?;
-        self.state()
+        if opts.mode.is_conditional() {
+            return Err(unsupported(
+                &self.location,
+                format!("conditional write of {name:?}"),
+            ));
+        }
+        let data = join_parts(parts);
+        if opts.durable {
+            self.put_durable_now(name, data);
+        } else {
+            self.put_plain(name, data);
+        }
+        Ok(None)
+    }
+
+    fn get_opts(&self, name: &str, opts: GetOptions) -> BackendResult<GetResult> {
+        check_name(&self.location, name)?;
+        if opts.version {
+            return Err(unsupported(
+                &self.location,
+                format!("versioned read of {name:?}"),
+            ));
+        }
+        let all = self
+            .state()
             .live
             .get(name)
             .cloned()
-            .ok_or_else(|| self.not_found(name))
-    }
-
-    fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
-        let all = self.get(name)?;
-        check_range(&self.location, name, &range, all.len() as u64)?;
-        Ok(all.slice(range.start as usize..range.end as usize))
+            .ok_or_else(|| self.not_found(name))?;
+        Ok(GetResult::data(match opts.range {
+            None => all,
+            Some(range) => {
+                check_range(&self.location, name, &range, all.len() as u64)?;
+                all.slice(range.start as usize..range.end as usize)
+            }
+        }))
     }
 
     fn delete(&self, name: &str) -> BackendResult<()> {
@@ -760,7 +794,7 @@ mod tests {
     fn phase_and_steps_are_recorded() {
         let c = CrashBackend::new(Semantics::AtomicObjects);
         c.capture_every_step(true);
-        c.put_many(vec![("a".into(), b("1")), ("b".into(), b("2"))])
+        c.put_many(vec![("a".into(), vec![b("1")]), ("b".into(), vec![b("2")])])
             .unwrap();
         c.set_phase(7);
         c.sync().unwrap();

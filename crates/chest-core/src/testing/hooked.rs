@@ -31,7 +31,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::backend::BackendResult;
-use crate::backend::{Backend, ObjectVersion, PutIf, SingleWriter};
+use crate::backend::{
+    Backend, Capabilities, GetOptions, GetResult, ObjectVersion, PutOptions, SingleWriter,
+};
 use crate::error::BackendError;
 
 /// One operation on the store, as the hook sees it. A call on several
@@ -40,7 +42,7 @@ use crate::error::BackendError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Op<'a> {
-    /// A write of the named object (any of the `put` methods).
+    /// A write of the named object (`put_opts`, each object of `put_many`).
     Put(&'a str),
     /// A read of the named object, whole or in part.
     Get(&'a str),
@@ -115,27 +117,27 @@ impl Backend for Hooked {
     fn location(&self) -> &str {
         self.inner.location()
     }
-    fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
-        self.check(Op::Put(name))?;
-        self.inner.put(name, data)
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
     }
-    fn put_many(&self, objects: Vec<(String, Bytes)>) -> BackendResult<()> {
+    fn put_opts(
+        &self,
+        name: &str,
+        parts: Vec<Bytes>,
+        opts: PutOptions,
+    ) -> BackendResult<Option<ObjectVersion>> {
+        self.check(Op::Put(name))?;
+        self.inner.put_opts(name, parts, opts)
+    }
+    fn put_many(&self, objects: Vec<(String, Vec<Bytes>)>) -> BackendResult<()> {
         for (name, _) in &objects {
             self.check(Op::Put(name))?;
         }
         self.inner.put_many(objects)
     }
-    fn put_durable(&self, name: &str, data: Bytes) -> BackendResult<()> {
-        self.check(Op::Put(name))?;
-        self.inner.put_durable(name, data)
-    }
-    fn get(&self, name: &str) -> BackendResult<Bytes> {
+    fn get_opts(&self, name: &str, opts: GetOptions) -> BackendResult<GetResult> {
         self.check(Op::Get(name))?;
-        self.inner.get(name)
-    }
-    fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
-        self.check(Op::Get(name))?;
-        self.inner.get_range(name, range)
+        self.inner.get_opts(name, opts)
     }
     fn get_many(&self, requests: Vec<(String, Option<Range<u64>>)>) -> Vec<BackendResult<Bytes>> {
         let checks: Vec<BackendResult<()>> = requests
@@ -169,37 +171,10 @@ impl Backend for Hooked {
         self.check(Op::Sync)?;
         self.inner.sync()
     }
-    fn write_concurrency(&self) -> usize {
-        self.inner.write_concurrency()
-    }
-    fn read_cost(&self) -> crate::ReadCost {
-        self.inner.read_cost()
-    }
     fn counters(&self) -> Vec<(String, u64)> {
         self.inner.counters()
     }
-    fn put_parts(&self, name: &str, parts: Vec<Bytes>) -> BackendResult<()> {
-        self.check(Op::Put(name))?;
-        self.inner.put_parts(name, parts)
-    }
-    fn put_many_parts(&self, objects: Vec<(String, Vec<Bytes>)>) -> BackendResult<()> {
-        for (name, _) in &objects {
-            self.check(Op::Put(name))?;
-        }
-        self.inner.put_many_parts(objects)
-    }
-    fn packs_large_values(&self) -> bool {
-        self.inner.packs_large_values()
-    }
     fn single_writer(&self) -> BackendResult<SingleWriter> {
         self.inner.single_writer()
-    }
-    fn get_versioned(&self, name: &str) -> BackendResult<(Bytes, ObjectVersion)> {
-        self.check(Op::Get(name))?;
-        self.inner.get_versioned(name)
-    }
-    fn put_if(&self, name: &str, data: Bytes, condition: PutIf) -> BackendResult<ObjectVersion> {
-        self.check(Op::Put(name))?;
-        self.inner.put_if(name, data, condition)
     }
 }

@@ -106,24 +106,26 @@ impl Backend for KeepAlive {
     fn location(&self) -> &str {
         self.backend.location()
     }
-    fn put(&self, name: &str, data: bytes::Bytes) -> crate::BackendResult<()> {
-        self.backend.put(name, data)
+    fn capabilities(&self) -> crate::Capabilities {
+        self.backend.capabilities()
     }
-    fn put_many(&self, objects: Vec<(String, bytes::Bytes)>) -> crate::BackendResult<()> {
-        self.backend.put_many(objects)
-    }
-    fn put_durable(&self, name: &str, data: bytes::Bytes) -> crate::BackendResult<()> {
-        self.backend.put_durable(name, data)
-    }
-    fn get(&self, name: &str) -> crate::BackendResult<bytes::Bytes> {
-        self.backend.get(name)
-    }
-    fn get_range(
+    fn put_opts(
         &self,
         name: &str,
-        range: std::ops::Range<u64>,
-    ) -> crate::BackendResult<bytes::Bytes> {
-        self.backend.get_range(name, range)
+        parts: Vec<bytes::Bytes>,
+        opts: crate::PutOptions,
+    ) -> crate::BackendResult<Option<crate::ObjectVersion>> {
+        self.backend.put_opts(name, parts, opts)
+    }
+    fn put_many(&self, objects: Vec<(String, Vec<bytes::Bytes>)>) -> crate::BackendResult<()> {
+        self.backend.put_many(objects)
+    }
+    fn get_opts(
+        &self,
+        name: &str,
+        opts: crate::GetOptions,
+    ) -> crate::BackendResult<crate::GetResult> {
+        self.backend.get_opts(name, opts)
     }
     fn get_many(
         &self,
@@ -140,43 +142,11 @@ impl Backend for KeepAlive {
     fn sync(&self) -> crate::BackendResult<()> {
         self.backend.sync()
     }
-    fn write_concurrency(&self) -> usize {
-        self.backend.write_concurrency()
-    }
-    fn read_cost(&self) -> crate::ReadCost {
-        self.backend.read_cost()
-    }
     fn counters(&self) -> Vec<(String, u64)> {
         self.backend.counters()
     }
     fn single_writer(&self) -> crate::BackendResult<crate::SingleWriter> {
         self.backend.single_writer()
-    }
-    fn put_parts(&self, name: &str, parts: Vec<bytes::Bytes>) -> crate::BackendResult<()> {
-        self.backend.put_parts(name, parts)
-    }
-    fn put_many_parts(
-        &self,
-        objects: Vec<(String, Vec<bytes::Bytes>)>,
-    ) -> crate::BackendResult<()> {
-        self.backend.put_many_parts(objects)
-    }
-    fn packs_large_values(&self) -> bool {
-        self.backend.packs_large_values()
-    }
-    fn get_versioned(
-        &self,
-        name: &str,
-    ) -> crate::BackendResult<(bytes::Bytes, crate::ObjectVersion)> {
-        self.backend.get_versioned(name)
-    }
-    fn put_if(
-        &self,
-        name: &str,
-        data: bytes::Bytes,
-        condition: crate::PutIf,
-    ) -> crate::BackendResult<crate::ObjectVersion> {
-        self.backend.put_if(name, data, condition)
     }
 }
 

@@ -1,5 +1,5 @@
 //! One writer per location: the conditional writes of the [`Backend`]
-//! contract ([`Backend::put_if`], [`Backend::get_versioned`]) and, over
+//! contract ([`BackendExt::put_if`], [`BackendExt::get_versioned`]) and, over
 //! them, the writer lease of a chest — a second writer refused, a writer
 //! whose lease was taken over fenced, a paused writer's late commit refused.
 //!
@@ -17,8 +17,9 @@ use bytes::Bytes;
 use super::gate::Gate;
 use super::hooked::{Hooked, Op};
 use super::Target;
+use crate::backend::BackendExt;
 use crate::backend::BackendResult;
-use crate::backend::{Backend, ObjectVersion, PutIf, SingleWriter};
+use crate::backend::{Backend, ObjectVersion, PutMode, SingleWriter};
 use crate::error::BackendError;
 use crate::{Chest, ChestBuilder, ErrorKind};
 
@@ -67,14 +68,14 @@ pub fn conditional_writes(target: &dyn Target) {
         Bytes::from_static(b"two"),
         Bytes::from_static(b"three"),
     );
-    let v1 = b.put_if("cas/x", one.clone(), PutIf::Absent).unwrap();
+    let v1 = b.put_if("cas/x", one.clone(), PutMode::Create).unwrap();
     let (got, v) = b.get_versioned("cas/x").unwrap();
     assert_eq!((&got, &v), (&one, &v1), "get_versioned after a create");
     conflict(
-        b.put_if("cas/x", two.clone(), PutIf::Absent),
+        b.put_if("cas/x", two.clone(), PutMode::Create),
         "a second create",
     );
-    let wrong = PutIf::Version(ObjectVersion::new("\"not-a-version-of-this-object\""));
+    let wrong = PutMode::Update(ObjectVersion::new("\"not-a-version-of-this-object\""));
     conflict(b.put_if("cas/x", two.clone(), wrong), "a wrong version");
     assert_eq!(
         b.get("cas/x").unwrap(),
@@ -82,27 +83,27 @@ pub fn conditional_writes(target: &dyn Target) {
         "refused writes change nothing"
     );
     let v2 = b
-        .put_if("cas/x", two.clone(), PutIf::Version(v1.clone()))
+        .put_if("cas/x", two.clone(), PutMode::Update(v1.clone()))
         .unwrap();
     assert_ne!(v1, v2, "a new object is a new version");
     conflict(
-        b.put_if("cas/x", three.clone(), PutIf::Version(v1)),
+        b.put_if("cas/x", three.clone(), PutMode::Update(v1)),
         "a stale version",
     );
     assert_eq!(b.get_versioned("cas/x").unwrap(), (two.clone(), v2.clone()));
     conflict(
-        b.put_if("cas/missing", three.clone(), PutIf::Version(v2.clone())),
+        b.put_if("cas/missing", three.clone(), PutMode::Update(v2.clone())),
         "a version of a missing object",
     );
     assert!(b.get("cas/missing").unwrap_err().is_not_found());
     // A plain put makes a new version too: compare-and-swap sees it.
     b.put("cas/x", three.clone()).unwrap();
     conflict(
-        b.put_if("cas/x", one, PutIf::Version(v2)),
+        b.put_if("cas/x", one, PutMode::Update(v2)),
         "a version replaced by a put",
     );
     b.delete("cas/x").unwrap();
-    b.put_if("cas/x", three, PutIf::Absent)
+    b.put_if("cas/x", three, PutMode::Create)
         .expect("create-only after a delete");
     assert!(matches!(
         b.get_versioned("cas/none"),
@@ -123,7 +124,7 @@ pub fn conditional_writes_race(target: &dyn Target) {
     let handles: Vec<Arc<dyn Backend>> = (0..THREADS).map(|_| loc.open().unwrap()).collect();
     for round in 0..ROUNDS {
         let name = format!("race/{round}");
-        let winners = race(&handles, &name, "create", |_| PutIf::Absent);
+        let winners = race(&handles, &name, "create", |_| PutMode::Create);
         assert_eq!(
             winners.len(),
             1,
@@ -131,7 +132,9 @@ pub fn conditional_writes_race(target: &dyn Target) {
         );
         let (got, version) = handles[0].get_versioned(&name).unwrap();
         assert_eq!(got, Bytes::from(format!("create by {}", winners[0])));
-        let winners = race(&handles, &name, "swap", |_| PutIf::Version(version.clone()));
+        let winners = race(&handles, &name, "swap", |_| {
+            PutMode::Update(version.clone())
+        });
         assert_eq!(
             winners.len(),
             1,
@@ -151,7 +154,7 @@ fn race(
     handles: &[Arc<dyn Backend>],
     name: &str,
     what: &str,
-    condition: impl Fn(usize) -> PutIf + Sync,
+    condition: impl Fn(usize) -> PutMode + Sync,
 ) -> Vec<usize> {
     let start = Barrier::new(handles.len());
     std::thread::scope(|s| {
@@ -268,7 +271,7 @@ pub fn expire_lease(b: &dyn Backend) {
         }
         let mut out = Vec::new();
         ciborium::into_writer(&record, &mut out).unwrap();
-        match b.put_if(LEASE, Bytes::from(out), PutIf::Version(version)) {
+        match b.put_if(LEASE, Bytes::from(out), PutMode::Update(version)) {
             Ok(_) => return,
             Err(BackendError::Conflict { .. }) => continue,
             Err(e) => panic!("rewriting the lease: {e}"),

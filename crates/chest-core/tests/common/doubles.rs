@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use chest_core::{
-    Backend, BackendError, BackendResult, MemoryBackend, ObjectVersion, PutIf, SingleWriter,
+    Backend, BackendError, BackendResult, Capabilities, GetOptions, GetResult, MemoryBackend,
+    ObjectVersion, PutOptions, SingleWriter,
 };
 
 use super::Gate;
@@ -24,7 +25,7 @@ pub struct Shaped {
     pub inner: MemoryBackend,
     /// Large values are packed into segments (as a local directory does).
     pub packs: bool,
-    /// [`Backend::write_concurrency`] (0: the memory backend's).
+    /// [`Capabilities::write_concurrency`] (0: the memory backend's).
     pub write_concurrency: usize,
     pub durable_puts: Mutex<Vec<String>>,
     pub plain_puts: Mutex<Vec<String>>,
@@ -59,25 +60,36 @@ impl Shaped {
 }
 
 // Not a forwarding layer: the defaults are kept on purpose, so that a
-// batch written through `put_many` or `put_parts` reaches `put` and is
-// recorded there.
+// batch written through `put_many` reaches `put_opts` and is recorded there.
 impl Backend for Shaped {
     fn location(&self) -> &str {
         self.inner.location()
     }
-    fn put(&self, name: &str, data: Bytes) -> BackendResult<()> {
-        self.plain_puts.lock().unwrap().push(name.to_string());
-        self.inner.put(name, data)
+    fn capabilities(&self) -> Capabilities {
+        let inner = self.inner.capabilities();
+        inner
+            .with_write_concurrency(match self.write_concurrency {
+                0 => inner.write_concurrency,
+                n => n,
+            })
+            .with_packs_large_values(self.packs)
     }
-    fn put_durable(&self, name: &str, data: Bytes) -> BackendResult<()> {
-        self.durable_puts.lock().unwrap().push(name.to_string());
-        self.inner.put_durable(name, data)
+    fn put_opts(
+        &self,
+        name: &str,
+        parts: Vec<Bytes>,
+        opts: PutOptions,
+    ) -> BackendResult<Option<ObjectVersion>> {
+        let record = if opts.durable {
+            &self.durable_puts
+        } else {
+            &self.plain_puts
+        };
+        record.lock().unwrap().push(name.to_string());
+        self.inner.put_opts(name, parts, opts)
     }
-    fn get(&self, name: &str) -> BackendResult<Bytes> {
-        self.inner.get(name)
-    }
-    fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
-        self.inner.get_range(name, range)
+    fn get_opts(&self, name: &str, opts: GetOptions) -> BackendResult<GetResult> {
+        self.inner.get_opts(name, opts)
     }
     fn delete(&self, name: &str) -> BackendResult<()> {
         self.inner.delete(name)
@@ -88,26 +100,8 @@ impl Backend for Shaped {
     fn sync(&self) -> BackendResult<()> {
         self.inner.sync()
     }
-    fn write_concurrency(&self) -> usize {
-        match self.write_concurrency {
-            0 => self.inner.write_concurrency(),
-            n => n,
-        }
-    }
-    fn read_cost(&self) -> chest_core::ReadCost {
-        self.inner.read_cost()
-    }
-    fn packs_large_values(&self) -> bool {
-        self.packs
-    }
     fn single_writer(&self) -> BackendResult<SingleWriter> {
         self.inner.single_writer()
-    }
-    fn get_versioned(&self, name: &str) -> BackendResult<(Bytes, ObjectVersion)> {
-        self.inner.get_versioned(name)
-    }
-    fn put_if(&self, name: &str, data: Bytes, condition: PutIf) -> BackendResult<ObjectVersion> {
-        self.inner.put_if(name, data, condition)
     }
 }
 
@@ -182,24 +176,47 @@ impl Backend for LeaseFaults {
     fn location(&self) -> &str {
         self.inner.location()
     }
-    fn put(&self, n: &str, d: Bytes) -> BackendResult<()> {
-        self.inner.put(n, d)
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
     }
-    fn put_many(&self, o: Vec<(String, Bytes)>) -> BackendResult<()> {
+    fn put_opts(
+        &self,
+        n: &str,
+        parts: Vec<Bytes>,
+        opts: PutOptions,
+    ) -> BackendResult<Option<ObjectVersion>> {
+        if !opts.mode.is_conditional() {
+            return self.inner.put_opts(n, parts, opts);
+        }
+        if n.starts_with("manifest") {
+            match self.manifest_mode.swap(MANIFEST_PASSES, Ordering::SeqCst) {
+                MANIFEST_FAILS => return Err(timed_out(n)),
+                MANIFEST_HELD => self.gate.pass(),
+                _ => {}
+            }
+        }
+        if n == "lease" {
+            self.lease_puts.fetch_add(1, Ordering::SeqCst);
+            if self.renewal_fails.swap(0, Ordering::SeqCst) == 1 {
+                let _ = self.inner.put_opts(n, parts, opts)?;
+                return Err(timed_out(n));
+            }
+        }
+        self.inner.put_opts(n, parts, opts)
+    }
+    fn put_many(&self, o: Vec<(String, Vec<Bytes>)>) -> BackendResult<()> {
         self.inner.put_many(o)
     }
-    fn put_durable(&self, n: &str, d: Bytes) -> BackendResult<()> {
-        self.inner.put_durable(n, d)
-    }
-    fn get(&self, n: &str) -> BackendResult<Bytes> {
-        let r = self.inner.get(n);
-        if n == "chest" {
+    fn get_opts(&self, n: &str, opts: GetOptions) -> BackendResult<GetResult> {
+        let whole = opts == GetOptions::default();
+        let r = self.inner.get_opts(n, opts);
+        if n == "chest" && whole {
             Self::run(&self.after_marker_read);
         }
         r
     }
-    fn get_range(&self, n: &str, r: Range<u64>) -> BackendResult<Bytes> {
-        self.inner.get_range(n, r)
+    fn get_many(&self, requests: Vec<(String, Option<Range<u64>>)>) -> Vec<BackendResult<Bytes>> {
+        self.inner.get_many(requests)
     }
     fn delete(&self, n: &str) -> BackendResult<()> {
         self.inner.delete(n)
@@ -214,28 +231,11 @@ impl Backend for LeaseFaults {
     fn sync(&self) -> BackendResult<()> {
         self.inner.sync()
     }
+    fn counters(&self) -> Vec<(String, u64)> {
+        self.inner.counters()
+    }
     fn single_writer(&self) -> BackendResult<SingleWriter> {
         Self::run(&self.at_claim);
         self.inner.single_writer()
-    }
-    fn get_versioned(&self, n: &str) -> BackendResult<(Bytes, ObjectVersion)> {
-        self.inner.get_versioned(n)
-    }
-    fn put_if(&self, n: &str, d: Bytes, c: PutIf) -> BackendResult<ObjectVersion> {
-        if n.starts_with("manifest") {
-            match self.manifest_mode.swap(MANIFEST_PASSES, Ordering::SeqCst) {
-                MANIFEST_FAILS => return Err(timed_out(n)),
-                MANIFEST_HELD => self.gate.pass(),
-                _ => {}
-            }
-        }
-        if n == "lease" {
-            self.lease_puts.fetch_add(1, Ordering::SeqCst);
-            if self.renewal_fails.swap(0, Ordering::SeqCst) == 1 {
-                let _ = self.inner.put_if(n, d, c)?;
-                return Err(timed_out(n));
-            }
-        }
-        self.inner.put_if(n, d, c)
     }
 }

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 pub use chest_core::testing::gate::{Gate, HANG};
 pub use chest_core::testing::hooked::{Hooked, Op};
+use chest_core::BackendExt;
 use chest_core::{
     Backend, BackendError, BackendResult, BoxError, Cbor, Chest, ChestBuilder, MemoryBackend,
     Serializer,

@@ -1,0 +1,70 @@
+//! Shared helpers of backends: the checks of names and ranges every store
+//! makes the same way, and the joining of parts for stores that cannot
+//! write them one after the other.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+
+use super::BackendResult;
+use crate::error::BackendError;
+
+/// The parts of an object as one buffer (no copy for a single part).
+pub fn join_parts(parts: Vec<Bytes>) -> Bytes {
+    match parts.len() {
+        1 => parts.into_iter().next().unwrap_or_default(),
+        _ => {
+            let mut joined = Vec::with_capacity(parts.iter().map(Bytes::len).sum());
+            for p in &parts {
+                joined.extend_from_slice(p);
+            }
+            Bytes::from(joined)
+        }
+    }
+}
+
+/// Checks the shape of an object name: non-empty `/`-separated components.
+/// Backends call it to refuse names uniformly.
+pub fn check_name(location: &str, name: &str) -> BackendResult<()> {
+    let reason = if name.is_empty() {
+        Some("the name is empty")
+    } else if name.split('/').any(str::is_empty) {
+        Some("a `/`-separated component is empty")
+    } else if name.contains('\0') {
+        Some("the name contains a NUL character")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(BackendError::InvalidName {
+            location: location.to_string(),
+            name: name.to_string(),
+            reason: reason.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Checks `range` against an object of `size` bytes.
+pub fn check_range(location: &str, name: &str, range: &Range<u64>, size: u64) -> BackendResult<()> {
+    if range.start > range.end || range.end > size {
+        return Err(BackendError::RangeOutOfBounds {
+            location: location.to_string(),
+            name: name.to_string(),
+            start: range.start,
+            end: range.end,
+            size,
+        });
+    }
+    Ok(())
+}
+
+/// The error of a store that cannot do what was asked: a conditional
+/// write or a versioned read of a store without versions (see
+/// [`Backend::single_writer`](super::Backend::single_writer)).
+pub fn unsupported(location: &str, operation: String) -> BackendError {
+    BackendError::Unsupported {
+        location: location.to_string(),
+        operation,
+    }
+}
