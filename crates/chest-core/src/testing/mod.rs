@@ -232,7 +232,8 @@ macro_rules! conformance_tests {
                 heavier_than_budget, clean_values_not_rewritten, loads_are_kept_on_second_read,
                 loads_are_kept_when_wanted_more_than_what_they_push_out, garbage_is_compacted, corrupt_value_names_key,
                 threads_hammer, model_against_hashmap;
-            single_writer: conditional_writes, conditional_writes_race, second_writer_refused,
+            single_writer: conditions_are_kept_or_refused, conditional_writes,
+                conditional_writes_race, second_writer_refused,
                 writers_race_to_open, taken_over_writer_is_fenced, paused_writer_cannot_commit,
                 reader_keeps_its_snapshot
         );

@@ -19,7 +19,7 @@ use super::hooked::{Hooked, Op};
 use super::Target;
 use crate::backend::BackendExt;
 use crate::backend::BackendResult;
-use crate::backend::{Backend, ObjectVersion, PutMode, SingleWriter};
+use crate::backend::{Backend, GetOptions, ObjectVersion, PutMode, PutOptions, SingleWriter};
 use crate::error::BackendError;
 use crate::{Chest, ChestBuilder, ErrorKind};
 
@@ -52,6 +52,78 @@ fn conflict<T: std::fmt::Debug>(r: BackendResult<T>, what: &str) {
     match r {
         Err(BackendError::Conflict { .. }) => {}
         other => panic!("{what}: expected a Conflict, got {other:?}"),
+    }
+}
+
+/// A store that does not offer a lease keeps a condition or refuses it
+/// (rule R12): a conditional write either holds to its condition (a
+/// second create is a `Conflict`, a compare-and-swap takes the current
+/// version only) or is `Unsupported` and writes nothing; a versioned read
+/// gives a version or is `Unsupported`, never bytes without one. Stores
+/// answering `Lease` are held to more by [`conditional_writes`]; a store
+/// answering `Unavailable` (a server that ignores conditions) promises
+/// nothing here.
+pub fn conditions_are_kept_or_refused(target: &dyn Target) {
+    let b = target.fresh().open().unwrap();
+    let answer = b.single_writer().expect("single_writer");
+    if declared(target, &*b) || matches!(answer, SingleWriter::Unavailable(_)) {
+        return;
+    }
+    let unsupported = |r: &BackendResult<Option<ObjectVersion>>| {
+        matches!(r, Err(BackendError::Unsupported { .. }))
+    };
+    let created = b.put_opts(
+        "cond/x",
+        vec![Bytes::from_static(b"one")],
+        PutOptions::durable_if(PutMode::Create),
+    );
+    if unsupported(&created) {
+        assert!(
+            b.get("cond/x").unwrap_err().is_not_found(),
+            "a refused conditional write wrote the object"
+        );
+        b.put("cond/x", Bytes::from_static(b"one")).unwrap();
+        let update = b.put_opts(
+            "cond/x",
+            vec![Bytes::from_static(b"two")],
+            PutOptions::durable_if(PutMode::Update(ObjectVersion::new("any"))),
+        );
+        assert!(
+            unsupported(&update),
+            "create refused, update not: {update:?}"
+        );
+        assert_eq!(b.get("cond/x").unwrap(), Bytes::from_static(b"one"));
+    } else {
+        let v1 = created
+            .expect("a conditional create of a new name")
+            .expect("a conditional write returns the new version");
+        conflict(
+            b.put_if("cond/x", Bytes::from_static(b"two"), PutMode::Create),
+            "a second create",
+        );
+        let v2 = b
+            .put_if(
+                "cond/x",
+                Bytes::from_static(b"two"),
+                PutMode::Update(v1.clone()),
+            )
+            .unwrap();
+        conflict(
+            b.put_if("cond/x", Bytes::from_static(b"three"), PutMode::Update(v1)),
+            "a stale version",
+        );
+        assert_eq!(
+            b.get_versioned("cond/x").unwrap(),
+            (Bytes::from_static(b"two"), v2)
+        );
+    }
+    match b.get_opts("cond/x", GetOptions::versioned()) {
+        Ok(read) => assert!(
+            read.version.is_some(),
+            "a versioned read gave bytes without a version"
+        ),
+        Err(BackendError::Unsupported { .. }) => {}
+        Err(e) => panic!("a versioned read of an object: {e}"),
     }
 }
 
