@@ -9,7 +9,7 @@ use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use chest_core::backend::{check_range, join_parts};
+use chest_core::backend::{check_range, join_parts, unsupported};
 use chest_core::{
     Backend, BackendError, BackendResult, Capabilities, GetOptions, GetResult, ObjectVersion,
     PutMode, PutOptions, ReadCost, SingleWriter,
@@ -276,8 +276,10 @@ impl Backend for S3Backend {
     /// One request whose body is the parts as they are (no joined copy;
     /// multipart above `part_size`). A conditional write is a single-part
     /// PUT with `If-None-Match: *` or `If-Match: <ETag>` (unquoted where the
-    /// probe found the server needs it), returning the new ETag. Every
-    /// completed PUT is durable: `durable` asks nothing more.
+    /// probe found the server needs it), returning the new ETag; on a server
+    /// the probe found to ignore conditions it is `Unsupported` (whatever
+    /// `lock` says). Every completed PUT is durable: `durable` asks nothing
+    /// more.
     fn put_opts(
         &self,
         name: &str,
@@ -291,8 +293,20 @@ impl Backend for S3Backend {
             self.run(inner.put(name, path, parts))?;
             return Ok(None);
         }
+        // A server that ignores conditions (Garage) would store the object
+        // whatever the condition: refused here instead, writing nothing.
+        let conditional = self.conditional()?;
+        if conditional.answer != SingleWriter::Lease {
+            return Err(unsupported(
+                &self.inner.location,
+                format!(
+                    "conditional write of {name:?} (the server ignores conditions: {:?})",
+                    conditional.answer
+                ),
+            ));
+        }
         let unquoted = match &opts.mode {
-            PutMode::Update(_) => self.conditional()?.unquoted_etag,
+            PutMode::Update(_) => conditional.unquoted_etag,
             _ => false,
         };
         let data = join_parts(parts);

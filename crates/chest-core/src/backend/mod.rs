@@ -156,15 +156,14 @@ pub type BackendResult<T> = std::result::Result<T, BackendError>;
 /// several racing on one name with one condition, at most one succeeds),
 /// returns the new version, and reads versions ([`GetOptions::version`]).
 /// A condition that does not hold is [`BackendError::Conflict`], the object
-/// unchanged. A store without conditional writes (a local directory)
-/// answers them with [`BackendError::Unsupported`] and writes nothing, and
-/// a store without versions answers a versioned read so too; what a store
-/// answering [`SingleWriter::Unavailable`] does with a condition (a server
-/// that ignores it) is not promised. — `conditional_writes`,
-/// `conditional_writes_race`, `second_writer_refused`,
-/// `writers_race_to_open`, `taken_over_writer_is_fenced`,
-/// `paused_writer_cannot_commit`, `reader_keeps_its_snapshot`; every store
-/// but an `Unavailable` one: `conditions_are_kept_or_refused`.
+/// unchanged. Every other store keeps a condition or refuses it: one that
+/// cannot keep it (a local directory; an S3 server that ignores
+/// conditions) answers [`BackendError::Unsupported`] and writes nothing,
+/// and a store without versions answers a versioned read so too. —
+/// `conditional_writes`, `conditional_writes_race`,
+/// `second_writer_refused`, `writers_race_to_open`,
+/// `taken_over_writer_is_fenced`, `paused_writer_cannot_commit`,
+/// `reader_keeps_its_snapshot`; every store: `conditions_are_kept_or_refused`.
 ///
 /// **R13. Layers forward everything.** A backend that wraps another
 /// (compression, a guard that keeps a temporary directory alive, a test's

@@ -59,14 +59,12 @@ fn conflict<T: std::fmt::Debug>(r: BackendResult<T>, what: &str) {
 /// (rule R12): a conditional write either holds to its condition (a
 /// second create is a `Conflict`, a compare-and-swap takes the current
 /// version only) or is `Unsupported` and writes nothing; a versioned read
-/// gives a version or is `Unsupported`, never bytes without one. Stores
-/// answering `Lease` are held to more by [`conditional_writes`]; a store
-/// answering `Unavailable` (a server that ignores conditions) promises
-/// nothing here.
+/// gives a version or is `Unsupported`, never bytes without one; a server
+/// that ignores conditions is refused, not trusted. Stores answering
+/// `Lease` are held to more by [`conditional_writes`].
 pub fn conditions_are_kept_or_refused(target: &dyn Target) {
     let b = target.fresh().open().unwrap();
-    let answer = b.single_writer().expect("single_writer");
-    if declared(target, &*b) || matches!(answer, SingleWriter::Unavailable(_)) {
+    if declared(target, &*b) {
         return;
     }
     let unsupported = |r: &BackendResult<Option<ObjectVersion>>| {
