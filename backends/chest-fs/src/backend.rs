@@ -744,11 +744,11 @@ impl Backend for FsBackend {
                 format!("versioned read of {name:?}"),
             ));
         }
-        match opts.range {
-            None => self.get_whole(name),
-            Some(range) => self.get_range_of(name, range),
-        }
-        .map(GetResult::data)
+        let data = match opts.range {
+            None => self.get_whole(name)?,
+            Some(range) => self.get_range_of(name, range)?,
+        };
+        Ok(GetResult::data(data))
     }
 
     fn delete(&self, name: &str) -> BackendResult<()> {

@@ -64,14 +64,13 @@ pub trait BackendExt: Backend {
 
     /// Reads a whole object.
     fn get(&self, name: &str) -> BackendResult<Bytes> {
-        self.get_opts(name, GetOptions::default()).map(|r| r.data)
+        Ok(self.get_opts(name, GetOptions::default())?.data)
     }
 
     /// Reads bytes `range` of an object: exactly `range.end - range.start`
     /// bytes, or [`BackendError::RangeOutOfBounds`](crate::BackendError::RangeOutOfBounds).
     fn get_range(&self, name: &str, range: Range<u64>) -> BackendResult<Bytes> {
-        self.get_opts(name, GetOptions::range(range))
-            .map(|r| r.data)
+        Ok(self.get_opts(name, GetOptions::range(range))?.data)
     }
 
     /// Reads a whole object with its version, for a later
