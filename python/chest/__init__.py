@@ -87,7 +87,7 @@ class Chest(_Chest, MutableMapping):
         of the budget); 1 evicts only until the values fit.
     max_spill
         A cap on the bytes the store holds: a spill that would pass it is
-        refused (``ChestError`` of kind ``"spill_full"``, naming the values),
+        refused (``ChestError`` of kind ``"full"``, naming the values),
         the values stay in memory, and spilling resumes when room is freed.
     shards
         Parts the map is split into, each with its own lock and eviction

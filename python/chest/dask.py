@@ -74,7 +74,7 @@ _CAPACITY = "Spill file on disk reached capacity; keeping data in memory"
 _DISK = "Spill to disk failed; keeping data in memory"
 _PICKLE = "Failed to pickle %s"  # the key as the chest names it: its repr
 # The kinds of an error that only keep values in memory (nothing lost).
-_DISK_KINDS = {"io", "denied", "unreachable", "backend", "missing_store"}
+_DISK_KINDS = {"store", "denied", "unreachable", "no_chest"}
 _RATE_SECONDS = 10.0
 _MISSING = object()
 
@@ -282,8 +282,13 @@ class ChestBuffer(MutableMapping):
                 pass
             raise TypeError(f"Failed to pickle {key!r}") from e
         handled = False
-        if "spill_full" in kinds:
-            self._rate_limited(_CAPACITY)
+        if "full" in kinds:
+            # The spill cap (max_spill) is dask's capacity; a full disk its
+            # failed spill.
+            if "max_spill" in str(e):
+                self._rate_limited(_CAPACITY)
+            else:
+                self._rate_limited(_DISK, exc=e)
             handled = True
         if kinds & _DISK_KINDS:
             self._rate_limited(_DISK, exc=e)

@@ -152,7 +152,7 @@ fn remove_store(location: &str) -> chest::Result<()> {
         Err(e)
             if matches!(
                 e.kind(),
-                chest::ErrorKind::MissingStore | chest::ErrorKind::NotFound
+                chest::ErrorKind::NoChest | chest::ErrorKind::NotFound
             ) => {}
         Err(e) => return Err(e),
     }

@@ -78,6 +78,7 @@ def test_a_full_disk_keeps_the_values_in_memory():
         with pytest.raises(ChestError) as flushed:
             c.flush()
         assert "No space left" in str(flushed.value) or any("No space left" in str(e) for e in errors)
+        assert "full" in flushed.value.kinds, flushed.value.kinds
         assert all(bytes(c[i]) == bytes([i]) * (128 << 10) for i in range(64))
         c.clear()
         c.flush()

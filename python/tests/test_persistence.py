@@ -126,7 +126,7 @@ for read_only in (False, True):
 def test_modes(tmp_path):
     with pytest.raises(ChestError) as e:
         Chest(tmp_path / "none", mode="open")
-    assert e.value.kind == "missing_store"
+    assert e.value.kind == "no_chest"
     (tmp_path / "empty").mkdir()
     with pytest.raises(ChestError) as e:
         Chest(tmp_path / "empty", mode="open")

@@ -123,6 +123,8 @@ fn full_disk() {
             assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{err}");
             assert_eq!(*op, "write");
             assert!(err.to_string().contains(&name), "{err}");
+            assert_eq!(err.kind(), chest_core::ErrorKind::Full, "{err}");
+            assert!(!err.is_temporary(), "{err}");
         }
         other => panic!("expected Io, got {other:?}"),
     }

@@ -242,7 +242,7 @@ fn garage_refuses_a_writer_without_lock_none() {
     // The probe leaves nothing behind.
     assert_eq!(backend.list("").unwrap(), Vec::<String>::new());
     let err = Chest::<u64, String>::open(without.as_str()).expect_err("a writer on Garage");
-    assert_eq!(err.kind(), ErrorKind::NoSingleWriter, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
     assert!(err.to_string().contains("lock=none"), "{err}");
     assert_eq!(
         backend.list("").unwrap(),

@@ -431,66 +431,90 @@ fn many(errors: &[Error]) -> String {
 }
 
 /// What kind of failure an [`Error`] or a [`BackendError`] is, for code
-/// that reacts to it rather than prints it (opendal's error kinds and
-/// object_store's variants are the models).
+/// that reacts to it rather than prints it: each kind is something a caller
+/// does differently (opendal's error kinds and object_store's variants are
+/// the models). Whether trying the same call again may help is the other
+/// half, [`Error::is_temporary`]; the message says what and where.
+///
+/// | kind | what a caller does |
+/// | --- | --- |
+/// | `NotFound` | the object is not there: treat as absent |
+/// | `NoChest` | nothing at the location: create it, or fix the location |
+/// | `AlreadyExists` | a chest is there: open it instead |
+/// | `NotAChest` | foreign objects there: use another location |
+/// | `Corrupt` | stored bytes are damaged: restore from elsewhere |
+/// | `Serialize`, `Deserialize` | the value or the type: fix the serializer or the type |
+/// | `Locked` | another writer holds it: wait, or open read-only |
+/// | `Fenced` | this handle lost its lease: reopen |
+/// | `Conflict` | a conditional write lost a race: read again and retry |
+/// | `ReadOnly` | open the chest for writing |
+/// | `Closed` | this handle no longer works (closed, or a panic poisoned it): reopen |
+/// | `StaleSnapshot` | a writer moved on: reopen to read the current state |
+/// | `Full` | no room (a full disk, the spill cap): make room |
+/// | `Denied` | credentials or permissions |
+/// | `Unreachable` | the network or the endpoint |
+/// | `Unsupported` | the store cannot do it (conditional writes, one writer): another store or option |
+/// | `InvalidInput` | a URL, a scheme, a name, a serializer that does not match |
+/// | `Panicked` | user code (a serializer, a weigher) panicked on a value |
+/// | `Store` | any other failure of the store (a local I/O error, a server error) |
+/// | `Many` | several errors: see [`Error::errors`] |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// An object the operation needed does not exist.
     NotFound,
+    /// The location holds no chest ([`Error::NoChest`]), or does not exist
+    /// at all ([`BackendError::MissingStore`]: a missing bucket, a missing
+    /// directory opened read-only).
+    NoChest,
+    /// Asked to create a chest where one exists.
+    AlreadyExists,
+    /// The location holds objects that are not a chest.
+    NotAChest,
     /// Stored bytes are damaged: a checksum failed, an object is truncated
     /// or missing under a key, a manifest is unreadable.
     Corrupt,
-    /// Another writer holds the location.
-    Locked,
-    /// The chest or store is opened read-only.
-    ReadOnly,
     /// A value or key could not be serialized.
     Serialize,
     /// A stored value or key could not be deserialized (or not as the type asked for).
     Deserialize,
-    /// The store does not exist (a missing bucket or directory).
-    MissingStore,
-    /// Something given was not usable: a URL, a scheme, an object name, a
-    /// serializer that does not match the stored one.
-    InvalidInput,
-    /// The location holds objects that are not a chest.
-    NotAChest,
-    /// Asked to create a chest where one exists.
-    AlreadyExists,
-    /// Asked to open a chest where none exists.
-    NoChest,
-    /// User code (serializer, deserializer, weigher) panicked.
-    Panicked,
-    /// A panic left the chest refusing changes.
-    Poisoned,
-    /// A local I/O error (including a full disk).
-    Io,
+    /// Another writer holds the location.
+    Locked,
+    /// This chest lost its writer lease to another writer and refuses to
+    /// write ([`Error::Fenced`]).
+    Fenced,
+    /// A conditional write found its condition false (another writer got
+    /// there first).
+    Conflict,
+    /// The chest or store is opened read-only.
+    ReadOnly,
+    /// The chest no longer takes calls: it was closed ([`Error::Closed`]),
+    /// or a panic left it refusing changes ([`Error::Poisoned`]). Reopen it.
+    Closed,
+    /// A read-only chest's snapshot is gone: the writer deleted an object
+    /// it named ([`Error::StaleSnapshot`]); reopen to read the current state.
+    StaleSnapshot,
+    /// No room: the local disk is full, or spilling would pass the cap on
+    /// stored bytes ([`Error::SpillFull`]).
+    Full,
     /// The store refused the credentials or the operation.
     Denied,
     /// The store could not be reached.
     Unreachable,
-    /// Any other failure of the backend: a server error, a protocol failure.
-    Backend,
+    /// The store cannot do what was asked: a conditional write, or keeping
+    /// a chest to one writer ([`Error::NoSingleWriter`]).
+    Unsupported,
+    /// Something given was not usable: a URL, a scheme, an object name, a
+    /// serializer that does not match the stored one.
+    InvalidInput,
+    /// User code (serializer, deserializer, weigher) panicked.
+    Panicked,
+    /// Any other failure of the store: a local I/O error, a server error, a
+    /// protocol failure ([`Error::is_temporary`] says whether a retry may
+    /// help).
+    Store,
     /// Several errors ([`Error::Many`]); see [`Error::errors`].
     Many,
-    /// A conditional write found its condition false (another writer got
-    /// there first).
-    Conflict,
-    /// The store cannot do what was asked.
-    Unsupported,
-    /// This chest lost its writer lease to another writer and refuses to
-    /// write ([`Error::Fenced`]).
-    Fenced,
-    /// A read-only chest's snapshot is gone: the writer deleted an object
-    /// it named ([`Error::StaleSnapshot`]); reopen to read the current state.
-    StaleSnapshot,
-    /// The store cannot keep a chest to one writer ([`Error::NoSingleWriter`]).
-    NoSingleWriter,
-    /// The chest was closed ([`Error::Closed`]).
-    Closed,
-    /// Spilling would pass the cap on stored bytes ([`Error::SpillFull`]).
-    SpillFull,
 }
 
 impl BackendError {
@@ -505,11 +529,11 @@ impl BackendError {
             BackendError::Locked { .. } => ErrorKind::Locked,
             BackendError::Conflict { .. } => ErrorKind::Conflict,
             BackendError::Unsupported { .. } => ErrorKind::Unsupported,
-            BackendError::MissingStore { .. } => ErrorKind::MissingStore,
-            BackendError::Io { .. } => ErrorKind::Io,
+            BackendError::MissingStore { .. } => ErrorKind::NoChest,
+            BackendError::Io { source, .. } if is_full(source) => ErrorKind::Full,
+            BackendError::Io { .. } | BackendError::Other { .. } => ErrorKind::Store,
             BackendError::Denied { .. } => ErrorKind::Denied,
             BackendError::Unreachable { .. } => ErrorKind::Unreachable,
-            BackendError::Other { .. } => ErrorKind::Backend,
         }
     }
 
@@ -530,6 +554,14 @@ impl BackendError {
             _ => false,
         }
     }
+}
+
+/// A local I/O error that says the disk (or a quota) is full.
+fn is_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 impl Error {
@@ -559,12 +591,11 @@ impl Error {
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
             Error::NoChest { .. } => ErrorKind::NoChest,
             Error::Panicked { .. } => ErrorKind::Panicked,
-            Error::Poisoned { .. } => ErrorKind::Poisoned,
+            Error::Poisoned { .. } | Error::Closed { .. } => ErrorKind::Closed,
             Error::Fenced { .. } => ErrorKind::Fenced,
             Error::StaleSnapshot { .. } => ErrorKind::StaleSnapshot,
-            Error::NoSingleWriter { .. } => ErrorKind::NoSingleWriter,
-            Error::Closed { .. } => ErrorKind::Closed,
-            Error::SpillFull { .. } => ErrorKind::SpillFull,
+            Error::NoSingleWriter { .. } => ErrorKind::Unsupported,
+            Error::SpillFull { .. } => ErrorKind::Full,
             Error::Write { source, .. } | Error::Read { source, .. } => source.kind(),
             Error::Many(_) => ErrorKind::Many,
         }

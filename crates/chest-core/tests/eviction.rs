@@ -250,7 +250,7 @@ fn a_failed_background_write_reaches_flush_with_its_key() {
     assert!(
         err.errors()
             .iter()
-            .any(|e| matches!(e, Error::Write { .. }) && e.kind() == ErrorKind::Io),
+            .any(|e| matches!(e, Error::Write { .. }) && e.kind() == ErrorKind::Store),
         "{err}"
     );
     assert!(!keys.is_empty(), "no key in {err}");

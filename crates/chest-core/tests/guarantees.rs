@@ -259,7 +259,7 @@ fn write_behind_failure_reaches_the_next_flush() {
         .iter()
         .find(|e| matches!(e, Error::Write { .. }))
         .unwrap_or_else(|| panic!("no Error::Write in {err}"));
-    assert_eq!(write.kind(), ErrorKind::Io, "{write}");
+    assert_eq!(write.kind(), ErrorKind::Store, "{write}");
     assert!(!write.keys().is_empty());
     for key in write.keys() {
         assert!(key.parse::<u64>().is_ok_and(|k| k < count), "{key}");

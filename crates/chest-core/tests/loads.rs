@@ -285,7 +285,7 @@ mod read_ahead {
         assert!(e.to_string().contains("the disk went away"), "{e}");
         assert!(matches!(e, chest_core::Error::Read { .. }), "{e:?}");
         assert_eq!(e.key(), Some("5"), "{e}");
-        assert_eq!(e.kind(), chest_core::ErrorKind::Io, "{e}");
+        assert_eq!(e.kind(), chest_core::ErrorKind::Store, "{e}");
         // Healed: everything reads, nothing was lost.
         r.fail_all.off();
         for k in 0..KEYS {

@@ -242,7 +242,7 @@ fn max_spill_keeps_the_values_in_memory_and_names_them() {
     let mut refused = Vec::new();
     for k in 0..10 {
         if let Err(e) = c.insert(k, value(k, 30 << 10)) {
-            assert_eq!(e.kind(), ErrorKind::SpillFull, "{e}");
+            assert_eq!(e.kind(), ErrorKind::Full, "{e}");
             assert!(e.is_temporary());
             assert!(e.to_string().contains("max_spill"), "{e}");
             refused.extend(e.keys().iter().map(|k| k.to_string()));
@@ -287,7 +287,7 @@ fn spilling_resumes_when_stored_bytes_are_freed() {
 fn a_value_heavier_than_the_cap_stays_in_memory() {
     let c = capped(Arc::new(MemoryBackend::new()), 16 << 10, 8 << 10);
     let err = c.insert(1, value(1, 64 << 10)).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::SpillFull, "{err}");
+    assert_eq!(err.kind(), ErrorKind::Full, "{err}");
     assert_eq!(*c.get(&1).unwrap().unwrap(), value(1, 64 << 10));
     assert_eq!(c.stats().stored_bytes, 0);
 }

@@ -281,7 +281,7 @@ impl<K: Key, V: Send + Sync + 'static, S> ChestBuilder<K, V, S> {
     ///         refused = Some(e);
     ///     }
     /// }
-    /// assert_eq!(refused.unwrap().kind(), ErrorKind::SpillFull);
+    /// assert_eq!(refused.unwrap().kind(), ErrorKind::Full);
     /// assert!(c.stats().stored_bytes <= 100 << 10);
     /// assert_eq!(c.get(&7)?.unwrap()[0], 7);     // nothing lost
     /// # Ok::<(), chest_core::Error>(())
