@@ -151,6 +151,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 }
             }
             self.store.size_objects(&mut manifest);
+            if i == 0 {
+                // The other shards hold about as many entries each.
+                manifest.reserve_for(self.len());
+            }
         }
         if !dirty.is_empty() {
             let outcomes = self.encode_and_write(&dirty, &mut errors);

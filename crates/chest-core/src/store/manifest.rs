@@ -1,17 +1,22 @@
 //! The manifest format: the persisted key index of a chest. Every flush
 //! writes a new, numbered manifest (see [`super::commit`]).
 //!
-//! Format (version 1, little-endian):
+//! Format (version 2, little-endian):
 //! ```text
 //! magic    8 bytes  "CHESTMAN"
-//! version  u32      1
+//! version  u32      2
 //! serializer name   u16 length + UTF-8
 //! next object id    u32
 //! objects  u32 count, then per object: id u32, size u64
 //! entries  u64 count, then per entry: key length (LEB128), key (CBOR),
-//!          object id u32, offset u32, length u32
+//!          object id, offset, length (each LEB128)
 //! checksum u32      CRC-32 of every byte before it
 //! ```
+//!
+//! Version 1 (written before 2026-12-06, still read) stored an entry's
+//! object id, offset and length as three `u32`: 12 bytes where version 2
+//! takes about 6 for a small value (a million keys: a manifest of 12 MB
+//! instead of 18, built in memory at every flush).
 
 use foldhash::{HashMap, HashMapExt};
 use std::num::NonZeroU32;
@@ -19,7 +24,10 @@ use std::num::NonZeroU32;
 use super::record::Loc;
 
 const MAGIC: &[u8; 8] = b"CHESTMAN";
-const VERSION: u32 = 1;
+/// The version written.
+const VERSION: u32 = 2;
+/// The version of `u32` entry fields, still read.
+const VERSION_FIXED: u32 = 1;
 /// Magic of objects written by the zstd layer (`chest-zstd`).
 const ZSTD_MAGIC: &[u8; 4] = b"CHZS";
 
@@ -34,9 +42,10 @@ pub(crate) struct Manifest {
     pub objects: HashMap<u32, u64>,
     /// Number of entries.
     pub len: usize,
-    /// The manifest's bytes and where its entries start.
+    /// The manifest's bytes, where its entries start, and their format.
     bytes: bytes::Bytes,
     entries_at: usize,
+    version: u32,
 }
 
 impl Manifest {
@@ -47,8 +56,9 @@ impl Manifest {
             bytes: body,
             pos: self.entries_at,
         };
+        let version = self.version;
         std::iter::from_fn(move || {
-            let (key, obj, offset, len) = r.entry()?;
+            let (key, obj, offset, len) = r.entry(version)?;
             Some((
                 key,
                 Loc {
@@ -91,21 +101,40 @@ impl ManifestWriter {
         self.objects.insert(id, size);
     }
 
-    pub fn push(&mut self, key: &[u8], loc: Loc) {
-        let mut n = key.len() as u64;
+    /// Makes room for `total` entries in all, sized like the ones pushed so
+    /// far, at once: a manifest of a million keys grows in one step rather
+    /// than by doubling (each doubling of a heap buffer can hold the old
+    /// one and the new one at the same time). Nothing to go by before the
+    /// first entry.
+    pub fn reserve_for(&mut self, total: usize) {
+        let count = self.count as usize;
+        if count == 0 || total <= count {
+            return;
+        }
+        let per_entry = self.entries.len().div_ceil(count);
+        self.entries
+            .reserve_exact((total - count).saturating_mul(per_entry + 1) + 64);
+    }
+
+    /// Appends `n` as LEB128.
+    fn varint(&mut self, mut n: u64) {
         loop {
             let byte = (n & 0x7f) as u8;
             n >>= 7;
             if n == 0 {
                 self.entries.push(byte);
-                break;
+                return;
             }
             self.entries.push(byte | 0x80);
         }
+    }
+
+    pub fn push(&mut self, key: &[u8], loc: Loc) {
+        self.varint(key.len() as u64);
         self.entries.extend_from_slice(key);
-        self.entries.extend_from_slice(&loc.obj.get().to_le_bytes());
-        self.entries.extend_from_slice(&loc.offset.to_le_bytes());
-        self.entries.extend_from_slice(&loc.len.to_le_bytes());
+        for n in [loc.obj.get(), loc.offset, loc.len] {
+            self.varint(u64::from(n));
+        }
         self.objects.entry(loc.obj.get()).or_insert(UNSIZED);
         self.count += 1;
     }
@@ -165,10 +194,14 @@ impl<'a> Reader<'a> {
     fn u64(&mut self) -> Option<u64> {
         Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
-    fn entry(&mut self) -> Option<(&'a [u8], u32, u32, u32)> {
+    fn entry(&mut self, version: u32) -> Option<(&'a [u8], u32, u32, u32)> {
         let key_len = usize::try_from(self.varint()?).ok()?;
         let key = self.take(key_len)?;
-        Some((key, self.u32()?, self.u32()?, self.u32()?))
+        if version == VERSION_FIXED {
+            return Some((key, self.u32()?, self.u32()?, self.u32()?));
+        }
+        let mut field = || u32::try_from(self.varint()?).ok();
+        Some((key, field()?, field()?, field()?))
     }
 
     fn varint(&mut self) -> Option<u64> {
@@ -236,9 +269,9 @@ pub(crate) fn decode(bytes: bytes::Bytes) -> std::result::Result<Manifest, Decod
     };
     let truncated = || bad("truncated".into());
     let version = r.u32().ok_or_else(truncated)?;
-    if version != VERSION {
+    if version != VERSION && version != VERSION_FIXED {
         return Err(DecodeError::Foreign(format!(
-            "format version {version}; this build reads version {VERSION}"
+            "format version {version}; this build reads versions {VERSION_FIXED} and {VERSION}"
         )));
     }
     let name_len = r.u16().ok_or_else(truncated)? as usize;
@@ -255,7 +288,7 @@ pub(crate) fn decode(bytes: bytes::Bytes) -> std::result::Result<Manifest, Decod
     let n_entries = r.u64().ok_or_else(truncated)?;
     let entries_at = r.pos;
     for _ in 0..n_entries {
-        let (_, obj, _, _) = r.entry().ok_or_else(truncated)?;
+        let (_, obj, _, _) = r.entry(version).ok_or_else(truncated)?;
         if obj == 0 || !objects.contains_key(&obj) {
             return Err(bad(format!(
                 "an entry names object {obj}, which the manifest does not list"
@@ -272,6 +305,7 @@ pub(crate) fn decode(bytes: bytes::Bytes) -> std::result::Result<Manifest, Decod
         len: usize::try_from(n_entries).map_err(|_| truncated())?,
         bytes,
         entries_at,
+        version,
     })
 }
 
@@ -319,6 +353,72 @@ mod tests {
         assert_eq!(entries[0].1.len, 10);
         assert_eq!(entries[1].0, &[7u8; 300][..]);
         assert_eq!(entries[1].1.len, super::super::record::WHOLE);
+    }
+
+    /// A manifest as version 1 wrote it: entries' object id, offset and
+    /// length as three `u32`.
+    fn version_1(version: u32) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(MAGIC);
+        m.extend_from_slice(&version.to_le_bytes());
+        m.extend_from_slice(&4u16.to_le_bytes());
+        m.extend_from_slice(b"cbor");
+        m.extend_from_slice(&8u32.to_le_bytes()); // next object
+        m.extend_from_slice(&1u32.to_le_bytes()); // one object
+        m.extend_from_slice(&7u32.to_le_bytes());
+        m.extend_from_slice(&5000u64.to_le_bytes());
+        m.extend_from_slice(&2u64.to_le_bytes()); // two entries
+        for (key, offset, len) in [(&b"a"[..], 0u32, 100u32), (&b"bc"[..], 100, 4000)] {
+            m.push(key.len() as u8);
+            m.extend_from_slice(key);
+            for n in [7u32, offset, len] {
+                m.extend_from_slice(&n.to_le_bytes());
+            }
+        }
+        let crc = crc32fast::hash(&m);
+        m.extend_from_slice(&crc.to_le_bytes());
+        m
+    }
+
+    #[test]
+    fn a_version_1_manifest_is_still_read() {
+        let m = decode(version_1(1).into()).unwrap();
+        assert_eq!(
+            (m.serializer.as_str(), m.next_object, m.len),
+            ("cbor", 8, 2)
+        );
+        let entries: Vec<_> = m
+            .entries()
+            .map(|(k, l)| (k.to_vec(), l.obj.get(), l.offset, l.len))
+            .collect();
+        assert_eq!(
+            entries,
+            [(b"a".to_vec(), 7, 0, 100), (b"bc".to_vec(), 7, 100, 4000)]
+        );
+        // A version this build does not know is foreign, not damage.
+        let err = decode(version_1(3).into()).unwrap_err();
+        assert!(matches!(err, DecodeError::Foreign(_)), "{err:?}");
+    }
+
+    #[test]
+    fn entries_take_a_byte_per_small_field() {
+        let mut w = ManifestWriter::default();
+        let loc = Loc {
+            obj: NonZeroU32::new(200).unwrap(),
+            offset: 1_000_000,
+            len: 100,
+        };
+        w.push(&[0x1a, 0, 1, 0, 0], loc);
+        // Key length 1, key 5, object 2, offset 3, length 1.
+        assert_eq!(w.entries.len(), 12);
+        w.set_size(200, 2_000_000);
+        let m = decode(w.finish("cbor", 201).unwrap().into()).unwrap();
+        let (key, back) = m.entries().next().unwrap();
+        assert_eq!(key, [0x1a, 0, 1, 0, 0]);
+        assert_eq!(
+            (back.obj.get(), back.offset, back.len),
+            (200, 1_000_000, 100)
+        );
     }
 
     #[test]
