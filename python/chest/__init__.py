@@ -103,8 +103,8 @@ class Chest(_Chest, MutableMapping):
     ``flush()`` makes every change durable; ``close()`` flushes and
     releases the chest (also at exit, and when it is garbage-collected);
     ``drop()`` deletes it and everything it stored.
-    Errors of the chest raise :class:`ChestError`, with ``kind`` and the
-    ``keys`` concerned.
+    Errors of the chest raise :class:`ChestError`, with ``kind``, the
+    ``keys`` concerned and the ``location`` of the store.
 
     Memory on demand: ``memory`` and ``spilled`` (live views of the keys
     by where their values are), ``in_memory(key)``,

@@ -13,8 +13,9 @@ pyo3::create_exception!(
     "An error of a chest: `kind` says what went wrong (a snake_case name of \
      the Rust `ErrorKind`: \"corrupt\", \"locked\", \"serialize\", ...; \
      \"many\" for several errors at once, whose own kinds are in `kinds`), \
-     `keys` the keys it concerns (every key of a failed write), and the \
-     message where (the key, the object, the location)."
+     `keys` the keys it concerns (every key of a failed write), `location` \
+     the store it is about (or None), and the message where (the key, the \
+     object, the location)."
 );
 
 /// `CamelCase` → `snake_case`.
@@ -54,5 +55,7 @@ pub fn to_py(py: Python<'_>, e: chest::Error) -> PyErr {
     if let Ok(keys) = PyList::new(py, keys) {
         let _ = value.setattr("keys", keys);
     }
+    // The store it is about (a URL or the path as given), or None.
+    let _ = value.setattr("location", e.location().map(str::to_owned));
     err
 }

@@ -60,6 +60,7 @@ def test_not_a_chest_is_refused_and_left_alone(tmp_path):
     with pytest.raises(ChestError) as e:
         Chest(folder)
     assert e.value.kind == "not_a_chest"
+    assert "photos" in e.value.location
     assert os.listdir(folder) == ["holiday.jpg"]
 
 

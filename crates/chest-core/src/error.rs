@@ -148,6 +148,39 @@ impl BackendError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, BackendError::NotFound { .. })
     }
+
+    /// The store the error is about (its [`location`](crate::Backend::location)),
+    /// whatever the variant.
+    pub fn location(&self) -> &str {
+        match self {
+            BackendError::NotFound { location, .. }
+            | BackendError::InvalidName { location, .. }
+            | BackendError::RangeOutOfBounds { location, .. }
+            | BackendError::Corrupt { location, .. }
+            | BackendError::Locked { location, .. }
+            | BackendError::Conflict { location, .. }
+            | BackendError::Unsupported { location, .. }
+            | BackendError::MissingStore { location, .. }
+            | BackendError::Io { location, .. }
+            | BackendError::Denied { location, .. }
+            | BackendError::Unreachable { location, .. }
+            | BackendError::Other { location, .. } => location,
+        }
+    }
+
+    /// The object the error is about, where it names one (for an I/O
+    /// error, the file or object involved).
+    pub fn object(&self) -> Option<&str> {
+        match self {
+            BackendError::NotFound { name, .. }
+            | BackendError::InvalidName { name, .. }
+            | BackendError::RangeOutOfBounds { name, .. }
+            | BackendError::Corrupt { name, .. }
+            | BackendError::Conflict { name, .. } => Some(name),
+            BackendError::Io { path, .. } => Some(path),
+            _ => None,
+        }
+    }
 }
 
 /// An error of a [`Chest`](crate::Chest) operation.
@@ -612,6 +645,43 @@ impl Error {
             // Room is made as stored values are removed or replaced.
             Error::SpillFull { .. } => true,
             _ => false,
+        }
+    }
+
+    /// The store this error is about (its location, as a URL or as given
+    /// to `open`), where there is one: with [`key`](Error::key) and
+    /// [`BackendError::object`], the context of an error as data, for logs
+    /// and for code that handles several chests.
+    ///
+    /// ```
+    /// use chest_core::{Chest, ErrorKind};
+    ///
+    /// let c: Chest<u32, String> = Chest::builder().read_only(true).open("memory://doc-location")?;
+    /// let err = c.insert(1, "one".into()).unwrap_err();
+    /// assert_eq!(err.location(), Some("memory://doc-location"));
+    /// # Ok::<(), chest_core::Error>(())
+    /// ```
+    pub fn location(&self) -> Option<&str> {
+        match self {
+            Error::Backend(e) => Some(e.location()),
+            Error::Deserialize { location, .. }
+            | Error::Corrupt { location, .. }
+            | Error::Manifest { location, .. }
+            | Error::SerializerMismatch { location, .. }
+            | Error::ReadOnly { location }
+            | Error::NotAChest { location, .. }
+            | Error::AlreadyExists { location }
+            | Error::NoChest { location }
+            | Error::Poisoned { location }
+            | Error::Fenced { location, .. }
+            | Error::StaleSnapshot { location, .. }
+            | Error::NoSingleWriter { location, .. }
+            | Error::SpillFull { location, .. }
+            | Error::Closed { location, .. } => Some(location),
+            Error::InvalidUrl { url, .. } | Error::UnknownScheme { url, .. } => Some(url),
+            Error::Read { source, .. } | Error::Write { source, .. } => source.location(),
+            Error::Many(errors) => errors.iter().find_map(Error::location),
+            Error::Serialize { .. } | Error::Key { .. } | Error::Panicked { .. } => None,
         }
     }
 

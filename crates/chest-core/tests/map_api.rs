@@ -155,6 +155,44 @@ fn bulk_operations_cover_every_key_and_clear_is_durable() {
 /// Errors have kinds, say whether they are temporary, and a flush's
 /// failures map back to their keys.
 #[test]
+fn errors_carry_their_store_and_object_as_data() {
+    use chest_core::{BackendError, ErrorKind};
+    use std::sync::Arc;
+
+    let b = MemoryBackend::named("errors-context");
+    let missing = b.get("data/00000007").unwrap_err();
+    assert_eq!(missing.location(), "memory://errors-context");
+    assert_eq!(missing.object(), Some("data/00000007"));
+    let locked = BackendError::Locked {
+        location: "file:///data/c1".into(),
+        detail: "pid 12".into(),
+    };
+    assert_eq!(
+        (locked.location(), locked.object()),
+        ("file:///data/c1", None)
+    );
+
+    // A chest error names its store whether it comes from the chest or
+    // from the store under it, and through a failed write too.
+    b.put("notes.txt", bytes::Bytes::from_static(b"x")).unwrap();
+    let foreign = ChestBuilder::<u64, Vec<u8>>::new()
+        .open_backend(Arc::new(b.clone()))
+        .unwrap_err();
+    assert_eq!(foreign.kind(), ErrorKind::NotAChest);
+    assert_eq!(foreign.location(), Some("memory://errors-context"));
+    let wrapped = chest_core::Error::Write {
+        keys: vec!["1".into()],
+        source: Box::new(chest_core::Error::Backend(missing)),
+    };
+    assert_eq!(wrapped.location(), Some("memory://errors-context"));
+    assert_eq!(wrapped.key(), Some("1"));
+    assert_eq!(
+        chest_core::Error::Many(vec![wrapped]).location(),
+        Some("memory://errors-context")
+    );
+}
+
+#[test]
 fn errors_have_kinds_and_name_their_keys() {
     use chest_core::{BoxError, ErrorKind, Serializer};
 
