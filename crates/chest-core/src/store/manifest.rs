@@ -116,25 +116,18 @@ impl ManifestWriter {
             .reserve_exact((total - count).saturating_mul(per_entry + 1) + 64);
     }
 
-    /// Appends `n` as LEB128.
-    fn varint(&mut self, mut n: u64) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                self.entries.push(byte);
-                return;
-            }
-            self.entries.push(byte | 0x80);
-        }
-    }
-
     pub fn push(&mut self, key: &[u8], loc: Loc) {
-        self.varint(key.len() as u64);
+        let mut head = [0u8; 10];
+        let used = leb128(key.len() as u64, &mut head);
+        self.entries.extend_from_slice(&head[..used]);
         self.entries.extend_from_slice(key);
+        // Three u32 take at most 15 bytes.
+        let mut tail = [0u8; 15];
+        let mut used = 0;
         for n in [loc.obj.get(), loc.offset, loc.len] {
-            self.varint(u64::from(n));
+            used += leb128(u64::from(n), &mut tail[used..]);
         }
+        self.entries.extend_from_slice(&tail[..used]);
         self.objects.entry(loc.obj.get()).or_insert(UNSIZED);
         self.count += 1;
     }
@@ -200,20 +193,46 @@ impl<'a> Reader<'a> {
         if version == VERSION_FIXED {
             return Some((key, self.u32()?, self.u32()?, self.u32()?));
         }
-        let mut field = || u32::try_from(self.varint()?).ok();
-        Some((key, field()?, field()?, field()?))
+        let obj = u32::try_from(self.varint()?).ok()?;
+        let offset = u32::try_from(self.varint()?).ok()?;
+        let len = u32::try_from(self.varint()?).ok()?;
+        Some((key, obj, offset, len))
     }
 
+    #[inline]
     fn varint(&mut self) -> Option<u64> {
+        let (bytes, mut pos) = (self.bytes, self.pos);
         let mut n = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = *self.take(1)?.first()?;
+        let mut shift = 0u32;
+        loop {
+            let b = *bytes.get(pos)?;
+            pos += 1;
             n |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
+            if b < 0x80 {
+                self.pos = pos;
                 return Some(n);
             }
+            shift += 7;
+            if shift > 63 {
+                return None;
+            }
         }
-        None
+    }
+}
+
+/// Writes `n` as LEB128 at the start of `out` (room for 10 bytes, or 5
+/// for a `u32`); returns how many bytes it took.
+fn leb128(mut n: u64, out: &mut [u8]) -> usize {
+    let mut i = 0;
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out[i] = byte;
+            return i + 1;
+        }
+        out[i] = byte | 0x80;
+        i += 1;
     }
 }
 
