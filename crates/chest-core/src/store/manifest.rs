@@ -21,7 +21,7 @@
 use foldhash::{HashMap, HashMapExt};
 use std::num::NonZeroU32;
 
-use super::record::Loc;
+use super::record::{record_bytes, Loc, WHOLE};
 
 const MAGIC: &[u8; 8] = b"CHESTMAN";
 /// The version written.
@@ -42,6 +42,9 @@ pub(crate) struct Manifest {
     pub objects: HashMap<u32, u64>,
     /// Number of entries.
     pub len: usize,
+    /// Object id → what its entries hold, counted while the entries are
+    /// checked (so opening walks them once less).
+    pub named: HashMap<u32, Named>,
     /// The manifest's bytes, where its entries start, and their format.
     bytes: bytes::Bytes,
     entries_at: usize,
@@ -70,6 +73,17 @@ impl Manifest {
         })
         .take(self.len)
     }
+}
+
+/// What a manifest's entries hold of one object.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Named {
+    /// Entries naming it.
+    pub records: u32,
+    /// Bytes of its records (value and checksum) the entries name.
+    pub bytes: u64,
+    /// Whether an entry names it whole (a value of its own).
+    pub whole: bool,
 }
 
 /// Size of an object named by an entry, not yet looked up.
@@ -306,13 +320,22 @@ pub(crate) fn decode(bytes: bytes::Bytes) -> std::result::Result<Manifest, Decod
     }
     let n_entries = r.u64().ok_or_else(truncated)?;
     let entries_at = r.pos;
+    let mut named: HashMap<u32, Named> = HashMap::with_capacity(objects.len());
     for _ in 0..n_entries {
-        let (_, obj, _, _) = r.entry(version).ok_or_else(truncated)?;
-        if obj == 0 || !objects.contains_key(&obj) {
+        let (_, obj, offset, len) = r.entry(version).ok_or_else(truncated)?;
+        let Some(id) = NonZeroU32::new(obj).filter(|_| objects.contains_key(&obj)) else {
             return Err(bad(format!(
                 "an entry names object {obj}, which the manifest does not list"
             )));
-        }
+        };
+        let n = named.entry(obj).or_default();
+        n.records += 1;
+        n.bytes += record_bytes(Loc {
+            obj: id,
+            offset,
+            len,
+        });
+        n.whole |= len == WHOLE;
     }
     if r.pos != body.len() {
         return Err(bad(format!("{} trailing bytes", body.len() - r.pos)));
@@ -322,6 +345,7 @@ pub(crate) fn decode(bytes: bytes::Bytes) -> std::result::Result<Manifest, Decod
         next_object,
         objects,
         len: usize::try_from(n_entries).map_err(|_| truncated())?,
+        named,
         bytes,
         entries_at,
         version,
@@ -372,6 +396,20 @@ mod tests {
         assert_eq!(entries[0].1.len, 10);
         assert_eq!(entries[1].0, &[7u8; 300][..]);
         assert_eq!(entries[1].1.len, super::super::record::WHOLE);
+        // What the entries hold of each object, counted while checking them.
+        let one = Named {
+            records: 1,
+            bytes: record_bytes(entries[0].1),
+            whole: false,
+        };
+        assert!(one.bytes > 10, "the record's checksum counts too");
+        assert_eq!(m.named[&1], one);
+        let two = Named {
+            records: 1,
+            bytes: 0,
+            whole: true,
+        };
+        assert_eq!(m.named[&2], two);
     }
 
     /// A manifest as version 1 wrote it: entries' object id, offset and

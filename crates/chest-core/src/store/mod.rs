@@ -22,7 +22,7 @@ mod lease;
 pub(crate) mod manifest;
 mod record;
 
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use foldhash::{HashMap, HashSet, HashSetExt};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -718,16 +718,13 @@ impl Store {
     /// Adopts a loaded manifest: its objects become live with the number of
     /// entries naming them.
     pub fn adopt(&self, m: &Manifest) {
-        let mut live: HashMap<u32, (u32, u64, bool)> = HashMap::with_capacity(m.objects.len());
-        for (_, loc) in m.entries() {
-            let e = live.entry(loc.obj.get()).or_default();
-            e.0 += 1;
-            e.1 += record_bytes(loc);
-            e.2 |= loc.len == WHOLE;
-        }
         let mut t = self.table();
         for (&id, &size) in &m.objects {
-            let (records, bytes, whole) = live.get(&id).copied().unwrap_or_default();
+            let manifest::Named {
+                records,
+                bytes,
+                whole,
+            } = m.named.get(&id).copied().unwrap_or_default();
             t.insert(
                 id,
                 ObjectInfo {
