@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
-use chest::backend::{check_name, check_range, join_parts, unsupported};
+use chest::backend::{check_name, join_parts, slice_whole, unsupported};
 use chest::{
     Backend, BackendError, BackendResult, Chest, GetOptions, GetResult, ObjectVersion, PutOptions,
 };
@@ -65,14 +65,13 @@ impl Backend for MapStore {
                 location: self.location().to_string(),
                 name: name.to_string(),
             })?;
-        let data = match opts.range {
-            None => all,
-            Some(r) => {
-                check_range(self.location(), name, &r, all.len() as u64)?;
-                all.slice(r.start as usize..r.end as usize)
-            }
-        };
-        Ok(GetResult::data(data))
+        // The range asked for, checked against the object's length.
+        Ok(GetResult::data(slice_whole(
+            self.location(),
+            name,
+            all,
+            opts.range,
+        )?))
     }
 
     fn delete(&self, name: &str) -> BackendResult<()> {

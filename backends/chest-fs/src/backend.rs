@@ -638,9 +638,7 @@ impl FsBackend {
         }
         Ok(())
     }
-}
 
-impl FsBackend {
     /// A whole object, read in one go.
     fn get_whole(&self, name: &str) -> BackendResult<Bytes> {
         let path = self.object_path(name)?;

@@ -9,7 +9,7 @@ use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use chest_core::backend::{check_range, join_parts, unsupported};
+use chest_core::backend::{join_parts, slice_whole, unsupported};
 use chest_core::{
     Backend, BackendError, BackendResult, Capabilities, GetOptions, GetResult, ObjectVersion,
     PutMode, PutOptions, ReadCost, SingleWriter,
@@ -365,15 +365,8 @@ impl Backend for S3Backend {
                 let name = name.clone();
                 self.run(async move { inner.get_versioned(&name, path).await })?
             };
-            let data = match opts.range {
-                None => all,
-                Some(range) => {
-                    check_range(self.location(), &name, &range, all.len() as u64)?;
-                    all.slice(range.start as usize..range.end as usize)
-                }
-            };
             return Ok(GetResult {
-                data,
+                data: slice_whole(self.location(), &name, all, opts.range)?,
                 version: Some(version),
             });
         }

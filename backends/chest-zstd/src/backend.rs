@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
-use chest_core::backend::check_range;
+use chest_core::backend::{check_range, slice_whole};
 use chest_core::{
     Backend, BackendError, BackendExt, BackendResult, Capabilities, GetOptions, GetResult,
     ObjectVersion, PutOptions, SingleWriter,
@@ -325,15 +325,8 @@ impl Backend for ZstdBackend {
                     },
                 )?;
                 let whole = self.decode_whole(name, stored.data)?;
-                let data = match range {
-                    None => whole,
-                    Some(range) => {
-                        check_range(&self.location, name, &range, whole.len() as u64)?;
-                        whole.slice(range.start as usize..range.end as usize)
-                    }
-                };
                 Ok(GetResult {
-                    data,
+                    data: slice_whole(&self.location, name, whole, range)?,
                     version: stored.version,
                 })
             }

@@ -59,6 +59,24 @@ pub fn check_range(location: &str, name: &str, range: &Range<u64>, size: u64) ->
     Ok(())
 }
 
+/// What a read of `range` gives of an object read whole (`None`: all of
+/// it), checked as [`check_range`] checks: for stores that read whole
+/// objects and slice them (no copy).
+pub fn slice_whole(
+    location: &str,
+    name: &str,
+    whole: Bytes,
+    range: Option<Range<u64>>,
+) -> BackendResult<Bytes> {
+    match range {
+        None => Ok(whole),
+        Some(range) => {
+            check_range(location, name, &range, whole.len() as u64)?;
+            Ok(whole.slice(range.start as usize..range.end as usize))
+        }
+    }
+}
+
 /// The error of a store that cannot do what was asked: a conditional
 /// write or a versioned read of a store without versions (see
 /// [`Backend::single_writer`](super::Backend::single_writer)).

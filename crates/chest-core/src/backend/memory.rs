@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use bytes::Bytes;
 
 use crate::backend::{
-    check_name, check_range, join_parts, Backend, BackendResult, GetOptions, GetResult,
+    check_name, join_parts, slice_whole, Backend, BackendResult, GetOptions, GetResult,
     ObjectVersion, PutMode, PutOptions, SingleWriter,
 };
 use crate::error::BackendError;
@@ -145,15 +145,8 @@ impl Backend for MemoryBackend {
             .get(name)
             .map(|(b, v)| (b.clone(), *v))
             .ok_or_else(|| self.not_found(name))?;
-        let data = match opts.range {
-            None => all,
-            Some(range) => {
-                check_range(&self.location, name, &range, all.len() as u64)?;
-                all.slice(range.start as usize..range.end as usize)
-            }
-        };
         Ok(GetResult {
-            data,
+            data: slice_whole(&self.location, name, all, opts.range)?,
             version: Some(ObjectVersion::new(version.to_string())),
         })
     }

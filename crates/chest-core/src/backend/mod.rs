@@ -19,7 +19,7 @@ use bytes::Bytes;
 use crate::error::BackendError;
 
 pub use capabilities::{Capabilities, ReadCost, SingleWriter};
-pub use checks::{check_name, check_range, join_parts, unsupported};
+pub use checks::{check_name, check_range, join_parts, slice_whole, unsupported};
 pub use ext::BackendExt;
 pub use options::{GetOptions, GetResult, ObjectVersion, PutMode, PutOptions};
 

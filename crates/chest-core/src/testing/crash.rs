@@ -51,7 +51,7 @@ use bytes::Bytes;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::BackendExt;
 use crate::backend::{
-    check_name, check_range, join_parts, unsupported, Backend, BackendResult, Capabilities,
+    check_name, join_parts, slice_whole, unsupported, Backend, BackendResult, Capabilities,
     GetOptions, GetResult, ObjectVersion, PutOptions,
 };
 use crate::error::BackendError;
@@ -651,13 +651,12 @@ impl Backend for CrashBackend {
             .get(name)
             .cloned()
             .ok_or_else(|| self.not_found(name))?;
-        Ok(GetResult::data(match opts.range {
-            None => all,
-            Some(range) => {
-                check_range(&self.location, name, &range, all.len() as u64)?;
-                all.slice(range.start as usize..range.end as usize)
-            }
-        }))
+        Ok(GetResult::data(slice_whole(
+            &self.location,
+            name,
+            all,
+            opts.range,
+        )?))
     }
 
     fn delete(&self, name: &str) -> BackendResult<()> {
