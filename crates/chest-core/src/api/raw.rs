@@ -43,7 +43,7 @@ use crate::backend::registry::{self, OpenOptions};
 use crate::config::OpenMode;
 use crate::error::{BackendError, BoxError, Error, Result};
 use crate::store::manifest::Manifest;
-use crate::store::{object_name, Found, Loc, ReadError, Store, WHOLE};
+use crate::store::{object_name, Checked, Found, Loc, ReadError, Store, WHOLE};
 use crate::value::serializer::Serializer;
 
 /// Bytes of a record's checksum.
@@ -384,7 +384,7 @@ impl RawChest {
             out.push(RawEntry {
                 key,
                 size: self.value_size(m, loc),
-                object: object_name(loc.obj),
+                object: object_name(loc.obj).into(),
                 loc,
             });
         }
@@ -441,7 +441,7 @@ impl RawChest {
     fn checked(
         &self,
         entry: &RawEntry,
-        read: std::result::Result<Bytes, ReadError>,
+        read: std::result::Result<Checked, ReadError>,
     ) -> Result<Bytes> {
         let corrupt = |detail: String| Error::Corrupt {
             key: entry.key.to_string(),
@@ -459,6 +459,7 @@ impl RawChest {
             },
             ReadError::Corrupt(detail) => corrupt(detail),
         })
+        .map(Checked::into_bytes)
     }
 
     /// Reads every value and checks its checksum; returns the keys that

@@ -13,8 +13,6 @@ use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use crate::config::{Admission, Key};
 use crate::engine::guard;
 use crate::engine::inner::Inner;
@@ -22,7 +20,7 @@ use crate::error::{BackendError, Error, Result};
 use crate::map::entry::{Load, Resident, Slot};
 use crate::map::policy::frequency::Keep;
 use crate::stats::Counters;
-use crate::store::{object_name, Loc, ReadError};
+use crate::store::{object_name, Checked, Loc, ReadError};
 use crate::value::serializer::Serializer;
 
 /// A value as `fetch` found or loaded it.
@@ -226,7 +224,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     pub(crate) fn finish_load<Q>(
         &self,
         mut guard: LoadGuard<'_, K, V, S, Q>,
-        read: std::result::Result<Bytes, ReadError>,
+        read: std::result::Result<Checked, ReadError>,
         place: Keep,
     ) -> Result<Option<Fetched<V>>>
     where
@@ -316,10 +314,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         &self,
         key: &Q,
         loc: Loc,
-        read: std::result::Result<Bytes, ReadError>,
+        read: std::result::Result<Checked, ReadError>,
     ) -> Result<V> {
-        let object = || object_name(loc.obj);
-        let bytes = read.map_err(|e| match e {
+        let object = || String::from(object_name(loc.obj));
+        let record = read.map_err(|e| match e {
             ReadError::Backend(BackendError::NotFound { .. })
                 if self.config.read_only && self.store.snapshot_is_stale() =>
             {
@@ -347,16 +345,15 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
             },
         })?;
         Counters::add(&self.counters.loads, 1);
-        Counters::add(&self.counters.bytes_read, bytes.len() as u64);
-        guard::catch("deserializer", key, || {
-            self.serializer.deserialize_owned(bytes)
-        })?
-        .map_err(|source| Error::Deserialize {
-            key: format!("{key:?}"),
-            object: object(),
-            location: self.location().to_string(),
-            source,
-        })
+        Counters::add(&self.counters.bytes_read, record.len() as u64);
+        guard::catch("deserializer", key, || record.deserialize(&self.serializer))?.map_err(
+            |source| Error::Deserialize {
+                key: format!("{key:?}"),
+                object: object(),
+                location: self.location().to_string(),
+                source,
+            },
+        )
     }
 }
 

@@ -36,7 +36,7 @@ impl Store {
                 continue;
             };
             let start = seg.begin();
-            seg.bytes.extend_from_slice(&bytes);
+            seg.bytes.extend_from_slice(bytes.value());
             seg.seal(start);
             members.push(i);
             let last = i + 1 == locs.len();

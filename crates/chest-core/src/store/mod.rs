@@ -39,7 +39,7 @@ pub(crate) use commit::{Found, Loaded};
 use lease::Lease;
 use manifest::{Manifest, ManifestWriter};
 pub(crate) use record::{
-    object_name, seal_shared, seal_whole, Loc, ReadError, SegmentBuf, WholeRecord, WHOLE,
+    object_name, seal_shared, seal_whole, Checked, Loc, ReadError, SegmentBuf, WholeRecord, WHOLE,
 };
 use record::{parse_object_name, record_bytes, DATA_PREFIX};
 
@@ -402,7 +402,7 @@ impl Store {
             .map(|(id, r)| {
                 let mut parts = Vec::with_capacity(2);
                 buffers.extend(r.into_parts(&mut parts));
-                (object_name(*id), parts)
+                (object_name(*id).into(), parts)
             })
             .collect();
         let written = self.backend.put_many(objects);
@@ -478,7 +478,7 @@ impl Store {
     }
 
     /// Reads a record and checks its checksum; returns the value's bytes.
-    pub fn read(&self, loc: Loc) -> std::result::Result<Bytes, ReadError> {
+    pub fn read(&self, loc: Loc) -> std::result::Result<Checked, ReadError> {
         let record = match record::request(loc) {
             (name, Some(range)) => self.backend.get_range(&name, range),
             (name, None) => self.backend.get(&name),
@@ -487,8 +487,14 @@ impl Store {
     }
 
     /// Reads several records at once (as far as the backend can).
-    pub fn read_many(&self, locs: &[Loc]) -> Vec<std::result::Result<Bytes, ReadError>> {
-        let requests = locs.iter().map(|&loc| record::request(loc)).collect();
+    pub fn read_many(&self, locs: &[Loc]) -> Vec<std::result::Result<Checked, ReadError>> {
+        let requests = locs
+            .iter()
+            .map(|&loc| {
+                let (name, range) = record::request(loc);
+                (name.into(), range)
+            })
+            .collect();
         self.backend
             .get_many(requests)
             .into_iter()
@@ -924,8 +930,14 @@ mod tests {
         let (record, again) = record_in_store_buffer(&store, 1000, 8);
         assert_eq!(again, at, "the same allocation, taken back after the write");
         let second = store.write_wholes(vec![record]).unwrap();
-        assert_eq!(&store.read(locs[0]).ok().unwrap()[..], &[7; 1000][..]);
-        assert_eq!(&store.read(second[0]).ok().unwrap()[..], &[8; 1000][..]);
+        assert_eq!(
+            &store.read(locs[0]).ok().unwrap().into_bytes()[..],
+            &[7; 1000][..]
+        );
+        assert_eq!(
+            &store.read(second[0]).ok().unwrap().into_bytes()[..],
+            &[8; 1000][..]
+        );
         // A segment's buffer too.
         let mut seg = SegmentBuf {
             bytes: store.buffer(100),
@@ -937,7 +949,10 @@ mod tests {
         let loc = store.write_segment(seg).unwrap()[0];
         let next = store.buffer(10);
         assert_eq!(next.as_ptr(), at);
-        assert_eq!(&store.read(loc).ok().unwrap()[..], b"small value");
+        assert_eq!(
+            &store.read(loc).ok().unwrap().into_bytes()[..],
+            b"small value"
+        );
     }
 
     #[test]
@@ -949,7 +964,10 @@ mod tests {
         let (record, next) = record_in_store_buffer(&store, 1000, 9);
         assert_ne!(next, at);
         store.write_wholes(vec![record]).unwrap();
-        assert_eq!(&store.read(loc).ok().unwrap()[..], &[7; 1000][..]);
+        assert_eq!(
+            &store.read(loc).ok().unwrap().into_bytes()[..],
+            &[7; 1000][..]
+        );
     }
 
     fn capped(max: u64) -> Store {

@@ -53,6 +53,16 @@ pub trait Serializer<V>: Send + Sync + 'static {
         self.deserialize(&bytes)
     }
 
+    /// Like [`deserialize_owned`](Serializer::deserialize_owned), from a
+    /// `Vec` that nothing else holds (the chest calls this one when the
+    /// store's read gave it one: a read of a file does). A serializer
+    /// whose values are byte vectors takes it as the value, with no
+    /// allocation or copy ([`Raw`] does). The default hands it to
+    /// `deserialize_owned` as a `Bytes`.
+    fn deserialize_vec(&self, bytes: Vec<u8>) -> Result<V, BoxError> {
+        self.deserialize_owned(bytes::Bytes::from(bytes))
+    }
+
     /// Runs `f`, in which the chest serializes several values one after the
     /// other (a batch being spilled, or flushed), calling
     /// [`serialize`](Serializer::serialize) only inside it. A serializer
@@ -153,6 +163,10 @@ where
     fn deserialize_owned(&self, bytes: bytes::Bytes) -> Result<V, BoxError> {
         // Reuses the buffer when nothing else shares it.
         Ok(V::from(Vec::from(bytes)))
+    }
+
+    fn deserialize_vec(&self, bytes: Vec<u8>) -> Result<V, BoxError> {
+        Ok(V::from(bytes))
     }
 
     /// The value's own bytes, shared with it (no copy).
