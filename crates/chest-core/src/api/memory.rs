@@ -112,7 +112,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Chest<K, V, S> {
         Q: Hash + Eq + ?Sized,
     {
         let loc = self.inner.shard(key).map.get(key)?.stored()?;
-        Some(object_name(loc.obj).into())
+        Some(object_name(loc.obj).to_string())
     }
 
     /// Moves `key`'s value out of memory now: writes it (on this thread)

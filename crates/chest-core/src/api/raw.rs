@@ -384,7 +384,7 @@ impl RawChest {
             out.push(RawEntry {
                 key,
                 size: self.value_size(m, loc),
-                object: object_name(loc.obj).into(),
+                object: object_name(loc.obj).to_string(),
                 loc,
             });
         }

@@ -316,7 +316,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         loc: Loc,
         read: std::result::Result<Checked, ReadError>,
     ) -> Result<V> {
-        let object = || String::from(object_name(loc.obj));
+        let object = || object_name(loc.obj).to_string();
         let record = read.map_err(|e| match e {
             ReadError::Backend(BackendError::NotFound { .. })
                 if self.config.read_only && self.store.snapshot_is_stale() =>

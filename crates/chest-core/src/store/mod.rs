@@ -402,7 +402,7 @@ impl Store {
             .map(|(id, r)| {
                 let mut parts = Vec::with_capacity(2);
                 buffers.extend(r.into_parts(&mut parts));
-                (object_name(*id).into(), parts)
+                (object_name(*id).to_string(), parts)
             })
             .collect();
         let written = self.backend.put_many(objects);
@@ -492,7 +492,7 @@ impl Store {
             .iter()
             .map(|&loc| {
                 let (name, range) = record::request(loc);
-                (name.into(), range)
+                (name.to_string(), range)
             })
             .collect();
         self.backend

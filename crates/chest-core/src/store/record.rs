@@ -39,51 +39,21 @@ pub(crate) fn record_bytes(loc: Loc) -> u64 {
 }
 
 /// The name of value object `id`: `data/` and 8 lowercase hex digits.
-/// Made on the stack (it names the object of every read, where `format!`
-/// took 3% of the time of W2's reads, and a `String` an allocation).
+/// Made on the stack: it names the object of every read, where `format!`
+/// took 3% of the time of W2's reads, and a `String` an allocation.
 pub(crate) fn object_name(id: NonZeroU32) -> ObjectName {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut bytes = [0; OBJECT_NAME_LEN];
-    bytes[..DATA_PREFIX.len()].copy_from_slice(DATA_PREFIX.as_bytes());
+    let mut name = ObjectName::new();
+    name.push_str(DATA_PREFIX);
     let id = id.get();
-    for (i, shift) in (0..8).rev().enumerate() {
-        bytes[DATA_PREFIX.len() + i] = HEX[((id >> (shift * 4)) & 0xf) as usize];
+    for shift in (0..8).rev() {
+        name.push(char::from(HEX[((id >> (shift * 4)) & 0xf) as usize]));
     }
-    ObjectName(bytes)
+    name
 }
 
-const OBJECT_NAME_LEN: usize = DATA_PREFIX.len() + 8;
-
-/// A value object's name (see [`object_name`]): a `&str` by deref.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ObjectName([u8; OBJECT_NAME_LEN]);
-
-impl std::ops::Deref for ObjectName {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        // ASCII by construction.
-        std::str::from_utf8(&self.0).expect("object names are ASCII")
-    }
-}
-
-impl std::fmt::Display for ObjectName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self)
-    }
-}
-
-impl std::fmt::Debug for ObjectName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&**self, f)
-    }
-}
-
-impl From<ObjectName> for String {
-    fn from(name: ObjectName) -> String {
-        (*name).to_owned()
-    }
-}
+/// A value object's name (see [`object_name`]), a `&str` by deref.
+pub(crate) type ObjectName = arrayvec::ArrayString<{ DATA_PREFIX.len() + 8 }>;
 
 /// The id of a value object's name; `None` for any name the chest did not
 /// make (so that nothing else is ever taken for one of its objects).
@@ -313,8 +283,8 @@ mod tests {
     #[test]
     fn only_the_chests_own_names_are_object_names() {
         let id = NonZeroU32::new(0x1a2b).unwrap();
-        assert_eq!(&*object_name(id), "data/00001a2b");
-        assert_eq!(&*object_name(NonZeroU32::MAX), "data/ffffffff");
+        assert_eq!(&object_name(id), "data/00001a2b");
+        assert_eq!(&object_name(NonZeroU32::MAX), "data/ffffffff");
         assert_eq!(
             &*object_name(NonZeroU32::new(0x9c0f_e3d7).unwrap()),
             "data/9c0fe3d7"
