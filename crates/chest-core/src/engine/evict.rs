@@ -179,7 +179,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 None => {
                     if let Some(v) = self.victim_of(i, slot, key, at) {
                         if victims.capacity() == 0 {
-                            victims.reserve(expected.min(1 << 16) + 1);
+                            *victims = self.wb.victim_list(expected.min(1 << 16) + 1);
                         }
                         victims.push(v);
                     }
@@ -416,11 +416,12 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// Applies the outcomes of victims, shard by shard.
     pub(crate) fn place_all(
         &self,
-        victims: Vec<Victim<K, V>>,
+        mut victims: Vec<Victim<K, V>>,
         outcomes: Vec<Outcome>,
         evict: bool,
     ) {
-        let mut items: Vec<(Victim<K, V>, Outcome)> = victims.into_iter().zip(outcomes).collect();
+        let mut items: Vec<(Victim<K, V>, Outcome)> = victims.drain(..).zip(outcomes).collect();
+        self.wb.give_back(victims);
         items.sort_by_key(|(v, _)| v.shard);
         let mut iter = items.into_iter().peekable();
         while let Some((first, outcome)) = iter.next() {
