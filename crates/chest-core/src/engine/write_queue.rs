@@ -151,6 +151,7 @@ mod tests {
         assert_ne!(other.as_ptr(), first);
         wb.give_back(next);
         wb.give_back(other);
-        assert_eq!(wb.victim_list(0).as_ptr(), first);
+        let kept = wb.victim_list(0);
+        assert_eq!(kept.as_ptr(), first);
     }
 }
