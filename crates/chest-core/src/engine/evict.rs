@@ -82,7 +82,9 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         // first value to write (clean values are dropped without one).
         let average = self.budget.usage() / self.budget.resident().max(1);
         let expected = self.budget.staying().saturating_sub(target) / average.max(1);
-        let mut victims = Vec::new();
+        // Taken here, with no lock held: it may hold the values of the
+        // last batch, to drop (see `WriteBehind::give_back`).
+        let mut victims = self.wb.victim_list();
         let mut idle = 0;
         while idle < n {
             if self.budget.staying() <= target {
@@ -95,6 +97,10 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 break;
             };
             idle = if taken > 0 { 0 } else { idle + 1 };
+        }
+        if victims.is_empty() && victims.capacity() > 0 {
+            // No value to write: kept for the next batch.
+            self.wb.give_back(std::mem::take(&mut victims));
         }
         victims
     }
@@ -179,7 +185,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 None => {
                     if let Some(v) = self.victim_of(i, slot, key, at) {
                         if victims.capacity() == 0 {
-                            *victims = self.wb.victim_list(expected.min(1 << 16) + 1);
+                            victims.reserve(expected.min(1 << 16) + 1);
                         }
                         victims.push(v);
                     }
@@ -345,11 +351,19 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     ) -> Vec<Outcome> {
         let mut outcomes: Vec<Outcome> = victims.iter().map(|_| Outcome::WriteFailed).collect();
         let mut seg = SegmentBuf::default();
-        let mut seg_items = Vec::new();
+        // Sized once: grown by doubling, these lists were the writer's
+        // larger allocations, each served by `malloc` only after merging
+        // the small blocks freed meanwhile.
+        let mut seg_items = Vec::with_capacity(victims.len());
         let mut wholes: Vec<(usize, WholeRecord)> = Vec::new();
         let mut whole_bytes = 0;
         let mut next = 0;
         while next < victims.len() {
+            if seg.records.capacity() == 0 {
+                // As many as remain, or as a segment holds of 28-byte values.
+                seg.records
+                    .reserve((victims.len() - next).min(self.config.segment_bytes / 32));
+            }
             // Serialize until a write is due, in one batch of the serializer.
             self.serializer.around_batch(|| {
                 while next < victims.len() {
@@ -421,17 +435,26 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         evict: bool,
     ) {
         let mut items: Vec<(Victim<K, V>, Outcome)> = victims.drain(..).zip(outcomes).collect();
-        self.wb.give_back(victims);
         items.sort_by_key(|(v, _)| v.shard);
         let mut iter = items.into_iter().peekable();
         while let Some((first, outcome)) = iter.next() {
             let sid = first.shard;
             let mut shard = self.lock_shard(sid);
-            self.place(&mut shard, first, outcome, evict);
+            self.place(&mut shard, &first, outcome, evict);
+            victims.push(first);
             while let Some((v, outcome)) = iter.next_if(|(v, _)| v.shard == sid) {
-                self.place(&mut shard, v, outcome, evict);
+                self.place(&mut shard, &v, outcome, evict);
+                victims.push(v);
             }
         }
+        // The values evicted leave memory with this list: by the thread
+        // that evicts next, if they are few (see `WriteBehind::give_back`).
+        // A flush's stay in memory: their handles go now (one held would
+        // make the next `update` of the value copy it).
+        if !evict {
+            victims.clear();
+        }
+        self.wb.give_back(victims);
         if evict {
             // Memory was freed (or the values were given back): callers
             // waiting for room look again.
@@ -451,7 +474,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// If the value changed meanwhile (replaced, updated, removed), whoever
     /// changed it has put the key where it belongs; a written copy is
     /// garbage and is released.
-    fn place(&self, shard: &mut Shard<K, V>, v: Victim<K, V>, outcome: Outcome, evict: bool) {
+    fn place(&self, shard: &mut Shard<K, V>, v: &Victim<K, V>, outcome: Outcome, evict: bool) {
         if evict {
             self.budget.placed(v.weight);
         }
