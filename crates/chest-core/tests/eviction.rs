@@ -636,3 +636,36 @@ fn a_failed_direct_write_of_a_value_heavier_than_the_budget_keeps_it() {
         .unwrap();
     assert_eq!(c.get(&1).unwrap().unwrap().len(), 10_000);
 }
+
+/// An evicted value leaves memory once its batch is placed: the chest keeps
+/// no handle to it (a caller that dropped its own handles expects the
+/// memory back, and Python's buffer finds values still alive through weak
+/// references). Batches written by the inserting thread (no writers), so
+/// that each is placed when the insert returns.
+#[test]
+fn an_evicted_value_is_let_go_once_its_batch_is_placed() {
+    let c = ChestBuilder::<u64, Vec<u8>>::with_weigher(Vec::len)
+        .memory_budget(BUDGET)
+        .writer_threads(0)
+        .open("memory://")
+        .unwrap();
+    c.insert(0, value(0, LEN)).unwrap();
+    let handle = c.get(&0).unwrap().unwrap();
+    let mut k = 1;
+    while c.keys_in_memory().contains(&0) {
+        assert_eq!(
+            Arc::strong_count(&handle),
+            2,
+            "in memory: the chest's and ours"
+        );
+        c.insert(k, value(k, LEN)).unwrap();
+        k += 1;
+        assert!(k < 10_000, "key 0 was never evicted");
+    }
+    assert_eq!(
+        Arc::strong_count(&handle),
+        1,
+        "the chest still holds the value"
+    );
+    assert_eq!(*c.get(&0).unwrap().unwrap(), *handle);
+}

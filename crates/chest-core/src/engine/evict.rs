@@ -82,8 +82,6 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         // first value to write (clean values are dropped without one).
         let average = self.budget.usage() / self.budget.resident().max(1);
         let expected = self.budget.staying().saturating_sub(target) / average.max(1);
-        // Taken here, with no lock held: it may hold the values of the
-        // last batch, to drop (see `WriteBehind::give_back`).
         let mut victims = self.wb.victim_list();
         let mut idle = 0;
         while idle < n {
@@ -447,13 +445,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 victims.push(v);
             }
         }
-        // The values evicted leave memory with this list: by the thread
-        // that evicts next, if they are few (see `WriteBehind::give_back`).
-        // A flush's stay in memory: their handles go now (one held would
-        // make the next `update` of the value copy it).
-        if !evict {
-            victims.clear();
-        }
+        // Emptied (the values evicted leave memory) and kept for the next batch.
         self.wb.give_back(victims);
         if evict {
             // Memory was freed (or the values were given back): callers

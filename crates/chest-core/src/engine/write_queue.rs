@@ -31,11 +31,6 @@ pub(crate) enum Outcome {
     WriteFailed,
 }
 
-/// The weight of the evicted values a placed batch's list may hold until
-/// the next batch takes it (see [`WriteBehind::give_back`]): memory the
-/// budget counts as free, held a little longer.
-pub(crate) const HELD_AT_MOST: usize = 1 << 20;
-
 /// Background errors kept for the caller, at most (the rest are counted in
 /// the stats and logged).
 pub(crate) const MAX_KEPT_ERRORS: usize = 64;
@@ -95,43 +90,26 @@ impl<K, V> WriteBehind<K, V> {
     }
 
     /// A list for a batch of victims: the last batch's list, given back
-    /// when it was placed, if there is one (empty otherwise). A batch of
-    /// small values is thousands of victims long; a list allocated for
+    /// empty when it was placed, if there is one (else a new one). A batch
+    /// of small values is thousands of victims long; a list allocated for
     /// each batch by the thread that evicts and freed by the writer is a
     /// large block that glibc's `malloc` serves only after merging every
     /// small block the writer freed meanwhile (the values of the batch
     /// before): 7% of W2's insert instructions, and the small blocks no
     /// longer at hand for the next values.
-    ///
-    /// The list may still hold the victims of that batch (see
-    /// [`give_back`](WriteBehind::give_back)): they are dropped here, by
-    /// the thread that evicts, which is the one that inserts. Call it with
-    /// no lock held.
     pub(crate) fn victim_list(&self) -> Vec<Victim<K, V>> {
-        let mut list = std::mem::take(&mut *lock(&self.spare));
-        list.clear();
-        list
+        std::mem::take(&mut *lock(&self.spare))
     }
 
-    /// Gives back a batch's list once its victims are placed. A batch of
-    /// small values ([`HELD_AT_MOST`] bytes at most) is given back whole:
-    /// its values, evicted, are dropped by the next [`victim_list`]
-    /// (`WriteBehind::victim_list`), on the thread that evicts — most often
-    /// the one that made them — so their blocks go back to that thread's
-    /// cache in the allocator, for its next values. Freed by the writer,
-    /// each value's blocks were the inserting thread's `malloc`'s slow path
-    /// (its cache never got any back; 18% of W2's insert time). A larger
-    /// batch is emptied here. Of two lists the larger is kept.
+    /// Gives back a batch's list once its victims are placed: emptied here
+    /// (the values evicted leave memory now: a caller that dropped its own
+    /// handles expects them gone, and Python's buffer finds a value still
+    /// alive through its weak references); of two lists the larger is kept.
     pub(crate) fn give_back(&self, mut list: Vec<Victim<K, V>>) {
-        if list.iter().map(|v| v.weight).sum::<usize>() > HELD_AT_MOST {
-            list.clear();
-        }
+        list.clear();
         let mut spare = lock(&self.spare);
         if list.capacity() > spare.capacity() {
-            // The list replaced is dropped after the lock, on this thread.
-            let replaced = std::mem::replace(&mut *spare, list);
-            drop(spare);
-            drop(replaced);
+            *spare = list;
         }
     }
 
@@ -166,14 +144,13 @@ mod tests {
         let value = Arc::clone(&list[0].value);
         let first = list.as_ptr();
         wb.give_back(list);
-        assert_eq!(Arc::strong_count(&value), 2, "a small batch's values held");
-        let mut next = wb.victim_list();
-        assert!(next.is_empty(), "emptied when taken");
         assert_eq!(
             Arc::strong_count(&value),
             1,
-            "its values dropped by the taker"
+            "its values dropped when given back"
         );
+        let mut next = wb.victim_list();
+        assert!(next.is_empty());
         assert_eq!(next.as_ptr(), first, "the same allocation");
         // Taken: the next one is new, and of two the larger stays.
         let mut other = wb.victim_list();
@@ -184,20 +161,5 @@ mod tests {
         wb.give_back(other);
         let kept = wb.victim_list();
         assert_eq!(kept.as_ptr(), first);
-    }
-
-    #[test]
-    fn a_large_batchs_values_are_not_held() {
-        let wb: WriteBehind<u64, Vec<u8>> = WriteBehind::default();
-        let mut list = wb.victim_list();
-        let heavy = Victim {
-            weight: HELD_AT_MOST + 1,
-            ..victim(0)
-        };
-        let value = Arc::clone(&heavy.value);
-        list.push(heavy);
-        wb.give_back(list);
-        assert_eq!(Arc::strong_count(&value), 1, "dropped when given back");
-        assert!(wb.victim_list().capacity() > 0, "the list itself kept");
     }
 }

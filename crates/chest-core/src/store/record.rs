@@ -222,6 +222,11 @@ impl Checked {
         if self.record.is_unique() {
             let mut value = Vec::from(self.record);
             value.truncate(self.len);
+            if value.capacity() > self.len + self.len / 8 + 64 {
+                // A record cut from a larger buffer (a network read's)
+                // would keep all of it: the value gets its own size.
+                value.shrink_to_fit();
+            }
             serializer.deserialize_vec(value)
         } else {
             serializer.deserialize_owned(self.into_bytes())
@@ -248,6 +253,23 @@ mod tests {
         let value: Vec<u8> = checked.deserialize(&crate::Raw).unwrap();
         assert_eq!(value, b"a small value");
         assert_eq!(value.as_ptr(), at, "the record's own buffer");
+    }
+
+    #[test]
+    fn a_record_cut_from_a_larger_buffer_does_not_keep_it() {
+        let mut buffer = vec![0u8; 1 << 16];
+        let record = record_of(b"in a large buffer");
+        buffer[100..100 + record.len()].copy_from_slice(&record);
+        let mut bytes = Bytes::from(buffer);
+        let cut = bytes.split_off(100).split_to(record.len());
+        drop(bytes);
+        let value: Vec<u8> = check(Ok(cut))
+            .ok()
+            .unwrap()
+            .deserialize(&crate::Raw)
+            .unwrap();
+        assert_eq!(value, b"in a large buffer");
+        assert!(value.capacity() < 1024, "capacity {}", value.capacity());
     }
 
     #[test]
