@@ -445,8 +445,11 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                 victims.push(v);
             }
         }
-        // Emptied (the values evicted leave memory) and kept for the next batch.
-        self.wb.give_back(victims);
+        // Emptied (the values evicted leave memory) and kept for the next
+        // batch; a flush's list of every dirty value is not kept past it.
+        if evict {
+            self.wb.give_back(victims);
+        }
         if evict {
             // Memory was freed (or the values were given back): callers
             // waiting for room look again.
