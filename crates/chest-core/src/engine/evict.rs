@@ -438,19 +438,15 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         while let Some((first, outcome)) = iter.next() {
             let sid = first.shard;
             let mut shard = self.lock_shard(sid);
-            self.place(&mut shard, &first, outcome, evict);
-            victims.push(first);
+            self.place(&mut shard, first, outcome, evict);
             while let Some((v, outcome)) = iter.next_if(|(v, _)| v.shard == sid) {
-                self.place(&mut shard, &v, outcome, evict);
-                victims.push(v);
+                self.place(&mut shard, v, outcome, evict);
             }
         }
-        // Emptied (the values evicted leave memory) and kept for the next
-        // batch; a flush's list of every dirty value is not kept past it.
         if evict {
+            // The list, empty, serves the next batch (a flush's list of
+            // every dirty value is not kept past it).
             self.wb.give_back(victims);
-        }
-        if evict {
             // Memory was freed (or the values were given back): callers
             // waiting for room look again.
             self.wb.wake();
@@ -469,7 +465,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
     /// If the value changed meanwhile (replaced, updated, removed), whoever
     /// changed it has put the key where it belongs; a written copy is
     /// garbage and is released.
-    fn place(&self, shard: &mut Shard<K, V>, v: &Victim<K, V>, outcome: Outcome, evict: bool) {
+    fn place(&self, shard: &mut Shard<K, V>, v: Victim<K, V>, outcome: Outcome, evict: bool) {
         if evict {
             self.budget.placed(v.weight);
         }

@@ -101,10 +101,11 @@ impl<K, V> WriteBehind<K, V> {
         std::mem::take(&mut *lock(&self.spare))
     }
 
-    /// Gives back a batch's list once its victims are placed: emptied here
-    /// (the values evicted leave memory now: a caller that dropped its own
-    /// handles expects them gone, and Python's buffer finds a value still
-    /// alive through its weak references); of two lists the larger is kept.
+    /// Gives back a batch's list once its victims are placed, emptied here
+    /// if it is not yet (a victim's handle held on would keep its value in
+    /// memory past its eviction: a caller that dropped its own handles
+    /// expects it gone, and Python's buffer finds a value still alive
+    /// through its weak references); of two lists the larger is kept.
     pub(crate) fn give_back(&self, mut list: Vec<Victim<K, V>>) {
         list.clear();
         let mut spare = lock(&self.spare);

@@ -75,9 +75,8 @@
 //!   shard's, never before; no I/O is done under either;
 //! - the writers' queue, the batches not yet placed and the errors not yet
 //!   reported are under the write-behind mutex, a leaf taken with no other
-//!   lock held (see [`crate::engine::writer`]); the empty list a placed
-//!   batch gives back for the next has a mutex of its own, a leaf taken
-//!   under a shard's (by the eviction that fills it) or with none.
+//!   lock held (see [`crate::engine::writer`]); so is the mutex of the
+//!   empty list a placed eviction batch gives back for the next one.
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 

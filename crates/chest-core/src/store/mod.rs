@@ -477,7 +477,7 @@ impl Store {
         (size as usize).saturating_sub(record::CRC_LEN)
     }
 
-    /// Reads a record and checks its checksum; returns the value's bytes.
+    /// Reads a record and checks its checksum.
     pub fn read(&self, loc: Loc) -> std::result::Result<Checked, ReadError> {
         let record = match record::request(loc) {
             (name, Some(range)) => self.backend.get_range(&name, range),

@@ -161,7 +161,7 @@ pub(crate) fn request(loc: Loc) -> (ObjectName, Option<std::ops::Range<u64>>) {
     }
 }
 
-/// Checks a record read from the backend; returns the value's bytes.
+/// Checks a record read from the backend (its checksum, its length).
 pub(crate) fn check(record: BackendResult<Bytes>) -> Result<Checked, ReadError> {
     let record = record.map_err(|e| match e {
         BackendError::RangeOutOfBounds { size, .. } => {
