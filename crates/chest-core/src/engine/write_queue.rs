@@ -6,6 +6,7 @@
 //! `state` is a leaf lock, nothing else is taken while it is held.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::engine::crew::Crew;
@@ -43,6 +44,12 @@ pub(crate) struct WriteBehind<K, V> {
     pub work: Condvar,
     /// Callers wait here for batches to be placed (backpressure, flush).
     pub placed: Condvar,
+    /// Whether `State::errors` holds any: set and cleared under the mutex
+    /// (by [`WriteBehind::keep_errors`] and [`WriteBehind::take_errors`]),
+    /// read without it, so that a call with nothing to report (every
+    /// insert) does not take the mutex the writers take, and the cache
+    /// line it lives in, from them.
+    errors_kept: AtomicBool,
     /// The list of the last batch placed, empty, for the next batch (see
     /// [`WriteBehind::victim_list`]). A leaf lock.
     spare: Mutex<Vec<Victim<K, V>>>,
@@ -58,7 +65,7 @@ pub(crate) struct State<K, V> {
     /// The number of the last batch that failed (in part), if any.
     pub last_failed: Option<u64>,
     /// Errors of batches not yet reported to a caller.
-    pub errors: Vec<Error>,
+    errors: Vec<Error>,
 }
 
 /// One eviction batch.
@@ -79,6 +86,7 @@ impl<K, V> Default for WriteBehind<K, V> {
             }),
             work: Condvar::new(),
             placed: Condvar::new(),
+            errors_kept: AtomicBool::new(false),
             spare: Mutex::new(Vec::new()),
         }
     }
@@ -87,6 +95,26 @@ impl<K, V> Default for WriteBehind<K, V> {
 impl<K, V> WriteBehind<K, V> {
     pub(crate) fn state(&self) -> MutexGuard<'_, State<K, V>> {
         lock(&self.state)
+    }
+
+    /// Keeps `errors` of a batch for the caller (at most
+    /// [`MAX_KEPT_ERRORS`] in all), under `st`, this queue's state.
+    pub(crate) fn keep_errors(&self, st: &mut State<K, V>, errors: Vec<Error>) {
+        let room = MAX_KEPT_ERRORS.saturating_sub(st.errors.len());
+        st.errors.extend(errors.into_iter().take(room));
+        self.errors_kept
+            .store(!st.errors.is_empty(), Ordering::Release);
+    }
+
+    /// The errors kept and not yet reported (and forgets them); without
+    /// taking the mutex when there are none.
+    pub(crate) fn take_errors(&self) -> Vec<Error> {
+        if !self.errors_kept.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        let mut st = self.state();
+        self.errors_kept.store(false, Ordering::Release);
+        std::mem::take(&mut st.errors)
     }
 
     /// A list for a batch of victims: the last batch's list, given back
@@ -134,6 +162,26 @@ mod tests {
             value: Arc::new(vec![1; 8]),
             weight: 8,
         }
+    }
+
+    #[test]
+    fn errors_kept_are_taken_once_and_at_most_max_kept() {
+        let wb: WriteBehind<u64, Vec<u8>> = WriteBehind::default();
+        assert!(wb.take_errors().is_empty());
+        let error = |i: usize| Error::Closed {
+            location: format!("memory://{i}"),
+            operation: "insert".into(),
+        };
+        let mut st = wb.state();
+        wb.keep_errors(&mut st, (0..MAX_KEPT_ERRORS + 3).map(error).collect());
+        drop(st);
+        assert_eq!(wb.take_errors().len(), MAX_KEPT_ERRORS);
+        assert!(wb.take_errors().is_empty(), "taken once");
+        let mut st = wb.state();
+        wb.keep_errors(&mut st, Vec::new());
+        wb.keep_errors(&mut st, vec![error(1)]);
+        drop(st);
+        assert_eq!(wb.take_errors().len(), 1);
     }
 
     #[test]

@@ -64,7 +64,7 @@ use crate::engine::crew::next_job;
 use crate::engine::guard::panic_message;
 use crate::engine::inner::Inner;
 use crate::engine::locks::join;
-use crate::engine::write_queue::{Job, Outcome, State, Victim, MAX_KEPT_ERRORS};
+use crate::engine::write_queue::{Job, Outcome, State, Victim};
 use crate::error::{Error, Result};
 use crate::map::budget::Marks;
 use crate::value::serializer::Serializer;
@@ -258,8 +258,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         st.unplaced.remove(&seq);
         if !errors.is_empty() {
             st.last_failed = st.last_failed.max(Some(seq));
-            let room = MAX_KEPT_ERRORS.saturating_sub(st.errors.len());
-            st.errors.extend(errors.into_iter().take(room));
+            self.wb.keep_errors(&mut st, errors);
         }
         drop(st);
         self.wb.placed.notify_all();
@@ -285,7 +284,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
 
     /// The errors of background writes not yet reported (and forgets them).
     pub(crate) fn take_errors(&self) -> Vec<Error> {
-        std::mem::take(&mut self.wb.state().errors)
+        self.wb.take_errors()
     }
 
     /// Returns the errors of background writes not yet reported.
