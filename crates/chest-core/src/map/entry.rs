@@ -75,8 +75,10 @@
 //!   shard's, never before; no I/O is done under either;
 //! - the writers' queue, the batches not yet placed and the errors not yet
 //!   reported are under the write-behind mutex, a leaf taken with no other
-//!   lock held (see [`crate::engine::writer`]); so is the mutex of the
-//!   empty list a placed eviction batch gives back for the next one.
+//!   lock held (see [`crate::engine::writer`]; whether there are errors is
+//!   also in an atomic, changed under it and read without it); so is the
+//!   mutex of the empty list a placed eviction batch gives back for the
+//!   next one.
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
