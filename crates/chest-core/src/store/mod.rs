@@ -535,7 +535,9 @@ impl Store {
     /// with no shard lock held; cheap when there is nothing to delete. A
     /// failed delete only leaves garbage that the next open removes.
     pub fn reap(&self) {
-        if !self.reapable.swap(false, Ordering::Acquire) {
+        // Read before it is swapped: a swap writes the cache line even when
+        // nothing changes, and every insert and every batch calls this.
+        if !self.reapable.load(Ordering::Relaxed) || !self.reapable.swap(false, Ordering::Acquire) {
             return;
         }
         let ids = std::mem::take(&mut self.table().unnamed);
