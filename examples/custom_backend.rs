@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
-use chest::backend::{check_name, join_parts, slice_whole, unsupported};
+use chest::backend::{check_name, join_parts, refuse_conditional, refuse_versioned, slice_whole};
 use chest::{
     Backend, BackendError, BackendResult, Chest, GetOptions, GetResult, ObjectVersion, PutOptions,
 };
@@ -34,13 +34,8 @@ impl Backend for MapStore {
         opts: PutOptions,
     ) -> BackendResult<Option<ObjectVersion>> {
         check_name(self.location(), name)?;
-        if opts.mode.is_conditional() {
-            // No versions here: a chest then trusts its user to open one writer.
-            return Err(unsupported(
-                self.location(),
-                format!("conditional write of {name:?}"),
-            ));
-        }
+        // No versions here: a chest then trusts its user to open one writer.
+        refuse_conditional(self.location(), name, &opts)?;
         let data = join_parts(parts); // the object is the parts' concatenation
         self.0
             .write()
@@ -51,12 +46,7 @@ impl Backend for MapStore {
 
     fn get_opts(&self, name: &str, opts: GetOptions) -> BackendResult<GetResult> {
         check_name(self.location(), name)?;
-        if opts.version {
-            return Err(unsupported(
-                self.location(),
-                format!("versioned read of {name:?}"),
-            ));
-        }
+        refuse_versioned(self.location(), name, &opts)?;
         let map = self.0.read().unwrap_or_else(PoisonError::into_inner);
         let all = map
             .get(name)

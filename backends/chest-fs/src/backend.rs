@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use chest_core::backend::{check_name, check_range, unsupported};
+use chest_core::backend::{check_name, check_range, refuse_conditional, refuse_versioned};
 use chest_core::{
     Backend, BackendError, BackendResult, Capabilities, GetOptions, GetResult, ObjectVersion,
     PutOptions, ReadCost, SingleWriter,
@@ -714,14 +714,7 @@ impl Backend for FsBackend {
         parts: Vec<Bytes>,
         opts: PutOptions,
     ) -> BackendResult<Option<ObjectVersion>> {
-        if opts.mode.is_conditional() {
-            return Err(unsupported(
-                &self.location,
-                format!(
-                    "conditional write of {name:?} (a directory is kept to one writer by its lock)"
-                ),
-            ));
-        }
+        refuse_conditional(&self.location, name, &opts)?;
         let fsync = self.opts.fsync || (opts.durable && self.opts.sync_on_flush);
         self.put_object(name, &parts, fsync)?;
         Ok(None)
@@ -736,12 +729,7 @@ impl Backend for FsBackend {
     /// A whole object is read in one go; a range through a cache of open
     /// handles (positioned reads, or a map with `?mmap=true`). No versions.
     fn get_opts(&self, name: &str, opts: GetOptions) -> BackendResult<GetResult> {
-        if opts.version {
-            return Err(unsupported(
-                &self.location,
-                format!("versioned read of {name:?}"),
-            ));
-        }
+        refuse_versioned(&self.location, name, &opts)?;
         let data = match opts.range {
             None => self.get_whole(name)?,
             Some(range) => self.get_range_of(name, range)?,

@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use super::BackendResult;
+use super::{BackendResult, GetOptions, PutOptions};
 use crate::error::BackendError;
 
 /// The parts of an object as one buffer (no copy for a single part).
@@ -75,6 +75,30 @@ pub fn slice_whole(
             Ok(whole.slice(range.start as usize..range.end as usize))
         }
     }
+}
+
+/// For a store without versions: refuses a conditional write (rule R12:
+/// refused, nothing written), lets any other through.
+pub fn refuse_conditional(location: &str, name: &str, opts: &PutOptions) -> BackendResult<()> {
+    if opts.mode.is_conditional() {
+        return Err(unsupported(
+            location,
+            format!("conditional write of {name:?} (the store keeps no versions)"),
+        ));
+    }
+    Ok(())
+}
+
+/// For a store without versions: refuses a versioned read (rule R12),
+/// lets any other through.
+pub fn refuse_versioned(location: &str, name: &str, opts: &GetOptions) -> BackendResult<()> {
+    if opts.version {
+        return Err(unsupported(
+            location,
+            format!("versioned read of {name:?} (the store keeps no versions)"),
+        ));
+    }
+    Ok(())
 }
 
 /// The error of a store that cannot do what was asked: a conditional

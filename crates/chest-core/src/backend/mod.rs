@@ -19,7 +19,10 @@ use bytes::Bytes;
 use crate::error::BackendError;
 
 pub use capabilities::{Capabilities, ReadCost, SingleWriter};
-pub use checks::{check_name, check_range, join_parts, slice_whole, unsupported};
+pub use checks::{
+    check_name, check_range, join_parts, refuse_conditional, refuse_versioned, slice_whole,
+    unsupported,
+};
 pub use ext::BackendExt;
 pub use options::{GetOptions, GetResult, ObjectVersion, PutMode, PutOptions};
 
@@ -159,7 +162,8 @@ pub type BackendResult<T> = std::result::Result<T, BackendError>;
 /// unchanged. Every other store keeps a condition or refuses it: one that
 /// cannot keep it (a local directory; an S3 server that ignores
 /// conditions) answers [`BackendError::Unsupported`] and writes nothing,
-/// and a store without versions answers a versioned read so too. —
+/// and a store without versions answers a versioned read so too
+/// ([`refuse_conditional`] and [`refuse_versioned`] do both). —
 /// `conditional_writes`, `conditional_writes_race`,
 /// `second_writer_refused`, `writers_race_to_open`,
 /// `taken_over_writer_is_fenced`, `paused_writer_cannot_commit`,

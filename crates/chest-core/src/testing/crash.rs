@@ -51,8 +51,8 @@ use bytes::Bytes;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::BackendExt;
 use crate::backend::{
-    check_name, join_parts, slice_whole, unsupported, Backend, BackendResult, Capabilities,
-    GetOptions, GetResult, ObjectVersion, PutOptions,
+    check_name, join_parts, refuse_conditional, refuse_versioned, slice_whole, Backend,
+    BackendResult, Capabilities, GetOptions, GetResult, ObjectVersion, PutOptions,
 };
 use crate::error::BackendError;
 
@@ -622,12 +622,7 @@ impl Backend for CrashBackend {
         opts: PutOptions,
     ) -> BackendResult<Option<ObjectVersion>> {
         check_name(&self.location, name)?;
-        if opts.mode.is_conditional() {
-            return Err(unsupported(
-                &self.location,
-                format!("conditional write of {name:?}"),
-            ));
-        }
+        refuse_conditional(&self.location, name, &opts)?;
         let data = join_parts(parts);
         if opts.durable {
             self.put_durable_now(name, data);
@@ -639,12 +634,7 @@ impl Backend for CrashBackend {
 
     fn get_opts(&self, name: &str, opts: GetOptions) -> BackendResult<GetResult> {
         check_name(&self.location, name)?;
-        if opts.version {
-            return Err(unsupported(
-                &self.location,
-                format!("versioned read of {name:?}"),
-            ));
-        }
+        refuse_versioned(&self.location, name, &opts)?;
         let all = self
             .state()
             .live
