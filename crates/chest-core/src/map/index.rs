@@ -2,11 +2,14 @@
 //! `dict` has been since 3.6.
 //!
 //! The entries (key and slot) sit densely in a vector; the hash table holds
-//! only their positions, 4 bytes each. A hash table must stay sparse — at
-//! most 7/8 full, and half of that just after it doubles — so keeping the
-//! 24-byte entries of a `u64` key out of it and only 4-byte positions in it
-//! makes the sparseness cheap: a reopened chest of 1,000,000 keys takes
-//! about 35 bytes a key instead of 52 (W4 in the benchmark).
+//! only their positions, 4 bytes each (with a byte of the hash to tell
+//! them apart, in cache-line chunks: see [`super::positions`]). A hash
+//! table must stay sparse — at most 7/8 full, and half of that just after
+//! it doubles — so keeping the 24-byte entries of a `u64` key out of it and
+//! only 4-byte positions in it makes the sparseness cheap: a reopened chest
+//! of 1,000,000 keys takes about 33 bytes a key instead of 52 (W4 in the
+//! benchmark). A lookup reads the positions' chunk, then the entry: two
+//! cache misses on a large index.
 //!
 //! Removing a key moves the last entry into its place (and points the
 //! moved entry's bucket there), so the entries stay dense. Iteration goes
@@ -17,7 +20,7 @@
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 
-use hashbrown::HashTable;
+use super::positions::Positions;
 
 /// The hasher of the index's tables (and of the largest-first order):
 /// fast, seeded per process.
@@ -26,7 +29,7 @@ pub(crate) type FastHash = foldhash::fast::RandomState;
 /// A hash map of dense entries and a table of their positions.
 pub(crate) struct Index<K, V> {
     /// Positions in `entries`, hashed by their entry's key.
-    table: HashTable<u32>,
+    table: Positions,
     entries: Vec<(K, V)>,
     hasher: FastHash,
 }
@@ -34,7 +37,7 @@ pub(crate) struct Index<K, V> {
 impl<K, V> Default for Index<K, V> {
     fn default() -> Self {
         Self {
-            table: HashTable::new(),
+            table: Positions::new(),
             entries: Vec::new(),
             hasher: FastHash::default(),
         }
@@ -58,10 +61,10 @@ impl<K: Hash + Eq, V> Index<K, V> {
     {
         let entries = &self.entries;
         self.table
-            .find(self.hasher.hash_one(key), |&i| {
+            .find(self.hasher.hash_one(key), |i| {
                 entries[i as usize].0.borrow() == key
             })
-            .map(|&i| i as usize)
+            .map(|i| i as usize)
     }
 
     /// Where `key`'s entry is now (a hint for the `_hinted` lookups), and
@@ -148,11 +151,21 @@ impl<K: Hash + Eq, V> Index<K, V> {
             entries,
             hasher,
         } = self;
-        if let Some(&i) = table.find(hash, |&i| entries[i as usize].0 == key) {
+        let at = u32::try_from(entries.len()).expect("a shard holds fewer than 2^32 keys");
+        if table.is_full() {
+            if let Some(i) = table.find(hash, |i| entries[i as usize].0 == key) {
+                return Some(std::mem::replace(&mut entries[i as usize].1, value));
+            }
+            // Rebuilt twice as large, from the entries in order (a walk
+            // through them rather than through the old table).
+            table.rebuild(
+                entries.len() + 1,
+                entries.iter().map(|(k, _)| hasher.hash_one(k)),
+            );
+        }
+        if let Some(&mut i) = table.find_or_insert(hash, at, |i| entries[i as usize].0 == key) {
             return Some(std::mem::replace(&mut entries[i as usize].1, value));
         }
-        let at = u32::try_from(entries.len()).expect("a shard holds fewer than 2^32 keys");
-        table.insert_unique(hash, at, |&i| hasher.hash_one(&entries[i as usize].0));
         entries.push((key, value));
         None
     }
@@ -164,14 +177,12 @@ impl<K: Hash + Eq, V> Index<K, V> {
     {
         let hash = self.hasher.hash_one(key);
         let entries = &self.entries;
-        let at = match self
+        let at = self
             .table
-            .find_entry(hash, |&i| entries[i as usize].0.borrow() == key)
-        {
-            Ok(bucket) => bucket.remove().0 as usize,
-            Err(_) => return None,
-        };
-        Some(self.remove_at(at))
+            .remove(hash, |i| entries[i as usize].0.borrow() == key)?;
+        let value = self.remove_at(at as usize);
+        self.shrink_if_sparse();
+        Some(value)
     }
 
     /// Removes the entry at `at`, whose bucket is already gone: the last
@@ -187,17 +198,31 @@ impl<K: Hash + Eq, V> Index<K, V> {
             // The last entry moves to `at`: point its bucket there.
             let moved = hasher.hash_one(&entries[last].0);
             let bucket = table
-                .find_mut(moved, |&i| i as usize == last)
+                .find_mut(moved, |i| i as usize == last)
                 .expect("every entry has a bucket");
             *bucket = at as u32;
         }
-        let (_, value) = entries.swap_remove(at);
+        entries.swap_remove(at).1
+    }
+
+    /// Gives back what mass removals left unused. Every entry must have
+    /// its bucket (the table is rebuilt from the entries).
+    fn shrink_if_sparse(&mut self) {
+        let Self {
+            table,
+            entries,
+            hasher,
+        } = self;
         if entries.capacity() > 64 && entries.len() < entries.capacity() / 4 {
             // Give back what mass removals left unused.
             entries.shrink_to(entries.len() * 2);
-            table.shrink_to(entries.len(), |&i| hasher.hash_one(&entries[i as usize].0));
+            if table.would_shrink(entries.len() * 2) {
+                table.rebuild(
+                    entries.len() * 2,
+                    entries.iter().map(|(k, _)| hasher.hash_one(k)),
+                );
+            }
         }
-        value
     }
 
     /// An index of `entries` (a reopen's keys, decoded into a vector that
@@ -205,7 +230,7 @@ impl<K: Hash + Eq, V> Index<K, V> {
     /// value.
     pub fn from_entries(entries: Vec<(K, V)>) -> Self {
         let mut index = Self {
-            table: HashTable::with_capacity(entries.len()),
+            table: Positions::with_capacity(entries.len()),
             entries,
             hasher: FastHash::default(),
         };
@@ -217,13 +242,11 @@ impl<K: Hash + Eq, V> Index<K, V> {
         let mut repeated = Vec::new();
         for (i, (key, _)) in entries.iter().enumerate() {
             let hash = hasher.hash_one(key);
-            match table.find_mut(hash, |&j| entries[j as usize].0 == *key) {
+            let at = u32::try_from(i).expect("a shard holds fewer than 2^32 keys");
+            if let Some(earlier) = table.find_or_insert(hash, at, |j| entries[j as usize].0 == *key)
+            {
                 // The later entry wins; the earlier one goes below.
-                Some(earlier) => repeated.push(std::mem::replace(earlier, i as u32)),
-                None => {
-                    let at = u32::try_from(i).expect("a shard holds fewer than 2^32 keys");
-                    table.insert_unique(hash, at, |&j| hasher.hash_one(&entries[j as usize].0));
-                }
+                repeated.push(std::mem::replace(earlier, at));
             }
         }
         // Remove the superseded entries, from the last position down (each
@@ -232,6 +255,7 @@ impl<K: Hash + Eq, V> Index<K, V> {
         for at in repeated {
             index.remove_at(at as usize);
         }
+        index.shrink_if_sparse();
         index
     }
 
@@ -261,6 +285,11 @@ impl<K: Hash + Eq, V> Index<K, V> {
                 self.entries.len()
             ));
         }
+        self.table.check(|i| {
+            self.entries
+                .get(i as usize)
+                .map_or(0, |(k, _)| self.hasher.hash_one(k))
+        })?;
         for (i, (k, _)) in self.entries.iter().enumerate() {
             if self.find(k) != Some(i) {
                 return Err(format!("entry {i} of the index is not found where it is"));
