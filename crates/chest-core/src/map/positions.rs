@@ -4,7 +4,7 @@
 //! A chunk holds 12 slots: a one-byte tag per slot (8 bits of the key's
 //! hash; 0 marks an empty slot) and, in the same 64 bytes, the 12
 //! positions they tag. A lookup loads one chunk, compares the 12 tags at
-//! once (as the bytes of two integers), and then reads the entry a matching
+//! once (SSE2's byte compare), and then reads the entry a matching
 //! position points to: two memory accesses on a table too large for the
 //! cache. A Swiss table of positions (hashbrown's, which this replaced)
 //! keeps its tags and its buckets in different cache lines: three. The
@@ -34,15 +34,22 @@ const SLOTS: usize = 12;
 const OVERFLOW: usize = SLOTS;
 /// The tag of an empty slot.
 const EMPTY: u8 = 0;
+/// The slots' bits in a chunk's 16 tag bytes.
+const SLOT_BITS: u32 = (1 << SLOTS) - 1;
+
 /// Every byte of a `u64` 0x01, 0x7f, 0x80.
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
 const ONES: u64 = u64::from_le_bytes([1; 8]);
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
 const LOW7: u64 = ONES * 0x7f;
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
 const HIGH: u64 = ONES * 0x80;
 
 /// The high bit of each byte of `x` that is zero, exactly: the low 7 bits
 /// plus 0x7f carry into the byte's high bit unless they are all zero (and
 /// never into the next byte), and `| x` adds the byte's own high bit.
-#[inline]
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
+#[inline(always)]
 fn zero_bytes(x: u64) -> u64 {
     !(((x & LOW7) + LOW7) | x) & HIGH
 }
@@ -50,7 +57,8 @@ fn zero_bytes(x: u64) -> u64 {
 /// The high bits of the 8 bytes of `x` as the low 8 bits (byte `i`'s to
 /// bit `i`): the multiply adds each byte's bit, shifted to its place in the
 /// top byte, with no two terms on one bit (so no carries).
-#[inline]
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
+#[inline(always)]
 fn gather(x: u64) -> u32 {
     ((x >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32
 }
@@ -71,17 +79,40 @@ impl Chunk {
         positions: [0; SLOTS],
     };
 
-    /// The slots whose tag is `tag`: the 12 tags compared at once, as the
-    /// bytes of a `u64` (slots 0 to 7) and of a `u32` (8 to 11).
-    #[inline]
+    /// The slots whose tag is `tag`: the 12 tags compared at once, by
+    /// SSE2's byte compare on x86-64, else as the bytes of two `u64`.
+    #[inline(always)]
     fn matching(&self, tag: u8) -> Slots {
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        {
+            self.matching_sse2(tag)
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+        {
+            self.matching_swar(tag)
+        }
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[inline(always)]
+    fn matching_sse2(&self, tag: u8) -> Slots {
+        use safe_arch::{cmp_eq_mask_i8_m128i, m128i, move_mask_i8_m128i, set_splat_i8_m128i};
+        let equal = cmp_eq_mask_i8_m128i(m128i::from(self.tags), set_splat_i8_m128i(tag as i8));
+        Slots(move_mask_i8_m128i(equal) as u32 & SLOT_BITS)
+    }
+
+    /// The same with `u64` arithmetic: slots 0 to 7 in one word, 8 to 11
+    /// in the other with the overflow count and the unused bytes, masked
+    /// off.
+    #[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
+    #[inline(always)]
+    fn matching_swar(&self, tag: u8) -> Slots {
         let low: [u8; 8] = self.tags[..8].try_into().expect("8 bytes");
-        let high: [u8; 4] = self.tags[8..SLOTS].try_into().expect("4 bytes");
+        let high: [u8; 8] = self.tags[8..].try_into().expect("8 bytes");
         let tags = ONES * u64::from(tag);
         let low = zero_bytes(u64::from_le_bytes(low) ^ tags);
-        // The 4 bytes above the `u32` compare as 0: not slots.
-        let high = zero_bytes(u64::from(u32::from_le_bytes(high)) ^ tags) & 0x8080_8080;
-        Slots(gather(low) | gather(high) << 8)
+        let high = zero_bytes(u64::from_le_bytes(high) ^ tags);
+        Slots((gather(low) | gather(high) << 8) & SLOT_BITS)
     }
 
     /// How many keys passed this chunk.
@@ -96,7 +127,7 @@ struct Slots(u32);
 impl Iterator for Slots {
     type Item = usize;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<usize> {
         if self.0 == 0 {
             return None;
@@ -196,7 +227,7 @@ impl Positions {
     /// Where the position the key of `hash` is at sits: its chunk, its
     /// slot and how many chunks its probe passed. `eq` tells whether a
     /// position holds the key.
-    #[inline]
+    #[inline(always)]
     fn find_slot(
         &self,
         hash: u64,
@@ -223,7 +254,7 @@ impl Positions {
 
     /// The position of the key of `hash` (`eq` tells whether a position
     /// holds it).
-    #[inline]
+    #[inline(always)]
     pub fn find(&self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<u32> {
         self.find_slot(hash, eq)
             .map(|(at, slot, _)| self.chunks[at].positions[slot])
@@ -430,11 +461,12 @@ mod tests {
     }
 
     proptest! {
-        /// The compare finds the slots a byte-by-byte scan finds.
+        /// Both compares find the slots a byte-by-byte scan finds.
         #[test]
         fn tags_match_as_a_scan_finds(tags in any::<[u8; 16]>(), tag in any::<u8>()) {
             let chunk = Chunk { tags, positions: [0; SLOTS] };
             let expected: Vec<usize> = (0..SLOTS).filter(|&s| tags[s] == tag).collect();
+            prop_assert_eq!(chunk.matching_swar(tag).collect::<Vec<_>>(), expected.clone());
             prop_assert_eq!(chunk.matching(tag).collect::<Vec<_>>(), expected);
             let all = Chunk { tags: [tag; 16], positions: [0; SLOTS] };
             prop_assert_eq!(all.matching(tag).count(), SLOTS);
