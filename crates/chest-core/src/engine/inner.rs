@@ -25,10 +25,27 @@ use crate::stats::Counters;
 use crate::store::{Loc, Store};
 use crate::value::serializer::Serializer;
 
+/// A shard behind its lock, on cache lines of its own (128 bytes: x86
+/// processors fetch lines in pairs): threads working in two shards do not
+/// take a line from each other when they lock, stamp a tick or count a
+/// hit. Without it, where a shard's lock word falls depends on the size
+/// of a shard: when the index's table grew by 8 bytes, two threads of hits
+/// (W3) ran 10% slower than with this.
+#[repr(align(128))]
+pub(crate) struct ShardLock<K, V>(Mutex<Shard<K, V>>);
+
+impl<K, V> std::ops::Deref for ShardLock<K, V> {
+    type Target = Mutex<Shard<K, V>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
 /// What a [`Chest`] holds: everything its own calls and its background
 /// writers and readers work on.
 pub(crate) struct Inner<K: Key, V: Send + Sync + 'static, S: Serializer<V>> {
-    pub(crate) shards: Box<[Mutex<Shard<K, V>>]>,
+    pub(crate) shards: Box<[ShardLock<K, V>]>,
     /// Picks each key's shard (see [`ShardHash`]).
     hasher: ShardHash,
     pub(crate) store: Store,
@@ -117,7 +134,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
         let shards = (0..config.shards)
             .map(|_| {
                 let shard = Shard::new(config.policy, recent_slots(&config));
-                Mutex::new(match config.admission {
+                ShardLock(Mutex::new(match config.admission {
                     // The same sizing as the doorkeeper's: a counter a row
                     // per KiB of budget, at least 1,024 a chest.
                     Admission::Frequency => shard.counting_frequencies(
@@ -125,7 +142,7 @@ impl<K: Key, V: Send + Sync + 'static, S: Serializer<V>> Inner<K, V, S> {
                         worth,
                     ),
                     _ => shard,
-                })
+                }))
             })
             .collect();
         let budget = Budget::new(config.budget, config.evict_batch, config.large_value);

@@ -2,7 +2,7 @@
 //! its entries, found by hash, in chunks of one cache line each.
 //!
 //! A chunk holds 12 slots: a one-byte tag per slot (8 bits of the key's
-//! hash; 0 marks an empty slot) and, in the same 64 bytes, the 12
+//! hash), a mask of the slots taken and, in the same 64 bytes, the 12
 //! positions they tag. A lookup loads one chunk, compares the 12 tags at
 //! once (SSE2's byte compare), and then reads the entry a matching
 //! position points to: two memory accesses on a table too large for the
@@ -23,18 +23,18 @@
 //!
 //! # Invariants (checked by [`Positions::check`])
 //!
-//! - `len` is the number of non-empty slots;
+//! - `len` is the number of slots taken;
 //! - each chunk's overflow is the number of keys whose probe passed it
 //!   (or 255);
 //! - at most 7/8 of the slots are taken: a probe always ends.
 
 /// Slots in a chunk.
 const SLOTS: usize = 12;
-/// Index of the overflow count in a chunk's 16 tag bytes.
+/// Where a chunk's head holds its overflow count, and its mask of the
+/// slots taken (a `u16`, little-endian).
 const OVERFLOW: usize = SLOTS;
-/// The tag of an empty slot.
-const EMPTY: u8 = 0;
-/// The slots' bits in a chunk's 16 tag bytes.
+const TAKEN: usize = 14;
+/// The slots' bits in a mask of a chunk's slots.
 const SLOT_BITS: u32 = (1 << SLOTS) - 1;
 
 /// Every byte of a `u64` 0x01, 0x7f, 0x80.
@@ -63,61 +63,88 @@ fn gather(x: u64) -> u32 {
     ((x >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32
 }
 
-/// One cache line: 12 slots' tags, the overflow count, 12 positions.
+/// One cache line: a head of 16 bytes (the 12 slots' tags, the overflow
+/// count, a byte unused, the mask of the slots taken) and 12 positions.
+/// A slot not taken keeps whatever tag it had: the mask says which count.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Chunk {
-    /// The slots' tags (`EMPTY` for an empty slot), then the overflow
-    /// count, then 3 bytes unused.
-    tags: [u8; 16],
+    head: [u8; 16],
     positions: [u32; SLOTS],
 }
 
 impl Chunk {
     const EMPTY: Chunk = Chunk {
-        tags: [EMPTY; 16],
+        head: [0; 16],
         positions: [0; SLOTS],
     };
 
-    /// The slots whose tag is `tag`: the 12 tags compared at once, by
-    /// SSE2's byte compare on x86-64, else as the bytes of two `u64`.
+    /// The slots taken (masked to the slots, so that the compiler knows a
+    /// slot from it is within `positions`: no bounds check).
+    #[inline(always)]
+    fn taken(&self) -> u32 {
+        u32::from(u16::from_le_bytes([self.head[TAKEN], self.head[TAKEN + 1]])) & SLOT_BITS
+    }
+
+    fn set_taken(&mut self, taken: u32) {
+        debug_assert_eq!(taken & !SLOT_BITS, 0);
+        [self.head[TAKEN], self.head[TAKEN + 1]] = (taken as u16).to_le_bytes();
+    }
+
+    /// The first slot not taken, if any.
+    #[inline(always)]
+    fn vacant(&self) -> Option<usize> {
+        Slots(!self.taken() & SLOT_BITS).next()
+    }
+
+    /// Puts `tag` and `position` in the vacant `slot`.
+    #[inline(always)]
+    fn fill(&mut self, slot: usize, tag: u8, position: u32) {
+        self.head[slot] = tag;
+        self.positions[slot] = position;
+        self.set_taken(self.taken() | 1 << slot);
+    }
+
+    /// The slots taken whose tag is `tag`: the 12 tags compared at once,
+    /// by SSE2's byte compare on x86-64, else as the bytes of two `u64`.
     #[inline(always)]
     fn matching(&self, tag: u8) -> Slots {
         #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-        {
-            self.matching_sse2(tag)
-        }
+        let equal = self.equal_sse2(tag);
         #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-        {
-            self.matching_swar(tag)
-        }
+        let equal = self.equal_swar(tag);
+        Slots(equal & self.taken())
     }
 
+    /// The bytes of the head equal to `tag`, a bit each (slots' and not).
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     #[inline(always)]
-    fn matching_sse2(&self, tag: u8) -> Slots {
+    fn equal_sse2(&self, tag: u8) -> u32 {
         use safe_arch::{cmp_eq_mask_i8_m128i, m128i, move_mask_i8_m128i, set_splat_i8_m128i};
-        let equal = cmp_eq_mask_i8_m128i(m128i::from(self.tags), set_splat_i8_m128i(tag as i8));
-        Slots(move_mask_i8_m128i(equal) as u32 & SLOT_BITS)
+        let equal = cmp_eq_mask_i8_m128i(m128i::from(self.head), set_splat_i8_m128i(tag as i8));
+        move_mask_i8_m128i(equal) as u32
     }
 
-    /// The same with `u64` arithmetic: slots 0 to 7 in one word, 8 to 11
-    /// in the other with the overflow count and the unused bytes, masked
-    /// off.
+    /// The same with `u64` arithmetic, on the head's two halves.
     #[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
     #[inline(always)]
-    fn matching_swar(&self, tag: u8) -> Slots {
-        let low: [u8; 8] = self.tags[..8].try_into().expect("8 bytes");
-        let high: [u8; 8] = self.tags[8..].try_into().expect("8 bytes");
+    fn equal_swar(&self, tag: u8) -> u32 {
+        let low: [u8; 8] = self.head[..8].try_into().expect("8 bytes");
+        let high: [u8; 8] = self.head[8..].try_into().expect("8 bytes");
         let tags = ONES * u64::from(tag);
         let low = zero_bytes(u64::from_le_bytes(low) ^ tags);
         let high = zero_bytes(u64::from_le_bytes(high) ^ tags);
-        Slots((gather(low) | gather(high) << 8) & SLOT_BITS)
+        gather(low) | gather(high) << 8
     }
 
     /// How many keys passed this chunk.
+    #[inline(always)]
     fn overflow(&self) -> u8 {
-        self.tags[OVERFLOW]
+        self.head[OVERFLOW]
+    }
+
+    fn overflow_mut(&mut self) -> &mut u8 {
+        &mut self.head[OVERFLOW]
     }
 }
 
@@ -138,11 +165,10 @@ impl Iterator for Slots {
     }
 }
 
-/// A hash's tag: its top byte, never `EMPTY`.
-#[inline]
+/// A hash's tag: its top byte.
+#[inline(always)]
 fn tag(hash: u64) -> u8 {
-    let t = (hash >> 56) as u8;
-    t | u8::from(t == EMPTY)
+    (hash >> 56) as u8
 }
 
 /// The chunks a hash visits, in order.
@@ -240,12 +266,13 @@ impl Positions {
         let mut probe = Probe::new(hash, self.chunks.len());
         loop {
             let chunk = &self.chunks[probe.at];
+            let overflow = chunk.overflow();
             for slot in chunk.matching(tag) {
                 if eq(chunk.positions[slot]) {
                     return Some((probe.at, slot, probe.step));
                 }
             }
-            if chunk.overflow() == 0 || probe.step + 1 >= self.chunks.len() {
+            if overflow == 0 || probe.step + 1 >= self.chunks.len() {
                 return None;
             }
             probe.advance();
@@ -294,7 +321,7 @@ impl Positions {
             if let Some(slot) = chunk.matching(tag).find(|&slot| eq(chunk.positions[slot])) {
                 return Some(&mut self.chunks[probe.at].positions[slot]);
             }
-            if vacant.is_none() && chunk.matching(EMPTY).next().is_some() {
+            if vacant.is_none() && chunk.vacant().is_some() {
                 vacant = Some(probe.step);
             }
             if chunk.overflow() == 0 || probe.step + 1 >= chunks {
@@ -308,14 +335,13 @@ impl Positions {
             Some(step) => {
                 let mut probe = Probe::new(hash, chunks);
                 for _ in 0..step {
-                    let overflow = &mut self.chunks[probe.at].tags[OVERFLOW];
+                    let overflow = self.chunks[probe.at].overflow_mut();
                     *overflow = overflow.saturating_add(1);
                     probe.advance();
                 }
                 let chunk = &mut self.chunks[probe.at];
-                let slot = chunk.matching(EMPTY).next().expect("a vacant slot");
-                chunk.tags[slot] = tag;
-                chunk.positions[slot] = at;
+                let slot = chunk.vacant().expect("a vacant slot");
+                chunk.fill(slot, tag, at);
                 self.len += 1;
             }
             // None on the way: the first empty slot after it.
@@ -333,13 +359,13 @@ impl Positions {
         let mut probe = Probe::new(hash, self.chunks.len());
         loop {
             let chunk = &mut self.chunks[probe.at];
-            if let Some(slot) = chunk.matching(EMPTY).next() {
-                chunk.tags[slot] = tag;
-                chunk.positions[slot] = at;
+            if let Some(slot) = chunk.vacant() {
+                chunk.fill(slot, tag, at);
                 self.len += 1;
                 return;
             }
-            chunk.tags[OVERFLOW] = chunk.tags[OVERFLOW].saturating_add(1);
+            let overflow = chunk.overflow_mut();
+            *overflow = overflow.saturating_add(1);
             debug_assert!(
                 probe.step + 1 < self.chunks.len(),
                 "a probe visits every chunk"
@@ -353,12 +379,12 @@ impl Positions {
     pub fn remove(&mut self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<u32> {
         let (at, slot, passed) = self.find_slot(hash, eq)?;
         let chunk = &mut self.chunks[at];
-        chunk.tags[slot] = EMPTY;
+        chunk.set_taken(chunk.taken() & !(1 << slot));
         let position = chunk.positions[slot];
         self.len -= 1;
         let mut probe = Probe::new(hash, self.chunks.len());
         for _ in 0..passed {
-            let overflow = &mut self.chunks[probe.at].tags[OVERFLOW];
+            let overflow = self.chunks[probe.at].overflow_mut();
             debug_assert!(*overflow > 0, "a passed chunk counts the key");
             if *overflow != u8::MAX {
                 *overflow -= 1;
@@ -396,13 +422,13 @@ impl Positions {
         let mut taken = 0;
         let mut passed = vec![0usize; self.chunks.len()];
         for (c, chunk) in self.chunks.iter().enumerate() {
-            for slot in 0..SLOTS {
-                if chunk.tags[slot] == EMPTY {
-                    continue;
-                }
+            if chunk.taken() & !SLOT_BITS != 0 {
+                return Err(format!("chunk {c}: slots taken past the last"));
+            }
+            for slot in Slots(chunk.taken()) {
                 taken += 1;
                 let hash = hash_of(chunk.positions[slot]);
-                if chunk.tags[slot] != tag(hash) {
+                if chunk.head[slot] != tag(hash) {
                     return Err(format!("chunk {c} slot {slot}: a tag not of its hash"));
                 }
                 let mut probe = Probe::new(hash, self.chunks.len());
@@ -447,37 +473,58 @@ mod tests {
     }
 
     #[test]
-    fn tags_match_exactly_whatever_the_neighbours() {
+    fn only_slots_taken_match() {
         let mut chunk = Chunk::EMPTY;
         // Neighbouring bytes that would borrow into a naive zero test.
-        chunk.tags[..SLOTS].copy_from_slice(&[0, 1, 0x80, 0xff, 7, 0, 7, 0x7f, 1, 0, 0, 7]);
-        chunk.tags[OVERFLOW] = 7; // never a slot
-        assert_eq!(chunk.matching(7).collect::<Vec<_>>(), [4, 6, 11]);
-        assert_eq!(chunk.matching(EMPTY).collect::<Vec<_>>(), [0, 5, 9, 10]);
+        chunk.head[..SLOTS].copy_from_slice(&[0, 1, 0x80, 0xff, 7, 0, 7, 0x7f, 1, 0, 0, 7]);
+        *chunk.overflow_mut() = 7; // never a slot
+        assert!(chunk.matching(7).next().is_none(), "no slot taken");
+        assert_eq!(chunk.vacant(), Some(0));
+        chunk.set_taken(SLOT_BITS & !(1 << 6));
+        assert_eq!(chunk.matching(7).collect::<Vec<_>>(), [4, 11]);
+        assert_eq!(chunk.matching(0).collect::<Vec<_>>(), [0, 5, 9, 10]);
         assert_eq!(chunk.matching(1).collect::<Vec<_>>(), [1, 8]);
         assert_eq!(chunk.matching(0xff).collect::<Vec<_>>(), [3]);
         assert_eq!(chunk.matching(0x80).collect::<Vec<_>>(), [2]);
         assert!(chunk.matching(2).next().is_none());
+        assert_eq!(chunk.vacant(), Some(6));
+        chunk.fill(6, 2, 99);
+        assert_eq!(chunk.matching(2).collect::<Vec<_>>(), [6]);
+        assert_eq!(chunk.positions[6], 99);
+        assert_eq!(chunk.vacant(), None);
+        assert_eq!(chunk.overflow(), 7, "the mask and the count are apart");
     }
 
     proptest! {
-        /// Both compares find the slots a byte-by-byte scan finds.
+        /// Both compares find the slots a byte-by-byte scan finds, among
+        /// the slots taken.
         #[test]
-        fn tags_match_as_a_scan_finds(tags in any::<[u8; 16]>(), tag in any::<u8>()) {
-            let chunk = Chunk { tags, positions: [0; SLOTS] };
-            let expected: Vec<usize> = (0..SLOTS).filter(|&s| tags[s] == tag).collect();
-            prop_assert_eq!(chunk.matching_swar(tag).collect::<Vec<_>>(), expected.clone());
+        fn tags_match_as_a_scan_finds(head in any::<[u8; 16]>(), taken in 0u32..1 << SLOTS, tag in any::<u8>()) {
+            let mut chunk = Chunk { head, positions: [0; SLOTS] };
+            chunk.set_taken(taken);
+            let head = chunk.head;
+            let expected: Vec<usize> = (0..SLOTS).filter(|&s| taken & 1 << s != 0 && head[s] == tag).collect();
+            prop_assert_eq!(Slots(chunk.equal_swar(tag) & chunk.taken()).collect::<Vec<_>>(), expected.clone());
             prop_assert_eq!(chunk.matching(tag).collect::<Vec<_>>(), expected);
-            let all = Chunk { tags: [tag; 16], positions: [0; SLOTS] };
-            prop_assert_eq!(all.matching(tag).count(), SLOTS);
+            let expected_vacant = (0..SLOTS).find(|&s| taken & 1 << s == 0);
+            prop_assert_eq!(chunk.vacant(), expected_vacant);
         }
     }
 
     #[test]
-    fn a_tag_is_never_empty() {
-        assert_eq!(tag(0), 1);
-        assert_eq!(tag(0x00ff_ffff_ffff_ffff), 1);
+    fn any_byte_is_a_tag() {
+        assert_eq!(tag(0x00ff_ffff_ffff_ffff), 0);
         assert_eq!(tag(0xab00_0000_0000_0000), 0xab);
+        // Keys whose tag is 0 or 0xff are found as any other.
+        let hashes = [0u64, 0x00ff_ffff_ffff_fff0, 0xff00_0000_0000_0001, u64::MAX];
+        let mut t = Positions::with_capacity(4);
+        for (i, &h) in hashes.iter().enumerate() {
+            assert!(t.find_or_insert(h, i as u32, |p| p == i as u32).is_none());
+        }
+        for (i, &h) in hashes.iter().enumerate() {
+            assert_eq!(t.find(h, |p| p == i as u32), Some(i as u32));
+        }
+        t.check(|p| hashes[p as usize]).unwrap();
     }
 
     #[test]
