@@ -88,14 +88,19 @@ def main():
         lower_is_better = unit in ("s", "µs", "MiB", "B/key")
         print(f"{phase} ({unit}{', lower is better' if lower_is_better else ''})")
         for name in names:
-            values = [run[phase][0] for run in runs[name]]
+            values = [run[phase][0] for run in runs[name] if phase in run]
+            if not values:
+                print(f"  {name:24} (no such phase: another version of the benchmark)")
+                continue
             line = f"  {name:24} median {figure(statistics.median(values)):>14}"
             if name != reference:
                 ratios = [b[phase][0] / a[phase][0]
-                          for a, b in zip(runs[reference], runs[name]) if a[phase][0]]
-                wins = sum((x < 1) if lower_is_better else (x > 1) for x in ratios)
-                line += (f"   paired ratio to {reference}: {statistics.median(ratios):.3f}"
-                         f" (better in {wins} of {len(ratios)})")
+                          for a, b in zip(runs[reference], runs[name])
+                          if phase in b and a[phase][0]]
+                if ratios:
+                    wins = sum((x < 1) if lower_is_better else (x > 1) for x in ratios)
+                    line += (f"   paired ratio to {reference}: {statistics.median(ratios):.3f}"
+                             f" (better in {wins} of {len(ratios)})")
             print(line)
 
 
