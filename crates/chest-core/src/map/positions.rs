@@ -296,57 +296,25 @@ impl Positions {
 
     /// The position of the key of `hash` (`eq` tells whether a position
     /// holds it), to change; or, if the key is not in the table, `None`
-    /// once its position `at` is added. One probe for both: the key goes
-    /// into the first chunk with an empty slot on its probe, which a
-    /// lookup passes on its way. The table must not be
+    /// once its position `at` is added: into the first chunk with an
+    /// empty slot on its probe, which the lookup passed on its way (the
+    /// chunks are in the cache the second time). The table must not be
     /// [full](Positions::is_full).
     #[inline]
     pub fn find_or_insert(
         &mut self,
         hash: u64,
         at: u32,
-        mut eq: impl FnMut(u32) -> bool,
+        eq: impl FnMut(u32) -> bool,
     ) -> Option<&mut u32> {
         assert!(
             !self.is_full(),
             "a full position table is rebuilt before an insert"
         );
-        let tag = tag(hash);
-        let chunks = self.chunks.len();
-        let mut probe = Probe::new(hash, chunks);
-        // The first chunk with an empty slot, and its step.
-        let mut vacant = None;
-        loop {
-            let chunk = &self.chunks[probe.at];
-            if let Some(slot) = chunk.matching(tag).find(|&slot| eq(chunk.positions[slot])) {
-                return Some(&mut self.chunks[probe.at].positions[slot]);
-            }
-            if vacant.is_none() && chunk.vacant().is_some() {
-                vacant = Some(probe.step);
-            }
-            if chunk.overflow() == 0 || probe.step + 1 >= chunks {
-                break;
-            }
-            probe.advance();
+        if let Some((chunk, slot, _)) = self.find_slot(hash, eq) {
+            return Some(&mut self.chunks[chunk].positions[slot]);
         }
-        match vacant {
-            // Passed on the way: the chunks before it are full, and count
-            // the key as passing.
-            Some(step) => {
-                let mut probe = Probe::new(hash, chunks);
-                for _ in 0..step {
-                    let overflow = self.chunks[probe.at].overflow_mut();
-                    *overflow = overflow.saturating_add(1);
-                    probe.advance();
-                }
-                let chunk = &mut self.chunks[probe.at];
-                let slot = chunk.vacant().expect("a vacant slot");
-                chunk.fill(slot, tag, at);
-                self.len += 1;
-            }
-            // None on the way: the first empty slot after it.
-            None => self.place(hash, at),
-        }
+        self.place(hash, at);
         None
     }
 
